@@ -1,0 +1,239 @@
+"""Model presets as data: every hyper-parameter of the released DynamiCrafter models.
+
+Values follow `reference_spec.md` section 1. A preset is a frozen tree of dataclasses; code never
+branches on a preset's name, only on its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from dcrt.errors import UsageError
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """`UNetModel` of openaimodel3d (spec 3.5). Head width is fixed, head count = channels / width."""
+
+    in_channels: int = 8
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (4, 2, 1)
+    head_channels: int = 64
+    init_attn_heads: int = 8
+    context_dim: int = 1024
+    text_tokens: int = 77
+    image_tokens_per_frame: int = 16
+    # 256 model: every spatial cross-attention scales its image branch by tanh(alpha) + 1.
+    learnable_image_attn_scale: bool = False
+    # Used only when the UNet is called without `fs`; every script passes it explicitly.
+    default_fs: int = 24
+
+    @property
+    def time_embed_dim(self) -> int:
+        return 4 * self.model_channels
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """SD-2.x KL-f8 `AutoencoderKL` (spec 3.6)."""
+
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    in_channels: int = 3
+    out_channels: int = 3
+    z_channels: int = 4
+    scale_factor: float = 0.18215
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """OpenCLIP ViT-H-14 text tower, run to its penultimate block then `ln_final` (spec 3.2)."""
+
+    vocab_size: int = 49408
+    context_length: int = 77
+    width: int = 1024
+    layers: int = 24
+    heads: int = 16
+    mlp_ratio: int = 4
+    projection_dim: int = 1024  # text_projection: stored, never used
+
+    @property
+    def used_layers(self) -> int:
+        return self.layers - 1
+
+
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    """OpenCLIP ViT-H-14 visual tower; output = all tokens of the last block, before `ln_post`."""
+
+    image_size: int = 224
+    patch_size: int = 14
+    width: int = 1280
+    layers: int = 32
+    heads: int = 16
+    mlp_ratio: int = 4
+    projection_dim: int = 1024  # visual.proj: stored, never used
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    @property
+    def num_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 + 1
+
+
+@dataclass(frozen=True)
+class ResamplerConfig:
+    """Frame-wise Perceiver resampler (`image_proj_model`, spec 3.4)."""
+
+    dim: int = 1024
+    depth: int = 4
+    dim_head: int = 64
+    heads: int = 12
+    num_queries: int = 16
+    embedding_dim: int = 1280
+    output_dim: int = 1024
+    ff_mult: int = 4
+    video_length: int = 16
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule and parameterisation (spec 1.2, 1.5, 1.6, 4.3)."""
+
+    timesteps: int = 1000
+    linear_start: float = 0.00085
+    linear_end: float = 0.012
+    parameterization: str = "v"  # "eps" or "v"
+    zero_snr: bool = True
+    dynamic_rescale: bool = True
+    base_scale: float = 0.7
+    turning_step: int = 400
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """What the original scripts pass for this model (spec 1.9)."""
+
+    fs: int = 24
+    fs_range: tuple[int, int] = (1, 60)
+    timestep_spacing: str = "uniform_trailing"
+    guidance_rescale: float = 0.7
+    steps: int = 50
+    eta: float = 1.0
+    guidance_scale: float = 7.5
+    seed: int = 123
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    height: int
+    width: int
+    frames: int = 16
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # The released 256 file stores the fs MLP as `framestride_embed` (older module name, spec 1.8).
+    fs_embed_checkpoint_name: str = "fps_embedding"
+    hf_repo: str | None = None
+    task: str = "i2v"  # "i2v" or "interp" (interpolation and looping)
+
+    @property
+    def latent_height(self) -> int:
+        return self.height // self.vae.downscale
+
+    @property
+    def latent_width(self) -> int:
+        return self.width // self.vae.downscale
+
+
+_V_MODEL = DiffusionConfig()
+_EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_rescale=False)
+
+# Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
+# two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
+# and run in well under a second on a CPU. GroupNorm(32) needs channel counts that are multiples of 32.
+_TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=64)
+_TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2))
+_TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
+_TINY_IMAGE = ImageEncoderConfig(width=64, layers=2, heads=2, projection_dim=32)
+_TINY_RESAMPLER = ResamplerConfig(dim=64, depth=2, dim_head=16, heads=2, embedding_dim=64, output_dim=64)
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="256",
+            height=256,
+            width=256,
+            unet=UNetConfig(learnable_image_attn_scale=True, default_fs=3),
+            diffusion=_EPS_MODEL,
+            sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
+            fs_embed_checkpoint_name="framestride_embed",
+            hf_repo="Doubiiu/DynamiCrafter",
+        ),
+        Preset(name="512", height=320, width=512, hf_repo="Doubiiu/DynamiCrafter_512"),
+        Preset(
+            name="1024",
+            height=576,
+            width=1024,
+            unet=UNetConfig(default_fs=10),
+            diffusion=replace(_V_MODEL, base_scale=0.3),
+            sampling=SamplingDefaults(fs=10),
+            hf_repo="Doubiiu/DynamiCrafter_1024",
+        ),
+        Preset(
+            name="512-interp",
+            height=320,
+            width=512,
+            unet=UNetConfig(default_fs=10),
+            sampling=SamplingDefaults(fs=5, seed=12306),
+            hf_repo="Doubiiu/DynamiCrafter_512_Interp",
+            task="interp",
+        ),
+        Preset(
+            name="tiny",
+            height=64,
+            width=64,
+            unet=_TINY_UNET,
+            vae=_TINY_VAE,
+            text=_TINY_TEXT,
+            image=_TINY_IMAGE,
+            resampler=_TINY_RESAMPLER,
+        ),
+        Preset(
+            name="tiny-256",
+            height=64,
+            width=64,
+            unet=replace(_TINY_UNET, learnable_image_attn_scale=True, default_fs=3),
+            vae=_TINY_VAE,
+            text=_TINY_TEXT,
+            image=_TINY_IMAGE,
+            resampler=_TINY_RESAMPLER,
+            diffusion=_EPS_MODEL,
+            sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
+            fs_embed_checkpoint_name="framestride_embed",
+        ),
+    )
+}
+
+
+def get_preset(name: str | Preset) -> Preset:
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,27 @@
+"""CLIP BPE tokenization (open_clip's tokenizer: SOT + ids + EOT, truncated to 77, padded with 0)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Tokenizer:
+    def __init__(self, context_length: int = 77):
+        self.context_length = context_length
+        self._bpe = None  # open_clip is imported on first use: it is slow to import
+
+    @property
+    def bpe(self):
+        if self._bpe is None:
+            from open_clip.tokenizer import SimpleTokenizer
+
+            self._bpe = SimpleTokenizer(context_length=self.context_length)
+        return self._bpe
+
+    def token_count(self, prompt: str) -> int:
+        """Tokens the prompt needs including SOT and EOT; over `context_length` means it gets truncated."""
+        return len(self.bpe.encode(prompt)) + 2
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        """-> int64 [N, context_length]."""
+        return self.bpe(prompts, context_length=self.context_length).long()

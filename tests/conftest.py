@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny seeded models built in milliseconds-to-a-second, checkpoints written by the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import dcrt
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path | None:
+    """`../shared/` beside the checkout (CI and developer machines), or $DCRT_SHARED_DIR."""
+    candidates = [os.environ.get("DCRT_SHARED_DIR"), REPO.parent / "shared", REPO.parent.parent / "shared"]
+    return next((Path(c) for c in candidates if c and (Path(c) / "reference_spec.md").is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> dcrt.DynamiCrafter:
+    return dcrt.random_model("tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_256_model() -> dcrt.DynamiCrafter:
+    return dcrt.random_model("tiny-256", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_model, tmp_path_factory) -> Path:
+    return dcrt.save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "model.ckpt")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield

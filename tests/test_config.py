@@ -1,0 +1,37 @@
+import dataclasses
+
+import pytest
+
+from dcrt.config import PRESETS, get_preset
+from dcrt.errors import UsageError
+
+
+def test_released_presets_follow_the_spec_table():
+    # spec 1.2 / 1.9: the values that differ between the released models
+    p256, p512, p1024, interp = (PRESETS[n] for n in ("256", "512", "1024", "512-interp"))
+    assert (p256.height, p256.width, p256.latent_height, p256.latent_width) == (256, 256, 32, 32)
+    assert (p512.latent_height, p512.latent_width) == (40, 64)
+    assert (p1024.latent_height, p1024.latent_width) == (72, 128)
+    assert p256.diffusion.parameterization == "eps" and not p256.diffusion.zero_snr
+    assert p256.unet.learnable_image_attn_scale and p256.fs_embed_checkpoint_name == "framestride_embed"
+    assert p1024.diffusion.base_scale == 0.3 and p512.diffusion.base_scale == 0.7
+    assert [p.sampling.fs for p in (p256, p512, p1024, interp)] == [3, 24, 10, 5]
+    assert p256.sampling.timestep_spacing == "uniform" and p512.sampling.timestep_spacing == "uniform_trailing"
+    assert interp.unet == p1024.unet  # default_fs 10: the interp model's training yaml
+    assert interp.task == "interp"
+
+
+def test_presets_are_immutable_data():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PRESETS["512"].height = 1
+
+
+def test_group_norm_channels_divide_by_32_in_every_preset():
+    for p in PRESETS.values():
+        chans = [p.unet.model_channels * m for m in p.unet.channel_mult] + [p.vae.ch * m for m in p.vae.ch_mult]
+        assert all(c % 32 == 0 for c in chans), p.name
+
+
+def test_unknown_preset_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown preset '2048'"):
+        get_preset("2048")
