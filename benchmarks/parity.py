@@ -29,6 +29,16 @@ sys.path.insert(0, str(ROOT))
 from tests.reference import harness  # noqa: E402
 
 
+def _memory() -> str:
+    """Resident memory from /proc (Linux): anonymous (tensors) vs file-backed (the mmap'd checkpoint, reclaimable)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    except OSError:
+        return "n/a"
+    gb = lambda key: int(status[key].split()[0]) / 2**20  # noqa: E731  (kB -> GiB)
+    return f"anon {gb('RssAnon'):.1f} GiB, file {gb('RssFile'):.1f} GiB, peak rss {gb('VmHWM'):.1f} GiB"
+
+
 def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dict]:
     import dcrt
 
@@ -38,9 +48,10 @@ def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dic
     path = workdir / f"{name}.ckpt"
     dcrt.save_checkpoint(model, path)
     state_dict = harness.load_checkpoint_state_dict(path)
-    print(f"[{name}] dcrt model built and saved in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    print(f"[{name}] dcrt model built and saved in {time.perf_counter() - t0:.0f}s ({_memory()})", file=sys.stderr)
 
     def report(part, new):
+        print(f"[{name}] reference {part} done ({_memory()})", file=sys.stderr)
         for comp, d in new.items():
             print(f"[{name}] {comp}: rel {d.rel:.3e} max_abs {d.max_abs:.3e}", file=sys.stderr)
 

@@ -1,19 +1,70 @@
-"""The `dcrt` command line. Library errors (DcrtError) become one line on stderr and an exit code."""
+"""The `dcrt` command line. Library errors (DcrtError) and bad arguments become one line on stderr
+and a non-zero exit code (2 for bad input); tracebacks are for bugs only."""
 
 from __future__ import annotations
 
 import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
+import click
 import typer
 
-from dcrt.errors import DcrtError
+from dcrt.batch import Job, read_prompt_dir
+from dcrt.errors import DcrtError, UsageError
 
 app = typer.Typer(
     help="dcrt: fast inference for the DynamiCrafter image-to-video models.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
+
+# Typer >= 0.20 ships its own copy of click with its own exception classes; older ones use click's.
+_ARGUMENT_ERRORS = (click.exceptions.ClickException, getattr(typer, "TyperException", click.exceptions.ClickException))
+_PRESET_HELP = "model preset: 256, 512, 1024, 512-interp, or tiny / tiny-256 (random weights, seconds on a CPU)"
+Res = Annotated[str, typer.Option("--res", help=_PRESET_HELP)]
+Ckpt = Annotated[Path | None, typer.Option(help="model.ckpt or .safetensors (default: $DCRT_CHECKPOINT_DIR, then the HF cache)")]
+RandomWeights = Annotated[bool, typer.Option("--random-weights", help="seeded random weights instead of a checkpoint")]
+Steps = Annotated[int, typer.Option(help="DDIM steps")]
+Cfg = Annotated[float, typer.Option("--cfg", help="classifier-free guidance scale (1 = off)")]
+Eta = Annotated[float, typer.Option(help="DDIM eta (1 = stochastic, as the original scripts; 0 = deterministic)")]
+Fs = Annotated[int | None, typer.Option(help="frame-rate conditioning (default: the preset's; 256: stride 1-6, others: fps)")]
+Seed = Annotated[int | None, typer.Option(help="noise seed (default: the original script's for the mode)")]
+Rescale = Annotated[float | None, typer.Option("--guidance-rescale", help="guidance rescale phi (default: preset's)")]
+Spacing = Annotated[str | None, typer.Option("--spacing", help="uniform or uniform_trailing (default: preset's)")]
+CfgImg = Annotated[float | None, typer.Option("--cfg-img", help="image guidance scale: enables 3-way guidance")]
+Height = Annotated[int | None, typer.Option(help="output height, a multiple of 64 (default: preset's)")]
+Width = Annotated[int | None, typer.Option(help="output width, a multiple of 64 (default: preset's)")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="output file (png: a folder of frames)")]
+Format = Annotated[str | None, typer.Option("--format", help="mp4 (H.264), gif, webp or png (default: from --out, else mp4)")]
+Quality = Annotated[int, typer.Option(help="x264 CRF for mp4, lower is better (the original uses 10)")]
+Fps = Annotated[int, typer.Option(help="frames per second of the written video")]
+Device = Annotated[str, typer.Option(help="cpu or cuda")]
+Dtype = Annotated[str, typer.Option(help="fp32, fp16 or bf16 (fp16/bf16 for GPUs)")]
+_IMAGE_NOTE = (
+    "Images are resized on the shorter side and centre-cropped to the output size, as the original CLI does: "
+    "where the resized image is smaller than the crop (other aspect ratios), the borders are padded with black."
+)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    res: str
+    ckpt: Path | None
+    random_weights: bool
+    device: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    out: Path | None
+    fmt: str | None
+    quality: int
+    fps: int
 
 
 @app.callback()
@@ -29,12 +80,174 @@ def info() -> None:
     typer.echo(format_report(collect()))
 
 
+@app.command()
+def fetch(res: Res = "512") -> None:
+    """Download a released checkpoint into the Hugging Face cache (resumable)."""
+    from dcrt.config import get_preset
+    from dcrt.hub import fetch_checkpoint
+
+    typer.echo(fetch_checkpoint(get_preset(res)))
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if name not in dtypes:
+        raise UsageError(f"unknown dtype {name!r}; choose fp32, fp16 or bf16")
+    return dtypes[name]
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"unknown device {device!r}; choose cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA GPU is visible (see `dcrt info`)")
+    return device
+
+
+def _load(choice: ModelChoice, preset):
+    import dcrt
+    from dcrt.hub import find_checkpoint
+
+    device, dtype = _check_device(choice.device), _torch_dtype(choice.dtype)
+    if choice.random_weights or (preset.hf_repo is None and choice.ckpt is None):
+        return dcrt.random_model(preset, seed=0, device=device, dtype=dtype)
+    return dcrt.load_model(find_checkpoint(preset, choice.ckpt), preset=preset, device=device, dtype=dtype)
+
+
+def _progress():
+    from tqdm import tqdm
+
+    bar = None
+
+    def on_step(step: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, dynamic_ncols=True)
+        bar.update(1)
+        if step == total:
+            bar.close()
+
+    return on_step
+
+
+def _generate(mode: str, jobs: list[Job], model: ModelChoice, output: OutputChoice, sampling: dict,
+              out_dir: Path | None = None) -> None:
+    """Validate everything cheap first (options, images, output paths), then load once, sample, write."""
+    from dcrt.config import get_preset
+    from dcrt.images import open_image
+    from dcrt.pipeline import pipeline_for, resolve_options
+    from dcrt.video import check_output_path, format_for, write_video
+
+    preset = get_preset(model.res)
+    if mode not in preset.modes:
+        raise UsageError(f"preset {preset.name} cannot {mode}; it supports: {', '.join(preset.modes)}")
+    opts = resolve_options(preset, **sampling)
+    fmt = format_for(output.out or Path("video"), output.fmt)
+    suffix = "" if fmt == "png" else f".{fmt}"
+    if out_dir is not None and not out_dir.is_dir():
+        raise UsageError(f"output directory {out_dir} does not exist")
+    targets = [output.out or (out_dir or Path(".")) / f"{job.name}_{mode}{suffix}" for job in jobs]
+    for target in targets:
+        check_output_path(target)
+    pictures = [[open_image(p) for p in job.images] for job in jobs]
+    pipe = pipeline_for(_load(model, preset))
+    for job, images, target in zip(jobs, pictures, targets):
+        result = pipe.generate(images, job.prompt, mode, opts, on_step=_progress())
+        write_video(result.frames, target, fmt, fps=output.fps, quality=output.quality)
+        typer.echo(str(target))
+
+
+def _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, default_seed) -> dict:
+    return dict(steps=steps, guidance_scale=cfg, eta=eta, fs=fs, guidance_rescale=guidance_rescale,
+                timestep_spacing=spacing, cfg_img=cfg_img, seed=default_seed if seed is None else seed,
+                height=height, width=width)
+
+
+@app.command(help=f"Animate IMAGE following PROMPT into a 16-frame video. {_IMAGE_NOTE}")
+def animate(
+    image: Path, prompt: str, res: Res = "512", ckpt: Ckpt = None, random_weights: RandomWeights = False,
+    steps: Steps = 50, cfg: Cfg = 7.5, eta: Eta = 1.0, fs: Fs = None, guidance_rescale: Rescale = None,
+    spacing: Spacing = None, cfg_img: CfgImg = None, seed: Seed = None, height: Height = None, width: Width = None,
+    out: Out = None, format: Format = None, quality: Quality = 10, fps: Fps = 8, device: Device = "cpu",
+    dtype: Dtype = "fp32",
+) -> None:
+    _generate("animate", [Job([image], prompt, image.stem)], ModelChoice(res, ckpt, random_weights, device, dtype),
+              OutputChoice(out, format, quality, fps),
+              _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, 123))
+
+
+@app.command(help=f"Generate the 16 frames from FIRST to LAST (the 512-interp model). {_IMAGE_NOTE}")
+def interpolate(
+    first: Path, last: Path, prompt: str, res: Res = "512-interp", ckpt: Ckpt = None,
+    random_weights: RandomWeights = False, steps: Steps = 50, cfg: Cfg = 7.5, eta: Eta = 1.0, fs: Fs = None,
+    guidance_rescale: Rescale = None, spacing: Spacing = None, cfg_img: CfgImg = None, seed: Seed = None,
+    height: Height = None, width: Width = None, out: Out = None, format: Format = None, quality: Quality = 10,
+    fps: Fps = 8, device: Device = "cpu", dtype: Dtype = "fp32",
+) -> None:
+    _generate("interpolate", [Job([first, last], prompt, first.stem)], ModelChoice(res, ckpt, random_weights, device, dtype),
+              OutputChoice(out, format, quality, fps),
+              _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, 12306))
+
+
+@app.command(help=f"A looping video that starts and ends on IMAGE (the 512-interp model). {_IMAGE_NOTE}")
+def loop(
+    image: Path, prompt: str, res: Res = "512-interp", ckpt: Ckpt = None, random_weights: RandomWeights = False,
+    steps: Steps = 50, cfg: Cfg = 7.5, eta: Eta = 1.0, fs: Fs = None, guidance_rescale: Rescale = None,
+    spacing: Spacing = None, cfg_img: CfgImg = None, seed: Seed = None, height: Height = None, width: Width = None,
+    out: Out = None, format: Format = None, quality: Quality = 10, fps: Fps = 8, device: Device = "cpu",
+    dtype: Dtype = "fp32",
+) -> None:
+    _generate("loop", [Job([image], prompt, image.stem)], ModelChoice(res, ckpt, random_weights, device, dtype),
+              OutputChoice(out, format, quality, fps),
+              _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, 234))
+
+
+@app.command(help=f"Run a folder: images sorted by name, prompts one per line in its first .txt file "
+                  f"(interpolate: images 2i, 2i+1 share prompt i). Writes OUT_DIR/<image>_<mode>.<format>. {_IMAGE_NOTE}")
+def batch(
+    directory: Path, out_dir: Annotated[Path, typer.Option("--out-dir", help="existing directory for the videos")],
+    mode: Annotated[str, typer.Option(help="animate, interpolate or loop")] = "animate",
+    prompts: Annotated[Path | None, typer.Option(help="prompt file (default: the folder's first .txt)")] = None,
+    res: Res = "512", ckpt: Ckpt = None, random_weights: RandomWeights = False, steps: Steps = 50, cfg: Cfg = 7.5,
+    eta: Eta = 1.0, fs: Fs = None, guidance_rescale: Rescale = None, spacing: Spacing = None, cfg_img: CfgImg = None,
+    seed: Seed = None, height: Height = None, width: Width = None, format: Format = None, quality: Quality = 10,
+    fps: Fps = 8, device: Device = "cpu", dtype: Dtype = "fp32",
+) -> None:
+    from dcrt.pipeline import MODES
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    default_seed = {"animate": 123, "interpolate": 12306, "loop": 234}[mode]
+    _generate(mode, read_prompt_dir(directory, mode, prompts), ModelChoice(res, ckpt, random_weights, device, dtype),
+              OutputChoice(None, format, quality, fps),
+              _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, default_seed),
+              out_dir=out_dir)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.echo(f"dcrt: warning: {message}", err=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
     try:
-        app()
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            code = app(standalone_mode=False)
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+        typer.echo("dcrt: interrupted", err=True)
+        sys.exit(130)
+    except _ARGUMENT_ERRORS as exc:  # bad arguments: one line, exit 2
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"dcrt: error: {message}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
     except DcrtError as exc:
         typer.echo(f"dcrt: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("dcrt: interrupted", err=True)
-        sys.exit(130)
+    sys.exit(code or 0)

@@ -147,8 +147,10 @@ class Preset:
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     # The released 256 file stores the fs MLP as `framestride_embed` (older module name, spec 1.8).
     fs_embed_checkpoint_name: str = "fps_embedding"
-    hf_repo: str | None = None
-    task: str = "i2v"  # "i2v" or "interp" (interpolation and looping)
+    hf_repo: str | None = None  # Hugging Face repository holding `model.ckpt`
+    checkpoint_dir_name: str | None = None  # the original scripts' `checkpoints/<name>/model.ckpt`
+    # What the checkpoint was trained for: image-to-video, or (the interp model) interpolation and loops.
+    modes: tuple[str, ...] = ("animate",)
 
     @property
     def latent_height(self) -> int:
@@ -165,6 +167,7 @@ _EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_res
 # Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
 # two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
 # and run in well under a second on a CPU. GroupNorm(32) needs channel counts that are multiples of 32.
+_ALL_MODES = ("animate", "interpolate", "loop")
 _TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=64)
 _TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2))
 _TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
@@ -183,8 +186,15 @@ PRESETS: dict[str, Preset] = {
             sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
             fs_embed_checkpoint_name="framestride_embed",
             hf_repo="Doubiiu/DynamiCrafter",
+            checkpoint_dir_name="dynamicrafter_256_v1",
         ),
-        Preset(name="512", height=320, width=512, hf_repo="Doubiiu/DynamiCrafter_512"),
+        Preset(
+            name="512",
+            height=320,
+            width=512,
+            hf_repo="Doubiiu/DynamiCrafter_512",
+            checkpoint_dir_name="dynamicrafter_512_v1",
+        ),
         Preset(
             name="1024",
             height=576,
@@ -193,6 +203,7 @@ PRESETS: dict[str, Preset] = {
             diffusion=replace(_V_MODEL, base_scale=0.3),
             sampling=SamplingDefaults(fs=10),
             hf_repo="Doubiiu/DynamiCrafter_1024",
+            checkpoint_dir_name="dynamicrafter_1024_v1",
         ),
         Preset(
             name="512-interp",
@@ -201,7 +212,8 @@ PRESETS: dict[str, Preset] = {
             unet=UNetConfig(default_fs=10),
             sampling=SamplingDefaults(fs=5, seed=12306),
             hf_repo="Doubiiu/DynamiCrafter_512_Interp",
-            task="interp",
+            checkpoint_dir_name="dynamicrafter_512_interp_v1",
+            modes=("interpolate", "loop"),
         ),
         Preset(
             name="tiny",
@@ -212,6 +224,7 @@ PRESETS: dict[str, Preset] = {
             text=_TINY_TEXT,
             image=_TINY_IMAGE,
             resampler=_TINY_RESAMPLER,
+            modes=_ALL_MODES,
         ),
         Preset(
             name="tiny-256",
@@ -225,6 +238,7 @@ PRESETS: dict[str, Preset] = {
             diffusion=_EPS_MODEL,
             sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
             fs_embed_checkpoint_name="framestride_embed",
+            modes=_ALL_MODES,
         ),
     )
 }

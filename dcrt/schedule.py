@@ -6,6 +6,8 @@ and stores in every checkpoint; a loaded checkpoint's own values take precedence
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 import torch
 
@@ -79,3 +81,101 @@ def schedule_buffers(cfg: DiffusionConfig) -> dict[str, torch.Tensor]:
     if cfg.dynamic_rescale:
         buffers["scale_arr"] = torch.tensor(dynamic_rescale_table(cfg), dtype=torch.float32)
     return buffers
+
+
+# --- DDIM sampling schedule (spec 4.4 - 4.6) -----------------------------------------------------
+
+SPACINGS = ("uniform", "uniform_trailing")
+
+
+def ddim_timesteps(steps: int, spacing: str, num_train_steps: int = 1000) -> np.ndarray:
+    """DDPM timesteps visited by DDIM, ascending (position 0 = least noisy), int64.
+
+    `uniform`: every c = 1000 // S steps from 0, plus one; yields ceil(1000 / c) steps, which is not
+    always S (S = 16 gives 17). `uniform_trailing`: 1000, 1000 - c, ... (c = 1000 / S) rounded half
+    to even, reversed, minus one; always S steps, starting from t = 999. Both quirks are the original's.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if spacing == "uniform":
+        c = num_train_steps // steps
+        if c == 0:
+            raise ValueError(f"uniform spacing supports at most {num_train_steps} steps, got {steps}")
+        return np.arange(0, num_train_steps, c, dtype=np.int64) + 1
+    if spacing == "uniform_trailing":
+        c = num_train_steps / steps
+        return np.flip(np.round(np.arange(num_train_steps, 0, -c))).astype(np.int64) - 1
+    raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+
+
+@dataclass(frozen=True)
+class DDIMSchedule:
+    """Per-step coefficients of one DDIM run, each a float32 tensor [S] indexed by step position i.
+
+    One step, for model output m at position i (x, m float32):
+        eps = eps_from_m[i] * m + eps_from_x[i] * x
+        x0  = (x0_from_x[i] * x - x0_from_m[i] * m) * x0_rescale[i]
+        x'  = sqrt_alpha_prev[i] * x0 + direction[i] * eps + sigma[i] * noise_i
+    v-models: eps = sqrt(a_t) m + sqrt(1 - a_t) x and x0 = sqrt(a_t) x - sqrt(1 - a_t) m; eps-models:
+    eps = m and x0 = (x - sqrt(1 - a_t) m) / sqrt(a_t). `x0_rescale` is the dynamic-rescale ratio
+    s(t_{i-1}) / s(t_i) (1 at i = 0 and for models without it). Steps run from i = S-1 down to 0.
+    """
+
+    timesteps: torch.Tensor  # int64 [S]
+    eps_from_m: torch.Tensor
+    eps_from_x: torch.Tensor
+    x0_from_x: torch.Tensor
+    x0_from_m: torch.Tensor
+    x0_rescale: torch.Tensor
+    sqrt_alpha_prev: torch.Tensor
+    direction: torch.Tensor
+    sigma: torch.Tensor
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+    def to(self, device: str | torch.device) -> DDIMSchedule:
+        return DDIMSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def build_ddim_schedule(
+    buffers: dict[str, torch.Tensor], cfg: DiffusionConfig, steps: int, spacing: str, eta: float
+) -> DDIMSchedule:
+    """Coefficients from the checkpoint's schedule tensors, in the original's precisions (spec 4.5).
+
+    A_i and A'_i are float32 values (A'_0 = alpha_bar[0], not 1); sigma is computed in float64 from
+    them and rounded to float32; the direction coefficient sqrt(1 - A' - sigma^2) is evaluated in
+    float32 as the original does, which makes it 2.44e-4 rather than 0 at t = 999 for zero-SNR models.
+    """
+    ts = ddim_timesteps(steps, spacing, cfg.timesteps)
+    ac = buffers["alphas_cumprod"].detach().cpu().float()
+    a = ac[ts]
+    a_prev = torch.cat([ac[:1], ac[ts[:-1]]])
+    a64, a_prev64 = a.double(), a_prev.double()
+    sigma = (eta * torch.sqrt((1 - a_prev64) / (1 - a64) * (1 - a64 / a_prev64))).float()
+    direction = (1.0 - a_prev - sigma**2).sqrt()
+    if cfg.parameterization == "v":
+        sqrt_a = buffers["sqrt_alphas_cumprod"].detach().cpu().float()[ts]
+        sqrt_1ma = buffers["sqrt_one_minus_alphas_cumprod"].detach().cpu().float()[ts]
+        eps_from_m, eps_from_x, x0_from_x, x0_from_m = sqrt_a, sqrt_1ma, sqrt_a, sqrt_1ma
+    else:
+        sqrt_a, sqrt_1ma = a.sqrt(), (1.0 - a).sqrt()
+        eps_from_m, eps_from_x = torch.ones_like(a), torch.zeros_like(a)
+        x0_from_x, x0_from_m = 1.0 / sqrt_a, sqrt_1ma / sqrt_a
+    if cfg.dynamic_rescale:
+        s = buffers["scale_arr"].detach().cpu().float()[ts]
+        x0_rescale = torch.cat([s[:1], s[:-1]]) / s
+    else:
+        x0_rescale = torch.ones_like(a)
+    return DDIMSchedule(
+        timesteps=torch.from_numpy(ts.copy()),
+        eps_from_m=eps_from_m,
+        eps_from_x=eps_from_x,
+        x0_from_x=x0_from_x,
+        x0_from_m=x0_from_m,
+        x0_rescale=x0_rescale,
+        sqrt_alpha_prev=a_prev.sqrt(),
+        direction=direction,
+        sigma=sigma,
+    )

@@ -18,7 +18,7 @@ def test_released_presets_follow_the_spec_table():
     assert [p.sampling.fs for p in (p256, p512, p1024, interp)] == [3, 24, 10, 5]
     assert p256.sampling.timestep_spacing == "uniform" and p512.sampling.timestep_spacing == "uniform_trailing"
     assert interp.unet == p1024.unet  # default_fs 10: the interp model's training yaml
-    assert interp.task == "interp"
+    assert interp.modes == ("interpolate", "loop") and p512.modes == ("animate",)
 
 
 def test_presets_are_immutable_data():

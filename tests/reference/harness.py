@@ -114,8 +114,10 @@ def import_reference(repo: Path) -> SimpleNamespace:
         sys.path.insert(0, str(repo))
     for name in list(sys.modules):
         if name.split(".")[0] in _REF_PACKAGES:
-            origin = getattr(sys.modules[name], "__file__", None) or ""
-            if not Path(origin).resolve().is_relative_to(repo):
+            mod = sys.modules[name]
+            # The checkout has no __init__.py files: its packages are namespace packages (no __file__).
+            origin = getattr(mod, "__file__", None) or next(iter(getattr(mod, "__path__", [])), None)
+            if origin is None or not Path(origin).resolve().is_relative_to(repo):
                 del sys.modules[name]
 
     def load(module: str, attr: str):
@@ -225,7 +227,9 @@ def _load_strict(module: nn.Module, state_dict: dict, prefix: str, rename=None) 
         lines += [f"  unexpected {prefix}{k} {tuple(sub[k].shape)}" for k in unexpected]
         lines += [f"  shape      {prefix}{k} ckpt {tuple(sub[k].shape)} ref {tuple(expected[k].shape)}" for k in shapes]
         raise KeyMismatch("\n".join(lines))
-    module.load_state_dict({k: v.float() for k, v in sub.items()}, strict=True)
+    # assign=True: parameters alias the (memory-mapped) checkpoint tensors instead of copying them, so a
+    # reference part costs page cache rather than another ~6 GB of anonymous memory for a full UNet.
+    module.load_state_dict({k: v.float() for k, v in sub.items()}, strict=True, assign=True)
 
 
 def _ref_unet(ref, preset):

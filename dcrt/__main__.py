@@ -1,0 +1,3 @@
+from dcrt.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""The one interface every backend (torch, onnxruntime, tensorrt) implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from dcrt.config import Preset
+
+
+class Backend(ABC):
+    """Runs the networks of one model on one device. Inputs and outputs are torch tensors on `device`.
+
+    Shapes (C = context width, T = 16 frames, h x w = latent size):
+        encode_text     tokens [N, 77] int64                      -> [N, 77, C]
+        encode_image    CLIP-normalised pixels [N, 3, 224, 224]   -> [N, 256, C] (CLIP tokens + resampler)
+        unet            x [B, 8, T, h, w], t [B], context [B, 77 + 16 T, C], fs [B] -> [B, 4, T, h, w]
+        encode_latents  frames [N, 3, 8h, 8w] in [-1, 1]          -> [N, 4, h, w] (scaled posterior mean)
+        decode_latents  z [N, 4, h, w]                            -> [N, 3, 8h, 8w]
+    """
+
+    preset: Preset
+    device: torch.device
+    # Frames decoded per VAE call: bounds peak memory of the full-resolution decoder activations.
+    decode_chunk: int = 4
+
+    @abstractmethod
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+        """The checkpoint's noise-schedule tensors (alphas_cumprod, ..., scale_arr), float32."""

@@ -1,0 +1,39 @@
+"""PyTorch backend: the reference modules themselves, in the model's dtype, under inference mode."""
+
+from __future__ import annotations
+
+import torch
+
+from dcrt.backends.base import Backend
+from dcrt.models.dynamicrafter import DynamiCrafter
+
+
+class TorchBackend(Backend):
+    def __init__(self, model: DynamiCrafter, decode_chunk: int = 4):
+        self.model = model
+        self.preset = model.preset
+        self.device = model.device
+        self.decode_chunk = decode_chunk
+
+    @torch.inference_mode()
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.text_encoder(tokens.to(self.device))
+
+    @torch.inference_mode()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.resampler(self.model.image_encoder.encode_pixels(pixels.to(self.device)))
+
+    @torch.inference_mode()
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        return self.model.unet(x, t, context, fs)
+
+    @torch.inference_mode()
+    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_latents(frames)
+
+    @torch.inference_mode()
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode_latents(z)
+
+    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.schedule.named_buffers())

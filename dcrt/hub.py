@@ -1,0 +1,67 @@
+"""Finding and downloading the released checkpoints.
+
+Search order: an explicit path, then `$DCRT_CHECKPOINT_DIR` (`<dir>/<preset>/model.ckpt` or the
+original scripts' `<dir>/dynamicrafter_512_v1/model.ckpt`), then the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dcrt.config import Preset
+from dcrt.errors import DcrtError, UsageError
+
+CHECKPOINT_FILE = "model.ckpt"
+CHECKPOINT_DIR_ENV = "DCRT_CHECKPOINT_DIR"
+
+
+def _candidates(preset: Preset) -> list[Path]:
+    root = os.environ.get(CHECKPOINT_DIR_ENV)
+    if not root:
+        return []
+    names = [preset.name] + ([preset.checkpoint_dir_name] if preset.checkpoint_dir_name else [])
+    return [Path(root) / name / CHECKPOINT_FILE for name in names]
+
+
+def _hf_cached(preset: Preset) -> Path | None:
+    if preset.hf_repo is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id=preset.hf_repo, filename=CHECKPOINT_FILE)
+    return Path(found) if isinstance(found, str) else None
+
+
+def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        if explicit.is_dir():
+            explicit = explicit / CHECKPOINT_FILE
+        if not explicit.is_file():
+            raise UsageError(f"checkpoint {explicit} does not exist")
+        return explicit
+    for path in _candidates(preset):
+        if path.is_file():
+            return path
+    cached = _hf_cached(preset)
+    if cached is not None:
+        return cached
+    if preset.hf_repo is None:
+        raise UsageError(f"preset {preset.name} has no released checkpoint; pass --ckpt or --random-weights")
+    raise UsageError(
+        f"no checkpoint for preset {preset.name}: pass --ckpt, set {CHECKPOINT_DIR_ENV}, "
+        f"or download it with `dcrt fetch --res {preset.name}`"
+    )
+
+
+def fetch_checkpoint(preset: Preset) -> Path:
+    """Download (resumably) into the Hugging Face cache; returns the local path."""
+    if preset.hf_repo is None:
+        raise UsageError(f"preset {preset.name} has no released checkpoint to download")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=preset.hf_repo, filename=CHECKPOINT_FILE))
+    except Exception as exc:  # network, auth and disk errors all end the command with one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DcrtError(f"cannot download {preset.hf_repo}/{CHECKPOINT_FILE}: {first}") from None

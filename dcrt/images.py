@@ -1,0 +1,80 @@
+"""Conditioning images: any file PIL opens, a PIL image, a uint8 array or a [-1, 1] tensor -> [1, 3, H, W].
+
+Preprocessing is the original CLI's: resize the *shorter* side to min(H, W) (PIL bilinear with its
+antialiasing), then centre-crop to H x W. The crop pads with black where the resized image is smaller
+than the target (e.g. a 4:3 photo at 320x512 gets black side bars), as the original does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dcrt.errors import UsageError
+
+ImageInput = str | Path | np.ndarray | torch.Tensor  # or a PIL.Image.Image
+# Modes whose conversion to 8-bit RGB is well defined; 16/32-bit grey ("I", "I;16", "F") is not.
+_CONVERTIBLE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "La", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV", "RGBa"}
+
+
+def open_image(path: str | Path):
+    """Open an image file as an RGB PIL image, honouring EXIF rotation. Raises UsageError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, expected an image file")
+    if not path.is_file():
+        raise UsageError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(ImageOps.exif_transpose(img), str(path))
+    except UnidentifiedImageError:
+        raise UsageError(f"{path} is not an image PIL can read") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read image {path}: {exc}") from None
+
+
+def to_rgb(img, name: str = "image"):
+    if img.mode not in _CONVERTIBLE_MODES:
+        raise UsageError(f"{name} has unsupported mode {img.mode!r}; convert it to 8-bit RGB first")
+    # Transparency is dropped (the colour under it is kept), as the original's convert('RGB') does.
+    return img.convert("RGB")
+
+
+def _pil_to_tensor(img, height: int, width: int) -> torch.Tensor:
+    from torchvision.transforms import CenterCrop, Resize
+
+    img = CenterCrop((height, width))(Resize(min(height, width))(img))
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    return (pixels * 2.0 - 1.0)[None]
+
+
+def load_image(image, height: int, width: int) -> torch.Tensor:
+    """-> float32 [1, 3, height, width] in [-1, 1]. A tensor input must already be at that size."""
+    from PIL import Image
+
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 4 or image.shape[:2] != (1, 3) or tuple(image.shape[2:]) != (height, width):
+            raise UsageError(f"an image tensor must be [1, 3, {height}, {width}] in [-1, 1], got {list(image.shape)}")
+        return image.float()
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise UsageError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
+        image = Image.fromarray(image, "RGB")
+    elif isinstance(image, (str, Path)):
+        image = open_image(image)
+    elif isinstance(image, Image.Image):
+        image = to_rgb(image)
+    else:
+        raise UsageError(f"unsupported image input of type {type(image).__name__}")
+    return _pil_to_tensor(image, height, width)
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """[T, 3, H, W] roughly in [-1, 1] -> uint8 [T, H, W, 3]: clamp, map to [0, 255], truncate (as the original)."""
+    x = (video.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,118 @@
+"""The DDIM sampling loop with classifier-free guidance (spec 4.6, 4.7).
+
+It knows no networks: it calls a `denoise(x, t, context, fs)` function (any backend's UNet) once per
+step on the stacked guidance branches. Every per-step quantity is a tensor indexed by step position,
+so one step has no host-side branching on data and can be captured as a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from dcrt.schedule import DDIMSchedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance. Branch order in the batch: conditional, unconditional[, image-only].
+
+    `image_scale` set -> three-way multi-condition guidance (text scale = `scale`, image scale =
+    `image_scale`); `rescale` > 0 -> guidance rescale against the conditional output's std.
+    """
+
+    scale: float = 7.5
+    image_scale: float | None = None
+    rescale: float = 0.0
+
+    @property
+    def branches(self) -> int:
+        if self.scale == 1.0:
+            return 1
+        return 3 if self.image_scale is not None else 2
+
+
+def combine_guidance(out: torch.Tensor, guidance: Guidance) -> torch.Tensor:
+    """[branches * B, ...] model outputs -> guided [B, ...] output (float32)."""
+    out = out.float()
+    if guidance.branches == 1:
+        return out
+    parts = out.chunk(guidance.branches)
+    cond, uncond = parts[0], parts[1]
+    if guidance.branches == 2:
+        guided = uncond + guidance.scale * (cond - uncond)
+    else:
+        image_only = parts[2]
+        guided = uncond + guidance.image_scale * (image_only - uncond) + guidance.scale * (cond - image_only)
+    if guidance.rescale > 0.0:
+        dims = list(range(1, cond.ndim))
+        ratio = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)  # unbiased, per sample
+        guided = guidance.rescale * guided * ratio + (1.0 - guidance.rescale) * guided
+    return guided
+
+
+def ddim_update(
+    x: torch.Tensor, model_out: torch.Tensor, noise: torch.Tensor | None, schedule: DDIMSchedule, i: int
+) -> torch.Tensor:
+    """One DDIM step at position i (see DDIMSchedule for the formulas); float32 throughout."""
+    eps = schedule.eps_from_m[i] * model_out + schedule.eps_from_x[i] * x
+    x0 = (schedule.x0_from_x[i] * x - schedule.x0_from_m[i] * model_out) * schedule.x0_rescale[i]
+    x_prev = schedule.sqrt_alpha_prev[i] * x0 + schedule.direction[i] * eps
+    return x_prev if noise is None else x_prev + schedule.sigma[i] * noise
+
+
+@dataclass
+class SamplerInputs:
+    """Everything a run conditions on. `context` stacks the guidance branches in `Guidance` order."""
+
+    context: torch.Tensor  # [branches, 77 + 16 T, C]
+    concat: torch.Tensor  # [1, 4, T, h, w] the image latents the UNet sees beside x
+    fs: int
+
+
+class NoiseSource:
+    """Seeded Gaussian noise in the documented order: x_T first, then one draw per step.
+
+    The same order (and shapes) as the original, so on CUDA the same seed gives the original's noise.
+    """
+
+    def __init__(self, seed: int, device: torch.device | str):
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.device = device
+
+    def draw(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device, dtype=torch.float32)
+
+
+def sample(
+    denoise: Denoiser,
+    inputs: SamplerInputs,
+    schedule: DDIMSchedule,
+    guidance: Guidance,
+    x_T: torch.Tensor,
+    noise: NoiseSource | None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Run DDIM from x_T [1, 4, T, h, w] (float32) to the final latents. `noise=None` means eta = 0."""
+    device = x_T.device
+    schedule = schedule.to(device)
+    n = guidance.branches
+    context = inputs.context[:n].to(device)
+    concat = inputs.concat.to(device=device, dtype=torch.float32).expand(n, -1, -1, -1, -1)
+    fs = torch.full((n,), inputs.fs, dtype=torch.long, device=device)
+    x = x_T.to(torch.float32)
+    total = schedule.num_steps
+    for step, i in enumerate(reversed(range(total))):
+        t = schedule.timesteps[i].expand(n)
+        model_in = torch.cat([x.expand(n, -1, -1, -1, -1), concat], dim=1)
+        model_out = combine_guidance(denoise(model_in, t, context, fs), guidance)
+        step_noise = noise.draw(tuple(x.shape)) if noise is not None else None
+        x = ddim_update(x, model_out, step_noise, schedule, i)
+        if on_step is not None:
+            on_step(step + 1, total)
+    return x
