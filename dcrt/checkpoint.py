@@ -13,12 +13,12 @@ import functools
 import math
 import os
 import pickle
-import tempfile
 import zlib
 from pathlib import Path
 
 import torch
 
+from dcrt.atomic import atomic_file
 from dcrt.config import PRESETS, Preset, get_preset
 from dcrt.errors import CheckpointError, UsageError
 from dcrt.models.dynamicrafter import DynamiCrafter
@@ -266,19 +266,13 @@ def save_checkpoint(model: DynamiCrafter, path: str | os.PathLike) -> Path:
     missing = set(unused_tensor_shapes(model.preset)) - set(state)
     if missing:
         raise CheckpointError(f"model lacks the unused checkpoint tensors {sorted(missing)[:3]}; cannot write a complete file")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
             save_file(state, tmp, metadata={"format": "pt", "dcrt_preset": model.preset.name})
         else:
             torch.save({"state_dict": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -43,6 +43,8 @@ Format = Annotated[str | None, typer.Option("--format", help="mp4 (H.264), gif, 
 Quality = Annotated[int, typer.Option(help="x264 CRF for mp4, lower is better (the original uses 10)")]
 Fps = Annotated[int, typer.Option(help="frames per second of the written video")]
 Device = Annotated[str, typer.Option(help="cpu or cuda")]
+BackendName = Annotated[str, typer.Option("--backend", help="torch (the reference modules) or ort (ONNX Runtime on an export)")]
+ExportDir = Annotated[Path | None, typer.Option(help="export directory for --backend ort (default: export/<res>)")]
 Dtype = Annotated[str, typer.Option(help="fp32, fp16 or bf16 (fp16/bf16 for GPUs)")]
 _IMAGE_NOTE = (
     "Images are resized on the shorter side and centre-cropped to the output size, as the original CLI does: "
@@ -57,6 +59,8 @@ class ModelChoice:
     random_weights: bool
     device: str
     dtype: str
+    backend: str = "torch"
+    export_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,32 @@ def info() -> None:
     from dcrt.info import collect, format_report
 
     typer.echo(format_report(collect()))
+
+
+@app.command("export")
+def export_command(
+    res: Res = "512", ckpt: Ckpt = None, random_weights: RandomWeights = False,
+    precision: Annotated[str, typer.Option(help="fp32 or fp16 graphs (inputs and outputs stay fp32)")] = "fp32",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: export/<res>)")] = None,
+    height: Height = None, width: Width = None,
+    force: Annotated[bool, typer.Option(help="export again even if an identical export exists")] = False,
+) -> None:
+    """Export every component to ONNX, check each in ONNX Runtime against PyTorch, write manifest.json."""
+    from dcrt.config import get_preset
+    from dcrt.export import PRECISIONS, ExportRequest, export_model
+
+    preset = get_preset(res)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    for name, size in (("height", height), ("width", width)):
+        if size is not None and (size <= 0 or size % 64):
+            raise UsageError(f"{name} must be a positive multiple of 64, got {size}")
+    choice = ModelChoice(res, ckpt, random_weights, "cpu", "fp32")
+    out = out or Path("export") / preset.name
+    request = ExportRequest(preset, precision, _source(choice, preset), height, width)
+    log = lambda message: typer.echo(message, err=True)  # noqa: E731
+    export_model(_load_model(choice, preset), out, request, force=force, log=log)
+    typer.echo(str(out))
 
 
 @app.command()
@@ -108,7 +138,7 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _load(choice: ModelChoice, preset):
+def _load_model(choice: ModelChoice, preset):
     import dcrt
     from dcrt.hub import find_checkpoint
 
@@ -116,6 +146,32 @@ def _load(choice: ModelChoice, preset):
     if choice.random_weights or (preset.hf_repo is None and choice.ckpt is None):
         return dcrt.random_model(preset, seed=0, device=device, dtype=dtype)
     return dcrt.load_model(find_checkpoint(preset, choice.ckpt), preset=preset, device=device, dtype=dtype)
+
+
+def _source(choice: ModelChoice, preset) -> str:
+    """The checkpoint fingerprint recorded in an export's manifest."""
+    from dcrt.hub import find_checkpoint
+    from dcrt.manifest import sha256_file
+
+    if choice.random_weights or (preset.hf_repo is None and choice.ckpt is None):
+        return f"random:{preset.name}:seed0"
+    return "sha256:" + sha256_file(find_checkpoint(preset, choice.ckpt))
+
+
+def _load_backend(choice: ModelChoice, preset):
+    from dcrt.backends import TorchBackend
+
+    if choice.backend == "torch":
+        return TorchBackend(_load_model(choice, preset))
+    if choice.backend == "ort":
+        from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        export_dir = choice.export_dir or Path("export") / preset.name
+        backend = OnnxRuntimeBackend(export_dir, _check_device(choice.device))
+        if backend.preset.name != preset.name:
+            raise UsageError(f"{export_dir} holds an export of preset {backend.preset.name}, not {preset.name}")
+        return backend
+    raise UsageError(f"unknown backend {choice.backend!r}; choose torch or ort")
 
 
 def _progress():
@@ -154,7 +210,7 @@ def _generate(mode: str, jobs: list[Job], model: ModelChoice, output: OutputChoi
     for target in targets:
         check_output_path(target)
     pictures = [[open_image(p) for p in job.images] for job in jobs]
-    pipe = pipeline_for(_load(model, preset))
+    pipe = pipeline_for(_load_backend(model, preset))
     for job, images, target in zip(jobs, pictures, targets):
         result = pipe.generate(images, job.prompt, mode, opts, on_step=_progress())
         write_video(result.frames, target, fmt, fps=output.fps, quality=output.quality)
@@ -173,9 +229,9 @@ def animate(
     steps: Steps = 50, cfg: Cfg = 7.5, eta: Eta = 1.0, fs: Fs = None, guidance_rescale: Rescale = None,
     spacing: Spacing = None, cfg_img: CfgImg = None, seed: Seed = None, height: Height = None, width: Width = None,
     out: Out = None, format: Format = None, quality: Quality = 10, fps: Fps = 8, device: Device = "cpu",
-    dtype: Dtype = "fp32",
+    dtype: Dtype = "fp32", backend: BackendName = "torch", export_dir: ExportDir = None,
 ) -> None:
-    _generate("animate", [Job([image], prompt, image.stem)], ModelChoice(res, ckpt, random_weights, device, dtype),
+    _generate("animate", [Job([image], prompt, image.stem)], ModelChoice(res, ckpt, random_weights, device, dtype, backend, export_dir),
               OutputChoice(out, format, quality, fps),
               _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, 123))
 
@@ -186,9 +242,10 @@ def interpolate(
     random_weights: RandomWeights = False, steps: Steps = 50, cfg: Cfg = 7.5, eta: Eta = 1.0, fs: Fs = None,
     guidance_rescale: Rescale = None, spacing: Spacing = None, cfg_img: CfgImg = None, seed: Seed = None,
     height: Height = None, width: Width = None, out: Out = None, format: Format = None, quality: Quality = 10,
-    fps: Fps = 8, device: Device = "cpu", dtype: Dtype = "fp32",
+    fps: Fps = 8, device: Device = "cpu", dtype: Dtype = "fp32", backend: BackendName = "torch",
+    export_dir: ExportDir = None,
 ) -> None:
-    _generate("interpolate", [Job([first, last], prompt, first.stem)], ModelChoice(res, ckpt, random_weights, device, dtype),
+    _generate("interpolate", [Job([first, last], prompt, first.stem)], ModelChoice(res, ckpt, random_weights, device, dtype, backend, export_dir),
               OutputChoice(out, format, quality, fps),
               _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, 12306))
 
@@ -199,9 +256,9 @@ def loop(
     steps: Steps = 50, cfg: Cfg = 7.5, eta: Eta = 1.0, fs: Fs = None, guidance_rescale: Rescale = None,
     spacing: Spacing = None, cfg_img: CfgImg = None, seed: Seed = None, height: Height = None, width: Width = None,
     out: Out = None, format: Format = None, quality: Quality = 10, fps: Fps = 8, device: Device = "cpu",
-    dtype: Dtype = "fp32",
+    dtype: Dtype = "fp32", backend: BackendName = "torch", export_dir: ExportDir = None,
 ) -> None:
-    _generate("loop", [Job([image], prompt, image.stem)], ModelChoice(res, ckpt, random_weights, device, dtype),
+    _generate("loop", [Job([image], prompt, image.stem)], ModelChoice(res, ckpt, random_weights, device, dtype, backend, export_dir),
               OutputChoice(out, format, quality, fps),
               _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, 234))
 
@@ -215,14 +272,15 @@ def batch(
     res: Res = "512", ckpt: Ckpt = None, random_weights: RandomWeights = False, steps: Steps = 50, cfg: Cfg = 7.5,
     eta: Eta = 1.0, fs: Fs = None, guidance_rescale: Rescale = None, spacing: Spacing = None, cfg_img: CfgImg = None,
     seed: Seed = None, height: Height = None, width: Width = None, format: Format = None, quality: Quality = 10,
-    fps: Fps = 8, device: Device = "cpu", dtype: Dtype = "fp32",
+    fps: Fps = 8, device: Device = "cpu", dtype: Dtype = "fp32", backend: BackendName = "torch",
+    export_dir: ExportDir = None,
 ) -> None:
     from dcrt.pipeline import MODES
 
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     default_seed = {"animate": 123, "interpolate": 12306, "loop": 234}[mode]
-    _generate(mode, read_prompt_dir(directory, mode, prompts), ModelChoice(res, ckpt, random_weights, device, dtype),
+    _generate(mode, read_prompt_dir(directory, mode, prompts), ModelChoice(res, ckpt, random_weights, device, dtype, backend, export_dir),
               OutputChoice(None, format, quality, fps),
               _sampling(steps, cfg, eta, fs, guidance_rescale, spacing, cfg_img, seed, height, width, default_seed),
               out_dir=out_dir)

@@ -155,11 +155,11 @@ class Pipeline:
         branches = [torch.cat([text, image], 1), torch.cat([uc_text, uc_image], 1), torch.cat([uc_text, image], 1)]
         return SamplerInputs(context=torch.cat(branches[: guidance.branches]), concat=concat, fs=fs)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """[1, 4, T, h, w] -> [T, 3, H, W], `decode_chunk` frames per VAE call."""
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
-        chunks = [self.backend.decode_latents(c) for c in z.split(self.backend.decode_chunk)]
-        return torch.cat(chunks).float()
+        # Each chunk is converted before the next call: a backend may reuse its output buffer.
+        return np.concatenate([to_uint8_frames(self.backend.decode_latents(c)) for c in z.split(self.backend.decode_chunk)])
 
     def generate(
         self,
@@ -191,7 +191,7 @@ class Pipeline:
             noise if opts.eta > 0 else None,
             on_step,
         )
-        frames = to_uint8_frames(self.decode(latents))
+        frames = self.decode(latents)
         if mode == "loop":
             frames = frames[:-1]  # the original drops the last frame of a loop (it repeats the first)
         return VideoResult(latents=latents, frames=frames)

@@ -7,12 +7,11 @@ interrupted run never leaves a half-written video.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from dcrt.atomic import atomic_dir, atomic_file
 from dcrt.errors import UsageError
 
 FORMATS = ("mp4", "gif", "webp", "png")
@@ -76,24 +75,12 @@ def write_video(frames: np.ndarray, path: str | Path, fmt: str | None = None, fp
     fmt = format_for(path, fmt)
     check_output_path(path)
     if fmt == "png":
-        tmp = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            _write_pngs(frames, tmp)
-            if path.is_dir():
-                path.rmdir()
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(path) as tmp:
+            _write_pngs(frames, str(tmp))
         return path
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{fmt}")
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=f".{fmt}") as tmp:
         if fmt == "mp4":
-            _write_mp4(frames, tmp, fps, quality)
+            _write_mp4(frames, str(tmp), fps, quality)
         else:
-            _write_animated(frames, tmp, fps, fmt, quality)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            _write_animated(frames, str(tmp), fps, fmt, quality)
     return path

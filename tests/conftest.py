@@ -38,3 +38,18 @@ def tiny_ckpt(tiny_model, tmp_path_factory) -> Path:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run `dcrt ARGS...` in-process: -> (exit code, stdout, stderr)."""
+    from dcrt import cli
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.argv", ["dcrt", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        captured = capsys.readouterr()
+        return exit_info.value.code, captured.out, captured.err
+
+    return run

@@ -8,15 +8,6 @@ import pytest
 from PIL import Image
 
 import dcrt
-from dcrt import cli
-
-
-def run(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dcrt", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -29,13 +20,13 @@ def picture(tmp_path):
 TINY = ["--res", "tiny", "--steps", "2"]
 
 
-def test_help_and_no_arguments(capsys, monkeypatch):
-    code, out, _ = run([], capsys, monkeypatch)
+def test_help_and_no_arguments(run_cli):
+    code, out, _ = run_cli([])
     assert code == 0 and "animate" in out and "info" in out
 
 
-def test_info_reports_backends_plainly(capsys, monkeypatch):
-    code, out, _ = run(["info"], capsys, monkeypatch)
+def test_info_reports_backends_plainly(run_cli):
+    code, out, _ = run_cli(["info"])
     assert code == 0
     for name in ("torch (cpu)", "onnxruntime (cpu)", "tensorrt", "versions:"):
         assert name in out
@@ -46,10 +37,9 @@ def test_info_reports_backends_plainly(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "gif", "webp", "png"])
-def test_animate_writes_each_format(picture, tmp_path, capsys, monkeypatch, fmt):
+def test_animate_writes_each_format(picture, tmp_path, run_cli, fmt):
     target = tmp_path / ("frames" if fmt == "png" else f"out.{fmt}")
-    code, out, err = run(["animate", str(picture), "a cat", *TINY, "--out", str(target), "--format", fmt],
-                         capsys, monkeypatch)
+    code, out, err = run_cli(["animate", str(picture), "a cat", *TINY, "--out", str(target), "--format", fmt])
     assert code == 0, err
     assert out.strip() == str(target)
     if fmt == "png":
@@ -60,21 +50,20 @@ def test_animate_writes_each_format(picture, tmp_path, capsys, monkeypatch, fmt)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
-def test_mp4_is_h264_at_8_fps(picture, tmp_path, capsys, monkeypatch):
+def test_mp4_is_h264_at_8_fps(picture, tmp_path, run_cli):
     import imageio_ffmpeg
 
     target = tmp_path / "v.mp4"
-    assert run(["animate", str(picture), "a cat", *TINY, "-o", str(target)], capsys, monkeypatch)[0] == 0
+    assert run_cli(["animate", str(picture), "a cat", *TINY, "-o", str(target)])[0] == 0
     reader = imageio_ffmpeg.read_frames(str(target))
     meta = next(reader)
     assert meta["codec"] == "h264" and meta["fps"] == 8 and meta["size"] == (64, 64)
     assert sum(1 for _ in reader) == 16
 
 
-def test_interpolate_loop_and_batch(picture, tmp_path, capsys, monkeypatch):
-    assert run(["interpolate", str(picture), str(picture), "x", *TINY, "-o", str(tmp_path / "i.gif")],
-               capsys, monkeypatch)[0] == 0
-    assert run(["loop", str(picture), "x", *TINY, "-o", str(tmp_path / "l.gif")], capsys, monkeypatch)[0] == 0
+def test_interpolate_loop_and_batch(picture, tmp_path, run_cli):
+    assert run_cli(["interpolate", str(picture), str(picture), "x", *TINY, "-o", str(tmp_path / "i.gif")])[0] == 0
+    assert run_cli(["loop", str(picture), "x", *TINY, "-o", str(tmp_path / "l.gif")])[0] == 0
     with Image.open(tmp_path / "l.gif") as gif:
         assert gif.n_frames == 15
     folder = tmp_path / "batch"
@@ -84,15 +73,14 @@ def test_interpolate_loop_and_batch(picture, tmp_path, capsys, monkeypatch):
     (folder / "prompts.txt").write_text("first\n\nsecond\n")
     out_dir = tmp_path / "outs"
     out_dir.mkdir()
-    code, out, err = run(["batch", str(folder), "--out-dir", str(out_dir), *TINY, "--format", "gif"], capsys, monkeypatch)
+    code, out, err = run_cli(["batch", str(folder), "--out-dir", str(out_dir), *TINY, "--format", "gif"])
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == ["a_animate.gif", "b_animate.gif"]
 
 
-def test_same_seed_gives_identical_files(picture, tmp_path, capsys, monkeypatch):
+def test_same_seed_gives_identical_files(picture, tmp_path, run_cli):
     for name in ("a", "b"):
-        run(["animate", str(picture), "x", *TINY, "--seed", "5", "--format", "png", "-o", str(tmp_path / name)],
-            capsys, monkeypatch)
+        run_cli(["animate", str(picture), "x", *TINY, "--seed", "5", "--format", "png", "-o", str(tmp_path / name)])
     for frame in (tmp_path / "a").iterdir():
         assert frame.read_bytes() == (tmp_path / "b" / frame.name).read_bytes()
 
@@ -125,29 +113,28 @@ def _bad_inputs(tmp_path, picture):
     ]
 
 
-def test_bad_input_is_one_line_exit_2_and_no_file(picture, tmp_path, capsys, monkeypatch):
+def test_bad_input_is_one_line_exit_2_and_no_file(picture, tmp_path, run_cli):
     for args, message in _bad_inputs(tmp_path, picture):
-        code, out, err = run(args, capsys, monkeypatch)
+        code, out, err = run_cli(args)
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2, (args, err)
         assert len(lines) == 1 and lines[0].startswith("dcrt: error:") and message in lines[0], (args, err)
         assert not (tmp_path / "out.mp4").exists()
 
 
-def test_long_prompt_warns_and_runs(picture, tmp_path, capsys, monkeypatch):
-    code, _, err = run(["animate", str(picture), "word " * 100, *TINY, "-o", str(tmp_path / "o.gif")],
-                       capsys, monkeypatch)
+def test_long_prompt_warns_and_runs(picture, tmp_path, run_cli):
+    code, _, err = run_cli(["animate", str(picture), "word " * 100, *TINY, "-o", str(tmp_path / "o.gif")])
     assert code == 0 and "dcrt: warning: prompt is longer than 77 CLIP tokens" in err
 
 
-def test_fetch_without_network_is_one_line(capsys, monkeypatch):
+def test_fetch_without_network_is_one_line(run_cli, monkeypatch):
     import huggingface_hub
 
     def offline(**kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co'.\nCheck your connection.")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    code, _, err = run(["fetch", "--res", "256"], capsys, monkeypatch)
+    code, _, err = run_cli(["fetch", "--res", "256"])
     assert code == 1 and err.startswith("dcrt: error: cannot download Doubiiu/DynamiCrafter/model.ckpt")
     assert len(err.strip().splitlines()) == 1
 

@@ -18,6 +18,9 @@ class Backend(ABC):
         unet            x [B, 8, T, h, w], t [B], context [B, 77 + 16 T, C], fs [B] -> [B, 4, T, h, w]
         encode_latents  frames [N, 3, 8h, 8w] in [-1, 1]          -> [N, 4, h, w] (scaled posterior mean)
         decode_latents  z [N, 4, h, w]                            -> [N, 3, 8h, 8w]
+
+    A returned tensor may be a buffer that the next call of the same method overwrites (backends
+    that preallocate their outputs do this): copy what you keep.
     """
 
     preset: Preset

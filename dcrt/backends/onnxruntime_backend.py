@@ -1,0 +1,131 @@
+"""ONNX Runtime backend: the exported graphs, one session each, with IO bound to preallocated buffers.
+
+CPU execution provider here; CUDA (and TensorRT) execution providers where onnxruntime-gpu is
+installed. Inputs are bound straight from torch tensors' memory and outputs land in tensors that
+are allocated once, so a call copies nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dcrt.backends.base import Backend
+from dcrt.config import get_preset
+from dcrt.errors import BackendUnavailable, UsageError
+from dcrt.io_spec import ComponentSpec, io_table
+from dcrt.manifest import ExportManifest
+
+_NUMPY_TYPES = {"float32": "float32", "int64": "int64"}
+
+
+def providers_for(device: torch.device) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise BackendUnavailable("onnxruntime on cuda needs onnxruntime-gpu (pip install 'dcrt[gpu]')")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class BoundGraph:
+    """One ONNX Runtime session whose outputs live in torch tensors allocated once."""
+
+    def __init__(self, path: Path, spec: ComponentSpec, device: torch.device, providers: list[str]):
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.spec = spec
+        self.device = device
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.binding = self.session.io_binding()
+        self.outputs = [torch.empty(t.shape, dtype=t.torch_dtype, device=device) for t in spec.outputs]
+        for t, buffer in zip(spec.outputs, self.outputs):
+            self.binding.bind_output(t.name, self._device_type, self._device_id, np.dtype(t.dtype), t.shape,
+                                     buffer.data_ptr())
+
+    @property
+    def _device_type(self) -> str:
+        return "cuda" if self.device.type == "cuda" else "cpu"
+
+    @property
+    def _device_id(self) -> int:
+        return self.device.index or 0
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Run on inputs of exactly the spec's shapes; returns the output buffer (valid until the next call)."""
+        import numpy as np
+
+        held = []  # keep contiguous copies alive until the run finishes
+        for t, x in zip(self.spec.inputs, inputs):
+            if tuple(x.shape) != t.shape:
+                raise UsageError(f"{self.spec.filename}: input {t.name} must be {list(t.shape)}, got {list(x.shape)}")
+            x = x.to(device=self.device, dtype=t.torch_dtype).contiguous()
+            held.append(x)
+            self.binding.bind_input(t.name, self._device_type, self._device_id, np.dtype(t.dtype), t.shape, x.data_ptr())
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch kernels must be done
+        self.session.run_with_iobinding(self.binding)
+        return self.outputs[0]
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an export directory (`dcrt export`). Graphs are checked against their manifest hashes."""
+
+    def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = True):
+        export_dir = Path(export_dir)
+        if not export_dir.is_dir():
+            raise UsageError(f"export directory {export_dir} does not exist (run `dcrt export` first)")
+        self.manifest = ExportManifest.read(export_dir)
+        self.preset = get_preset(self.manifest.preset)
+        self.device = torch.device(device)
+        specs = io_table(self.preset, self.manifest.height, self.manifest.width)
+        missing = set(specs) - set(self.manifest.components)
+        if missing:
+            raise UsageError(f"{export_dir / 'manifest.json'} lacks components {sorted(missing)}")
+        for name, spec in specs.items():
+            if self.manifest.components[name].inputs != [t.as_dict() for t in spec.inputs]:
+                raise UsageError(f"{export_dir / spec.filename} has other inputs than preset {self.preset.name} needs")
+        if verify:
+            self.manifest.verify_files(export_dir)
+        providers = providers_for(self.device)
+        self.graphs = {name: BoundGraph(export_dir / spec.filename, spec, self.device, providers)
+                       for name, spec in specs.items()}
+        from safetensors.torch import load_file
+
+        (schedule_file,) = self.manifest.schedule
+        self._schedule = load_file(export_dir / schedule_file)
+        self.decode_chunk = specs["vae_decoder"].batch
+        self.encode_frames = specs["vae_encoder"].batch
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.graphs["text_encoder"](row[None]).clone() for row in tokens])
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.graphs["image_encoder"](p[None]).clone() for p in pixels])
+
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        if batch == 3:
+            return self.graphs["unet_b3"](x, t, context, fs)
+        if batch == 1:  # no guidance: run the batch-2 graph on a duplicate and keep one
+            return self.graphs["unet"](*(v.expand(2, *v.shape[1:]) for v in (x, t, context, fs)))[:1]
+        return self.graphs["unet"](x, t, context, fs)
+
+    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        n = frames.shape[0]
+        padded = torch.cat([frames, frames[-1:].expand(self.encode_frames - n, -1, -1, -1)])
+        return self.graphs["vae_encoder"](padded)[:n].clone()
+
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        padded = torch.cat([z, z[-1:].expand(self.decode_chunk - n, -1, -1, -1)])
+        return self.graphs["vae_decoder"](padded)[:n]
+
+    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+        return self._schedule

@@ -1,0 +1,200 @@
+"""PyTorch reference modules -> one ONNX graph per component, checked in ONNX Runtime.
+
+Each graph is traced at the static shapes of the IO table, constant-folded, checked with
+`onnx.checker`, run in ONNX Runtime against the PyTorch module on sample inputs, and recorded in
+`manifest.json` with its hash and measured error. Everything is written to a temporary directory
+that replaces the target only when all of it succeeded.
+"""
+
+from __future__ import annotations
+
+import gc
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import dcrt
+import dcrt.errors
+from dcrt.atomic import atomic_dir
+from dcrt.config import Preset
+from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
+from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
+from dcrt.models.dynamicrafter import DynamiCrafter
+
+OPSET = 17
+SCHEDULE_FILE = "schedule.safetensors"
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+# Relative error budgets of ONNX Runtime vs PyTorch (fp32 weights) per graph precision.
+TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+class GraphModule(nn.Module):
+    """A component as one graph: float inputs cast to the compute dtype, float outputs back to fp32."""
+
+    def __init__(self, forward: Callable, modules: dict[str, nn.Module], dtype: torch.dtype):
+        super().__init__()
+        self.parts = nn.ModuleDict(modules)
+        self.run = forward
+        self.dtype = dtype
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        cast = [x.to(self.dtype) if x.is_floating_point() else x for x in inputs]
+        return self.run(*cast).float()
+
+
+def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphModule]:
+    """The computation of each IO-table component, in terms of the reference modules."""
+    m = model
+    unet = GraphModule(lambda x, t, c, fs: m.unet(x, t, c, fs), {"unet": m.unet}, dtype)
+    return {
+        "text_encoder": GraphModule(lambda tokens: m.text_encoder(tokens), {"text": m.text_encoder}, dtype),
+        "image_encoder": GraphModule(
+            lambda pixels: m.resampler(m.image_encoder.encode_pixels(pixels)),
+            {"image": m.image_encoder, "resampler": m.resampler},
+            dtype,
+        ),
+        "unet": unet,
+        "unet_b3": unet,
+        "vae_encoder": GraphModule(lambda frames: m.vae.encode(frames), {"vae": m.vae}, dtype),
+        "vae_decoder": GraphModule(lambda z: m.vae.decode(z), {"vae": m.vae}, dtype),
+    }
+
+
+def _is_large(graph) -> bool:
+    return sum(t.ByteSize() for t in graph.graph.initializer) > _PROTOBUF_LIMIT - (64 << 20)
+
+
+def _fold_constants(graph):
+    """Fold the exporter's shape arithmetic into constants and drop dead nodes (onnx-graphsurgeon)."""
+    import onnx_graphsurgeon as gs
+
+    g = gs.import_onnx(graph)
+    g.fold_constants().cleanup().toposort()
+    return gs.export_onnx(g)
+
+
+def export_graph(module: GraphModule, spec: ComponentSpec, inputs: list[torch.Tensor], path: Path) -> list[Path]:
+    """Trace, fold, save (weights as one external `.data` file above 2 GB), check. Returns the files written."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        raw = Path(scratch) / spec.filename
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter: several times faster than dynamo here, and what TensorRT's demos use.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                tuple(inputs),
+                str(raw),
+                input_names=[t.name for t in spec.inputs],
+                output_names=[t.name for t in spec.outputs],
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        graph = _fold_constants(onnx.load(str(raw)))
+    large = _is_large(graph)
+    data = f"{spec.filename}.data"
+    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True, location=data)
+    del graph
+    onnx.checker.check_model(str(path))  # by path: works above the 2 GB protobuf limit
+    return [path, path.parent / data] if large else [path]
+
+
+def run_onnx(path: Path, spec: ComponentSpec, inputs: list[torch.Tensor]) -> torch.Tensor:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
+    return torch.from_numpy(session.run([spec.outputs[0].name], feeds)[0])
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    preset: Preset
+    precision: str = "fp32"
+    source: str = "unknown"
+    height: int | None = None
+    width: int | None = None
+
+    def manifest(self) -> ExportManifest:
+        return ExportManifest(
+            preset=self.preset.name,
+            height=self.height or self.preset.height,
+            width=self.width or self.preset.width,
+            precision=self.precision,
+            opset=OPSET,
+            source=self.source,
+            dcrt_version=dcrt.__version__,
+        )
+
+
+def is_up_to_date(out: Path, request: ExportRequest) -> bool:
+    """An export of the same inputs already sits in `out`, with every file intact."""
+    try:
+        existing = ExportManifest.read(out)
+        existing.verify_files(out)
+    except dcrt.errors.DcrtError:
+        return False
+    want = request.manifest()
+    same = ("preset", "height", "width", "precision", "opset", "source", "dcrt_version")
+    return all(getattr(existing, k) == getattr(want, k) for k in same) and set(existing.components) == set(
+        io_table(request.preset, request.height, request.width)
+    )
+
+
+def export_model(
+    model: DynamiCrafter, out: Path, request: ExportRequest, force: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> ExportManifest:
+    """Export every component of `model` (fp32) into `out`. An fp16 export converts `model` in place."""
+    if model.dtype != torch.float32:
+        raise dcrt.errors.UsageError("export needs the model in fp32 (the parity reference)")
+    if not force and is_up_to_date(out, request):
+        log(f"{out} is up to date (use --force to export again)")
+        return ExportManifest.read(out)
+    specs = io_table(request.preset, request.height, request.width)
+    inputs = {name: sample_inputs(spec, request.preset) for name, spec in specs.items()}
+    with torch.no_grad():
+        fp32_graphs = graph_modules(model, torch.float32)
+        references = {name: fp32_graphs[name](*inputs[name]) for name in specs}
+    dtype = PRECISIONS[request.precision]
+    if dtype != torch.float32:
+        model.place("cpu", dtype)
+    graphs = graph_modules(model, dtype)
+    manifest = request.manifest()
+    with atomic_dir(out) as staging:
+        from safetensors.torch import save_file
+
+        save_file({k: v.float().contiguous() for k, v in model.schedule.named_buffers()}, staging / SCHEDULE_FILE)
+        manifest.schedule = {SCHEDULE_FILE: sha256_file(staging / SCHEDULE_FILE)}
+        for name, spec in specs.items():
+            files = export_graph(graphs[name], spec, inputs[name], staging / spec.filename)
+            result = run_onnx(staging / spec.filename, spec, inputs[name])
+            error = relative_error(result, references[name])
+            tolerance = TOLERANCE[request.precision]
+            if not error < tolerance:
+                raise dcrt.errors.DcrtError(
+                    f"{spec.filename}: ONNX Runtime differs from PyTorch by {error:.2e} (tolerance {tolerance:.0e})"
+                )
+            manifest.components[name] = ComponentEntry(
+                **spec.as_dict(),
+                files={f.name: sha256_file(f) for f in files},
+                bytes=sum(f.stat().st_size for f in files),
+                parity={"rel_error": error, "max_abs": float((result - references[name]).abs().max()),
+                        "tolerance": tolerance},
+            )
+            log(f"{spec.filename}: {manifest.components[name].bytes / 2**20:.1f} MiB, relative error {error:.2e}")
+            gc.collect()
+        manifest.write(staging)
+    return manifest

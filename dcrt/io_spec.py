@@ -1,0 +1,125 @@
+"""One table of every exported graph's inputs and outputs: names, dtypes, static shapes.
+
+Export, sample inputs, buffer allocation, the manifest and the engine build all read this table;
+no shape is restated anywhere else. Float tensors cross every graph boundary as float32 whatever the
+precision inside (an fp16 graph casts at its edges), so a host never converts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dcrt.config import Preset
+
+# Frames per VAE-decoder call. 4 frames of the 1024 preset's full-resolution 128-channel activations
+# are ~1.2 GB in fp16 per tensor; 16 at once is what produced out-of-memory and black videos upstream.
+VAE_DECODE_CHUNK = 4
+# The encoder graph takes two frames: interpolation's key frames; image-to-video pads with a copy.
+VAE_ENCODE_FRAMES = 2
+
+_DTYPES = {"float32": torch.float32, "int64": torch.int64}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # "float32" or "int64"
+    shape: tuple[int, ...]
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.onnx"
+
+    @property
+    def batch(self) -> int:
+        return self.inputs[0].shape[0]
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.filename,
+            "inputs": [t.as_dict() for t in self.inputs],
+            "outputs": [t.as_dict() for t in self.outputs],
+        }
+
+
+def io_table(preset: Preset, height: int | None = None, width: int | None = None) -> dict[str, ComponentSpec]:
+    """The graphs of one preset at one resolution (default: the preset's)."""
+    height, width = height or preset.height, width or preset.width
+    f = preset.vae.downscale
+    h, w, frames = height // f, width // f, preset.frames
+    c, z = preset.unet.context_dim, preset.vae.z_channels
+    ctx_len = preset.unet.text_tokens + preset.unet.image_tokens_per_frame * frames
+    image_tokens = preset.resampler.num_queries * preset.resampler.video_length
+    size = preset.image.image_size
+
+    def unet(name: str, batch: int) -> ComponentSpec:
+        return ComponentSpec(
+            name,
+            inputs=(
+                TensorSpec("x", "float32", (batch, preset.unet.in_channels, frames, h, w)),
+                TensorSpec("timestep", "int64", (batch,)),
+                TensorSpec("context", "float32", (batch, ctx_len, c)),
+                TensorSpec("fs", "int64", (batch,)),
+            ),
+            outputs=(TensorSpec("model_output", "float32", (batch, preset.unet.out_channels, frames, h, w)),),
+        )
+
+    specs = [
+        ComponentSpec(
+            "text_encoder",
+            inputs=(TensorSpec("tokens", "int64", (1, preset.text.context_length)),),
+            outputs=(TensorSpec("text_embedding", "float32", (1, preset.text.context_length, c)),),
+        ),
+        ComponentSpec(
+            "image_encoder",
+            inputs=(TensorSpec("pixels", "float32", (1, 3, size, size)),),
+            outputs=(TensorSpec("image_embedding", "float32", (1, image_tokens, c)),),
+        ),
+        unet("unet", 2),  # conditional + unconditional guidance branches
+        unet("unet_b3", 3),  # + the image-only branch of multi-condition guidance
+        ComponentSpec(
+            "vae_encoder",
+            inputs=(TensorSpec("frames", "float32", (VAE_ENCODE_FRAMES, 3, height, width)),),
+            outputs=(TensorSpec("latents", "float32", (VAE_ENCODE_FRAMES, z, h, w)),),
+        ),
+        ComponentSpec(
+            "vae_decoder",
+            inputs=(TensorSpec("latents", "float32", (VAE_DECODE_CHUNK, z, h, w)),),
+            outputs=(TensorSpec("frames", "float32", (VAE_DECODE_CHUNK, 3, height, width)),),
+        ),
+    ]
+    return {s.name: s for s in specs}
+
+
+def sample_inputs(spec: ComponentSpec, preset: Preset, seed: int = 0) -> list[torch.Tensor]:
+    """Realistic random inputs for a graph: tokens in the vocabulary, timesteps and fs in range."""
+    g = torch.Generator().manual_seed(seed)
+    ranges = {
+        "tokens": (0, preset.text.vocab_size),
+        "timestep": (0, preset.diffusion.timesteps),
+        "fs": (preset.sampling.fs_range[0], preset.sampling.fs_range[1] + 1),
+    }
+    tensors = []
+    for t in spec.inputs:
+        if t.dtype == "int64":
+            lo, hi = ranges[t.name]
+            tensors.append(torch.randint(lo, hi, t.shape, generator=g))
+        else:
+            tensors.append(torch.randn(t.shape, generator=g))
+    return tensors

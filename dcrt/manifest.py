@@ -1,0 +1,86 @@
+"""`manifest.json`: what an export (and later an engine bundle) directory holds, and how to trust it.
+
+A host reads it to find each graph's file, IO names/shapes/dtypes, and the sha256 that proves the
+file is the one that was checked against the PyTorch reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dcrt.atomic import atomic_file
+from dcrt.errors import UsageError
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+def sha256_file(path: Path, chunk: int = 16 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ComponentEntry:
+    file: str
+    inputs: list[dict]
+    outputs: list[dict]
+    files: dict[str, str]  # every file of the graph (model + external data) -> sha256
+    bytes: int
+    parity: dict  # {"rel_error", "max_abs", "tolerance"} measured in ONNX Runtime vs PyTorch
+
+
+@dataclass
+class ExportManifest:
+    preset: str
+    height: int
+    width: int
+    precision: str
+    opset: int
+    source: str  # checkpoint fingerprint ("sha256:..." or "random:<preset>:seed<n>")
+    dcrt_version: str
+    components: dict[str, ComponentEntry] = field(default_factory=dict)
+    # The checkpoint's noise-schedule tensors (safetensors, float32): file -> sha256.
+    schedule: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def write(self, directory: Path) -> Path:
+        path = directory / MANIFEST_FILE
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> ExportManifest:
+        path = directory / MANIFEST_FILE
+        if not path.is_file():
+            raise UsageError(f"{directory} has no {MANIFEST_FILE}: not a dcrt export (run `dcrt export`)")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("schema_version") != SCHEMA_VERSION:
+                raise UsageError(f"{path} has schema version {data.get('schema_version')}, this dcrt reads {SCHEMA_VERSION}")
+            components = {k: ComponentEntry(**v) for k, v in data.pop("components").items()}
+            return cls(**data, components=components)
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+            raise UsageError(f"{path} is not a valid dcrt manifest ({type(exc).__name__}: {exc})") from None
+
+    def files(self) -> dict[str, str]:
+        listed = dict(self.schedule)
+        for entry in self.components.values():
+            listed |= entry.files
+        return listed
+
+    def verify_files(self, directory: Path) -> None:
+        """Every listed file exists and has its recorded sha256; raises naming the first that does not."""
+        for file, digest in self.files().items():
+            path = directory / file
+            if not path.is_file():
+                raise UsageError(f"{path} is missing (partial export? re-run `dcrt export --force`)")
+            if sha256_file(path) != digest:
+                raise UsageError(f"{path} does not match the sha256 in its manifest (corrupt or modified)")

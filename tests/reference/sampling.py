@@ -1,0 +1,400 @@
+"""Sampler parity: dcrt's pipeline against the ORIGINAL end-to-end sampling code, on the same weights.
+
+The reference side runs the original `scripts/evaluation/inference.py::image_guided_synthesis` (imported from
+$DCRT_REFERENCE_REPO, never copied) on an original `lvdm.models.ddpm3d.LatentVisualDiffusion` that is built from
+the dcrt preset and loaded *strictly* from the dcrt checkpoint (the 256 file's `framestride_embed` is renamed to
+`fps_embedding`, exactly as the original `load_model_checkpoint` does). Both sides get the same x_T and the same
+per-step noise, and we compare dcrt's final latents (`VideoResult.latents`) with the reference's `samples`
+(captured at `decode_first_stage`, before decoding).
+
+Deviations from running the original script, each needed to run it on a CPU without downloads:
+* Everything `harness.py` lists (stubs for absent `pytorch_lightning` / `cv2` / `transformers`; open_clip towers
+  built with `version=None` from a registered architecture; sequence-first attention restored; no random init).
+  In addition, if absent: `pytorch_lightning.utilities.rank_zero_only` (identity) and `seed_everything`
+  (imported by ddpm3d.py / inference.py), and `omegaconf` (imported by inference.py, unused by
+  `image_guided_synthesis`; the model config is passed as attribute-dicts instead of OmegaConf objects).
+* `model.device` (a Lightning attribute the stub lacks) is set to cpu on the built model.
+* `DDIMSampler.register_buffer` hard-codes `.to("cuda")`; it is patched to move tensors to the model's device.
+* `get_first_stage_encoding` uses the posterior MEAN instead of a CPU-generator sample (spec 4.8 / 7.4).
+* `noise_like` (as imported into ddim.py and ddim_multiplecond.py) returns, in order, the tensors dcrt's
+  `NoiseSource` draws after x_T: `torch.randn(shape, generator=torch.Generator().manual_seed(seed))`, one per
+  step. x_T itself is passed through `image_guided_synthesis(**kwargs)` to `DDIMSampler.sample(x_T=...)`.
+* `decode_first_stage` records the latents and skips the VAE decode (only the latents are compared).
+* No CUDA autocast: the original runs fp32 on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import io
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tests.reference import harness
+
+PROMPT = "a corgi running on the beach at sunset, cinematic"
+MODE_FLAGS = {"animate": {}, "interpolate": {"interp": True}, "loop": {"loop": True}}
+
+
+# ------------------------------------------------------------------------------------------------
+# Importing the original model class and inference script
+
+
+def _ensure_extra_stubs() -> None:
+    """Stubs beyond harness._STUBS that ddpm3d.py and inference.py import (only when the package is absent)."""
+    pl = sys.modules.get("pytorch_lightning")
+    if pl is not None and getattr(pl, "__file__", None) is None:  # the harness stub, not the real package
+        if not hasattr(pl, "seed_everything"):
+            pl.seed_everything = lambda seed=None, *a, **k: seed
+        if "pytorch_lightning.utilities" not in sys.modules:
+            util = types.ModuleType("pytorch_lightning.utilities")
+            util.rank_zero_only = lambda fn: fn
+            pl.utilities = util
+            sys.modules["pytorch_lightning.utilities"] = util
+    if "omegaconf" not in sys.modules and importlib.util.find_spec("omegaconf") is None:
+        mod = types.ModuleType("omegaconf")
+        mod.OmegaConf = type("OmegaConf", (harness._Unavailable,), {})
+        sys.modules["omegaconf"] = mod
+
+
+def import_reference_sampling(repo: Path | None = None) -> types.SimpleNamespace:
+    """The original LatentVisualDiffusion class, both DDIM sampler modules and inference.py (as a module)."""
+    ref = harness.import_reference(repo or harness.reference_repo())
+    _ensure_extra_stubs()
+    ref.ddpm3d = importlib.import_module("lvdm.models.ddpm3d")
+    ref.ddim = importlib.import_module("lvdm.models.samplers.ddim")
+    ref.ddim_multicond = importlib.import_module("lvdm.models.samplers.ddim_multiplecond")
+    name = "dcrt_reference_inference"
+    if name not in sys.modules or not Path(sys.modules[name].__file__).is_relative_to(ref.repo):
+        path = ref.repo / "scripts" / "evaluation" / "inference.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        saved_path = list(sys.path)  # the script inserts `sys.path[0]/../..`; undo that
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path[:] = saved_path
+        sys.modules[name] = module
+    ref.inference = sys.modules[name]
+    return ref
+
+
+# ------------------------------------------------------------------------------------------------
+# Building the original LatentVisualDiffusion from a dcrt preset (configs/inference_*_v1.0.yaml layout)
+
+
+class _Cfg(dict):
+    """Attribute access on a dict: what the original reads from its OmegaConf configs."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _cfg(obj):
+    if isinstance(obj, dict):
+        return _Cfg({k: _cfg(v) for k, v in obj.items()})
+    return obj
+
+
+def model_config(preset) -> _Cfg:
+    """The `model:` section of the original inference yaml for this preset (512 / 256 structure)."""
+    u, v, d, r = preset.unet, preset.vae, preset.diffusion, preset.resampler
+    arch = harness._open_clip_arch(preset)
+    unet = dict(
+        in_channels=u.in_channels, out_channels=u.out_channels, model_channels=u.model_channels,
+        attention_resolutions=list(u.attention_resolutions), num_res_blocks=u.num_res_blocks,
+        channel_mult=list(u.channel_mult), dropout=0.1, num_head_channels=u.head_channels, transformer_depth=1,
+        context_dim=u.context_dim, use_linear=True, use_checkpoint=False, temporal_conv=True,
+        temporal_attention=True, temporal_selfatt_only=True, use_relative_position=False,
+        use_causal_attention=False, temporal_length=preset.frames, addition_attention=True,
+        image_cross_attention=True, image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
+        default_fs=u.default_fs, fs_condition=True,
+    )
+    params = dict(
+        linear_start=d.linear_start, linear_end=d.linear_end, num_timesteps_cond=1, timesteps=d.timesteps,
+        first_stage_key="video", cond_stage_key="caption", cond_stage_trainable=False, conditioning_key="hybrid",
+        image_size=[preset.latent_height, preset.latent_width], channels=v.z_channels, scale_by_std=False,
+        scale_factor=v.scale_factor, use_ema=False, uncond_type="empty_seq",
+        unet_config={"target": "lvdm.modules.networks.openaimodel3d.UNetModel", "params": unet},
+        first_stage_config={
+            "target": "lvdm.models.autoencoder.AutoencoderKL",
+            "params": dict(embed_dim=v.z_channels, monitor="val/rec_loss", lossconfig={"target": "torch.nn.Identity"},
+                           ddconfig=dict(double_z=True, z_channels=v.z_channels, resolution=256,
+                                         in_channels=v.in_channels, out_ch=v.out_channels, ch=v.ch,
+                                         ch_mult=list(v.ch_mult), num_res_blocks=v.num_res_blocks,
+                                         attn_resolutions=[], dropout=0.0)),
+        },
+        # version=None: no download (weights come from the checkpoint); device: the yaml default is cuda.
+        cond_stage_config={"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
+                           "params": dict(arch=arch, version=None, device="cpu", freeze=True, layer="penultimate")},
+        img_cond_stage_config={"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPImageEmbedderV2",
+                               "params": dict(arch=arch, version=None, device="cpu", freeze=True)},
+        image_proj_stage_config={"target": "lvdm.modules.encoders.resampler.Resampler",
+                                 "params": dict(dim=r.dim, depth=r.depth, dim_head=r.dim_head, heads=r.heads,
+                                                num_queries=r.num_queries, embedding_dim=r.embedding_dim,
+                                                output_dim=r.output_dim, ff_mult=r.ff_mult,
+                                                video_length=r.video_length)},
+    )
+    if d.parameterization == "v":  # the 512/1024 yaml; the 256 yaml leaves these at their defaults (eps)
+        params.update(rescale_betas_zero_snr=d.zero_snr, parameterization="v", fps_condition_type="fps")
+    if d.dynamic_rescale:
+        params.update(use_dynamic_rescale=True, base_scale=d.base_scale, turning_step=d.turning_step)
+    params["perframe_ae"] = d.parameterization == "v"  # run.sh passes --perframe_ae for 512/1024, not 256
+    return _cfg({"target": "lvdm.models.ddpm3d.LatentVisualDiffusion", "params": params})
+
+
+@dataclass
+class ReferenceModel:
+    model: nn.Module  # lvdm.models.ddpm3d.LatentVisualDiffusion
+    ref: types.SimpleNamespace
+    schedule_check: dict[str, float] = field(default_factory=dict)  # ref's own buffers vs the checkpoint's
+
+
+def build_reference_model(preset, state_dict: dict, repo: Path | None = None) -> ReferenceModel:
+    """LatentVisualDiffusion for `preset`, strictly loaded from `state_dict` (tensors aliased, not copied)."""
+    ref = import_reference_sampling(repo)
+    instantiate = ref.inference.instantiate_from_config
+    with harness._skip_init(), contextlib.redirect_stdout(io.StringIO()), harness._quiet_logging():
+        model = instantiate(model_config(preset))
+    # The original loads strictly and, failing that, renames framestride_embed -> fps_embedding (256 file).
+    sd = {k.replace("framestride_embed", "fps_embedding"): v for k, v in state_dict.items()}
+    expected = model.state_dict()
+    # The schedule the original computes itself must equal what dcrt wrote into the checkpoint.
+    schedule_check = {}
+    for key, value in expected.items():
+        if "." not in key and key in sd:
+            ours = value.double()
+            rel = ((sd[key].double() - ours).norm() / ours.norm().clamp_min(1e-30)).item()
+            schedule_check[key] = rel
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    shapes = sorted(k for k in set(sd) & set(expected) if tuple(sd[k].shape) != tuple(expected[k].shape))
+    if missing or unexpected or shapes:
+        raise harness.KeyMismatch(f"checkpoint vs original LatentVisualDiffusion: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}, shape {shapes[:5]}")
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=True)
+    harness._restore_sequence_first(model.cond_stage_model.model.transformer)
+    harness._restore_sequence_first(model.embedder.model.visual.transformer)
+    if not hasattr(model.embedder.model.visual, "input_patchnorm"):
+        model.embedder.model.visual.input_patchnorm = False
+    model = model.eval().requires_grad_(False)
+    model.device = torch.device("cpu")  # a pytorch_lightning attribute; plain attribute with the stub
+    return ReferenceModel(model, ref, schedule_check)
+
+
+# ------------------------------------------------------------------------------------------------
+# One case on both sides
+
+
+@dataclass(frozen=True)
+class SamplerCase:
+    mode: str = "animate"  # animate | interpolate | loop
+    multi_cond: bool = False  # three-way guidance: cfg_img on both sides, multiple_cond_cfg=True on the original
+    eta: float = 0.0
+    steps: int = 5
+    guidance_scale: float = 7.5
+    cfg_img: float = 2.0  # used only with multi_cond
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode}{'+mc' if self.multi_cond else ''}@eta={self.eta:g}"
+
+
+@dataclass
+class SamplerDiff:
+    rel: float  # final latents ||dcrt - ref|| / ||ref||
+    max_abs: float
+    shape: tuple[int, ...]
+    per_step: list[float]  # rel error of the latent entering each step (step 0 = x_T), then the final one
+    conditioning: dict[str, float]  # context per branch, c_concat, fs
+    model_outputs: list[float]  # rel error of each UNet branch output, in the original's call order
+    inputs: dict = field(default_factory=dict)
+
+
+def case_inputs(preset, case: SamplerCase, height: int, width: int, seed: int = 0):
+    """Conditioning images in [-1, 1] (1 or 2), x_T, and the seed of the per-step noise."""
+    g = torch.Generator().manual_seed(seed)
+    n = 2 if case.mode == "interpolate" else 1
+    images = [torch.rand(1, 3, height, width, generator=g) * 2 - 1 for _ in range(n)]
+    x_T = torch.randn(1, preset.vae.z_channels, preset.frames, height // preset.vae.downscale,
+                      width // preset.vae.downscale, generator=g)
+    return images, x_T, seed + 1
+
+
+def step_noises(seed: int, shape: tuple[int, ...], count: int) -> list[torch.Tensor]:
+    """What dcrt's NoiseSource(seed) draws after x_T when x_T is supplied: `count` tensors from its start."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=torch.float32) for _ in range(count)]
+
+
+@contextlib.contextmanager
+def _patched(obj, name, value):
+    had, saved = name in vars(obj), vars(obj).get(name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        if had:
+            setattr(obj, name, saved)
+        else:
+            delattr(obj, name)
+
+
+@torch.no_grad()
+def run_reference(rm: ReferenceModel, case: SamplerCase, images, prompt: str, x_T: torch.Tensor, noise_seed: int,
+                  fs: int, spacing: str, rescale: float):
+    """Original image_guided_synthesis; returns (final latents, [(x, cond, output) per UNet call])."""
+    model, ref = rm.model, rm.ref
+    frames = x_T.shape[2]
+    if case.mode == "interpolate":  # load_data_prompts(interp=True): A repeated T/2 times, then B
+        videos = torch.cat([images[0].unsqueeze(2).repeat(1, 1, frames // 2, 1, 1),
+                            images[1].unsqueeze(2).repeat(1, 1, frames // 2, 1, 1)], dim=2)
+    else:
+        videos = images[0].unsqueeze(2).repeat(1, 1, frames, 1, 1)
+    queue = step_noises(noise_seed, tuple(x_T.shape), case.steps)
+    queue.reverse()
+
+    def noise_like(shape, device, repeat=False):
+        assert not repeat and tuple(shape) == tuple(x_T.shape), (shape, repeat)
+        return queue.pop().to(device)
+
+    def register_buffer(self, name, attr):  # the original hard-codes .to("cuda")
+        if isinstance(attr, torch.Tensor):
+            attr = attr.to(self.model.device)
+        setattr(self, name, attr)
+
+    calls, captured = [], {}
+    apply_model = model.apply_model
+
+    def recording_apply_model(x, t, cond, **kwargs):
+        out = apply_model(x, t, cond, **kwargs)
+        calls.append((x.clone(), int(t[0]), cond["c_crossattn"][0].clone(), cond["c_concat"][0].clone(),
+                      kwargs.get("fs"), out.clone()))
+        return out
+
+    def first_stage_mean(encoder_posterior, noise=None):
+        return model.scale_factor * encoder_posterior.mode()
+
+    def capture_decode(z, **kwargs):
+        captured["samples"] = z.clone()
+        b, _, t, h, w = z.shape
+        return torch.zeros(b, 3, t, h * 8, w * 8)
+
+    with contextlib.ExitStack() as stack:
+        for mod in (ref.ddim, ref.ddim_multicond):
+            stack.enter_context(_patched(mod, "noise_like", noise_like))
+            stack.enter_context(_patched(mod.DDIMSampler, "register_buffer", register_buffer))
+        stack.enter_context(_patched(model, "apply_model", recording_apply_model))
+        stack.enter_context(_patched(model, "get_first_stage_encoding", first_stage_mean))
+        stack.enter_context(_patched(model, "decode_first_stage", capture_decode))
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        ref.inference.image_guided_synthesis(
+            model, [prompt], videos, list(x_T.shape), n_samples=1, ddim_steps=case.steps, ddim_eta=case.eta,
+            unconditional_guidance_scale=case.guidance_scale, cfg_img=case.cfg_img if case.multi_cond else None,
+            fs=fs, text_input=True, multiple_cond_cfg=case.multi_cond, loop=case.mode == "loop",
+            interp=case.mode == "interpolate", timestep_spacing=spacing, guidance_rescale=rescale, x_T=x_T.clone(),
+        )
+    assert not queue, f"the original drew {case.steps - len(queue)} of {case.steps} per-step noises"
+    return captured["samples"], calls
+
+
+@torch.no_grad()
+def run_dcrt(model, case: SamplerCase, images, prompt: str, x_T: torch.Tensor, noise_seed: int, fs: int,
+             spacing: str, rescale: float):
+    """dcrt's public API; returns (result.latents, [(x, t, context, concat, fs, output) per batched UNet call])."""
+    import dcrt
+    from dcrt.pipeline import pipeline_for
+
+    pipe = pipeline_for(model)
+    calls = []
+    unet = pipe.backend.unet
+
+    def recording_unet(x, t, context, fs_):
+        out = unet(x, t, context, fs_)
+        calls.append((x.clone(), t.clone(), context.clone(), fs_.clone(), out.clone()))
+        return out
+
+    _, _, _, h, w = x_T.shape
+    kwargs = dict(steps=case.steps, guidance_scale=case.guidance_scale, eta=case.eta, fs=fs,
+                  guidance_rescale=rescale, timestep_spacing=spacing,
+                  cfg_img=case.cfg_img if case.multi_cond else None, seed=noise_seed, x_T=x_T.clone(),
+                  height=h * model.preset.vae.downscale, width=w * model.preset.vae.downscale)
+    with _patched(pipe.backend, "unet", recording_unet):
+        if case.mode == "animate":
+            result = dcrt.animate(model, images[0], prompt, **kwargs)
+        elif case.mode == "interpolate":
+            result = dcrt.interpolate(model, images[0], images[1], prompt, **kwargs)
+        else:
+            result = dcrt.loop(model, images[0], prompt, **kwargs)
+    return result.latents, calls
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return harness.diff(a, b).rel
+
+
+def compare_case(model, rm: ReferenceModel, case: SamplerCase, height: int, width: int, prompt: str = PROMPT,
+                 seed: int = 0) -> SamplerDiff:
+    """Run one case on both sides (preset defaults for fs, spacing and rescale) and diff everything."""
+    preset = model.preset
+    d = preset.sampling
+    images, x_T, noise_seed = case_inputs(preset, case, height, width, seed)
+    common = (images, prompt, x_T, noise_seed, d.fs, d.timestep_spacing, d.guidance_rescale)
+    ref_latents, ref_calls = run_reference(rm, case, *common)
+    out_latents, dcrt_calls = run_dcrt(model, case, *common)
+
+    branches = 3 if case.multi_cond else 2
+    zc = preset.vae.z_channels
+    if len(dcrt_calls) * branches != len(ref_calls):
+        raise AssertionError(f"UNet calls: dcrt {len(dcrt_calls)} x {branches} branches, original {len(ref_calls)}")
+    per_step, outputs, cond = [], [], {}
+    for k, (x, t, context, fs, out) in enumerate(dcrt_calls):
+        ref_step = ref_calls[k * branches:(k + 1) * branches]
+        per_step.append(_rel(x[:1, :zc], ref_step[0][0]))
+        if int(t[0]) != ref_step[0][1]:
+            raise AssertionError(f"step {k}: timestep dcrt {int(t[0])} vs original {ref_step[0][1]}")
+        for j, (_, _, c_ref, concat_ref, fs_ref, out_ref) in enumerate(ref_step):
+            outputs.append(_rel(out[j:j + 1], out_ref))
+            if k == 0:
+                cond[f"context[{('cond', 'uncond', 'uncond_txt')[j]}]"] = _rel(context[j:j + 1], c_ref)
+                cond.setdefault("c_concat", _rel(x[j:j + 1, zc:], concat_ref))
+                cond.setdefault("fs", float(int(fs[j]) != int(fs_ref[0])))
+    per_step.append(_rel(out_latents, ref_latents))
+    d_final = harness.diff(out_latents, ref_latents)
+    return SamplerDiff(d_final.rel, d_final.max_abs, d_final.shape, per_step, cond, outputs,
+                       inputs=dict(height=height, width=width, fs=d.fs, spacing=d.timestep_spacing,
+                                   guidance_rescale=d.guidance_rescale, guidance_scale=case.guidance_scale,
+                                   cfg_img=case.cfg_img if case.multi_cond else None, steps=case.steps))
+
+
+def compare_sampling(model, state_dict: dict, cases, height: int, width: int, repo: Path | None = None,
+                     on_result=None) -> dict[SamplerCase, SamplerDiff]:
+    """Build the original model once for `model.preset`, run every case, free it."""
+    rm = build_reference_model(model.preset, state_dict, repo)
+    bad = {k: v for k, v in rm.schedule_check.items() if not v < 1e-6}
+    if bad:
+        raise AssertionError(f"checkpoint schedule buffers differ from the original's own: {bad}")
+    results = {}
+    try:
+        for case in cases:
+            results[case] = compare_case(model, rm, case, height, width)
+            if on_result is not None:
+                on_result(case, results[case])
+    finally:
+        del rm
+        gc.collect()
+    return results
+
+
+__all__ = ["SamplerCase", "SamplerDiff", "build_reference_model", "compare_case", "compare_sampling",
+           "import_reference_sampling", "model_config"]

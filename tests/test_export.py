@@ -1,0 +1,139 @@
+"""ONNX export of every component (tiny preset) and the ONNX Runtime backend against PyTorch."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import dcrt
+from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dcrt.errors import UsageError
+from dcrt.export import ExportRequest, export_model, relative_error, run_onnx
+from dcrt.io_spec import io_table, sample_inputs
+from dcrt.manifest import ExportManifest
+from dcrt.pipeline import Pipeline
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    model = dcrt.random_model("tiny", seed=0)
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    manifest = export_model(model, out, ExportRequest(model.preset, "fp32", "random:tiny:seed0"))
+    return out, manifest
+
+
+def test_manifest_describes_every_graph(exported):
+    out, manifest = exported
+    data = json.loads((out / "manifest.json").read_text())
+    assert data["schema_version"] == 1 and data["preset"] == "tiny" and data["opset"] == 17
+    specs = io_table(dcrt.get_preset("tiny"))
+    assert set(data["components"]) == set(specs)
+    for name, spec in specs.items():
+        entry = data["components"][name]
+        assert entry["inputs"] == [t.as_dict() for t in spec.inputs]
+        assert entry["parity"]["rel_error"] < 1e-4  # fp32 graphs vs the PyTorch modules
+        assert all((out / f).is_file() for f in entry["files"])
+    assert data["components"]["unet"]["inputs"][0]["shape"] == [2, 8, 16, 8, 8]
+    assert data["components"]["unet_b3"]["inputs"][2]["shape"] == [3, 333, 64]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+@pytest.mark.parametrize("name", ["text_encoder", "image_encoder", "unet", "vae_encoder", "vae_decoder"])
+def test_each_graph_matches_pytorch_on_fresh_inputs(exported, tiny_model, name):
+    out, _ = exported
+    spec = io_table(tiny_model.preset)[name]
+    inputs = sample_inputs(spec, tiny_model.preset, seed=11)
+    from dcrt.export import graph_modules
+
+    with torch.no_grad():
+        want = graph_modules(tiny_model, torch.float32)[name](*inputs)
+    assert relative_error(run_onnx(out / spec.filename, spec, inputs), want) < 1e-4
+
+
+def test_rerun_is_a_no_op_unless_forced(exported, tiny_model):
+    out, _ = exported
+    stamp = (out / "unet.onnx").stat().st_mtime_ns
+    messages = []
+    export_model(tiny_model, out, ExportRequest(tiny_model.preset, "fp32", "random:tiny:seed0"), log=messages.append)
+    assert (out / "unet.onnx").stat().st_mtime_ns == stamp and "up to date" in messages[0]
+
+
+def test_fp16_graphs_within_stated_tolerance(tmp_path):
+    model = dcrt.random_model("tiny", seed=0)
+    manifest = export_model(model, tmp_path / "fp16", ExportRequest(model.preset, "fp16", "random:tiny:seed0"))
+    for name, entry in manifest.components.items():
+        assert entry.parity["tolerance"] == 3e-2 and entry.parity["rel_error"] < 3e-2, name
+        assert entry.parity["rel_error"] > 1e-6, name  # really computed in half precision
+
+
+def test_ort_pipeline_matches_torch(exported, tiny_model):
+    # Same seed, same noise: the latents agree to float reassociation (<1e-4 relative after 3 steps),
+    # and the uint8 frames to within one level (truncation can flip at a level boundary).
+    out, _ = exported
+    ort = Pipeline(OnnxRuntimeBackend(out))
+    image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
+    for run in (
+        lambda m: dcrt.animate(m, image, "a cat", steps=3, seed=4),
+        lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "a cat", steps=3, cfg_img=2.0),
+        lambda m: dcrt.loop(m, image, "a cat", steps=2, guidance_scale=1.0),
+    ):
+        a, b = run(tiny_model), run(ort)
+        assert relative_error(b.latents, a.latents) < 1e-4
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
+
+
+def test_cli_animate_with_ort(exported, tmp_path, run_cli):
+    from PIL import Image
+
+    out, _ = exported
+    Image.new("RGB", (80, 60), (200, 30, 30)).save(tmp_path / "in.png")
+    code, _, err = run_cli(["animate", str(tmp_path / "in.png"), "x", "--res", "tiny", "--steps", "2",
+                            "--backend", "ort", "--export-dir", str(out), "-o", str(tmp_path / "o.gif")])
+    assert code == 0, err
+    code, _, err = run_cli(["animate", str(tmp_path / "in.png"), "x", "--res", "tiny-256", "--backend", "ort",
+                            "--export-dir", str(out), "-o", str(tmp_path / "p.gif")])
+    assert code == 2 and "holds an export of preset tiny, not tiny-256" in err
+
+
+def _copy(exported, tmp_path):
+    out, _ = exported
+    shutil.copytree(out, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_missing_graph_is_named(exported, tmp_path):
+    copy = _copy(exported, tmp_path)
+    (copy / "vae_decoder.onnx").unlink()
+    with pytest.raises(UsageError, match=r"vae_decoder.onnx is missing"):
+        OnnxRuntimeBackend(copy)
+
+
+def test_modified_graph_is_named(exported, tmp_path):
+    copy = _copy(exported, tmp_path)
+    with open(copy / "unet.onnx", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(UsageError, match=r"unet.onnx does not match the sha256"):
+        OnnxRuntimeBackend(copy)
+
+
+def test_manifest_of_another_preset(exported, tmp_path):
+    copy = _copy(exported, tmp_path)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["preset"] = "tiny-256"
+    data["components"]["unet"]["inputs"][0]["shape"] = [2, 8, 16, 4, 4]
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=r"unet.onnx has other inputs than preset tiny-256"):
+        OnnxRuntimeBackend(copy)
+
+
+def test_not_an_export(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        OnnxRuntimeBackend(tmp_path / "none")
+    with pytest.raises(UsageError, match="no manifest.json"):
+        OnnxRuntimeBackend(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not a valid dcrt manifest"):
+        ExportManifest.read(tmp_path)
