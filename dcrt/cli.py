@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import click
+import numpy as np
 import typer
 
 from dcrt.batch import Job, read_prompt_dir
@@ -108,6 +109,80 @@ def export_command(
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     export_model(_load_model(choice, preset), out, request, force=force, log=log)
     typer.echo(str(out))
+
+
+@app.command()
+def bench(
+    res: Res = "tiny",
+    backends: Annotated[str, typer.Option(help="comma-separated: baseline, torch, ort")] = "baseline,torch,ort",
+    steps: Steps = 50, repeat: Annotated[int, typer.Option(help="timed runs per backend")] = 3,
+    warmup: Annotated[int, typer.Option(help="untimed runs per backend first")] = 1,
+    ckpt: Ckpt = None, random_weights: RandomWeights = False, height: Height = None, width: Width = None,
+    device: Device = "cpu",
+    dtype: Annotated[str | None, typer.Option(help="torch backend weights (default: fp16 on cuda, fp32 on cpu)")] = None,
+    export_dir: ExportDir = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for the JSON, Markdown and PNG report")] = Path(
+        "benchmarks/results"),
+) -> None:
+    """Time each stage of each backend side by side (same inputs, same seed) and write a report."""
+    import torch
+
+    from dcrt.bench import BenchReport, environment, markdown, run_backend, write_report
+    from dcrt.flops import unet_flops
+    from dcrt.config import get_preset
+    from dcrt.pipeline import resolve_options
+
+    preset = get_preset(res)
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in names if b not in ("baseline", "torch", "ort")]
+    if unknown or not names:
+        raise UsageError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from baseline, torch, ort")
+    if repeat < 1 or warmup < 0:
+        raise UsageError("--repeat must be >= 1 and --warmup >= 0")
+    opts = resolve_options(preset, steps=steps, seed=123, height=height, width=width)
+    log = lambda message: typer.echo(message, err=True)  # noqa: E731
+    rng = np.random.default_rng(0)
+    images = [(rng.random((opts.height, opts.width, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    choice = ModelChoice(res, ckpt, random_weights, device, "fp32", "torch", export_dir)
+    pipelines = _bench_pipelines(names, choice, preset, dtype, opts, log)
+    results = [run_backend(name, pipelines[name], images, "a boat sailing on a calm sea", opts, warmup, repeat, log)
+               for name in names]
+    report = BenchReport(
+        preset=preset.name, height=opts.height, width=opts.width, steps=steps, repeat=repeat, warmup=warmup,
+        command=" ".join(["dcrt", *sys.argv[1:]]), environment=environment(torch.device(_check_device(device))),
+        unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width), results=results,
+    )
+    typer.echo(markdown(report))
+    for path in write_report(report, out):
+        typer.echo(str(path))
+
+
+def _bench_pipelines(names, choice: ModelChoice, preset, dtype: str | None, opts, log) -> dict:
+    """One pipeline per backend; the fp32 model is shared by baseline (and torch on a CPU)."""
+    from dcrt.backends import TorchBackend
+    from dcrt.backends.baseline import BaselineBackend
+    from dcrt.pipeline import Pipeline
+
+    torch_dtype = dtype or ("fp16" if choice.device.startswith("cuda") else "fp32")
+    model = _load_model(choice, preset)
+    pipelines = {}
+    if "baseline" in names:
+        pipelines["baseline"] = Pipeline(BaselineBackend(model), cache_unconditional=False)
+    if "torch" in names:
+        fast = model if torch_dtype == "fp32" else _load_model(
+            ModelChoice(choice.res, choice.ckpt, choice.random_weights, choice.device, torch_dtype), preset)
+        pipelines["torch"] = Pipeline(TorchBackend(fast))
+    if "ort" in names:
+        from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from dcrt.export import ExportRequest, export_model
+
+        export_dir = choice.export_dir or Path("export") / preset.name
+        cpu_model = model if model.device.type == "cpu" else _load_model(
+            ModelChoice(choice.res, choice.ckpt, choice.random_weights, "cpu", "fp32"), preset)
+        request = ExportRequest(preset, "fp32", _source(choice, preset), opts.height, opts.width)
+        export_model(cpu_model, export_dir, request, log=log)
+        pipelines["ort"] = Pipeline(OnnxRuntimeBackend(export_dir, choice.device))
+    return pipelines
 
 
 @app.command()

@@ -103,8 +103,9 @@ class VideoResult:
 class Pipeline:
     """Conditioning, sampling and decoding over one backend. Caches what does not depend on the input."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, cache_unconditional: bool = True):
         self.backend = backend
+        self.cache_unconditional = cache_unconditional
         self.preset = backend.preset
         self.tokenizer = Tokenizer(self.preset.text.context_length)
         self._unconditional: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -126,7 +127,7 @@ class Pipeline:
 
     def unconditional(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(empty-prompt text context [1, 77, C], mid-grey image context [1, 256, C]), computed once."""
-        if self._unconditional is None:
+        if self._unconditional is None or not self.cache_unconditional:
             size = self.preset.image.image_size
             grey = torch.zeros(1, 3, size, size, device=self.backend.device)  # 0 in [-1, 1]: a constant stays constant
             self._unconditional = (self.encode_prompt(""), self.backend.encode_image(self.clip_pixels(grey)))

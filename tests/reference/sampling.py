@@ -398,3 +398,24 @@ def compare_sampling(model, state_dict: dict, cases, height: int, width: int, re
 
 __all__ = ["SamplerCase", "SamplerDiff", "build_reference_model", "compare_case", "compare_sampling",
            "import_reference_sampling", "model_config"]
+
+
+def prepare(weights: str, preset: str, workdir: Path, seed: int = 0):
+    """(dcrt model, state dict) for random `weights` viewed as `preset` (e.g. 512 weights as 512-interp).
+
+    The checkpoint is written once per `weights`; dcrt and the original both alias its memory map, so a full
+    preset costs its 10.4 GB once (page cache) rather than twice (anonymous memory).
+    """
+    import dcrt
+
+    path = Path(workdir) / f"{weights}.ckpt"
+    if not path.exists():
+        model = dcrt.random_model(weights, seed=seed)
+        dcrt.save_checkpoint(model, path)
+        del model
+        gc.collect()
+    return dcrt.load_model(path, preset=preset), harness.load_checkpoint_state_dict(path)
+
+
+def all_cases(modes=("animate", "interpolate", "loop"), steps: int = 5) -> list[SamplerCase]:
+    return [SamplerCase(mode, mc, eta, steps) for mode in modes for mc in (False, True) for eta in (0.0, 1.0)]

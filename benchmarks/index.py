@@ -1,0 +1,41 @@
+"""Regenerate the results index in benchmarks/README.md from the committed JSON under results/.
+
+    python benchmarks/index.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def rows() -> list[str]:
+    lines = ["| report | device | preset | size | steps | backends (end-to-end s, vs baseline) |", "|---|---|---|---|---|---|"]
+    for path in sorted((HERE / "results").glob("bench-*.json")):
+        data = json.loads(path.read_text())
+        cells = []
+        for r in data["results"]:
+            speed = r["speedup_vs_baseline"]["end_to_end"]
+            cells.append(f"{r['backend']} {r['median_s']['end_to_end']:.2f}" + (f" ({speed:.2f}x)" if speed else ""))
+        lines.append(
+            f"| [{path.stem}](results/{path.stem}.md) | {data['environment']['device']} | {data['preset']} | "
+            f"{data['height']}x{data['width']} | {data['steps']} | {', '.join(cells)} |"
+        )
+    for path in sorted((HERE / "results").glob("parity*.json")):
+        lines.append(f"| [{path.stem}](results/{path.name}) | CPU | parity vs the original | - | - | see JSON |")
+    return lines
+
+
+def main() -> None:
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    readme.write_text(before + START + "\n" + "\n".join(rows()) + "\n" + END + after)
+
+
+if __name__ == "__main__":
+    main()

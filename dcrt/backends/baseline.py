@@ -1,0 +1,60 @@
+"""The baseline: the same networks run the way the original implementation runs them.
+
+fp32 weights under fp16 autocast (on CUDA; plain fp32 on a CPU, as the original there), the guidance
+branches as separate sequential UNet calls, all 16 frames of the conditioning video VAE-encoded one
+by one, frames decoded one at a time. With `Pipeline(..., cache_unconditional=False)` the
+unconditional context is also recomputed every generation. Same numbers, none of dcrt's savings:
+what `dcrt bench` compares against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from dcrt.backends.base import Backend
+from dcrt.backends.torch_backend import TorchBackend
+from dcrt.models.dynamicrafter import DynamiCrafter
+
+
+class BaselineBackend(Backend):
+    decode_chunk = 1  # perframe_ae
+
+    def __init__(self, model: DynamiCrafter):
+        self.inner = TorchBackend(model)
+        self.preset = model.preset
+        self.device = model.device
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.inner.encode_text(tokens).float()
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.inner.encode_image(pixels).float()
+
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            outs = [self.inner.unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], fs[i : i + 1]) for i in range(len(x))]
+        return torch.cat(outs)
+
+    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """The original encodes the whole conditioning video (first image x 8, last image x 8; or x 16)."""
+        video_frames = self.preset.frames
+        video = frames.repeat_interleave(video_frames // frames.shape[0], dim=0)
+        with self._autocast():
+            z = torch.cat([self.inner.encode_latents(f[None]).float() for f in video])
+        return z[[0, -1]] if frames.shape[0] == 2 else z[:1]
+
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.inner.decode_latents(z).float()
+
+    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+        return self.inner.schedule_buffers()

@@ -1,0 +1,279 @@
+"""`dcrt bench`: per-stage timings of backends on one preset, measured side by side in one run.
+
+Each backend runs the same generation (same image, prompt, seed, steps) `warmup` + `repeat` times.
+A timing wrapper around the backend attributes wall time to stages (synchronising the GPU around
+each call when there is one); end to end is the whole `generate`. The report carries medians,
+spreads, peak memory, effective UNet TFLOP/s (analytic FLOP count) and every backend's speed-up over
+the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dcrt
+from dcrt.backends.base import Backend
+from dcrt.flops import unet_flops
+from dcrt.pipeline import Pipeline, SamplingOptions
+
+STAGES = ("text_encode", "image_encode", "vae_encode", "unet", "vae_decode", "end_to_end")
+_METHOD_STAGE = {
+    "encode_text": "text_encode",
+    "encode_image": "image_encode",
+    "encode_latents": "vae_encode",
+    "unet": "unet",
+    "decode_latents": "vae_decode",
+}
+
+
+class StageTimer(Backend):
+    """Delegates to a backend and adds each call's wall time to its stage."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.preset, self.device, self.decode_chunk = inner.preset, inner.device, inner.decode_chunk
+        self.seconds: dict[str, float] = {}
+        self.unet_calls = 0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _timed(self, method: str, *args):
+        self._sync()
+        start = time.perf_counter()
+        out = getattr(self.inner, method)(*args)
+        self._sync()
+        stage = _METHOD_STAGE[method]
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+        return out
+
+    def encode_text(self, tokens):
+        return self._timed("encode_text", tokens)
+
+    def encode_image(self, pixels):
+        return self._timed("encode_image", pixels)
+
+    def unet(self, x, t, context, fs):
+        self.unet_calls += x.shape[0]
+        return self._timed("unet", x, t, context, fs)
+
+    def encode_latents(self, frames):
+        return self._timed("encode_latents", frames)
+
+    def decode_latents(self, z):
+        return self._timed("decode_latents", z)
+
+    def schedule_buffers(self):
+        return self.inner.schedule_buffers()
+
+
+def peak_memory_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the resident-set high-water mark
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    runs: list[dict[str, float]] = field(default_factory=list)  # seconds per stage, one dict per repeat
+    peak_memory_bytes: int = 0
+    unet_evaluations_per_run: int = 0
+
+    def median(self, stage: str) -> float:
+        return statistics.median(r.get(stage, 0.0) for r in self.runs)
+
+    def spread(self, stage: str) -> tuple[float, float]:
+        values = [r.get(stage, 0.0) for r in self.runs]
+        return min(values), max(values)
+
+
+@dataclass
+class BenchReport:
+    preset: str
+    height: int
+    width: int
+    steps: int
+    repeat: int
+    warmup: int
+    command: str
+    environment: dict
+    unet_flops_per_sample: int
+    results: list[BackendResult]
+
+    def speedup(self, backend: str, stage: str, baseline: str = "baseline") -> float | None:
+        by_name = {r.backend: r for r in self.results}
+        if baseline not in by_name or backend not in by_name:
+            return None
+        mine = by_name[backend].median(stage)
+        return by_name[baseline].median(stage) / mine if mine > 0 else None
+
+    def unet_tflops(self, result: BackendResult) -> float:
+        seconds = result.median("unet")
+        return self.unet_flops_per_sample * result.unet_evaluations_per_run / seconds / 1e12 if seconds else 0.0
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for entry, result in zip(data["results"], self.results):
+            entry["median_s"] = {s: result.median(s) for s in STAGES}
+            entry["spread_s"] = {s: list(result.spread(s)) for s in STAGES}
+            entry["unet_tflops"] = self.unet_tflops(result)
+            entry["speedup_vs_baseline"] = {s: self.speedup(result.backend, s) for s in STAGES}
+        return data
+
+
+def environment(device: torch.device) -> dict:
+    env = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {_cpu_name()}",
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "dcrt": dcrt.__version__,
+        "git_commit": _git_commit(),
+    }
+    for module in ("onnxruntime", "tensorrt"):
+        try:
+            env[module] = __import__(module).__version__
+        except ImportError:
+            env[module] = None
+    if device.type == "cuda":
+        env["driver"] = _nvidia_driver()
+    return env
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def run_backend(name: str, pipeline: Pipeline, images: list[np.ndarray], prompt: str, opts: SamplingOptions,
+                warmup: int, repeat: int, log: Callable[[str], None]) -> BackendResult:
+    """Time `warmup + repeat` generations (the preset's first mode: animate, or interpolate for interp models)."""
+    timer = StageTimer(pipeline.backend)
+    pipeline.backend = timer
+    mode = pipeline.preset.modes[0]
+    result = BackendResult(name)
+    device = timer.device
+    try:
+        for i in range(warmup + repeat):
+            timer.seconds, timer.unet_calls = {}, 0
+            if i == warmup:
+                peak_memory_reset(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            pipeline.generate(images[: 2 if mode == "interpolate" else 1], prompt, mode, opts)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = dict(timer.seconds, end_to_end=time.perf_counter() - start)
+            if i >= warmup:
+                result.runs.append(seconds)
+                result.unet_evaluations_per_run = timer.unet_calls
+            log(f"{name}: run {i + 1}/{warmup + repeat} {'(warm-up) ' if i < warmup else ''}"
+                f"{seconds['end_to_end']:.2f} s")
+        result.peak_memory_bytes = peak_memory_bytes(device)
+    finally:
+        pipeline.backend = timer.inner
+    return result
+
+
+def markdown(report: BenchReport) -> str:
+    head = ["backend"] + [f"{s} (s)" for s in STAGES] + ["UNet TFLOP/s", "peak mem (GiB)", "end-to-end vs baseline"]
+    lines = [
+        f"**{report.preset}** at {report.height}x{report.width}, {report.steps} steps, median of {report.repeat} "
+        f"(after {report.warmup} warm-up) on {report.environment['device']}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in report.results:
+        cells = [r.backend] + [f"{r.median(s):.3f}" for s in STAGES]
+        speed = report.speedup(r.backend, "end_to_end")
+        cells += [f"{report.unet_tflops(r):.3f}", f"{r.peak_memory_bytes / 2**30:.2f}",
+                  f"{speed:.2f}x" if speed else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(report: BenchReport, path: Path) -> None:
+    """Per-stage bars per backend as a PNG (PIL only: no plotting dependency)."""
+    from PIL import Image, ImageDraw
+
+    stages = [s for s in STAGES if s != "end_to_end"] + ["end_to_end"]
+    colours = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
+    row, bar, left, width = 26, 18, 190, 560
+    height = 50 + row * len(stages) * len(report.results) + 20 * len(stages)
+    img = Image.new("RGB", (left + width + 110, height), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 10), f"dcrt bench: {report.preset} {report.height}x{report.width}, {report.steps} steps, "
+                        f"{report.environment['device']}", fill="black")
+    longest = max((r.median(s) for r in report.results for s in stages), default=1.0) or 1.0
+    y = 40
+    for stage in stages:
+        draw.text((10, y), stage, fill="black")
+        for k, r in enumerate(report.results):
+            seconds = r.median(stage)
+            length = int(width * seconds / longest)
+            draw.rectangle([left, y, left + max(length, 1), y + bar], fill=colours[k % len(colours)])
+            draw.text((left + length + 6, y + 3), f"{r.backend} {seconds:.3f} s", fill="black")
+            y += row
+        y += 20
+    img.save(path)
+
+
+def write_report(report: BenchReport, out_dir: Path) -> list[Path]:
+    from dcrt.atomic import atomic_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = report.environment["device"].replace("CPU: ", "cpu-").split("@")[0].strip()
+    slug = "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    stem = f"bench-{report.preset}-{report.height}x{report.width}-{slug}"
+    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md", out_dir / f"{stem}.png"]
+    with atomic_file(paths[0]) as tmp:
+        tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    with atomic_file(paths[1]) as tmp:
+        tmp.write_text(markdown(report) + "\n")
+    with atomic_file(paths[2], suffix=".png") as tmp:
+        chart(report, tmp)
+    return paths

@@ -1,0 +1,504 @@
+"""ONNX export -> TensorRT engine bundle. Planning is plain Python; only `build_engine` talks to TensorRT.
+
+A bundle is `engines/<gpu>-sm<cc>-trt<version>/<preset>/`: one `<component>.plan` per IO-table graph and
+a `manifest.json` that embeds the export's manifest and adds what the plans depend on (GPU, compute
+capability, TensorRT version, build flags, ONNX hashes). A plan is rebuilt exactly when one of those
+changed or the plan file is not the one recorded; everything is written with write-then-rename.
+
+Precision: TensorRT 11 removed weak typing (BuilderFlag.FP16, OBEY_PRECISION_CONSTRAINTS, layer
+precision hints), so the precision of every layer is the one in the ONNX graph and networks are
+built strongly typed (the flag is required on TensorRT 10 and ignored on 11). An FP16 engine is built
+from an fp16 export (`dcrt export --precision fp16`), whose GroupNorm/LayerNorm already run in fp32
+between casts (dcrt/models/layers.py, spec 7.1). For the components in `BuildConfig.fp32_softmax`
+(the VAE by default: its mid attention over h*w tokens is where the 1024 black frames were
+reported) the build also lifts every Softmax of an fp16 graph to fp32 by inserting casts around it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dcrt
+from dcrt.atomic import atomic_file
+from dcrt.errors import BackendUnavailable, DcrtError, UsageError
+from dcrt.io_spec import ComponentSpec, io_table
+from dcrt.manifest import MANIFEST_FILE, ExportManifest, sha256_file
+
+ENGINE_SCHEMA_VERSION = 1
+PLAN_SUFFIX = ".plan"
+TIMING_CACHE_FILE = "timing.cache"
+# Bumped whenever build_engine changes what it builds from the same inputs: old plans become stale.
+BUILDER_REVISION = 1
+
+# (component, phase, step, total) from TensorRT's progress monitor; total is 0 when unknown.
+Progress = Callable[[str, str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    opt_level: int = 3  # builder_optimization_level: 0 (fast build) .. 5 (slowest build, fastest engine)
+    workspace_gb: float | None = None  # WORKSPACE pool limit; None = TensorRT's default (the device's memory)
+    timing_cache: Path | None = None  # None = <target dir>/timing.cache, shared by every preset on that GPU
+    strongly_typed: bool = True  # precision from the graph; the only mode TensorRT 11 has
+    fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder")
+
+    def __post_init__(self):
+        if not 0 <= self.opt_level <= 5:
+            raise UsageError(f"--opt-level must be 0..5, got {self.opt_level}")
+        if self.workspace_gb is not None and self.workspace_gb <= 0:
+            raise UsageError(f"--workspace must be a positive number of GB, got {self.workspace_gb}")
+        if not self.strongly_typed:
+            raise UsageError("weakly typed builds are gone in TensorRT 11: build from an fp16 export instead")
+
+    @property
+    def workspace_bytes(self) -> int | None:
+        return None if self.workspace_gb is None else int(self.workspace_gb * 2**30)
+
+    def flags(self, component: str, precision: str) -> dict:
+        """What a plan of `component` depends on besides its ONNX and target (the timing cache does not count:
+        it only makes tactic selection faster). Recorded in the manifest and compared for staleness."""
+        return {
+            "precision": precision,
+            "strongly_typed": self.strongly_typed,
+            "opt_level": self.opt_level,
+            "workspace_bytes": self.workspace_bytes,
+            "fp32_softmax": precision == "fp16" and component in self.fp32_softmax,
+            "builder_revision": BUILDER_REVISION,
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """The GPU and TensorRT a plan is built for: plans run only where all three match."""
+
+    gpu_name: str
+    compute_capability: tuple[int, int]
+    tensorrt_version: str
+
+    @property
+    def sm(self) -> str:
+        return f"sm{self.compute_capability[0]}{self.compute_capability[1]}"
+
+    @property
+    def dirname(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
+        return f"{slug}-{self.sm}-trt{self.tensorrt_version}"
+
+    def describe(self) -> str:
+        return f"{self.gpu_name} ({self.sm}), TensorRT {self.tensorrt_version}"
+
+
+def preset_dirname(preset: str, height: int, width: int, default: tuple[int, int]) -> str:
+    """`512`, or `512-640x1024` for a non-default resolution (static shapes: a plan per size)."""
+    return preset if (height, width) == default else f"{preset}-{height}x{width}"
+
+
+def bundle_dir(root: Path, target: Target, preset_dir: str) -> Path:
+    return Path(root) / target.dirname / preset_dir
+
+
+def onnx_digest(files: dict[str, str]) -> str:
+    """One hash for a graph stored as several files (model + external data)."""
+    return ":".join(f"{name}={files[name]}" for name in sorted(files))
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything a plan's content is a function of; a plan whose recorded key differs is stale."""
+
+    target: Target
+    preset: str
+    component: str
+    onnx: str  # onnx_digest of the graph's files
+    flags: str  # json of BuildConfig.flags, sorted keys (hashable, comparable)
+
+    def plan_path(self, root: Path, preset_dir: str) -> Path:
+        return bundle_dir(root, self.target, preset_dir) / f"{self.component}{PLAN_SUFFIX}"
+
+
+def engine_key(target: Target, export: ExportManifest, component: str, config: BuildConfig) -> EngineKey:
+    return EngineKey(target, export.preset, component, onnx_digest(export.components[component].files),
+                     json.dumps(config.flags(component, export.precision), sort_keys=True))
+
+
+def profile_for(spec: ComponentSpec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """The one optimisation profile: min = opt = max = the IO table's static shape of every input."""
+    return {t.name: (t.shape, t.shape, t.shape) for t in spec.inputs}
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+
+
+@dataclass
+class EngineEntry:
+    file: str
+    sha256: str
+    bytes: int
+    device_memory_bytes: int  # ICudaEngine.device_memory_size_v2: activations, shared block's lower bound
+    onnx: dict[str, str]  # the graph's files -> sha256, as in the export manifest
+    flags: dict
+    inputs: list[dict]
+    outputs: list[dict]
+    build_seconds: float
+
+
+@dataclass
+class EngineManifest:
+    preset: str
+    height: int
+    width: int
+    precision: str
+    gpu_name: str
+    compute_capability: list[int]  # [major, minor]
+    tensorrt_version: str
+    dcrt_version: str
+    export: dict  # the export's manifest.json, verbatim: IO table, parity, source checkpoint
+    engines: dict[str, EngineEntry] = field(default_factory=dict)
+    # The checkpoint's noise-schedule tensors, copied from the export so a host needs only this folder.
+    schedule: dict[str, str] = field(default_factory=dict)
+    schema_version: int = ENGINE_SCHEMA_VERSION
+
+    @property
+    def target(self) -> Target:
+        return Target(self.gpu_name, tuple(self.compute_capability), self.tensorrt_version)
+
+    @property
+    def device_memory_bytes(self) -> int:
+        """Size of the one scratch block every engine of the bundle shares (they never run at once)."""
+        return max((e.device_memory_bytes for e in self.engines.values()), default=0)
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / MANIFEST_FILE
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> EngineManifest:
+        path = Path(directory) / MANIFEST_FILE
+        if not path.is_file():
+            raise UsageError(f"{directory} has no {MANIFEST_FILE}: not a dcrt engine bundle (run `dcrt build`)")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("schema_version") != ENGINE_SCHEMA_VERSION:
+                raise UsageError(f"{path} has engine schema version {data.get('schema_version')}, "
+                                 f"this dcrt reads {ENGINE_SCHEMA_VERSION}: rebuild with `dcrt build`")
+            engines = {k: EngineEntry(**v) for k, v in data.pop("engines").items()}
+            return cls(**data, engines=engines)
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+            raise UsageError(f"{path} is not a valid dcrt engine manifest ({type(exc).__name__}: {exc})") from None
+
+
+def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:
+    return EngineManifest(export.preset, export.height, export.width, export.precision, target.gpu_name,
+                          list(target.compute_capability), target.tensorrt_version, dcrt.__version__, asdict(export))
+
+
+def rebuild_command(manifest_or_preset: EngineManifest | str) -> str:
+    preset = manifest_or_preset if isinstance(manifest_or_preset, str) else manifest_or_preset.preset
+    return f"dcrt build --res {preset}"
+
+
+def check_target(manifest: EngineManifest, target: Target, preset: str, where: Path) -> None:
+    """Plans run only on the GPU model / compute capability / TensorRT version they were built with."""
+    problems = []
+    if manifest.preset != preset:
+        problems.append(f"preset {manifest.preset}, not {preset}")
+    if tuple(manifest.compute_capability) != target.compute_capability or manifest.gpu_name != target.gpu_name:
+        problems.append(f"GPU {manifest.gpu_name} (sm{''.join(map(str, manifest.compute_capability))}), "
+                        f"this one is {target.gpu_name} ({target.sm})")
+    if manifest.tensorrt_version != target.tensorrt_version:
+        problems.append(f"TensorRT {manifest.tensorrt_version}, this is TensorRT {target.tensorrt_version}")
+    if problems:
+        raise UsageError(f"engines in {where} were built for {'; '.join(problems)}: "
+                         f"rebuild them with `{rebuild_command(preset)}`")
+
+
+def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Path, verify: bool = True) -> str | None:
+    """Why the plan for `key` must be (re)built, or None when the one on disk is up to date."""
+    if manifest is None:
+        return "not built"
+    if manifest.target != key.target or manifest.preset != key.preset:
+        return f"built for {manifest.target.describe()}, preset {manifest.preset}"
+    entry = manifest.engines.get(key.component)
+    if entry is None:
+        return "not built"
+    path = Path(directory) / entry.file
+    if not path.is_file():
+        return f"{entry.file} is missing"
+    if onnx_digest(entry.onnx) != key.onnx:
+        return "the ONNX export changed"
+    if json.dumps(entry.flags, sort_keys=True) != key.flags:
+        return "the build flags changed"
+    if path.stat().st_size != entry.bytes or (verify and sha256_file(path) != entry.sha256):
+        return f"{entry.file} does not match its manifest"
+    return None
+
+
+def is_stale(key: EngineKey, manifest: EngineManifest | None, directory: Path) -> bool:
+    return stale_reason(key, manifest, directory) is not None
+
+
+def read_manifest_or_none(directory: Path) -> EngineManifest | None:
+    try:
+        return EngineManifest.read(directory)
+    except DcrtError:
+        return None
+
+
+def find_bundle(root: Path, target: Target, preset: str, preset_dir: str | None = None) -> Path:
+    """The bundle for this GPU/TensorRT; if there is none, say which bundles exist and how to build one."""
+    preset_dir = preset_dir or preset
+    directory = bundle_dir(root, target, preset_dir)
+    if (directory / MANIFEST_FILE).is_file():
+        return directory
+    others = sorted(p.parent.parent.name for p in Path(root).glob(f"*/{preset_dir}/{MANIFEST_FILE}"))
+    built = f"; {root} has them only for {', '.join(others)}" if others else ""
+    raise UsageError(f"no TensorRT engines of preset {preset_dir} for {target.describe()} in {root}{built}: "
+                     f"build them with `{rebuild_command(preset)}`")
+
+
+# ------------------------------------------------------------------------------------------------ build
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    plan: bytes
+    device_memory_bytes: int
+
+
+# The TensorRT-facing step, injectable so the whole bundle logic runs in CI with a fake.
+EngineBuilder = Callable[[Path, ComponentSpec, BuildConfig, bool, Path, Progress], BuiltEngine]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    directory: Path
+    built: dict[str, str]  # component -> why it was (re)built
+    up_to_date: list[str]
+
+
+def build_bundle(
+    export_dir: Path, engines_root: Path, config: BuildConfig, target: Target,
+    builder: EngineBuilder | None = None, progress: Progress | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> BuildReport:
+    """Build every stale plan of the export in `export_dir`; skip the up-to-date ones."""
+    from dcrt.config import get_preset
+
+    export_dir, engines_root = Path(export_dir), Path(engines_root)
+    export = ExportManifest.read(export_dir)
+    export.verify_files(export_dir)
+    preset = get_preset(export.preset)
+    specs = io_table(preset, export.height, export.width)
+    missing = set(specs) - set(export.components)
+    if missing:
+        raise UsageError(f"{export_dir / MANIFEST_FILE} lacks components {sorted(missing)}")
+    directory = bundle_dir(engines_root, target, preset_dirname(export.preset, export.height, export.width,
+                                                                (preset.height, preset.width)))
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = read_manifest_or_none(directory)
+    manifest = new_manifest(export, target)
+    if existing is not None and existing.target == target and existing.preset == export.preset:
+        manifest.engines = dict(existing.engines)  # keep what is up to date, replace what is rebuilt
+    for file, digest in export.schedule.items():
+        if existing is not None and existing.schedule.get(file) == digest and (directory / file).is_file():
+            continue
+        with atomic_file(directory / file) as tmp:
+            tmp.write_bytes((export_dir / file).read_bytes())
+    manifest.schedule = dict(export.schedule)
+    timing_cache = config.timing_cache or directory.parent / TIMING_CACHE_FILE
+    builder = builder or build_engine
+    built, fresh = {}, []
+    for name, spec in specs.items():
+        key = engine_key(target, export, name, config)
+        reason = stale_reason(key, existing, directory)
+        if reason is None:
+            fresh.append(name)
+            log(f"{name}: up to date")
+            continue
+        log(f"{name}: building ({reason})")
+        start = time.monotonic()
+        flags = json.loads(key.flags)
+        result = builder(export_dir / spec.filename, spec, config, flags["fp32_softmax"], timing_cache,
+                         _for_component(progress, name))
+        plan_path = directory / f"{name}{PLAN_SUFFIX}"
+        with atomic_file(plan_path) as tmp:
+            tmp.write_bytes(result.plan)
+        manifest.engines[name] = EngineEntry(
+            file=plan_path.name, sha256=sha256_file(plan_path), bytes=plan_path.stat().st_size,
+            device_memory_bytes=result.device_memory_bytes, onnx=dict(export.components[name].files), flags=flags,
+            inputs=[t.as_dict() for t in spec.inputs], outputs=[t.as_dict() for t in spec.outputs],
+            build_seconds=round(time.monotonic() - start, 1),
+        )
+        manifest.write(directory)  # after every plan: an interrupted build keeps what it finished
+        built[name] = reason
+    manifest.engines = {k: manifest.engines[k] for k in specs}  # drop components the export no longer has
+    manifest.write(directory)
+    return BuildReport(directory, built, fresh)
+
+
+def _for_component(progress: Progress | None, component: str) -> Callable[[str, int, int], None]:
+    return (lambda phase, step, total: progress(component, phase, step, total)) if progress else (lambda *a: None)
+
+
+def lift_softmax_to_fp32(model):
+    """Cast the input of every Softmax of an fp16 ONNX graph to fp32 and its output back (in place).
+
+    Strongly typed TensorRT then runs those softmaxes in fp32, which is what a precision constraint
+    did before TensorRT 11. Only for graphs whose softmaxes are fp16 (fp16 exports)."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Softmax":
+            nodes.append(node)
+            continue
+        src, dst = node.input[0], node.output[0]
+        wide_in, wide_out = f"{node.name or dst}_fp32_in", f"{node.name or dst}_fp32_out"
+        nodes.append(helper.make_node("Cast", [src], [wide_in], to=TensorProto.FLOAT, name=f"{wide_in}_cast"))
+        node.input[0], node.output[0] = wide_in, wide_out
+        nodes.append(node)
+        nodes.append(helper.make_node("Cast", [wide_out], [dst], to=TensorProto.FLOAT16, name=f"{wide_out}_cast"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    # Stale value_info would claim fp16 for the renamed tensors; TensorRT infers types itself.
+    kept = [v for v in graph.value_info if not v.name.endswith(("_fp32_in", "_fp32_out"))]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return model
+
+
+def import_tensorrt():
+    """`tensorrt`, or one line saying what is missing."""
+    try:
+        import tensorrt
+    except Exception as exc:  # ImportError, or a wheel whose libraries are missing (OSError)
+        raise BackendUnavailable(
+            f"TensorRT is not available ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+            "install it on a machine with an NVIDIA GPU (pip install 'dcrt[trt]')"
+        ) from None
+    return tensorrt
+
+
+def detect_target(device: int = 0) -> Target:
+    """This machine's GPU and TensorRT, or BackendUnavailable naming what is missing. Needs no PyTorch."""
+    trt = import_tensorrt()
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        raise BackendUnavailable("cuda-python is not installed (pip install 'dcrt[trt]')") from None
+    err, count = runtime.cudaGetDeviceCount()
+    if err != runtime.cudaError_t.cudaSuccess or not count:
+        raise BackendUnavailable(f"no CUDA GPU is visible ({getattr(err, 'name', err)}): TensorRT needs one")
+    if device >= count:
+        raise UsageError(f"CUDA device {device} does not exist ({count} visible)")
+    err, props = runtime.cudaGetDeviceProperties(device)
+    if err != runtime.cudaError_t.cudaSuccess:
+        raise BackendUnavailable(f"cannot query CUDA device {device} ({getattr(err, 'name', err)})")
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return Target(name.split("\0")[0].strip(), (int(props.major), int(props.minor)), trt.__version__)
+
+
+def build_engine(onnx_path: Path, spec: ComponentSpec, config: BuildConfig, fp32_softmax: bool,
+                 timing_cache: Path, progress: Callable[[str, int, int], None]) -> BuiltEngine:
+    """Parse, configure and build one plan with TensorRT 10/11 (strongly typed, one static profile)."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # STRONGLY_TYPED: layer precisions come from the graph's types (required on 10.x, the only mode on 11.x).
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if fp32_softmax:
+        import onnx
+
+        model = lift_softmax_to_fp32(onnx.load(str(onnx_path), load_external_data=False))
+        ok = parser.parse(model.SerializeToString(), str(onnx_path))  # the path locates external weights
+    else:
+        ok = parser.parse_from_file(str(onnx_path))
+    if not ok:
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise DcrtError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    _check_network_io(network, spec, onnx_path)
+
+    cfg = builder.create_builder_config()
+    cfg.builder_optimization_level = config.opt_level
+    if config.workspace_bytes is not None:
+        cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile_for(spec).items():
+        profile.set_shape(name, lo, opt, hi)
+    cfg.add_optimization_profile(profile)
+    cache = cfg.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    cfg.set_timing_cache(cache, ignore_mismatch=False)
+    cfg.progress_monitor = _progress_monitor(trt, progress)
+
+    plan = builder.build_serialized_network(network, cfg)
+    if plan is None:
+        raise DcrtError(f"TensorRT failed to build {onnx_path.name} (see the messages above)")
+    timing_cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(timing_cache) as tmp:
+        tmp.write_bytes(bytes(cfg.get_timing_cache().serialize()))
+    plan = bytes(plan)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    return BuiltEngine(plan, int(engine.device_memory_size_v2))
+
+
+def _check_network_io(network, spec: ComponentSpec, onnx_path: Path) -> None:
+    got = [network.get_input(i).name for i in range(network.num_inputs)]
+    want = [t.name for t in spec.inputs]
+    if got != want:
+        raise UsageError(f"{onnx_path} has inputs {got}, the IO table says {want}: re-export it")
+
+
+def _progress_monitor(trt, report: Callable[[str, int, int], None]):
+    """A trt.IProgressMonitor forwarding top-level phases to `report(phase, step, total)`."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.totals: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.totals[phase_name] = num_steps
+            report(phase_name, 0, num_steps)
+
+        def step_complete(self, phase_name, step):
+            report(phase_name, step + 1, self.totals.get(phase_name, 0))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            total = self.totals.pop(phase_name, 0)
+            report(phase_name, total, total)
+
+    return Monitor()
+
+
+def console_progress() -> Progress:
+    """A tqdm bar per component on stderr, advanced by TensorRT's outermost phase."""
+    import sys
+
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+    outer: dict[str, str] = {}
+
+    def report(component: str, phase: str, step: int, total: int) -> None:
+        if outer.setdefault(component, phase) != phase:
+            return  # nested phases would make the bar jump back and forth
+        bar = bars.get(component)
+        if bar is None:
+            bar = bars[component] = tqdm(total=total or None, desc=component, unit="step", file=sys.stderr,
+                                         dynamic_ncols=True)
+        bar.n = step
+        bar.refresh()
+        if total and step >= total:
+            bar.close()
+
+    return report
