@@ -31,7 +31,6 @@ SCHEDULE_FILE = "schedule.safetensors"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 # Relative error budgets of ONNX Runtime vs PyTorch (fp32 weights) per graph precision.
 TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
-_PROTOBUF_LIMIT = 2**31 - 1
 
 
 class GraphModule(nn.Module):
@@ -66,10 +65,6 @@ def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphMo
     }
 
 
-def _is_large(graph) -> bool:
-    return sum(t.ByteSize() for t in graph.graph.initializer) > _PROTOBUF_LIMIT - (64 << 20)
-
-
 def _fold_constants(graph):
     """Fold the exporter's shape arithmetic into constants and drop dead nodes (onnx-graphsurgeon)."""
     import onnx_graphsurgeon as gs
@@ -79,10 +74,34 @@ def _fold_constants(graph):
     return gs.export_onnx(g)
 
 
-def export_graph(module: GraphModule, spec: ComponentSpec, inputs: list[torch.Tensor], path: Path) -> list[Path]:
-    """Trace, fold, save (weights as one external `.data` file above 2 GB), check. Returns the files written."""
-    import onnx
+def _gather_external_data(graph, source_dir: Path, data_path: Path) -> None:
+    """Stream the exporter's one-file-per-tensor weights into one `.data` file, a tensor at a time."""
+    from onnx.external_data_helper import ExternalDataInfo, set_external_data, uses_external_data
 
+    offset = 0
+    with open(data_path, "wb") as out:
+        for tensor in graph.graph.initializer:
+            if not uses_external_data(tensor):
+                continue
+            info = ExternalDataInfo(tensor)
+            with open(source_dir / info.location, "rb") as f:
+                f.seek(info.offset or 0)
+                data = f.read(info.length) if info.length else f.read()
+            out.write(data)
+            set_external_data(tensor, location=data_path.name, offset=offset, length=len(data))
+            offset += len(data)
+
+
+def export_graph(module: GraphModule, spec: ComponentSpec, inputs: list[torch.Tensor], path: Path) -> list[Path]:
+    """Trace and save one graph (weights in one external `.data` file above 2 GB), checked. Returns its files.
+
+    Graphs under 2 GB are also constant-folded with onnx-graphsurgeon; larger ones keep the exporter's
+    own folding, so that their weights are streamed from disk instead of held in memory twice.
+    """
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    data_path = path.parent / f"{spec.filename}.data"
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         raw = Path(scratch) / spec.filename
         with warnings.catch_warnings(), torch.no_grad():
@@ -98,13 +117,16 @@ def export_graph(module: GraphModule, spec: ComponentSpec, inputs: list[torch.Te
                 do_constant_folding=True,
                 dynamo=False,
             )
-        graph = _fold_constants(onnx.load(str(raw)))
-    large = _is_large(graph)
-    data = f"{spec.filename}.data"
-    onnx.save_model(graph, str(path), save_as_external_data=large, all_tensors_to_one_file=True, location=data)
+        graph = onnx.load(str(raw), load_external_data=False)
+        large = any(uses_external_data(t) for t in graph.graph.initializer)
+        if large:
+            _gather_external_data(graph, Path(scratch), data_path)
+        else:
+            graph = _fold_constants(graph)
+        onnx.save_model(graph, str(path))
     del graph
     onnx.checker.check_model(str(path))  # by path: works above the 2 GB protobuf limit
-    return [path, path.parent / data] if large else [path]
+    return [path, data_path] if large else [path]
 
 
 def run_onnx(path: Path, spec: ComponentSpec, inputs: list[torch.Tensor]) -> torch.Tensor:

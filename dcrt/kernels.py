@@ -65,14 +65,14 @@ def source_dir() -> Path:
     for candidate in (here.parent / "kernels", here / "_kernels"):
         if all((candidate / name).is_file() for name in KERNEL_FILES + HEADER_FILES):
             return candidate
-    raise KernelError(f"the CUDA kernel sources are missing (looked in {here.parent / 'kernels'} and {here / '_kernels'})")
+    raise KernelError(f"the CUDA kernel sources are missing from {here.parent / 'kernels'} and {here / '_kernels'}")
 
 
 @functools.cache
 def launch_constants() -> dict[str, int]:
     """The launch configuration #defines of dcrt_kernels.h (DCRT_BLOCK, ...), shared with the C++ launchers."""
     text = (source_dir() / "dcrt_kernels.h").read_text()
-    return {name: int(value) for name, value in re.findall(r"^#define (DCRT_\w+) (\d+)", text, flags=re.M)}
+    return {name: int(value) for name, value in re.findall(r"^#define (DCRT_\w+) (\d+)", text, flags=re.MULTILINE)}
 
 
 def cuda_include_dir() -> Path:
@@ -82,7 +82,7 @@ def cuda_include_dir() -> Path:
         from cuda.pathfinder import find_nvidia_header_directory
 
         candidates.append(find_nvidia_header_directory("cudart"))
-    except Exception:  # an older cuda-python without pathfinder, or no headers found by it
+    except (ImportError, RuntimeError):  # no pathfinder (older cuda-python), or it found no headers
         pass
     candidates += [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
     for root in candidates:
@@ -141,7 +141,8 @@ def _nvrtc_compile(source: str, arch: str, include_dirs: list[Path]) -> bytes:
             size = _nvrtc_check(nvrtc.nvrtcGetProgramLogSize(prog))
             log = b" " * size
             _nvrtc_check(nvrtc.nvrtcGetProgramLog(prog, log))
-            raise KernelError(f"NVRTC failed to compile the kernels for {arch}:\n{log.decode(errors='replace').rstrip(chr(0))}")
+            log = log.decode(errors="replace").rstrip("\0")
+            raise KernelError(f"NVRTC failed to compile the kernels for {arch}:\n{log}")
         size = _nvrtc_check(nvrtc.nvrtcGetCUBINSize(prog))
         cubin = b" " * size
         _nvrtc_check(nvrtc.nvrtcGetCUBIN(prog, cubin))
@@ -306,8 +307,12 @@ class Kernels:
 
     def ddim_timestep(self, t, timesteps, step) -> None:
         """t[:] = timesteps[*step] (int64)."""
-        args = [_ptr(t, (torch.int64,), "t"), _ptr(timesteps, (torch.int64,), "timesteps"),
-                _ptr(step, (torch.int32,), "step"), ctypes.c_int(t.numel())]  # fmt: skip
+        args = [
+            _ptr(t, (torch.int64,), "t"),
+            _ptr(timesteps, (torch.int64,), "timesteps"),
+            _ptr(step, (torch.int32,), "step"),
+            ctypes.c_int(t.numel()),
+        ]
         self._launch("ddim_timestep", (1,), (32,), args)
 
     def ddim_advance(self, step) -> None:
@@ -324,8 +329,15 @@ class Kernels:
         if rescaled:
             if workspace is None or workspace.numel() < batch * partials * 4:
                 raise ValueError("a rescaled combine needs a workspace from cfg_workspace(n, batch, device)")
-            args = [_ptr(out, _REAL, "out"), _ptr(workspace, (torch.float64,), "workspace"), ctypes.c_longlong(n),
-                    ctypes.c_int(batch), ctypes.c_int(branches), ctypes.c_float(scale), ctypes.c_float(image_scale)]  # fmt: skip
+            args = [
+                _ptr(out, _REAL, "out"),
+                _ptr(workspace, (torch.float64,), "workspace"),
+                ctypes.c_longlong(n),
+                ctypes.c_int(batch),
+                ctypes.c_int(branches),
+                ctypes.c_float(scale),
+                ctypes.c_float(image_scale),
+            ]
             self._launch(f"cfg_partials_{_suffix(out)}", (partials, batch), (launch_constants()["DCRT_BLOCK"],), args)
         args = [
             _ptr(out, _REAL, "out"),
@@ -347,8 +359,8 @@ class Kernels:
         count, channels, height, width = video.shape
         if channels != 3 or tuple(frames.shape) != (count, height, width, 3):
             raise ValueError(f"frames must be [T, H, W, 3] for video [T, 3, H, W], got {list(frames.shape)}")
-        args = [_ptr(frames, (torch.uint8,), "frames"), _ptr(video, _REAL, "video"),
-                ctypes.c_int(count), ctypes.c_longlong(height * width)]  # fmt: skip
+        args = [_ptr(frames, (torch.uint8,), "frames"), _ptr(video, _REAL, "video"), ctypes.c_int(count)]
+        args.append(ctypes.c_longlong(height * width))
         grid = _grid(count * height * width)
         self._launch(f"frames_to_u8_{_suffix(video)}", (grid,), (launch_constants()["DCRT_BLOCK"],), args)
 
@@ -357,14 +369,19 @@ class Kernels:
         count, height, width, channels = images.shape
         if channels != 3 or tuple(dst.shape) != (count, 3, height, width):
             raise ValueError(f"dst must be [N, 3, H, W] for images [N, H, W, 3], got {list(dst.shape)}")
-        args = [_ptr(dst, _F32, "dst"), _ptr(images, (torch.uint8,), "images"),
-                ctypes.c_int(count), ctypes.c_longlong(height * width)]  # fmt: skip
+        args = [_ptr(dst, _F32, "dst"), _ptr(images, (torch.uint8,), "images"), ctypes.c_int(count)]
+        args.append(ctypes.c_longlong(height * width))
         self._launch("image_u8_to_f32", (_grid(dst.numel()),), (launch_constants()["DCRT_BLOCK"],), args)
 
     def clip_normalize(self, dst, src, mean, std) -> None:
         """dst = ((src + 1) / 2 - mean) / std per channel, src float32 [N, 3, H, W] in [-1, 1] (dst may be src)."""
         if src.ndim != 4 or src.shape[1] != 3 or dst.shape != src.shape:
             raise ValueError(f"src and dst must be [N, 3, H, W], got {list(src.shape)} and {list(dst.shape)}")
-        args = [_ptr(dst, _F32, "dst"), _ptr(src, _F32, "src"), ctypes.c_int(src.shape[0]),
-                ctypes.c_longlong(src.shape[2] * src.shape[3]), *(ctypes.c_float(v) for v in (*mean, *std))]  # fmt: skip
+        args = [
+            _ptr(dst, _F32, "dst"),
+            _ptr(src, _F32, "src"),
+            ctypes.c_int(src.shape[0]),
+            ctypes.c_longlong(src.shape[2] * src.shape[3]),
+            *(ctypes.c_float(v) for v in (*mean, *std)),
+        ]
         self._launch("clip_normalize_f32", (_grid(src.numel()),), (launch_constants()["DCRT_BLOCK"],), args)

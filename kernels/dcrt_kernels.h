@@ -21,7 +21,8 @@
 
 #define DCRT_BLOCK 256         // threads per block, every kernel
 #define DCRT_MAX_BLOCKS 65536  // grid-stride kernels use min(ceil(n / DCRT_BLOCK), DCRT_MAX_BLOCKS) blocks
-#define DCRT_CFG_CHUNK 2048    // elements per cfg_partials block: P = min(ceil(n / DCRT_CFG_CHUNK), DCRT_CFG_MAX_PARTIALS)
+// cfg_partials runs P = min(ceil(n / DCRT_CFG_CHUNK), DCRT_CFG_MAX_PARTIALS) blocks per sample.
+#define DCRT_CFG_CHUNK 2048
 #define DCRT_CFG_MAX_PARTIALS 128
 
 #ifdef __CUDACC__
