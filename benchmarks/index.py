@@ -1,6 +1,6 @@
 """Regenerate the results index in benchmarks/README.md from the committed JSON under results/.
 
-    python benchmarks/index.py
+python benchmarks/index.py
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def rows() -> list[str]:
-    lines = ["| report | device | preset | size | steps | backends (end-to-end s, vs baseline) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| report | device | preset | size | steps | backends (end-to-end s, vs baseline) |",
+        "|---|---|---|---|---|---|",
+    ]
     for path in sorted((HERE / "results").glob("bench-*.json")):
         data = json.loads(path.read_text())
         cells = []

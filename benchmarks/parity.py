@@ -59,8 +59,17 @@ def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dic
     del model, state_dict
     gc.collect()
     path.unlink()
-    return [{"preset": name, "component": comp, "rel_error": d.rel, "max_abs": d.max_abs,
-             "shape": list(d.shape), "inputs": d.inputs} for comp, d in results.items()]
+    return [
+        {
+            "preset": name,
+            "component": comp,
+            "rel_error": d.rel,
+            "max_abs": d.max_abs,
+            "shape": list(d.shape),
+            "inputs": d.inputs,
+        }
+        for comp, d in results.items()
+    ]
 
 
 def main() -> None:

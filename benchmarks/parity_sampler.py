@@ -61,14 +61,27 @@ def run_preset(name: str, size: tuple[int, int], steps: int, workdir: Path, mode
         print(f"[{preset}] model ready in {time.perf_counter() - t0:.0f}s ({_memory()})", file=sys.stderr)
 
         def report(case, d, preset=preset):
-            row = {"preset": preset, "weights": weights, "mode": case.mode, "multi_cond": case.multi_cond,
-                   "eta": case.eta, "rel_error": d.rel, "max_abs": d.max_abs, "shape": list(d.shape),
-                   "per_step_rel": d.per_step, "conditioning_rel": d.conditioning,
-                   "unet_output_rel": d.model_outputs, "inputs": d.inputs,
-                   "seconds": round(time.perf_counter() - report.t, 1)}
+            row = {
+                "preset": preset,
+                "weights": weights,
+                "mode": case.mode,
+                "multi_cond": case.multi_cond,
+                "eta": case.eta,
+                "rel_error": d.rel,
+                "max_abs": d.max_abs,
+                "shape": list(d.shape),
+                "per_step_rel": d.per_step,
+                "conditioning_rel": d.conditioning,
+                "unet_output_rel": d.model_outputs,
+                "inputs": d.inputs,
+                "seconds": round(time.perf_counter() - report.t, 1),
+            }
             rows.append(row)
-            print(f"[{preset}] {case.label}: rel {d.rel:.3e} max_abs {d.max_abs:.3e} "
-                  f"steps {' '.join(f'{x:.1e}' for x in d.per_step)} ({row['seconds']}s, {_memory()})", file=sys.stderr)
+            print(
+                f"[{preset}] {case.label}: rel {d.rel:.3e} max_abs {d.max_abs:.3e} "
+                f"steps {' '.join(f'{x:.1e}' for x in d.per_step)} ({row['seconds']}s, {_memory()})",
+                file=sys.stderr,
+            )
             report.t = time.perf_counter()
 
         report.t = time.perf_counter()

@@ -23,7 +23,6 @@ import torch
 
 import dcrt
 from dcrt.backends.base import Backend
-from dcrt.flops import unet_flops
 from dcrt.pipeline import Pipeline, SamplingOptions
 
 STAGES = ("text_encode", "image_encode", "vae_encode", "unet", "vae_decode", "end_to_end")
@@ -180,15 +179,24 @@ def _git_commit() -> str | None:
 
 def _nvidia_driver() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        )
         return out.stdout.strip() or None
     except OSError:
         return None
 
 
-def run_backend(name: str, pipeline: Pipeline, images: list[np.ndarray], prompt: str, opts: SamplingOptions,
-                warmup: int, repeat: int, log: Callable[[str], None]) -> BackendResult:
+def run_backend(
+    name: str,
+    pipeline: Pipeline,
+    images: list[np.ndarray],
+    prompt: str,
+    opts: SamplingOptions,
+    warmup: int,
+    repeat: int,
+    log: Callable[[str], None],
+) -> BackendResult:
     """Time `warmup + repeat` generations (the preset's first mode: animate, or interpolate for interp models)."""
     timer = StageTimer(pipeline.backend)
     pipeline.backend = timer
@@ -210,8 +218,10 @@ def run_backend(name: str, pipeline: Pipeline, images: list[np.ndarray], prompt:
             if i >= warmup:
                 result.runs.append(seconds)
                 result.unet_evaluations_per_run = timer.unet_calls
-            log(f"{name}: run {i + 1}/{warmup + repeat} {'(warm-up) ' if i < warmup else ''}"
-                f"{seconds['end_to_end']:.2f} s")
+            log(
+                f"{name}: run {i + 1}/{warmup + repeat} {'(warm-up) ' if i < warmup else ''}"
+                f"{seconds['end_to_end']:.2f} s"
+            )
         result.peak_memory_bytes = peak_memory_bytes(device)
     finally:
         pipeline.backend = timer.inner
@@ -230,8 +240,11 @@ def markdown(report: BenchReport) -> str:
     for r in report.results:
         cells = [r.backend] + [f"{r.median(s):.3f}" for s in STAGES]
         speed = report.speedup(r.backend, "end_to_end")
-        cells += [f"{report.unet_tflops(r):.3f}", f"{r.peak_memory_bytes / 2**30:.2f}",
-                  f"{speed:.2f}x" if speed else "-"]
+        cells += [
+            f"{report.unet_tflops(r):.3f}",
+            f"{r.peak_memory_bytes / 2**30:.2f}",
+            f"{speed:.2f}x" if speed else "-",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -246,8 +259,12 @@ def chart(report: BenchReport, path: Path) -> None:
     height = 50 + row * len(stages) * len(report.results) + 20 * len(stages)
     img = Image.new("RGB", (left + width + 110, height), "white")
     draw = ImageDraw.Draw(img)
-    draw.text((10, 10), f"dcrt bench: {report.preset} {report.height}x{report.width}, {report.steps} steps, "
-                        f"{report.environment['device']}", fill="black")
+    draw.text(
+        (10, 10),
+        f"dcrt bench: {report.preset} {report.height}x{report.width}, {report.steps} steps, "
+        f"{report.environment['device']}",
+        fill="black",
+    )
     longest = max((r.median(s) for r in report.results for s in stages), default=1.0) or 1.0
     y = 40
     for stage in stages:

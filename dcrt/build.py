@@ -122,8 +122,13 @@ class EngineKey:
 
 
 def engine_key(target: Target, export: ExportManifest, component: str, config: BuildConfig) -> EngineKey:
-    return EngineKey(target, export.preset, component, onnx_digest(export.components[component].files),
-                     json.dumps(config.flags(component, export.precision), sort_keys=True))
+    return EngineKey(
+        target,
+        export.preset,
+        component,
+        onnx_digest(export.components[component].files),
+        json.dumps(config.flags(component, export.precision), sort_keys=True),
+    )
 
 
 def profile_for(spec: ComponentSpec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
@@ -186,8 +191,10 @@ class EngineManifest:
         try:
             data = json.loads(path.read_text())
             if data.get("schema_version") != ENGINE_SCHEMA_VERSION:
-                raise UsageError(f"{path} has engine schema version {data.get('schema_version')}, "
-                                 f"this dcrt reads {ENGINE_SCHEMA_VERSION}: rebuild with `dcrt build`")
+                raise UsageError(
+                    f"{path} has engine schema version {data.get('schema_version')}, "
+                    f"this dcrt reads {ENGINE_SCHEMA_VERSION}: rebuild with `dcrt build`"
+                )
             engines = {k: EngineEntry(**v) for k, v in data.pop("engines").items()}
             return cls(**data, engines=engines)
         except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
@@ -195,8 +202,17 @@ class EngineManifest:
 
 
 def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:
-    return EngineManifest(export.preset, export.height, export.width, export.precision, target.gpu_name,
-                          list(target.compute_capability), target.tensorrt_version, dcrt.__version__, asdict(export))
+    return EngineManifest(
+        export.preset,
+        export.height,
+        export.width,
+        export.precision,
+        target.gpu_name,
+        list(target.compute_capability),
+        target.tensorrt_version,
+        dcrt.__version__,
+        asdict(export),
+    )
 
 
 def rebuild_command(manifest_or_preset: EngineManifest | str) -> str:
@@ -210,13 +226,16 @@ def check_target(manifest: EngineManifest, target: Target, preset: str, where: P
     if manifest.preset != preset:
         problems.append(f"preset {manifest.preset}, not {preset}")
     if tuple(manifest.compute_capability) != target.compute_capability or manifest.gpu_name != target.gpu_name:
-        problems.append(f"GPU {manifest.gpu_name} (sm{''.join(map(str, manifest.compute_capability))}), "
-                        f"this one is {target.gpu_name} ({target.sm})")
+        problems.append(
+            f"GPU {manifest.gpu_name} (sm{''.join(map(str, manifest.compute_capability))}), "
+            f"this one is {target.gpu_name} ({target.sm})"
+        )
     if manifest.tensorrt_version != target.tensorrt_version:
         problems.append(f"TensorRT {manifest.tensorrt_version}, this is TensorRT {target.tensorrt_version}")
     if problems:
-        raise UsageError(f"engines in {where} were built for {'; '.join(problems)}: "
-                         f"rebuild them with `{rebuild_command(preset)}`")
+        raise UsageError(
+            f"engines in {where} were built for {'; '.join(problems)}: rebuild them with `{rebuild_command(preset)}`"
+        )
 
 
 def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Path, verify: bool = True) -> str | None:
@@ -259,8 +278,10 @@ def find_bundle(root: Path, target: Target, preset: str, preset_dir: str | None 
         return directory
     others = sorted(p.parent.parent.name for p in Path(root).glob(f"*/{preset_dir}/{MANIFEST_FILE}"))
     built = f"; {root} has them only for {', '.join(others)}" if others else ""
-    raise UsageError(f"no TensorRT engines of preset {preset_dir} for {target.describe()} in {root}{built}: "
-                     f"build them with `{rebuild_command(preset)}`")
+    raise UsageError(
+        f"no TensorRT engines of preset {preset_dir} for {target.describe()} in {root}{built}: "
+        f"build them with `{rebuild_command(preset)}`"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -284,8 +305,12 @@ class BuildReport:
 
 
 def build_bundle(
-    export_dir: Path, engines_root: Path, config: BuildConfig, target: Target,
-    builder: EngineBuilder | None = None, progress: Progress | None = None,
+    export_dir: Path,
+    engines_root: Path,
+    config: BuildConfig,
+    target: Target,
+    builder: EngineBuilder | None = None,
+    progress: Progress | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> BuildReport:
     """Build every stale plan of the export in `export_dir`; skip the up-to-date ones."""
@@ -299,8 +324,9 @@ def build_bundle(
     missing = set(specs) - set(export.components)
     if missing:
         raise UsageError(f"{export_dir / MANIFEST_FILE} lacks components {sorted(missing)}")
-    directory = bundle_dir(engines_root, target, preset_dirname(export.preset, export.height, export.width,
-                                                                (preset.height, preset.width)))
+    directory = bundle_dir(
+        engines_root, target, preset_dirname(export.preset, export.height, export.width, (preset.height, preset.width))
+    )
     directory.mkdir(parents=True, exist_ok=True)
     existing = read_manifest_or_none(directory)
     manifest = new_manifest(export, target)
@@ -325,15 +351,26 @@ def build_bundle(
         log(f"{name}: building ({reason})")
         start = time.monotonic()
         flags = json.loads(key.flags)
-        result = builder(export_dir / spec.filename, spec, config, flags["fp32_softmax"], timing_cache,
-                         _for_component(progress, name))
+        result = builder(
+            export_dir / spec.filename,
+            spec,
+            config,
+            flags["fp32_softmax"],
+            timing_cache,
+            _for_component(progress, name),
+        )
         plan_path = directory / f"{name}{PLAN_SUFFIX}"
         with atomic_file(plan_path) as tmp:
             tmp.write_bytes(result.plan)
         manifest.engines[name] = EngineEntry(
-            file=plan_path.name, sha256=sha256_file(plan_path), bytes=plan_path.stat().st_size,
-            device_memory_bytes=result.device_memory_bytes, onnx=dict(export.components[name].files), flags=flags,
-            inputs=[t.as_dict() for t in spec.inputs], outputs=[t.as_dict() for t in spec.outputs],
+            file=plan_path.name,
+            sha256=sha256_file(plan_path),
+            bytes=plan_path.stat().st_size,
+            device_memory_bytes=result.device_memory_bytes,
+            onnx=dict(export.components[name].files),
+            flags=flags,
+            inputs=[t.as_dict() for t in spec.inputs],
+            outputs=[t.as_dict() for t in spec.outputs],
             build_seconds=round(time.monotonic() - start, 1),
         )
         manifest.write(directory)  # after every plan: an interrupted build keeps what it finished
@@ -406,8 +443,14 @@ def detect_target(device: int = 0) -> Target:
     return Target(name.split("\0")[0].strip(), (int(props.major), int(props.minor)), trt.__version__)
 
 
-def build_engine(onnx_path: Path, spec: ComponentSpec, config: BuildConfig, fp32_softmax: bool,
-                 timing_cache: Path, progress: Callable[[str, int, int], None]) -> BuiltEngine:
+def build_engine(
+    onnx_path: Path,
+    spec: ComponentSpec,
+    config: BuildConfig,
+    fp32_softmax: bool,
+    timing_cache: Path,
+    progress: Callable[[str, int, int], None],
+) -> BuiltEngine:
     """Parse, configure and build one plan with TensorRT 10/11 (strongly typed, one static profile)."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -494,8 +537,9 @@ def console_progress() -> Progress:
             return  # nested phases would make the bar jump back and forth
         bar = bars.get(component)
         if bar is None:
-            bar = bars[component] = tqdm(total=total or None, desc=component, unit="step", file=sys.stderr,
-                                         dynamic_ncols=True)
+            bar = bars[component] = tqdm(
+                total=total or None, desc=component, unit="step", file=sys.stderr, dynamic_ncols=True
+            )
         bar.n = step
         bar.refresh()
         if total and step >= total:

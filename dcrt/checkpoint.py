@@ -265,7 +265,9 @@ def save_checkpoint(model: DynamiCrafter, path: str | os.PathLike) -> Path:
     state = {k: v.contiguous() for k, v in original_state_dict(model).items()}
     missing = set(unused_tensor_shapes(model.preset)) - set(state)
     if missing:
-        raise CheckpointError(f"model lacks the unused checkpoint tensors {sorted(missing)[:3]}; cannot write a complete file")
+        raise CheckpointError(
+            f"model lacks the unused checkpoint tensors {sorted(missing)[:3]}; cannot write a complete file"
+        )
     with atomic_file(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file

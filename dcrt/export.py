@@ -176,7 +176,10 @@ def is_up_to_date(out: Path, request: ExportRequest) -> bool:
 
 
 def export_model(
-    model: DynamiCrafter, out: Path, request: ExportRequest, force: bool = False,
+    model: DynamiCrafter,
+    out: Path,
+    request: ExportRequest,
+    force: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportManifest:
     """Export every component of `model` (fp32) into `out`. An fp16 export converts `model` in place."""
@@ -213,8 +216,11 @@ def export_model(
                 **spec.as_dict(),
                 files={f.name: sha256_file(f) for f in files},
                 bytes=sum(f.stat().st_size for f in files),
-                parity={"rel_error": error, "max_abs": float((result - references[name]).abs().max()),
-                        "tolerance": tolerance},
+                parity={
+                    "rel_error": error,
+                    "max_abs": float((result - references[name]).abs().max()),
+                    "tolerance": tolerance,
+                },
             )
             log(f"{spec.filename}: {manifest.components[name].bytes / 2**20:.1f} MiB, relative error {error:.2e}")
             gc.collect()

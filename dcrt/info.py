@@ -27,7 +27,9 @@ def _version(module: str) -> str:
     try:
         return getattr(importlib.import_module(module), "__version__", "installed")
     except Exception as exc:  # a broken install is reported, not raised
-        return f"not available ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})".replace(": )", ")")
+        return f"not available ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})".replace(
+            ": )", ")"
+        )
 
 
 def _cuda_devices() -> tuple[list[str], str]:
@@ -36,8 +38,10 @@ def _cuda_devices() -> tuple[list[str], str]:
     if not torch.cuda.is_available():
         reason = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA driver or GPU visible"
         return [], reason
-    names = [f"cuda:{i} {torch.cuda.get_device_name(i)} (sm{''.join(map(str, torch.cuda.get_device_capability(i)))})"
-             for i in range(torch.cuda.device_count())]
+    names = [
+        f"cuda:{i} {torch.cuda.get_device_name(i)} (sm{''.join(map(str, torch.cuda.get_device_capability(i)))})"
+        for i in range(torch.cuda.device_count())
+    ]
     return names, ""
 
 
@@ -80,7 +84,9 @@ def collect() -> EnvironmentReport:
     report.backends = [
         BackendStatus("torch (cpu)", True, "PyTorch on the CPU"),
         BackendStatus("torch (cuda)", bool(gpus), gpus[0] if gpus else no_gpu),
-        BackendStatus("onnxruntime (cpu)", "CPUExecutionProvider" in providers, ", ".join(providers) or "not installed"),
+        BackendStatus(
+            "onnxruntime (cpu)", "CPUExecutionProvider" in providers, ", ".join(providers) or "not installed"
+        ),
         _gpu_backend("onnxruntime (cuda)", ort_cuda, "onnxruntime-gpu is not installed", gpus, no_gpu),
         _gpu_backend("tensorrt", has_trt, "TensorRT is not installed (pip install 'dcrt[trt]')", gpus, no_gpu),
     ]

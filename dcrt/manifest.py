@@ -64,7 +64,9 @@ class ExportManifest:
         try:
             data = json.loads(path.read_text())
             if data.get("schema_version") != SCHEMA_VERSION:
-                raise UsageError(f"{path} has schema version {data.get('schema_version')}, this dcrt reads {SCHEMA_VERSION}")
+                raise UsageError(
+                    f"{path} has schema version {data.get('schema_version')}, this dcrt reads {SCHEMA_VERSION}"
+                )
             components = {k: ComponentEntry(**v) for k, v in data.pop("components").items()}
             return cls(**data, components=components)
         except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:

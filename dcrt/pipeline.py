@@ -20,6 +20,7 @@ from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import antialiased_resize
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
+from dcrt.runner import GraphRunner
 from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, StepCallback, sample
 from dcrt.schedule import SPACINGS, DDIMSchedule, build_ddim_schedule
 
@@ -78,9 +79,14 @@ def resolve_options(
         (opts.eta >= 0, f"eta must be >= 0, got {opts.eta}"),
         (0 <= opts.guidance_rescale <= 1, f"guidance rescale must be in [0, 1], got {opts.guidance_rescale}"),
         (lo <= opts.fs <= hi, f"fs {opts.fs} is out of range for preset {preset.name} ({lo}..{hi})"),
-        (opts.timestep_spacing in SPACINGS, f"unknown timestep spacing {opts.timestep_spacing!r}; choose {', '.join(SPACINGS)}"),
-        (opts.height % 64 == 0 and opts.width % 64 == 0 and opts.height > 0 and opts.width > 0,
-         f"height and width must be positive multiples of 64, got {opts.height}x{opts.width}"),
+        (
+            opts.timestep_spacing in SPACINGS,
+            f"unknown timestep spacing {opts.timestep_spacing!r}; choose {', '.join(SPACINGS)}",
+        ),
+        (
+            opts.height % 64 == 0 and opts.width % 64 == 0 and opts.height > 0 and opts.width > 0,
+            f"height and width must be positive multiples of 64, got {opts.height}x{opts.width}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -103,9 +109,12 @@ class VideoResult:
 class Pipeline:
     """Conditioning, sampling and decoding over one backend. Caches what does not depend on the input."""
 
-    def __init__(self, backend: Backend, cache_unconditional: bool = True):
+    def __init__(self, backend: Backend, cache_unconditional: bool = True, cuda_graph: bool | None = None):
+        """`cuda_graph`: replay a captured step (None: on CUDA devices); otherwise the eager loop."""
         self.backend = backend
         self.cache_unconditional = cache_unconditional
+        self.cuda_graph = backend.device.type == "cuda" if cuda_graph is None else cuda_graph
+        self._runners: dict[tuple, GraphRunner] = {}
         self.preset = backend.preset
         self.tokenizer = Tokenizer(self.preset.text.context_length)
         self._unconditional: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -140,6 +149,17 @@ class Pipeline:
             self._schedules[key] = build_ddim_schedule(buffers, self.preset.diffusion, *key)
         return self._schedules[key]
 
+    def runner(
+        self, opts: SamplingOptions, guidance: Guidance, inputs: SamplerInputs, x_T: torch.Tensor
+    ) -> GraphRunner:
+        """One captured step per (schedule, guidance, shapes), reused across videos."""
+        key = (opts.steps, opts.timestep_spacing, opts.eta, guidance, tuple(x_T.shape), tuple(inputs.context.shape))
+        if key not in self._runners:
+            self._runners[key] = GraphRunner(
+                self.backend.unet, self.schedule(opts), guidance, inputs, x_T, opts.eta > 0
+            )
+        return self._runners[key]
+
     def conditioning(self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, fs: int) -> SamplerInputs:
         """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs."""
         frames = self.preset.frames
@@ -160,7 +180,9 @@ class Pipeline:
         """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
         # Each chunk is converted before the next call: a backend may reuse its output buffer.
-        return np.concatenate([to_uint8_frames(self.backend.decode_latents(c)) for c in z.split(self.backend.decode_chunk)])
+        return np.concatenate(
+            [to_uint8_frames(self.backend.decode_latents(c)) for c in z.split(self.backend.decode_chunk)]
+        )
 
     def generate(
         self,
@@ -183,15 +205,15 @@ class Pipeline:
             x_T = noise.draw(shape)
         elif tuple(x_T.shape) != shape:
             raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
-        latents = sample(
-            self.backend.unet,
-            inputs,
-            self.schedule(opts),
-            guidance,
-            x_T.to(device),
-            noise if opts.eta > 0 else None,
-            on_step,
-        )
+        step_noise = noise if opts.eta > 0 else None
+        if self.cuda_graph:
+            latents = self.runner(opts, guidance, inputs, x_T.to(device)).run(
+                inputs, x_T.to(device), step_noise, on_step
+            )
+        else:
+            latents = sample(
+                self.backend.unet, inputs, self.schedule(opts), guidance, x_T.to(device), step_noise, on_step
+            )
         frames = self.decode(latents)
         if mode == "loop":
             frames = frames[:-1]  # the original drops the last frame of a loop (it repeats the first)
@@ -232,8 +254,9 @@ def animate(
     (the original's order). With `x_T` given, the per-step draws start at the generator's beginning.
     """
     pipe = pipeline_for(model)
-    opts = resolve_options(pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img,
-                           seed, height, width)
+    opts = resolve_options(
+        pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img, seed, height, width
+    )
     return pipe.generate([image], prompt, "animate", opts, x_T, on_step)
 
 
@@ -257,8 +280,9 @@ def interpolate(
 ) -> VideoResult:
     """16 frames from `first` to `last` (the 512-interp model): latent frames 0 and 15 conditioned."""
     pipe = pipeline_for(model)
-    opts = resolve_options(pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img,
-                           seed, height, width)
+    opts = resolve_options(
+        pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img, seed, height, width
+    )
     return pipe.generate([first, last], prompt, "interpolate", opts, x_T, on_step)
 
 
@@ -281,6 +305,7 @@ def loop(
 ) -> VideoResult:
     """A looping video that starts and ends on `image`: 15 frames (the original drops the 16th)."""
     pipe = pipeline_for(model)
-    opts = resolve_options(pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img,
-                           seed, height, width)
+    opts = resolve_options(
+        pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img, seed, height, width
+    )
     return pipe.generate([image], prompt, "loop", opts, x_T, on_step)

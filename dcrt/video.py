@@ -68,8 +68,9 @@ def _write_pngs(frames: np.ndarray, directory: str) -> None:
         Image.fromarray(frame).save(os.path.join(directory, f"{i:03d}.png"))
 
 
-def write_video(frames: np.ndarray, path: str | Path, fmt: str | None = None, fps: int = DEFAULT_FPS,
-                quality: int = 10) -> Path:
+def write_video(
+    frames: np.ndarray, path: str | Path, fmt: str | None = None, fps: int = DEFAULT_FPS, quality: int = 10
+) -> Path:
     """uint8 [T, H, W, 3] -> file (or png folder). `quality` is x264's CRF (lower is better; 10 as the original)."""
     path = Path(path)
     fmt = format_for(path, fmt)

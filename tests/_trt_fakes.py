@@ -18,8 +18,14 @@ from dcrt.io_spec import io_table
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 
 TARGET = Target("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0")
-DEVICE_MEMORY = {"text_encoder": 1 << 20, "image_encoder": 2 << 20, "unet": 8 << 20, "unet_b3": 12 << 20,
-                 "vae_encoder": 4 << 20, "vae_decoder": 10 << 20}
+DEVICE_MEMORY = {
+    "text_encoder": 1 << 20,
+    "image_encoder": 2 << 20,
+    "unet": 8 << 20,
+    "unet_b3": 12 << 20,
+    "vae_encoder": 4 << 20,
+    "vae_decoder": 10 << 20,
+}
 
 
 def make_export(out: Path, preset: str = "tiny", precision: str = "fp16", tag: str = "") -> ExportManifest:
@@ -31,8 +37,11 @@ def make_export(out: Path, preset: str = "tiny", precision: str = "fp16", tag: s
     for name, spec in io_table(p).items():
         (out / spec.filename).write_bytes(f"graph {name} {tag}".encode())
         manifest.components[name] = ComponentEntry(
-            **spec.as_dict(), files={spec.filename: sha256_file(out / spec.filename)},
-            bytes=(out / spec.filename).stat().st_size, parity={})
+            **spec.as_dict(),
+            files={spec.filename: sha256_file(out / spec.filename)},
+            bytes=(out / spec.filename).stat().st_size,
+            parity={},
+        )
     manifest.write(out)
     return manifest
 
@@ -134,8 +143,9 @@ class FakeTrt:
                 spec = specs[name]
                 if name == break_component:  # a plan whose first input has another shape
                     first = spec.inputs[0]
-                    spec = type(spec)(spec.name, (type(first)(first.name, first.dtype, (1,)), *spec.inputs[1:]),
-                                      spec.outputs)
+                    spec = type(spec)(
+                        spec.name, (type(first)(first.name, first.dtype, (1,)), *spec.inputs[1:]), spec.outputs
+                    )
                 trt.engines[name] = FakeEngine(spec, DEVICE_MEMORY[name], trt.log, trt)
                 return trt.engines[name]
 

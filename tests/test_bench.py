@@ -6,8 +6,23 @@ from PIL import Image
 
 
 def test_bench_tiny_writes_a_report(tmp_path, run_cli):
-    code, out, err = run_cli(["bench", "--res", "tiny", "--steps", "2", "--repeat", "1", "--warmup", "0",
-                              "--backends", "baseline,torch", "-o", str(tmp_path)])
+    code, out, err = run_cli(
+        [
+            "bench",
+            "--res",
+            "tiny",
+            "--steps",
+            "2",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--backends",
+            "baseline,torch",
+            "-o",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, err
     assert "| baseline |" in out and "| torch |" in out
     (report,) = tmp_path.glob("*.json")
@@ -15,9 +30,18 @@ def test_bench_tiny_writes_a_report(tmp_path, run_cli):
     assert [r["backend"] for r in data["results"]] == ["baseline", "torch"]
     baseline, torch_result = data["results"]
     assert baseline["unet_evaluations_per_run"] == torch_result["unet_evaluations_per_run"] == 4  # 2 steps x 2 branches
-    assert set(baseline["median_s"]) == {"text_encode", "image_encode", "vae_encode", "unet", "vae_decode", "end_to_end"}
+    assert set(baseline["median_s"]) == {
+        "text_encode",
+        "image_encode",
+        "vae_encode",
+        "unet",
+        "vae_decode",
+        "end_to_end",
+    }
     assert baseline["speedup_vs_baseline"]["end_to_end"] == 1.0
-    assert data["environment"]["device"] and data["unet_flops_per_sample"] > 0 and data["command"].startswith("dcrt bench")
+    assert (
+        data["environment"]["device"] and data["unet_flops_per_sample"] > 0 and data["command"].startswith("dcrt bench")
+    )
     (chart,) = tmp_path.glob("*.png")
     assert Image.open(chart).size[0] > 300
 
@@ -37,8 +61,10 @@ def test_baseline_gives_the_same_video(tiny_model):
 
     image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     baseline = Pipeline(BaselineBackend(tiny_model), cache_unconditional=False)
-    for run in (lambda m: dcrt.animate(m, image, "x", steps=3),
-                lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "x", steps=3)):
+    for run in (
+        lambda m: dcrt.animate(m, image, "x", steps=3),
+        lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "x", steps=3),
+    ):
         a, b = run(tiny_model), run(baseline)
         assert relative_error(b.latents, a.latents) < 1e-4
         assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1

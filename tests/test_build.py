@@ -9,12 +9,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _trt_fakes import TARGET, FakeBuilder, change_graph, make_export
 
 import dcrt
-from _trt_fakes import TARGET, FakeBuilder, change_graph, make_export
 from dcrt.build import (
-    BuildConfig, EngineManifest, Target, build_bundle, bundle_dir, check_target, detect_target, engine_key,
-    find_bundle, import_tensorrt, is_stale, lift_softmax_to_fp32, preset_dirname, profile_for, stale_reason,
+    BuildConfig,
+    EngineManifest,
+    Target,
+    build_bundle,
+    bundle_dir,
+    check_target,
+    detect_target,
+    engine_key,
+    find_bundle,
+    import_tensorrt,
+    is_stale,
+    lift_softmax_to_fp32,
+    preset_dirname,
+    profile_for,
+    stale_reason,
 )
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.io_spec import io_table
@@ -74,12 +87,12 @@ def _build(export_dir, root, config=BuildConfig(), builder=None, target=TARGET, 
 
 def test_build_writes_bundle_and_manifest_round_trips(export_dir, tmp_path):
     builder, events = FakeBuilder(), []
-    report = _build(export_dir, tmp_path / "engines", builder=builder,
-                    progress=lambda *event: events.append(event))
+    report = _build(export_dir, tmp_path / "engines", builder=builder, progress=lambda *event: events.append(event))
     directory = tmp_path / "engines" / TARGET.dirname / "tiny"
     assert report.directory == directory and set(report.built) == set(io_table(dcrt.get_preset("tiny")))
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        [f"{n}.plan" for n in report.built] + ["manifest.json", "schedule.safetensors"])
+        [f"{n}.plan" for n in report.built] + ["manifest.json", "schedule.safetensors"]
+    )
     assert not [p for p in (tmp_path / "engines").rglob(".*")]  # no temporary files left behind
     manifest = EngineManifest.read(directory)
     assert manifest == EngineManifest.read(manifest.write(directory).parent)
@@ -113,7 +126,8 @@ def test_rebuild_only_what_is_stale(export_dir, tmp_path):
 
     rebuilt = _build(export_dir, root, config=BuildConfig(opt_level=5))
     assert set(rebuilt.built) == set(report.up_to_date) | {"unet"} and set(rebuilt.built.values()) == {
-        "the build flags changed"}
+        "the build flags changed"
+    }
 
 
 def test_other_target_gets_its_own_bundle(export_dir, tmp_path):
@@ -167,8 +181,11 @@ def test_build_refuses_a_modified_export(export_dir, tmp_path):
 def test_loading_for_another_gpu_trt_or_preset_says_which_and_how(export_dir, tmp_path):
     manifest = EngineManifest.read(_build(export_dir, tmp_path / "engines").directory)
     check_target(manifest, TARGET, "tiny", Path("b"))
-    with pytest.raises(UsageError, match=r"GPU NVIDIA H100 80GB HBM3 \(sm90\), this one is NVIDIA L4 \(sm89\).*"
-                                         r"`dcrt build --res tiny`"):
+    with pytest.raises(
+        UsageError,
+        match=r"GPU NVIDIA H100 80GB HBM3 \(sm90\), this one is NVIDIA L4 \(sm89\).*"
+        r"`dcrt build --res tiny`",
+    ):
         check_target(manifest, Target("NVIDIA L4", (8, 9), "10.13.0"), "tiny", Path("b"))
     with pytest.raises(UsageError, match=r"TensorRT 10.13.0, this is TensorRT 11.4.0"):
         check_target(manifest, replace(TARGET, tensorrt_version="11.4.0"), "tiny", Path("b"))
@@ -180,8 +197,11 @@ def test_find_bundle_names_the_bundles_that_exist(export_dir, tmp_path):
     root = tmp_path / "engines"
     _build(export_dir, root)
     assert find_bundle(root, TARGET, "tiny") == root / TARGET.dirname / "tiny"
-    with pytest.raises(UsageError, match=r"has them only for nvidia-h100-80gb-hbm3-sm90-trt10.13.0: build them with "
-                                         r"`dcrt build --res tiny`"):
+    with pytest.raises(
+        UsageError,
+        match=r"has them only for nvidia-h100-80gb-hbm3-sm90-trt10.13.0: build them with "
+        r"`dcrt build --res tiny`",
+    ):
         find_bundle(root, Target("NVIDIA A100-SXM4-80GB", (8, 0), "10.13.0"), "tiny")
 
 
@@ -209,8 +229,7 @@ def test_build_with_tensorrt_but_no_gpu_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", type(sys)("tensorrt"))
     from cuda.bindings import runtime
 
-    monkeypatch.setattr(runtime, "cudaGetDeviceCount",
-                        lambda: (runtime.cudaError_t.cudaErrorInsufficientDriver, None))
+    monkeypatch.setattr(runtime, "cudaGetDeviceCount", lambda: (runtime.cudaError_t.cudaErrorInsufficientDriver, None))
     with pytest.raises(BackendUnavailable, match=r"^no CUDA GPU is visible \(cudaErrorInsufficientDriver\)"):
         detect_target()
 
@@ -223,12 +242,18 @@ def test_lift_softmax_to_fp32_keeps_the_function():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node("MatMul", ["q", "k"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["p"], axis=-1),
-             helper.make_node("MatMul", ["p", "v"], ["out"])]
+    nodes = [
+        helper.make_node("MatMul", ["q", "k"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["out"]),
+    ]
     f16 = TensorProto.FLOAT16
-    graph = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info(n, f16, [4, 4]) for n in "qkv"],
-                              [helper.make_tensor_value_info("out", f16, [4, 4])])
+    graph = helper.make_graph(
+        nodes,
+        "attn",
+        [helper.make_tensor_value_info(n, f16, [4, 4]) for n in "qkv"],
+        [helper.make_tensor_value_info("out", f16, [4, 4])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     lifted = lift_softmax_to_fp32(onnx.ModelProto.FromString(model.SerializeToString()))
     onnx.checker.check_model(lifted, full_check=True)
@@ -237,6 +262,7 @@ def test_lift_softmax_to_fp32_keeps_the_function():
     assert len(casts) == 2 and {a.i for c in casts for a in c.attribute} == {TensorProto.FLOAT, f16}
     assert softmax.input[0] == casts[0].output[0] and softmax.output[0] == casts[1].input[0]
     feeds = {n: np.random.default_rng(i).standard_normal((4, 4)).astype(np.float16) for i, n in enumerate("qkv")}
+
     def run(m):
         return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
@@ -246,8 +272,19 @@ def test_lift_softmax_to_fp32_keeps_the_function():
 # ------------------------------------------------------------------------------ the real TensorRT API names
 
 
-_TRT_RECEIVERS = {"trt", "builder", "network", "parser", "cfg", "profile", "cache", "engine", "context",
-                  "_runtime", "logger"}
+_TRT_RECEIVERS = {
+    "trt",
+    "builder",
+    "network",
+    "parser",
+    "cfg",
+    "profile",
+    "cache",
+    "engine",
+    "context",
+    "_runtime",
+    "logger",
+}
 
 
 def _trt_names(path: Path, receivers: set[str] = _TRT_RECEIVERS) -> set[str]:
@@ -272,21 +309,37 @@ def _trt_names(path: Path, receivers: set[str] = _TRT_RECEIVERS) -> set[str]:
             elif value.id not in receivers:
                 continue
             names.update(chain)
-        elif (isinstance(node, ast.ClassDef) and "trt" in receivers
-              and any("IProgressMonitor" in ast.unparse(b) for b in node.bases)):
+        elif (
+            isinstance(node, ast.ClassDef)
+            and "trt" in receivers
+            and any("IProgressMonitor" in ast.unparse(b) for b in node.bases)
+        ):
             names.update(f.name for f in node.body if isinstance(f, ast.FunctionDef) and f.name != "__init__")
     return names - {"__init__", "__version__"}
 
 
 def test_every_tensorrt_name_used_exists_in_tensorrt_11_4():
-    listed = [line.strip() for line in (REPO / "tests/data/tensorrt_api_names.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    listed = [
+        line.strip()
+        for line in (REPO / "tests/data/tensorrt_api_names.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     exact = set(listed)
     used = _trt_names(REPO / "dcrt/build.py") | _trt_names(REPO / "dcrt/backends/tensorrt_backend.py")
     # The scan must see the calls that matter, or it checks nothing.
-    assert {"execute_async_v3", "set_tensor_address", "set_device_memory", "device_memory_size_v2",
-            "build_serialized_network", "STRONGLY_TYPED", "phase_start", "step_complete", "set_timing_cache",
-            "USER_MANAGED", "parse_from_file"} <= used
+    assert {
+        "execute_async_v3",
+        "set_tensor_address",
+        "set_device_memory",
+        "device_memory_size_v2",
+        "build_serialized_network",
+        "STRONGLY_TYPED",
+        "phase_start",
+        "step_complete",
+        "set_timing_cache",
+        "USER_MANAGED",
+        "parse_from_file",
+    } <= used
     # The linker stores a name inside a longer string ending with it (float16 in bfloat16): accept suffixes.
     missing = sorted(n for n in used if n not in exact and not any(s.endswith(n) for s in listed))
     assert not missing, f"not in the TensorRT 11.4 Python API: {missing}"

@@ -5,13 +5,12 @@ import sys
 
 import pytest
 import torch
+from conftest import shared_dir
 from safetensors.torch import save_file
 
 import dcrt
 from dcrt.checkpoint import expected_shapes, original_state_dict, read_state_dict, unused_tensor_shapes
 from dcrt.errors import CheckpointError, UsageError
-
-from conftest import shared_dir
 
 
 def _same_weights(a: dcrt.DynamiCrafter, b: dcrt.DynamiCrafter) -> None:
@@ -37,7 +36,9 @@ def test_full_preset_layout_equals_the_released_checkpoint(preset):
 
 def test_random_model_has_no_zero_tensor(tiny_256_model):
     for key, tensor in original_state_dict(tiny_256_model).items():
-        if key.startswith(("sqrt_recip", "posterior_variance", "posterior_log", "posterior_mean", "alphas_cumprod_prev", "log_one")):
+        if key.startswith(
+            ("sqrt_recip", "posterior_variance", "posterior_log", "posterior_mean", "alphas_cumprod_prev", "log_one")
+        ):
             continue  # schedule tensors hold their true values, a few of which are exactly 0 or 1
         assert torch.count_nonzero(tensor) == tensor.numel(), key
 
@@ -63,7 +64,9 @@ def test_checkpoint_is_the_lightning_layout(tiny_ckpt):
     raw = torch.load(tiny_ckpt, weights_only=True)
     assert set(raw) == {"state_dict"}
     assert "model.diffusion_model.fps_embedding.0.weight" in raw["state_dict"]
-    assert "cond_stage_model.model.transformer.resblocks.2.attn.in_proj_weight" in raw["state_dict"]  # unused last block
+    assert (
+        "cond_stage_model.model.transformer.resblocks.2.attn.in_proj_weight" in raw["state_dict"]
+    )  # unused last block
     assert "embedder.model.visual.proj" in raw["state_dict"]
 
 
@@ -110,7 +113,9 @@ def test_missing_and_unexpected_keys(tiny_model, tmp_path):
     state.pop("embedder.model.logit_scale")  # a declared unused key is still required
     state["model.diffusion_model.extra.weight"] = torch.ones(1)
     torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
-    with pytest.raises(CheckpointError, match="1 missing: embedder.model.logit_scale; 1 unexpected: model.diffusion_model.extra"):
+    with pytest.raises(
+        CheckpointError, match="1 missing: embedder.model.logit_scale; 1 unexpected: model.diffusion_model.extra"
+    ):
         dcrt.load_model(tmp_path / "bad.ckpt", preset="tiny")
 
 

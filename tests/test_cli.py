@@ -99,7 +99,10 @@ def _bad_inputs(tmp_path, picture):
         (["animate", str(deep), "x", *TINY, "-o", out], "unsupported mode 'I;16'"),
         (["animate", str(tmp_path), "x", *TINY, "-o", out], "is a directory"),
         (["animate", p, "x", "--res", "2048", "-o", out], "unknown preset '2048'"),
-        (["animate", p, "x", "--res", "tiny-256", "--ckpt", str(tiny_ckpt), "-o", out], "does not match preset 'tiny-256'"),
+        (
+            ["animate", p, "x", "--res", "tiny-256", "--ckpt", str(tiny_ckpt), "-o", out],
+            "does not match preset 'tiny-256'",
+        ),
         (["animate", p, "x", *TINY, "--steps", "0", "-o", out], "steps must be at least 1"),
         (["animate", p, "x", *TINY, "--cfg", "-1", "-o", out], "guidance scale"),
         (["animate", p, "x", *TINY, "--fs", "999", "-o", out], "out of range"),

@@ -89,11 +89,39 @@ def test_cli_animate_with_ort(exported, tmp_path, run_cli):
 
     out, _ = exported
     Image.new("RGB", (80, 60), (200, 30, 30)).save(tmp_path / "in.png")
-    code, _, err = run_cli(["animate", str(tmp_path / "in.png"), "x", "--res", "tiny", "--steps", "2",
-                            "--backend", "ort", "--export-dir", str(out), "-o", str(tmp_path / "o.gif")])
+    code, _, err = run_cli(
+        [
+            "animate",
+            str(tmp_path / "in.png"),
+            "x",
+            "--res",
+            "tiny",
+            "--steps",
+            "2",
+            "--backend",
+            "ort",
+            "--export-dir",
+            str(out),
+            "-o",
+            str(tmp_path / "o.gif"),
+        ]
+    )
     assert code == 0, err
-    code, _, err = run_cli(["animate", str(tmp_path / "in.png"), "x", "--res", "tiny-256", "--backend", "ort",
-                            "--export-dir", str(out), "-o", str(tmp_path / "p.gif")])
+    code, _, err = run_cli(
+        [
+            "animate",
+            str(tmp_path / "in.png"),
+            "x",
+            "--res",
+            "tiny-256",
+            "--backend",
+            "ort",
+            "--export-dir",
+            str(out),
+            "-o",
+            str(tmp_path / "p.gif"),
+        ]
+    )
     assert code == 2 and "holds an export of preset tiny, not tiny-256" in err
 
 

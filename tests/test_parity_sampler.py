@@ -33,9 +33,12 @@ FULL_SIZE = (64, 64)  # full widths have 40 channels per group even at 1x1
 
 
 def _table(results) -> str:
-    return "\n".join(f"  {case.label:24s} rel {d.rel:.2e}  max_abs {d.max_abs:.2e}  per-step "
-                     + " ".join(f"{x:.1e}" for x in d.per_step) + f"  cond {d.conditioning}"
-                     for case, d in results.items())
+    return "\n".join(
+        f"  {case.label:24s} rel {d.rel:.2e}  max_abs {d.max_abs:.2e}  per-step "
+        + " ".join(f"{x:.1e}" for x in d.per_step)
+        + f"  cond {d.conditioning}"
+        for case, d in results.items()
+    )
 
 
 def _assert_close(results) -> None:

@@ -87,8 +87,9 @@ def test_mode_must_suit_the_preset():
     pipe = Pipeline(TorchBackend(dcrt.random_model("tiny")))
     object.__setattr__(pipe, "preset", dcrt.get_preset("512"))  # a 512 model cannot interpolate
     with pytest.raises(UsageError, match="cannot interpolate"):
-        pipe.generate([np.zeros((64, 64, 3), np.uint8)] * 2, "x", "interpolate",
-                      dcrt.pipeline.resolve_options(pipe.preset))
+        pipe.generate(
+            [np.zeros((64, 64, 3), np.uint8)] * 2, "x", "interpolate", dcrt.pipeline.resolve_options(pipe.preset)
+        )
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,9 @@ def test_v_update_at_t999_uses_x0_equal_minus_v():
 
 def _setup(tiny_model, steps=4, eta=1.0):
     p = tiny_model.preset
-    schedule = build_ddim_schedule(dict(tiny_model.schedule.named_buffers()), p.diffusion, steps, "uniform_trailing", eta)
+    schedule = build_ddim_schedule(
+        dict(tiny_model.schedule.named_buffers()), p.diffusion, steps, "uniform_trailing", eta
+    )
     inputs = SamplerInputs(context=torch.randn(2, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), fs=24)
     return schedule, inputs
 

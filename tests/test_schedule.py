@@ -10,7 +10,9 @@ from dcrt.schedule import build_ddim_schedule, ddim_timesteps, dynamic_rescale_t
 
 def _schedule(preset: str, steps=50, spacing=None, eta=1.0):
     p = get_preset(preset)
-    return build_ddim_schedule(schedule_buffers(p.diffusion), p.diffusion, steps, spacing or p.sampling.timestep_spacing, eta)
+    return build_ddim_schedule(
+        schedule_buffers(p.diffusion), p.diffusion, steps, spacing or p.sampling.timestep_spacing, eta
+    )
 
 
 def test_training_schedules():

@@ -41,7 +41,9 @@ class BaselineBackend(Backend):
 
     def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            outs = [self.inner.unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], fs[i : i + 1]) for i in range(len(x))]
+            outs = [
+                self.inner.unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], fs[i : i + 1]) for i in range(len(x))
+            ]
         return torch.cat(outs)
 
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:

@@ -46,8 +46,9 @@ class BoundGraph:
         self.binding = self.session.io_binding()
         self.outputs = [torch.empty(t.shape, dtype=t.torch_dtype, device=device) for t in spec.outputs]
         for t, buffer in zip(spec.outputs, self.outputs):
-            self.binding.bind_output(t.name, self._device_type, self._device_id, np.dtype(t.dtype), t.shape,
-                                     buffer.data_ptr())
+            self.binding.bind_output(
+                t.name, self._device_type, self._device_id, np.dtype(t.dtype), t.shape, buffer.data_ptr()
+            )
 
     @property
     def _device_type(self) -> str:
@@ -67,7 +68,9 @@ class BoundGraph:
                 raise UsageError(f"{self.spec.filename}: input {t.name} must be {list(t.shape)}, got {list(x.shape)}")
             x = x.to(device=self.device, dtype=t.torch_dtype).contiguous()
             held.append(x)
-            self.binding.bind_input(t.name, self._device_type, self._device_id, np.dtype(t.dtype), t.shape, x.data_ptr())
+            self.binding.bind_input(
+                t.name, self._device_type, self._device_id, np.dtype(t.dtype), t.shape, x.data_ptr()
+            )
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch kernels must be done
         self.session.run_with_iobinding(self.binding)
@@ -94,8 +97,9 @@ class OnnxRuntimeBackend(Backend):
         if verify:
             self.manifest.verify_files(export_dir)
         providers = providers_for(self.device)
-        self.graphs = {name: BoundGraph(export_dir / spec.filename, spec, self.device, providers)
-                       for name, spec in specs.items()}
+        self.graphs = {
+            name: BoundGraph(export_dir / spec.filename, spec, self.device, providers) for name, spec in specs.items()
+        }
         from safetensors.torch import load_file
 
         (schedule_file,) = self.manifest.schedule

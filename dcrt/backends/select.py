@@ -38,25 +38,39 @@ class BackendChoice:
     reason: str
 
 
-def choose_backend(preset: Preset, requested: str, engines_root: Path, export_dir: Path, facts: Facts,
-                   device: str | None = None, height: int | None = None, width: int | None = None) -> BackendChoice:
+def choose_backend(
+    preset: Preset,
+    requested: str,
+    engines_root: Path,
+    export_dir: Path,
+    facts: Facts,
+    device: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+) -> BackendChoice:
     """Resolve `requested` (auto/trt/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it off
     the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve."""
     if requested not in BACKENDS:
         raise UsageError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
     engines_root, export_dir = Path(engines_root), Path(export_dir)
     has_export = (export_dir / MANIFEST_FILE).is_file()
-    preset_dir = preset_dirname(preset.name, height or preset.height, width or preset.width,
-                                (preset.height, preset.width))
+    preset_dir = preset_dirname(
+        preset.name, height or preset.height, width or preset.width, (preset.height, preset.width)
+    )
     bundle = bundle_dir(engines_root, facts.target, preset_dir) if facts.target else None
     has_engines = bundle is not None and (bundle / MANIFEST_FILE).is_file()
 
     if requested == "torch":
-        return BackendChoice("torch", device or ("cuda" if facts.gpu else "cpu"), None,
-                             "requested with --backend torch")
+        return BackendChoice(
+            "torch", device or ("cuda" if facts.gpu else "cpu"), None, "requested with --backend torch"
+        )
     if requested == "ort":
-        return BackendChoice("ort", device or ("cuda" if facts.gpu and facts.ort_cuda else "cpu"), export_dir,
-                             "requested with --backend ort")
+        return BackendChoice(
+            "ort",
+            device or ("cuda" if facts.gpu and facts.ort_cuda else "cpu"),
+            export_dir,
+            "requested with --backend ort",
+        )
     if requested == "trt":
         if facts.target is None:
             raise BackendUnavailable(f"--backend trt: {facts.tensorrt_why}")
@@ -64,8 +78,12 @@ def choose_backend(preset: Preset, requested: str, engines_root: Path, export_di
             raise UsageError("--backend trt runs on CUDA, not --device cpu")
         from dcrt.build import find_bundle
 
-        return BackendChoice("trt", "cuda", find_bundle(engines_root, facts.target, preset.name, preset_dir),
-                             f"requested; engines for {facts.target.describe()}")
+        return BackendChoice(
+            "trt",
+            "cuda",
+            find_bundle(engines_root, facts.target, preset.name, preset_dir),
+            f"requested; engines for {facts.target.describe()}",
+        )
 
     # auto: walk the order, remembering why each faster option was passed over.
     passed = []
@@ -81,8 +99,10 @@ def choose_backend(preset: Preset, requested: str, engines_root: Path, export_di
     if gpu_allowed and facts.gpu:
         if facts.ort_cuda and has_export:
             return BackendChoice("ort", "cuda", export_dir, _because(f"onnxruntime-gpu on {facts.gpu}", passed))
-        passed.append("not onnxruntime-gpu: " + (f"no export in {export_dir}" if facts.ort_cuda
-                                                 else "onnxruntime-gpu is not installed"))
+        passed.append(
+            "not onnxruntime-gpu: "
+            + (f"no export in {export_dir}" if facts.ort_cuda else "onnxruntime-gpu is not installed")
+        )
         return BackendChoice("torch", "cuda", None, _because(f"PyTorch on {facts.gpu}", passed))
     if gpu_allowed:
         passed.append(f"not CUDA: {facts.gpu_why}")
@@ -121,8 +141,9 @@ def probe(device: int = 0) -> Facts:
         providers = set(onnxruntime.get_available_providers())
     except Exception:
         providers = set()
-    return Facts(target, tensorrt_why, gpu, gpu_why, "CUDAExecutionProvider" in providers,
-                 "CPUExecutionProvider" in providers)
+    return Facts(
+        target, tensorrt_why, gpu, gpu_why, "CUDAExecutionProvider" in providers, "CPUExecutionProvider" in providers
+    )
 
 
 def describe(choice: BackendChoice) -> str:

@@ -102,15 +102,20 @@ class EngineRunner:
         from cuda.bindings import runtime
 
         t = self.tensors[name]
-        _cuda(runtime.cudaMemcpyAsync(t.ptr, src, nbytes(t.spec), runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
-                                      stream), f"cudaMemcpyAsync({self.spec.name}.{name})")
+        _cuda(
+            runtime.cudaMemcpyAsync(
+                t.ptr, src, nbytes(t.spec), runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream
+            ),
+            f"cudaMemcpyAsync({self.spec.name}.{name})",
+        )
 
 
 def _check_engine_io(trt, engine, spec: ComponentSpec) -> None:
     """The plan's IO must be the IO table's (names, modes, shapes, dtypes): a stale plan fails here, not later."""
     dtypes = {"float32": trt.float32, "int64": trt.int64}
     want = {t.name: (trt.TensorIOMode.INPUT, t) for t in spec.inputs} | {
-        t.name: (trt.TensorIOMode.OUTPUT, t) for t in spec.outputs}
+        t.name: (trt.TensorIOMode.OUTPUT, t) for t in spec.outputs
+    }
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     if sorted(names) != sorted(want):
         raise UsageError(f"{spec.name}.plan has tensors {names}, the IO table says {list(want)}: rebuild it")
@@ -118,8 +123,9 @@ def _check_engine_io(trt, engine, spec: ComponentSpec) -> None:
         mode, t = want[name]
         got = (engine.get_tensor_mode(name), tuple(engine.get_tensor_shape(name)), engine.get_tensor_dtype(name))
         if got != (mode, t.shape, dtypes[t.dtype]):
-            raise UsageError(f"{spec.name}.plan: tensor {name} is {got}, the IO table says "
-                             f"{(mode, t.shape, t.dtype)}: rebuild it")
+            raise UsageError(
+                f"{spec.name}.plan: tensor {name} is {got}, the IO table says {(mode, t.shape, t.dtype)}: rebuild it"
+            )
 
 
 def check_bundle(manifest: EngineManifest, specs: dict[str, ComponentSpec], directory: Path, verify: bool) -> None:
@@ -150,10 +156,16 @@ class EngineSet:
     """All plans of a bundle, ready to enqueue. Torch-free; `buffer(component, spec)` supplies each static IO
     address (default: one cudaMalloc each, owned here)."""
 
-    def __init__(self, bundle_dir: str | Path, device: int = 0,
-                 buffer: Callable[[str, TensorSpec], int] | None = None,
-                 verify: bool = True, target: Target | None = None, trt=None,
-                 allocate: Callable[[int], object] | None = None):
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        device: int = 0,
+        buffer: Callable[[str, TensorSpec], int] | None = None,
+        verify: bool = True,
+        target: Target | None = None,
+        trt=None,
+        allocate: Callable[[int], object] | None = None,
+    ):
         self.directory = Path(bundle_dir)
         if not self.directory.is_dir():
             raise UsageError(f"engine bundle {self.directory} does not exist (run `dcrt build`)")
@@ -166,6 +178,7 @@ class EngineSet:
         allocate = allocate or (lambda size: DeviceMemory(size, device))
         self._owned = []  # buffers allocated here live as long as the set
         if buffer is None:
+
             def buffer(component: str, t: TensorSpec) -> int:
                 self._owned.append(allocate(nbytes(t)))
                 return self._owned[-1].ptr
@@ -177,14 +190,19 @@ class EngineSet:
             plan = (self.directory / self.manifest.engines[name].file).read_bytes()
             engine = self._runtime.deserialize_cuda_engine(plan)
             if engine is None:
-                raise UsageError(f"TensorRT could not load {self.directory / self.manifest.engines[name].file}: "
-                                 f"rebuild with `{rebuild_command(self.manifest)}`")
+                raise UsageError(
+                    f"TensorRT could not load {self.directory / self.manifest.engines[name].file}: "
+                    f"rebuild with `{rebuild_command(self.manifest)}`"
+                )
             engines[name] = engine
         # One scratch block for all: sized by the hungriest engine, measured now (not trusted from the manifest).
         self.scratch = allocate(max(int(e.device_memory_size_v2) for e in engines.values()))
-        self.runners = {name: EngineRunner(trt, engines[name], spec, self.scratch,
-                                           {t.name: buffer(name, t) for t in (*spec.inputs, *spec.outputs)})
-                        for name, spec in self.specs.items()}
+        self.runners = {
+            name: EngineRunner(
+                trt, engines[name], spec, self.scratch, {t.name: buffer(name, t) for t in (*spec.inputs, *spec.outputs)}
+            )
+            for name, spec in self.specs.items()
+        }
 
     def __getitem__(self, component: str) -> EngineRunner:
         return self.runners[component]
@@ -199,8 +217,6 @@ def _torch_cuda_device(device):
     if not torch.cuda.is_available():
         raise BackendUnavailable("the TensorRT backend needs a CUDA GPU, and none is visible (see `dcrt info`)")
     return torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
-
-
 
 
 class TensorRTBackend(Backend):

@@ -101,7 +101,9 @@ class TransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """Per-frame transformer over the h*w tokens with text+image cross-attention."""
 
-    def __init__(self, channels: int, heads: int, head_dim: int, context_dim: int, text_tokens: int, learnable_scale: bool):
+    def __init__(
+        self, channels: int, heads: int, head_dim: int, context_dim: int, text_tokens: int, learnable_scale: bool
+    ):
         super().__init__()
         inner = heads * head_dim
         self.norm = GroupNorm(32, channels, eps=1e-6)

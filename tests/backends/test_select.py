@@ -1,9 +1,9 @@
 """`--backend auto` and explicit requests, decided from injected facts about the machine."""
 
 import pytest
+from _trt_fakes import TARGET, FakeBuilder, make_export
 
 import dcrt
-from _trt_fakes import TARGET, FakeBuilder, make_export
 from dcrt.backends.select import Facts, choose_backend, describe, probe
 from dcrt.build import BuildConfig, build_bundle
 from dcrt.errors import BackendUnavailable, UsageError

@@ -5,8 +5,8 @@ import sys
 from dataclasses import replace
 
 import pytest
-
 from _trt_fakes import DEVICE_MEMORY, TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
+
 from dcrt.backends.tensorrt_backend import EngineSet, TensorRTBackend, nbytes
 from dcrt.build import BuildConfig, EngineManifest, Target, build_bundle
 from dcrt.errors import BackendUnavailable, UsageError
@@ -49,10 +49,16 @@ def test_plan_with_other_io_than_the_table_is_refused(bundle):
         _load(bundle, trt=FakeTrt(break_component="unet"))
 
 
-@pytest.mark.parametrize("target, words", [
-    (Target("NVIDIA A10G", (8, 6), "10.13.0"), r"GPU NVIDIA H100 80GB HBM3 \(sm90\), this one is NVIDIA A10G \(sm86\)"),
-    (replace(TARGET, tensorrt_version="11.4.0"), r"TensorRT 10.13.0, this is TensorRT 11.4.0"),
-])
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        (
+            Target("NVIDIA A10G", (8, 6), "10.13.0"),
+            r"GPU NVIDIA H100 80GB HBM3 \(sm90\), this one is NVIDIA A10G \(sm86\)",
+        ),
+        (replace(TARGET, tensorrt_version="11.4.0"), r"TensorRT 10.13.0, this is TensorRT 11.4.0"),
+    ],
+)
 def test_other_gpu_or_tensorrt_is_refused_with_the_rebuild_command(bundle, target, words):
     with pytest.raises(UsageError, match=words + r".*rebuild them with `dcrt build --res tiny`"):
         _load(bundle, target=target)

@@ -37,8 +37,9 @@ def bundle(target, tmp_path_factory):
     model = dcrt.random_model("tiny", seed=0)  # converted to fp16 in place by the export
     export_model(model, root / "export", ExportRequest(model.preset, "fp16", "random:tiny:seed0"))
     events = []
-    report = build_bundle(root / "export", root / "engines", BuildConfig(opt_level=2), target,
-                          progress=lambda *e: events.append(e))
+    report = build_bundle(
+        root / "export", root / "engines", BuildConfig(opt_level=2), target, progress=lambda *e: events.append(e)
+    )
     assert len(report.built) == 6 and events, "every engine built, with progress reported"
     again = build_bundle(root / "export", root / "engines", BuildConfig(opt_level=2), target)
     assert again.built == {}, "a second build finds everything up to date"

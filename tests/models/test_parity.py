@@ -60,8 +60,9 @@ def test_parity_full(preset, tmp_path):
 def test_reference_text_tower_is_sequence_first(tmp_path):
     """Guards the harness's open_clip 3.x patch: with the original's sequence-first layout restored, each
     prompt's embedding is independent of what else is in the batch (batch-first would mix them)."""
-    import dcrt
     import open_clip
+
+    import dcrt
 
     model = dcrt.random_model("tiny", seed=0)
     dcrt.save_checkpoint(model, tmp_path / "tiny.ckpt")

@@ -13,7 +13,9 @@ def test_vae_is_per_frame(tiny_model):
     frames = torch.rand(4, 3, 64, 64) * 2 - 1
     z = tiny_model.encode_latents(frames)
     torch.testing.assert_close(z[2:3], tiny_model.encode_latents(frames[2:3]), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(tiny_model.decode_latents(z)[1:2], tiny_model.decode_latents(z[1:2]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        tiny_model.decode_latents(z)[1:2], tiny_model.decode_latents(z[1:2]), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_latents_are_the_scaled_posterior_mean(tiny_model):

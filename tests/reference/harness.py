@@ -204,7 +204,7 @@ def _slice(state_dict: dict, prefix: str, rename: dict[str, str] | None = None) 
     out = {}
     for key, value in state_dict.items():
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
             for old, new in (rename or {}).items():
                 key = key.replace(old, new)
             out[key] = value
@@ -235,22 +235,46 @@ def _load_strict(module: nn.Module, state_dict: dict, prefix: str, rename=None) 
 def _ref_unet(ref, preset):
     u = preset.unet
     return ref.UNetModel(
-        in_channels=u.in_channels, model_channels=u.model_channels, out_channels=u.out_channels,
-        num_res_blocks=u.num_res_blocks, attention_resolutions=list(u.attention_resolutions), dropout=0.0,
-        channel_mult=list(u.channel_mult), num_head_channels=u.head_channels, transformer_depth=1,
-        context_dim=u.context_dim, use_linear=True, use_checkpoint=False, temporal_conv=True,
-        temporal_attention=True, temporal_selfatt_only=True, use_relative_position=False,
-        use_causal_attention=False, temporal_length=preset.frames, addition_attention=True,
-        image_cross_attention=True, image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
-        default_fs=u.default_fs, fs_condition=True,
+        in_channels=u.in_channels,
+        model_channels=u.model_channels,
+        out_channels=u.out_channels,
+        num_res_blocks=u.num_res_blocks,
+        attention_resolutions=list(u.attention_resolutions),
+        dropout=0.0,
+        channel_mult=list(u.channel_mult),
+        num_head_channels=u.head_channels,
+        transformer_depth=1,
+        context_dim=u.context_dim,
+        use_linear=True,
+        use_checkpoint=False,
+        temporal_conv=True,
+        temporal_attention=True,
+        temporal_selfatt_only=True,
+        use_relative_position=False,
+        use_causal_attention=False,
+        temporal_length=preset.frames,
+        addition_attention=True,
+        image_cross_attention=True,
+        image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
+        default_fs=u.default_fs,
+        fs_condition=True,
     )
 
 
 def _ref_vae(ref, preset):
     v = preset.vae
-    ddconfig = dict(double_z=True, z_channels=v.z_channels, resolution=256, in_channels=v.in_channels,
-                    out_ch=v.out_channels, ch=v.ch, ch_mult=list(v.ch_mult), num_res_blocks=v.num_res_blocks,
-                    attn_resolutions=[], dropout=0.0)
+    ddconfig = dict(
+        double_z=True,
+        z_channels=v.z_channels,
+        resolution=256,
+        in_channels=v.in_channels,
+        out_ch=v.out_channels,
+        ch=v.ch,
+        ch_mult=list(v.ch_mult),
+        num_res_blocks=v.num_res_blocks,
+        attn_resolutions=[],
+        dropout=0.0,
+    )
     return ref.AutoencoderKL(ddconfig=ddconfig, lossconfig={"target": "torch.nn.Identity"}, embed_dim=v.z_channels)
 
 
@@ -271,9 +295,17 @@ def _ref_image(ref, preset):
 
 def _ref_resampler(ref, preset):
     r = preset.resampler
-    return ref.Resampler(dim=r.dim, depth=r.depth, dim_head=r.dim_head, heads=r.heads, num_queries=r.num_queries,
-                         embedding_dim=r.embedding_dim, output_dim=r.output_dim, ff_mult=r.ff_mult,
-                         video_length=r.video_length)
+    return ref.Resampler(
+        dim=r.dim,
+        depth=r.depth,
+        dim_head=r.dim_head,
+        heads=r.heads,
+        num_queries=r.num_queries,
+        embedding_dim=r.embedding_dim,
+        output_dim=r.output_dim,
+        ff_mult=r.ff_mult,
+        video_length=r.video_length,
+    )
 
 
 @dataclass(frozen=True)
@@ -292,7 +324,9 @@ PARTS = {
 }
 
 
-def build_reference_components(preset, state_dict: dict | None, parts=tuple(PARTS), repo: Path | None = None) -> dict[str, nn.Module]:
+def build_reference_components(
+    preset, state_dict: dict | None, parts=tuple(PARTS), repo: Path | None = None
+) -> dict[str, nn.Module]:
     """Original modules for `preset` (eval, fp32), strictly loaded from a checkpoint in the original layout.
 
     `state_dict=None` builds without loading (only for inspecting key layouts; weights are then garbage).
@@ -378,13 +412,16 @@ def measure_components(model, ref: dict[str, nn.Module], sizes: ParitySizes = Pa
     res: dict[str, Diff] = {}
     if "text" in ref:
         tokens = open_clip.tokenize(list(PROMPTS))
-        res["text_encoder"] = diff(model.text_encoder(tokens), ref["text"].encode_with_transformer(tokens),
-                                   tokens=list(tokens.shape))
+        res["text_encoder"] = diff(
+            model.text_encoder(tokens), ref["text"].encode_with_transformer(tokens), tokens=list(tokens.shape)
+        )
         res["encode_text"] = diff(model.encode_text(list(PROMPTS)), ref["text"](list(PROMPTS)), prompts=len(PROMPTS))
     if "image" in ref:
         for h, w in sizes.image_hw:
             image = _rand_pm1(gen, sizes.batch, 3, h, w)
-            res[f"image_encoder@{h}x{w}"] = diff(model.image_encoder(image), ref["image"](image), image=[sizes.batch, 3, h, w])
+            res[f"image_encoder@{h}x{w}"] = diff(
+                model.image_encoder(image), ref["image"](image), image=[sizes.batch, 3, h, w]
+            )
     if "resampler" in ref:
         tokens = _randn(gen, sizes.batch, p.image.num_tokens, p.resampler.embedding_dim)
         res["resampler"] = diff(model.resampler(tokens), ref["resampler"](tokens), tokens=list(tokens.shape))
@@ -396,12 +433,19 @@ def measure_components(model, ref: dict[str, nn.Module], sizes: ParitySizes = Pa
         fs = torch.full((b,), p.sampling.fs, dtype=torch.long)
         for t in sizes.timesteps:
             tt = torch.full((b,), t, dtype=torch.long)
-            res[f"unet@t={t}"] = diff(model.unet(x, tt, context, fs), ref["unet"](x, tt, context=context, fs=fs),
-                                      x=list(x.shape), context=list(context.shape), fs=p.sampling.fs)
+            res[f"unet@t={t}"] = diff(
+                model.unet(x, tt, context, fs),
+                ref["unet"](x, tt, context=context, fs=fs),
+                x=list(x.shape),
+                context=list(context.shape),
+                fs=p.sampling.fs,
+            )
     if "vae" in ref:
         (h, w), n, f = sizes.vae_hw, max(sizes.batch, 2), p.vae.scale_factor
         frames = _rand_pm1(gen, n, p.vae.in_channels, h, w)
-        res["vae_encoder"] = diff(model.encode_latents(frames), ref["vae"].encode(frames).mean * f, frames=list(frames.shape))
+        res["vae_encoder"] = diff(
+            model.encode_latents(frames), ref["vae"].encode(frames).mean * f, frames=list(frames.shape)
+        )
         z = _randn(gen, n, p.vae.z_channels, h // p.vae.downscale, w // p.vae.downscale)
         res["vae_decoder"] = diff(model.decode_latents(z), ref["vae"].decode(z / f), z=list(z.shape))
     return res
@@ -417,9 +461,14 @@ def load_checkpoint_state_dict(path: Path) -> dict:
     return torch.load(path, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
 
 
-
-def run_parity(model, state_dict: dict, sizes: ParitySizes = ParitySizes(), parts=tuple(PARTS),
-               repo: Path | None = None, on_result=None) -> dict[str, Diff]:
+def run_parity(
+    model,
+    state_dict: dict,
+    sizes: ParitySizes = ParitySizes(),
+    parts=tuple(PARTS),
+    repo: Path | None = None,
+    on_result=None,
+) -> dict[str, Diff]:
     """Build one reference part at a time, compare it, free it: peak memory is dcrt + one ref part."""
     results: dict[str, Diff] = {}
     for part in parts:
@@ -434,7 +483,9 @@ def run_parity(model, state_dict: dict, sizes: ParitySizes = ParitySizes(), part
 
 
 @torch.no_grad()
-def divergence_by_module(dcrt_module: nn.Module, ref_module: nn.Module, run_dcrt, run_ref) -> list[tuple[str, float | None]]:
+def divergence_by_module(
+    dcrt_module: nn.Module, ref_module: nn.Module, run_dcrt, run_ref
+) -> list[tuple[str, float | None]]:
     """Diagnose a mismatch: hook every sub-module whose qualified name exists on both sides, run both, and
     return (name, rel error of its first output) in the reference's execution order; None = shapes differ.
     The first entry above tolerance points at the sub-module that differs (dcrt mirrors the original names).
@@ -442,13 +493,16 @@ def divergence_by_module(dcrt_module: nn.Module, ref_module: nn.Module, run_dcrt
         harness.divergence_by_module(model.unet, ref["unet"], lambda: model.unet(x, t, c, fs),
                                      lambda: ref["unet"](x, t, context=c, fs=fs))
     """
+
     def record(module, store):
         handles = []
         for name, sub in module.named_modules():
+
             def hook(_m, _inp, out, name=name):
                 out = out[0] if isinstance(out, (tuple, list)) else out
                 if name not in store and isinstance(out, torch.Tensor):
                     store[name] = out.detach().clone()
+
             handles.append(sub.register_forward_hook(hook))
         return handles
 

@@ -111,39 +111,89 @@ def model_config(preset) -> _Cfg:
     u, v, d, r = preset.unet, preset.vae, preset.diffusion, preset.resampler
     arch = harness._open_clip_arch(preset)
     unet = dict(
-        in_channels=u.in_channels, out_channels=u.out_channels, model_channels=u.model_channels,
-        attention_resolutions=list(u.attention_resolutions), num_res_blocks=u.num_res_blocks,
-        channel_mult=list(u.channel_mult), dropout=0.1, num_head_channels=u.head_channels, transformer_depth=1,
-        context_dim=u.context_dim, use_linear=True, use_checkpoint=False, temporal_conv=True,
-        temporal_attention=True, temporal_selfatt_only=True, use_relative_position=False,
-        use_causal_attention=False, temporal_length=preset.frames, addition_attention=True,
-        image_cross_attention=True, image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
-        default_fs=u.default_fs, fs_condition=True,
+        in_channels=u.in_channels,
+        out_channels=u.out_channels,
+        model_channels=u.model_channels,
+        attention_resolutions=list(u.attention_resolutions),
+        num_res_blocks=u.num_res_blocks,
+        channel_mult=list(u.channel_mult),
+        dropout=0.1,
+        num_head_channels=u.head_channels,
+        transformer_depth=1,
+        context_dim=u.context_dim,
+        use_linear=True,
+        use_checkpoint=False,
+        temporal_conv=True,
+        temporal_attention=True,
+        temporal_selfatt_only=True,
+        use_relative_position=False,
+        use_causal_attention=False,
+        temporal_length=preset.frames,
+        addition_attention=True,
+        image_cross_attention=True,
+        image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
+        default_fs=u.default_fs,
+        fs_condition=True,
     )
     params = dict(
-        linear_start=d.linear_start, linear_end=d.linear_end, num_timesteps_cond=1, timesteps=d.timesteps,
-        first_stage_key="video", cond_stage_key="caption", cond_stage_trainable=False, conditioning_key="hybrid",
-        image_size=[preset.latent_height, preset.latent_width], channels=v.z_channels, scale_by_std=False,
-        scale_factor=v.scale_factor, use_ema=False, uncond_type="empty_seq",
+        linear_start=d.linear_start,
+        linear_end=d.linear_end,
+        num_timesteps_cond=1,
+        timesteps=d.timesteps,
+        first_stage_key="video",
+        cond_stage_key="caption",
+        cond_stage_trainable=False,
+        conditioning_key="hybrid",
+        image_size=[preset.latent_height, preset.latent_width],
+        channels=v.z_channels,
+        scale_by_std=False,
+        scale_factor=v.scale_factor,
+        use_ema=False,
+        uncond_type="empty_seq",
         unet_config={"target": "lvdm.modules.networks.openaimodel3d.UNetModel", "params": unet},
         first_stage_config={
             "target": "lvdm.models.autoencoder.AutoencoderKL",
-            "params": dict(embed_dim=v.z_channels, monitor="val/rec_loss", lossconfig={"target": "torch.nn.Identity"},
-                           ddconfig=dict(double_z=True, z_channels=v.z_channels, resolution=256,
-                                         in_channels=v.in_channels, out_ch=v.out_channels, ch=v.ch,
-                                         ch_mult=list(v.ch_mult), num_res_blocks=v.num_res_blocks,
-                                         attn_resolutions=[], dropout=0.0)),
+            "params": dict(
+                embed_dim=v.z_channels,
+                monitor="val/rec_loss",
+                lossconfig={"target": "torch.nn.Identity"},
+                ddconfig=dict(
+                    double_z=True,
+                    z_channels=v.z_channels,
+                    resolution=256,
+                    in_channels=v.in_channels,
+                    out_ch=v.out_channels,
+                    ch=v.ch,
+                    ch_mult=list(v.ch_mult),
+                    num_res_blocks=v.num_res_blocks,
+                    attn_resolutions=[],
+                    dropout=0.0,
+                ),
+            ),
         },
         # version=None: no download (weights come from the checkpoint); device: the yaml default is cuda.
-        cond_stage_config={"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
-                           "params": dict(arch=arch, version=None, device="cpu", freeze=True, layer="penultimate")},
-        img_cond_stage_config={"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPImageEmbedderV2",
-                               "params": dict(arch=arch, version=None, device="cpu", freeze=True)},
-        image_proj_stage_config={"target": "lvdm.modules.encoders.resampler.Resampler",
-                                 "params": dict(dim=r.dim, depth=r.depth, dim_head=r.dim_head, heads=r.heads,
-                                                num_queries=r.num_queries, embedding_dim=r.embedding_dim,
-                                                output_dim=r.output_dim, ff_mult=r.ff_mult,
-                                                video_length=r.video_length)},
+        cond_stage_config={
+            "target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
+            "params": dict(arch=arch, version=None, device="cpu", freeze=True, layer="penultimate"),
+        },
+        img_cond_stage_config={
+            "target": "lvdm.modules.encoders.condition.FrozenOpenCLIPImageEmbedderV2",
+            "params": dict(arch=arch, version=None, device="cpu", freeze=True),
+        },
+        image_proj_stage_config={
+            "target": "lvdm.modules.encoders.resampler.Resampler",
+            "params": dict(
+                dim=r.dim,
+                depth=r.depth,
+                dim_head=r.dim_head,
+                heads=r.heads,
+                num_queries=r.num_queries,
+                embedding_dim=r.embedding_dim,
+                output_dim=r.output_dim,
+                ff_mult=r.ff_mult,
+                video_length=r.video_length,
+            ),
+        },
     )
     if d.parameterization == "v":  # the 512/1024 yaml; the 256 yaml leaves these at their defaults (eps)
         params.update(rescale_betas_zero_snr=d.zero_snr, parameterization="v", fps_condition_type="fps")
@@ -180,8 +230,10 @@ def build_reference_model(preset, state_dict: dict, repo: Path | None = None) ->
     unexpected = sorted(set(sd) - set(expected))
     shapes = sorted(k for k in set(sd) & set(expected) if tuple(sd[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or shapes:
-        raise harness.KeyMismatch(f"checkpoint vs original LatentVisualDiffusion: missing {missing[:5]}, "
-                                  f"unexpected {unexpected[:5]}, shape {shapes[:5]}")
+        raise harness.KeyMismatch(
+            f"checkpoint vs original LatentVisualDiffusion: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, shape {shapes[:5]}"
+        )
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=True)
     harness._restore_sequence_first(model.cond_stage_model.model.transformer)
     harness._restore_sequence_first(model.embedder.model.visual.transformer)
@@ -226,8 +278,14 @@ def case_inputs(preset, case: SamplerCase, height: int, width: int, seed: int = 
     g = torch.Generator().manual_seed(seed)
     n = 2 if case.mode == "interpolate" else 1
     images = [torch.rand(1, 3, height, width, generator=g) * 2 - 1 for _ in range(n)]
-    x_T = torch.randn(1, preset.vae.z_channels, preset.frames, height // preset.vae.downscale,
-                      width // preset.vae.downscale, generator=g)
+    x_T = torch.randn(
+        1,
+        preset.vae.z_channels,
+        preset.frames,
+        height // preset.vae.downscale,
+        width // preset.vae.downscale,
+        generator=g,
+    )
     return images, x_T, seed + 1
 
 
@@ -251,14 +309,28 @@ def _patched(obj, name, value):
 
 
 @torch.no_grad()
-def run_reference(rm: ReferenceModel, case: SamplerCase, images, prompt: str, x_T: torch.Tensor, noise_seed: int,
-                  fs: int, spacing: str, rescale: float):
+def run_reference(
+    rm: ReferenceModel,
+    case: SamplerCase,
+    images,
+    prompt: str,
+    x_T: torch.Tensor,
+    noise_seed: int,
+    fs: int,
+    spacing: str,
+    rescale: float,
+):
     """Original image_guided_synthesis; returns (final latents, [(x, cond, output) per UNet call])."""
     model, ref = rm.model, rm.ref
     frames = x_T.shape[2]
     if case.mode == "interpolate":  # load_data_prompts(interp=True): A repeated T/2 times, then B
-        videos = torch.cat([images[0].unsqueeze(2).repeat(1, 1, frames // 2, 1, 1),
-                            images[1].unsqueeze(2).repeat(1, 1, frames // 2, 1, 1)], dim=2)
+        videos = torch.cat(
+            [
+                images[0].unsqueeze(2).repeat(1, 1, frames // 2, 1, 1),
+                images[1].unsqueeze(2).repeat(1, 1, frames // 2, 1, 1),
+            ],
+            dim=2,
+        )
     else:
         videos = images[0].unsqueeze(2).repeat(1, 1, frames, 1, 1)
     queue = step_noises(noise_seed, tuple(x_T.shape), case.steps)
@@ -278,8 +350,16 @@ def run_reference(rm: ReferenceModel, case: SamplerCase, images, prompt: str, x_
 
     def recording_apply_model(x, t, cond, **kwargs):
         out = apply_model(x, t, cond, **kwargs)
-        calls.append((x.clone(), int(t[0]), cond["c_crossattn"][0].clone(), cond["c_concat"][0].clone(),
-                      kwargs.get("fs"), out.clone()))
+        calls.append(
+            (
+                x.clone(),
+                int(t[0]),
+                cond["c_crossattn"][0].clone(),
+                cond["c_concat"][0].clone(),
+                kwargs.get("fs"),
+                out.clone(),
+            )
+        )
         return out
 
     def first_stage_mean(encoder_posterior, noise=None):
@@ -299,18 +379,40 @@ def run_reference(rm: ReferenceModel, case: SamplerCase, images, prompt: str, x_
         stack.enter_context(_patched(model, "decode_first_stage", capture_decode))
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         ref.inference.image_guided_synthesis(
-            model, [prompt], videos, list(x_T.shape), n_samples=1, ddim_steps=case.steps, ddim_eta=case.eta,
-            unconditional_guidance_scale=case.guidance_scale, cfg_img=case.cfg_img if case.multi_cond else None,
-            fs=fs, text_input=True, multiple_cond_cfg=case.multi_cond, loop=case.mode == "loop",
-            interp=case.mode == "interpolate", timestep_spacing=spacing, guidance_rescale=rescale, x_T=x_T.clone(),
+            model,
+            [prompt],
+            videos,
+            list(x_T.shape),
+            n_samples=1,
+            ddim_steps=case.steps,
+            ddim_eta=case.eta,
+            unconditional_guidance_scale=case.guidance_scale,
+            cfg_img=case.cfg_img if case.multi_cond else None,
+            fs=fs,
+            text_input=True,
+            multiple_cond_cfg=case.multi_cond,
+            loop=case.mode == "loop",
+            interp=case.mode == "interpolate",
+            timestep_spacing=spacing,
+            guidance_rescale=rescale,
+            x_T=x_T.clone(),
         )
     assert not queue, f"the original drew {case.steps - len(queue)} of {case.steps} per-step noises"
     return captured["samples"], calls
 
 
 @torch.no_grad()
-def run_dcrt(model, case: SamplerCase, images, prompt: str, x_T: torch.Tensor, noise_seed: int, fs: int,
-             spacing: str, rescale: float):
+def run_dcrt(
+    model,
+    case: SamplerCase,
+    images,
+    prompt: str,
+    x_T: torch.Tensor,
+    noise_seed: int,
+    fs: int,
+    spacing: str,
+    rescale: float,
+):
     """dcrt's public API; returns (result.latents, [(x, t, context, concat, fs, output) per batched UNet call])."""
     import dcrt
     from dcrt.pipeline import pipeline_for
@@ -325,10 +427,19 @@ def run_dcrt(model, case: SamplerCase, images, prompt: str, x_T: torch.Tensor, n
         return out
 
     _, _, _, h, w = x_T.shape
-    kwargs = dict(steps=case.steps, guidance_scale=case.guidance_scale, eta=case.eta, fs=fs,
-                  guidance_rescale=rescale, timestep_spacing=spacing,
-                  cfg_img=case.cfg_img if case.multi_cond else None, seed=noise_seed, x_T=x_T.clone(),
-                  height=h * model.preset.vae.downscale, width=w * model.preset.vae.downscale)
+    kwargs = dict(
+        steps=case.steps,
+        guidance_scale=case.guidance_scale,
+        eta=case.eta,
+        fs=fs,
+        guidance_rescale=rescale,
+        timestep_spacing=spacing,
+        cfg_img=case.cfg_img if case.multi_cond else None,
+        seed=noise_seed,
+        x_T=x_T.clone(),
+        height=h * model.preset.vae.downscale,
+        width=w * model.preset.vae.downscale,
+    )
     with _patched(pipe.backend, "unet", recording_unet):
         if case.mode == "animate":
             result = dcrt.animate(model, images[0], prompt, **kwargs)
@@ -343,8 +454,9 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return harness.diff(a, b).rel
 
 
-def compare_case(model, rm: ReferenceModel, case: SamplerCase, height: int, width: int, prompt: str = PROMPT,
-                 seed: int = 0) -> SamplerDiff:
+def compare_case(
+    model, rm: ReferenceModel, case: SamplerCase, height: int, width: int, prompt: str = PROMPT, seed: int = 0
+) -> SamplerDiff:
     """Run one case on both sides (preset defaults for fs, spacing and rescale) and diff everything."""
     preset = model.preset
     d = preset.sampling
@@ -359,26 +471,41 @@ def compare_case(model, rm: ReferenceModel, case: SamplerCase, height: int, widt
         raise AssertionError(f"UNet calls: dcrt {len(dcrt_calls)} x {branches} branches, original {len(ref_calls)}")
     per_step, outputs, cond = [], [], {}
     for k, (x, t, context, fs, out) in enumerate(dcrt_calls):
-        ref_step = ref_calls[k * branches:(k + 1) * branches]
+        ref_step = ref_calls[k * branches : (k + 1) * branches]
         per_step.append(_rel(x[:1, :zc], ref_step[0][0]))
         if int(t[0]) != ref_step[0][1]:
             raise AssertionError(f"step {k}: timestep dcrt {int(t[0])} vs original {ref_step[0][1]}")
         for j, (_, _, c_ref, concat_ref, fs_ref, out_ref) in enumerate(ref_step):
-            outputs.append(_rel(out[j:j + 1], out_ref))
+            outputs.append(_rel(out[j : j + 1], out_ref))
             if k == 0:
-                cond[f"context[{('cond', 'uncond', 'uncond_txt')[j]}]"] = _rel(context[j:j + 1], c_ref)
-                cond.setdefault("c_concat", _rel(x[j:j + 1, zc:], concat_ref))
+                cond[f"context[{('cond', 'uncond', 'uncond_txt')[j]}]"] = _rel(context[j : j + 1], c_ref)
+                cond.setdefault("c_concat", _rel(x[j : j + 1, zc:], concat_ref))
                 cond.setdefault("fs", float(int(fs[j]) != int(fs_ref[0])))
     per_step.append(_rel(out_latents, ref_latents))
     d_final = harness.diff(out_latents, ref_latents)
-    return SamplerDiff(d_final.rel, d_final.max_abs, d_final.shape, per_step, cond, outputs,
-                       inputs=dict(height=height, width=width, fs=d.fs, spacing=d.timestep_spacing,
-                                   guidance_rescale=d.guidance_rescale, guidance_scale=case.guidance_scale,
-                                   cfg_img=case.cfg_img if case.multi_cond else None, steps=case.steps))
+    return SamplerDiff(
+        d_final.rel,
+        d_final.max_abs,
+        d_final.shape,
+        per_step,
+        cond,
+        outputs,
+        inputs=dict(
+            height=height,
+            width=width,
+            fs=d.fs,
+            spacing=d.timestep_spacing,
+            guidance_rescale=d.guidance_rescale,
+            guidance_scale=case.guidance_scale,
+            cfg_img=case.cfg_img if case.multi_cond else None,
+            steps=case.steps,
+        ),
+    )
 
 
-def compare_sampling(model, state_dict: dict, cases, height: int, width: int, repo: Path | None = None,
-                     on_result=None) -> dict[SamplerCase, SamplerDiff]:
+def compare_sampling(
+    model, state_dict: dict, cases, height: int, width: int, repo: Path | None = None, on_result=None
+) -> dict[SamplerCase, SamplerDiff]:
     """Build the original model once for `model.preset`, run every case, free it."""
     rm = build_reference_model(model.preset, state_dict, repo)
     bad = {k: v for k, v in rm.schedule_check.items() if not v < 1e-6}
@@ -396,8 +523,15 @@ def compare_sampling(model, state_dict: dict, cases, height: int, width: int, re
     return results
 
 
-__all__ = ["SamplerCase", "SamplerDiff", "build_reference_model", "compare_case", "compare_sampling",
-           "import_reference_sampling", "model_config"]
+__all__ = [
+    "SamplerCase",
+    "SamplerDiff",
+    "build_reference_model",
+    "compare_case",
+    "compare_sampling",
+    "import_reference_sampling",
+    "model_config",
+]
 
 
 def prepare(weights: str, preset: str, workdir: Path, seed: int = 0):
