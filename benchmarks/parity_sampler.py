@@ -50,8 +50,9 @@ def _memory() -> str:
     return f"anon {gb('RssAnon'):.1f} GiB, file {gb('RssFile'):.1f} GiB, peak rss {gb('VmHWM'):.1f} GiB"
 
 
-def run_preset(name: str, size: tuple[int, int], steps: int, workdir: Path, modes_filter=None) -> list[dict]:
-    rows = []
+def run_preset(name: str, size: tuple[int, int], steps: int, workdir: Path, modes_filter=None, on_row=None,
+               done: list | None = None) -> list[dict]:
+    rows = done if done is not None else []
     for weights, preset, modes in GROUPS[name]:
         modes = tuple(m for m in modes if modes_filter is None or m in modes_filter)
         if not modes:
@@ -83,6 +84,8 @@ def run_preset(name: str, size: tuple[int, int], steps: int, workdir: Path, mode
                 file=sys.stderr,
             )
             report.t = time.perf_counter()
+            if on_row is not None:
+                on_row(rows)
 
         report.t = time.perf_counter()
         sampling.compare_sampling(model, state_dict, sampling.all_cases(modes, steps), *size, on_result=report)
@@ -91,6 +94,33 @@ def run_preset(name: str, size: tuple[int, int], steps: int, workdir: Path, mode
     for weights in {w for w, _, _ in GROUPS[name]}:
         (workdir / f"{weights}.ckpt").unlink(missing_ok=True)
     return rows
+
+
+def _write_json(args, repo, rows: list[dict], complete: bool) -> None:
+    """Rewritten after every case, so a long run that is stopped keeps what it measured (`complete` says)."""
+    import kornia
+    import open_clip
+
+    meta = {
+        "complete": complete,
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "kornia": kornia.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "dtype": "float32",
+        "device": "cpu",
+        "reference_repo": "github.com/Doubiiu/DynamiCrafter",
+        "reference_commit": harness.reference_commit(repo),
+        "reference_entry": "scripts/evaluation/inference.py::image_guided_synthesis",
+        "size": list(args.size),
+        "steps": args.steps,
+        "case_defaults": dataclasses.asdict(sampling.SamplerCase()),
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def main() -> None:
@@ -110,10 +140,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    rows = []
+    rows: list[dict] = []
+    write = (lambda rows, complete=False: _write_json(args, repo, rows, complete)) if args.out else None
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for name in args.preset:
-            rows += run_preset(name, tuple(args.size), args.steps, Path(tmp), args.mode)
+            run_preset(name, tuple(args.size), args.steps, Path(tmp), args.mode, on_row=write, done=rows)
 
     print("| preset | mode | multi-cond | eta | rel error | max abs |")
     print("|---|---|---|---|---|---|")
@@ -121,29 +152,8 @@ def main() -> None:
         mc = f"cfg_img={r['inputs']['cfg_img']:g}" if r["multi_cond"] else "no"
         print(f"| {r['preset']} | {r['mode']} | {mc} | {r['eta']:g} | {r['rel_error']:.2e} | {r['max_abs']:.2e} |")
 
-    if args.out:
-        import kornia
-        import open_clip
-
-        meta = {
-            "torch": torch.__version__,
-            "open_clip": open_clip.__version__,
-            "kornia": kornia.__version__,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "threads": torch.get_num_threads(),
-            "dtype": "float32",
-            "device": "cpu",
-            "reference_repo": "github.com/Doubiiu/DynamiCrafter",
-            "reference_commit": harness.reference_commit(repo),
-            "reference_entry": "scripts/evaluation/inference.py::image_guided_synthesis",
-            "size": list(args.size),
-            "steps": args.steps,
-            "case_defaults": dataclasses.asdict(sampling.SamplerCase()),
-            "results": rows,
-        }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(meta, indent=2) + "\n")
+    if write is not None:
+        write(rows, complete=True)
 
 
 if __name__ == "__main__":

@@ -39,17 +39,6 @@ KERNEL_NAMES = (
     "clip_normalize_f32",
 )
 NVRTC_OPTIONS = ("--std=c++17", "-default-device")
-# Row order of the DDIM coefficient table (DCRT_DDIM_* in dcrt_kernels.h): DDIMSchedule field names.
-DDIM_COEFS = (
-    "eps_from_m",
-    "eps_from_x",
-    "x0_from_x",
-    "x0_from_m",
-    "x0_rescale",
-    "sqrt_alpha_prev",
-    "direction",
-    "sigma",
-)
 
 
 class KernelError(RuntimeError):
@@ -234,8 +223,8 @@ class KernelModule:
 
 
 def ddim_coef_table(schedule) -> torch.Tensor:
-    """DDIMSchedule -> the float32 [8, S] table ddim_update reads (rows in DDIM_COEFS order)."""
-    return torch.stack([getattr(schedule, name).float() for name in DDIM_COEFS]).contiguous()
+    """DDIMSchedule -> the float32 [8, S] table ddim_update reads (rows in schedule.COEFFICIENT_ROWS order)."""
+    return schedule.table()
 
 
 def _grid(n: int) -> int:

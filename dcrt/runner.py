@@ -18,18 +18,6 @@ import torch
 from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, combine_guidance
 from dcrt.schedule import DDIMSchedule
 
-# Row order of the coefficient table (kernels/dcrt_kernels.h uses the same order).
-COEFFICIENT_ROWS = (
-    "eps_from_m",
-    "eps_from_x",
-    "x0_from_x",
-    "x0_from_m",
-    "x0_rescale",
-    "sqrt_alpha_prev",
-    "direction",
-    "sigma",
-)
-
 
 class GraphRunner:
     """Static buffers + one captured step for a fixed (schedule, guidance, shapes); `run` may be called
@@ -50,7 +38,7 @@ class GraphRunner:
         self.denoise, self.guidance, self.steps = denoise, guidance, steps
         self.capture = device.type == "cuda" if capture is None else capture
         schedule = schedule.to(device)
-        self.table = torch.stack([getattr(schedule, name) for name in COEFFICIENT_ROWS])  # [8, S]
+        self.table = schedule.table()  # [8, S]
         self.timesteps = schedule.timesteps
         self.context = torch.empty_like(inputs.context[:n], device=device)
         self.concat = torch.empty((n, *inputs.concat.shape[1:]), dtype=torch.float32, device=device)

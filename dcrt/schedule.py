@@ -108,6 +108,19 @@ def ddim_timesteps(steps: int, spacing: str, num_train_steps: int = 1000) -> np.
     raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
 
 
+# Row order of `DDIMSchedule.table()`; kernels/dcrt_kernels.h (DCRT_DDIM_*) uses the same order.
+COEFFICIENT_ROWS = (
+    "eps_from_m",
+    "eps_from_x",
+    "x0_from_x",
+    "x0_from_m",
+    "x0_rescale",
+    "sqrt_alpha_prev",
+    "direction",
+    "sigma",
+)
+
+
 @dataclass(frozen=True)
 class DDIMSchedule:
     """Per-step coefficients of one DDIM run, each a float32 tensor [S] indexed by step position i.
@@ -134,6 +147,10 @@ class DDIMSchedule:
     @property
     def num_steps(self) -> int:
         return int(self.timesteps.shape[0])
+
+    def table(self) -> torch.Tensor:
+        """The coefficients as one float32 [8, S] tensor, rows in COEFFICIENT_ROWS order."""
+        return torch.stack([getattr(self, name).float() for name in COEFFICIENT_ROWS]).contiguous()
 
     def to(self, device: str | torch.device) -> DDIMSchedule:
         return DDIMSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

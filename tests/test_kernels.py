@@ -22,7 +22,7 @@ from dcrt.config import DiffusionConfig, ImageEncoderConfig
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.pipeline import Pipeline
 from dcrt.sampler import Guidance, combine_guidance, ddim_update
-from dcrt.schedule import build_ddim_schedule, schedule_buffers
+from dcrt.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_buffers
 
 ARCHS = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc")
@@ -53,8 +53,8 @@ def test_sources_and_header_agree():
     src = kernels.source_dir()
     assert (src / "CMakeLists.txt").is_file()
     c = kernels.launch_constants()
-    assert [c[f"DCRT_DDIM_{name.upper()}"] for name in kernels.DDIM_COEFS] == list(range(len(kernels.DDIM_COEFS)))
-    assert c["DCRT_DDIM_NUM_COEFS"] == len(kernels.DDIM_COEFS)
+    assert [c[f"DCRT_DDIM_{name.upper()}"] for name in COEFFICIENT_ROWS] == list(range(len(COEFFICIENT_ROWS)))
+    assert c["DCRT_DDIM_NUM_COEFS"] == len(COEFFICIENT_ROWS)
     declared = re.findall(r"__global__ void (\w+)\(", (src / "dcrt_kernels.h").read_text())
     assert sorted(declared) == sorted(kernels.KERNEL_NAMES)
 
