@@ -122,7 +122,7 @@ def test_cli_animate_with_ort(exported, tmp_path, run_cli):
             str(tmp_path / "p.gif"),
         ]
     )
-    assert code == 2 and "holds an export of preset tiny, not tiny-256" in err
+    assert code == 2 and "holds preset tiny, not tiny-256" in err
 
 
 def _copy(exported, tmp_path):
