@@ -51,8 +51,12 @@ def export(preset: str, ckpt: Path, out: Path) -> dict:
         "peak_rss_gib": peak_kib / 2**20,
         "checkpoint_gib": ckpt.stat().st_size / 2**30,
         "components": {
-            name: {"bytes": c["bytes"], "rel_error": c["parity"]["rel_error"], "max_abs": c["parity"]["max_abs"],
-                   "files": sorted(c["files"])}
+            name: {
+                "bytes": c["bytes"],
+                "rel_error": c["parity"]["rel_error"],
+                "max_abs": c["parity"]["max_abs"],
+                "files": sorted(c["files"]),
+            }
             for name, c in manifest["components"].items()
         },
     }

@@ -84,8 +84,12 @@ def main() -> None:
         image = (np.random.default_rng(0).random((preset.height, preset.width, 3)) * 255).astype(np.uint8)
         eager = time_steps(Pipeline(TorchBackend(model), cuda_graph=False), image, args.steps, args.repeat)
         graph = time_steps(Pipeline(TorchBackend(model), cuda_graph=True), image, args.steps, args.repeat)
-        report["presets"][name] = {"eager_ms_per_step": eager, "graph_ms_per_step": graph, "speedup": eager / graph,
-                                   "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30}
+        report["presets"][name] = {
+            "eager_ms_per_step": eager,
+            "graph_ms_per_step": graph,
+            "speedup": eager / graph,
+            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        }
         print(f"{name}: eager {eager:.1f} ms/step, graph {graph:.1f} ms/step ({eager / graph:.2f}x)")
         del model
         torch.cuda.empty_cache()

@@ -50,8 +50,15 @@ def _memory() -> str:
     return f"anon {gb('RssAnon'):.1f} GiB, file {gb('RssFile'):.1f} GiB, peak rss {gb('VmHWM'):.1f} GiB"
 
 
-def run_preset(name: str, size: tuple[int, int], steps: int, workdir: Path, modes_filter=None, on_row=None,
-               done: list | None = None) -> list[dict]:
+def run_preset(
+    name: str,
+    size: tuple[int, int],
+    steps: int,
+    workdir: Path,
+    modes_filter=None,
+    on_row=None,
+    done: list | None = None,
+) -> list[dict]:
     rows = done if done is not None else []
     for weights, preset, modes in GROUPS[name]:
         modes = tuple(m for m in modes if modes_filter is None or m in modes_filter)

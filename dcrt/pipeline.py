@@ -109,11 +109,22 @@ class VideoResult:
 class Pipeline:
     """Conditioning, sampling and decoding over one backend. Caches what does not depend on the input."""
 
-    def __init__(self, backend: Backend, cache_unconditional: bool = True, cuda_graph: bool | None = None):
-        """`cuda_graph`: replay a captured step (None: on CUDA devices); otherwise the eager loop."""
+    def __init__(
+        self,
+        backend: Backend,
+        cache_unconditional: bool = True,
+        cuda_graph: bool | None = None,
+        fused_kernels: bool | None = None,
+    ):
+        """`cuda_graph`: replay a captured step (None: on CUDA devices), else the eager loop. `fused_kernels`:
+        the runner's guidance combine and DDIM update as dcrt's CUDA kernels (None: with the CUDA graph)."""
         self.backend = backend
         self.cache_unconditional = cache_unconditional
         self.cuda_graph = backend.device.type == "cuda" if cuda_graph is None else cuda_graph
+        self.fused_kernels = (
+            self.cuda_graph and backend.device.type == "cuda" if fused_kernels is None else fused_kernels
+        )
+        self._kernels = None
         self._runners: dict[tuple, GraphRunner] = {}
         self.preset = backend.preset
         self.tokenizer = Tokenizer(self.preset.text.context_length)

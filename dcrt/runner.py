@@ -32,7 +32,10 @@ class GraphRunner:
         x_T: torch.Tensor,
         with_noise: bool,
         capture: bool | None = None,
+        kernels=None,
     ):
+        """`kernels`: a `dcrt.kernels.Kernels` for the device, to run the guidance combine and the DDIM
+        update as the fused CUDA kernels (kernels/guidance.cu, kernels/ddim.cu) instead of torch ops."""
         device = x_T.device
         n, steps = guidance.branches, schedule.num_steps
         self.denoise, self.guidance, self.steps = denoise, guidance, steps
@@ -47,6 +50,14 @@ class GraphRunner:
         self.step = torch.empty((1,), dtype=torch.long, device=device)
         self.noise = torch.empty((steps, *x_T.shape), dtype=torch.float32, device=device) if with_noise else None
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.kernels = kernels
+        if kernels is not None:
+            from dcrt.kernels import cfg_workspace
+
+            self.step32 = torch.empty((1,), dtype=torch.int32, device=device)
+            self.guided = torch.empty(x_T.shape, dtype=torch.float32, device=device)
+            self.step_noise = torch.zeros(x_T.shape, dtype=torch.float32, device=device)
+            self.workspace = cfg_workspace(self.x[0].numel(), x_T.shape[0], device)
 
     def _load(self, inputs: SamplerInputs, x_T: torch.Tensor, noise: NoiseSource | None) -> None:
         n = self.guidance.branches
@@ -65,7 +76,11 @@ class GraphRunner:
         n = self.guidance.branches
         t = self.timesteps.index_select(0, self.step).expand(n)
         model_in = torch.cat([self.x.expand(n, -1, -1, -1, -1), self.concat], dim=1)
-        m = combine_guidance(self.denoise(model_in, t, self.context, self.fs), self.guidance)
+        out = self.denoise(model_in, t, self.context, self.fs)
+        if self.kernels is not None:
+            self._fused_update(out)
+            return
+        m = combine_guidance(out, self.guidance)
         c = self.table.index_select(1, self.step).reshape(8, *([1] * self.x.ndim))
         eps = c[0] * m + c[1] * self.x
         x0 = (c[2] * self.x - c[3] * m) * c[4]
@@ -73,6 +88,16 @@ class GraphRunner:
         if self.noise is not None:
             x_prev = x_prev + c[7] * self.noise.index_select(0, self.step)[0]
         self.x.copy_(x_prev)
+        self.step.sub_(1)
+
+    def _fused_update(self, out: torch.Tensor) -> None:
+        """Guidance combine + DDIM update as two (three with rescale) fused kernels, then step -= 1."""
+        self.kernels.cfg_combine(self.guided, out.contiguous(), self.guidance, self.workspace)
+        if self.noise is not None:
+            self.step_noise.copy_(self.noise.index_select(0, self.step)[0])
+        self.step32.copy_(self.step)
+        noise = self.step_noise if self.noise is not None else None
+        self.kernels.ddim_update(self.x, self.x, self.guided, noise, self.table, self.step32)
         self.step.sub_(1)
 
     def _capture(self) -> None:
