@@ -76,7 +76,7 @@ def _fold_constants(graph):
 
 def _gather_external_data(graph, source_dir: Path, data_path: Path) -> None:
     """Stream the exporter's one-file-per-tensor weights into one `.data` file, a tensor at a time."""
-    from onnx.external_data_helper import ExternalDataInfo, set_external_data, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     offset = 0
     with open(data_path, "wb") as out:
@@ -88,7 +88,11 @@ def _gather_external_data(graph, source_dir: Path, data_path: Path) -> None:
                 f.seek(info.offset or 0)
                 data = f.read(info.length) if info.length else f.read()
             out.write(data)
-            set_external_data(tensor, location=data_path.name, offset=offset, length=len(data))
+            # Rewrite the reference in place: the tensor's bytes are never loaded into the proto.
+            del tensor.external_data[:]
+            for key, value in (("location", data_path.name), ("offset", str(offset)), ("length", str(len(data)))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
             offset += len(data)
 
 

@@ -165,3 +165,44 @@ def test_not_an_export(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(UsageError, match="not a valid dcrt manifest"):
         ExportManifest.read(tmp_path)
+
+
+def test_per_tensor_external_data_is_gathered_into_one_file(tmp_path):
+    # Above 2 GB the TorchScript exporter writes one file per tensor; export_graph streams them into one
+    # `.data` file without loading the weights. Exercised here on a small graph saved the same way.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dcrt.export import _gather_external_data
+
+    weights = [np.random.default_rng(i).standard_normal((64, 64)).astype(np.float32) for i in range(3)]
+    nodes, names = [], ["x"]
+    for i, w in enumerate(weights):
+        nodes.append(helper.make_node("MatMul", [names[-1], f"w{i}"], [f"h{i}"]))
+        names.append(f"h{i}")
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [2, 64])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)],
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save_model(
+        model, str(raw / "g.onnx"), save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0
+    )
+    assert len(list(raw.iterdir())) == 4  # the graph + one file per tensor
+    loaded = onnx.load(str(raw / "g.onnx"), load_external_data=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    _gather_external_data(loaded, raw, out / "g.onnx.data")
+    onnx.save_model(loaded, str(out / "g.onnx"))
+    onnx.checker.check_model(str(out / "g.onnx"))
+    assert sorted(p.name for p in out.iterdir()) == ["g.onnx", "g.onnx.data"]
+    import onnxruntime as ort
+
+    x = np.ones((2, 64), np.float32)
+    got = ort.InferenceSession(str(out / "g.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, x @ weights[0] @ weights[1] @ weights[2], rtol=1e-4)
