@@ -27,8 +27,11 @@ def rows() -> list[str]:
             f"| [{path.stem}](results/{path.stem}.md) | {data['environment']['device']} | {data['preset']} | "
             f"{data['height']}x{data['width']} | {data['steps']} | {', '.join(cells)} |"
         )
-    for path in sorted((HERE / "results").glob("parity*.json")):
-        lines.append(f"| [{path.stem}](results/{path.name}) | CPU | parity vs the original | - | - | see JSON |")
+    described = {"parity": "parity vs the original", "export": "full-size ONNX export: time, RSS, sizes, parity"}
+    for path in sorted((HERE / "results").glob("*.json")):
+        kind = path.stem.split("-")[0]
+        if kind in described:
+            lines.append(f"| [{path.stem}](results/{path.name}) | CPU | {described[kind]} | - | - | see JSON |")
     return lines
 
 
