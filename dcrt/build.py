@@ -27,7 +27,7 @@ import dcrt
 from dcrt.atomic import atomic_file
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
-from dcrt.manifest import MANIFEST_FILE, ExportManifest, sha256_file
+from dcrt.manifest import MANIFEST_FILE, ExportManifest, read_manifest, sha256_file
 
 ENGINE_SCHEMA_VERSION = 1
 PLAN_SUFFIX = ".plan"
@@ -185,20 +185,19 @@ class EngineManifest:
 
     @classmethod
     def read(cls, directory: Path) -> EngineManifest:
-        path = Path(directory) / MANIFEST_FILE
-        if not path.is_file():
-            raise UsageError(f"{directory} has no {MANIFEST_FILE}: not a dcrt engine bundle (run `dcrt build`)")
-        try:
-            data = json.loads(path.read_text())
-            if data.get("schema_version") != ENGINE_SCHEMA_VERSION:
-                raise UsageError(
-                    f"{path} has engine schema version {data.get('schema_version')}, "
-                    f"this dcrt reads {ENGINE_SCHEMA_VERSION}: rebuild with `dcrt build`"
-                )
+        def parse(data: dict) -> EngineManifest:
             engines = {k: EngineEntry(**v) for k, v in data.pop("engines").items()}
             return cls(**data, engines=engines)
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
-            raise UsageError(f"{path} is not a valid dcrt engine manifest ({type(exc).__name__}: {exc})") from None
+
+        return read_manifest(
+            directory,
+            ENGINE_SCHEMA_VERSION,
+            parse,
+            missing="not a dcrt engine bundle (run `dcrt build`)",
+            schema_word="engine schema version",
+            remedy=": rebuild with `dcrt build`",
+            kind="dcrt engine manifest",
+        )
 
 
 def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:

@@ -26,6 +26,22 @@ def sha256_file(path: Path, chunk: int = 16 << 20) -> str:
     return digest.hexdigest()
 
 
+def read_manifest(directory: Path, schema_version: int, parse, missing: str, schema_word: str, remedy: str, kind: str):
+    """Read `directory/manifest.json` with `parse(dict)`; every failure is one UsageError naming the file."""
+    path = Path(directory) / MANIFEST_FILE
+    if not path.is_file():
+        raise UsageError(f"{directory} has no {MANIFEST_FILE}: {missing}")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("schema_version") != schema_version:
+            raise UsageError(
+                f"{path} has {schema_word} {data.get('schema_version')}, this dcrt reads {schema_version}{remedy}"
+            )
+        return parse(data)
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a valid {kind} ({type(exc).__name__}: {exc})") from None
+
+
 @dataclass
 class ComponentEntry:
     file: str
@@ -58,19 +74,19 @@ class ExportManifest:
 
     @classmethod
     def read(cls, directory: Path) -> ExportManifest:
-        path = directory / MANIFEST_FILE
-        if not path.is_file():
-            raise UsageError(f"{directory} has no {MANIFEST_FILE}: not a dcrt export (run `dcrt export`)")
-        try:
-            data = json.loads(path.read_text())
-            if data.get("schema_version") != SCHEMA_VERSION:
-                raise UsageError(
-                    f"{path} has schema version {data.get('schema_version')}, this dcrt reads {SCHEMA_VERSION}"
-                )
+        def parse(data: dict) -> ExportManifest:
             components = {k: ComponentEntry(**v) for k, v in data.pop("components").items()}
             return cls(**data, components=components)
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
-            raise UsageError(f"{path} is not a valid dcrt manifest ({type(exc).__name__}: {exc})") from None
+
+        return read_manifest(
+            directory,
+            SCHEMA_VERSION,
+            parse,
+            missing="not a dcrt export (run `dcrt export`)",
+            schema_word="schema version",
+            remedy="",
+            kind="dcrt manifest",
+        )
 
     def files(self) -> dict[str, str]:
         listed = dict(self.schedule)
