@@ -1,11 +1,13 @@
 """Full-size ONNX export from a random checkpoint, measured: wall time, peak RSS, file sizes, parity.
 
     python benchmarks/export_full.py --preset 256 --preset 512 [--workdir /tmp/dcrt-export] \
-        [--out benchmarks/results/export-full-cpu.json]
+        [--reuse-checkpoint] [--out benchmarks/results/export-full-cpu.json]
 
-Per preset: writes a seeded random `model.ckpt` at the real architecture, then runs
-`dcrt export --res P --ckpt ...` in a child process (so its peak RSS is its own) and reads the
-manifest it wrote. Needs ~11 GB of disk per preset and ~20 GB of RAM.
+Per preset: writes a seeded random `model.ckpt` at the real architecture (or reuses the one a
+previous run left with `--reuse-checkpoint`), then runs `dcrt export --res P --ckpt ...` in a child
+process and reads the manifest it wrote. While it runs, the child's /proc status is sampled: peak
+anonymous RSS is what the OOM killer counts; file-backed RSS is the memory-mapped checkpoint and
+`.data` files, which the kernel can drop under pressure. Needs ~27 GB of disk per preset.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,21 +38,55 @@ _MEASURED_CLI = (
 )
 
 
+class MemorySampler(threading.Thread):
+    """Peak RssAnon / RssFile of one process, read from /proc every `period` seconds."""
+
+    def __init__(self, pid: int, period: float = 0.5):
+        super().__init__(daemon=True)
+        self.status = Path(f"/proc/{pid}/status")
+        self.period = period
+        self.peak_kib = {"RssAnon": 0, "RssFile": 0}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.period):
+            try:
+                lines = self.status.read_text().splitlines()
+            except OSError:  # the process has exited
+                return
+            for line in lines:
+                key = line.split(":")[0]
+                if key in self.peak_kib:
+                    self.peak_kib[key] = max(self.peak_kib[key], int(line.split()[1]))
+
+
 def export(preset: str, ckpt: Path, out: Path) -> dict:
     args = ["export", "--res", preset, "--ckpt", str(ckpt), "--out", str(out), "--force"]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *args], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _MEASURED_CLI, *args], stderr=subprocess.PIPE, text=True)
+    sampler = MemorySampler(proc.pid)
+    sampler.start()
+    log = []
+    for line in proc.stderr:  # streamed, so progress shows while it runs
+        sys.stderr.write(line)
+        log.append(f"{time.perf_counter() - start:7.0f} s  {line.rstrip()}")
+    proc.wait()
     wall = time.perf_counter() - start
-    sys.stderr.write(proc.stderr)
+    sampler.done.set()
+    sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"export of {preset} failed")
-    peak_kib = int(proc.stderr.strip().splitlines()[-1].split()[1])
+        peaks = ", ".join(f"{k} {v / 2**20:.1f} GiB" for k, v in sampler.peak_kib.items())
+        raise SystemExit(f"export of {preset} failed (exit {proc.returncode}; peak {peaks})")
+    peak_kib = int(log[-1].split()[-1])
     manifest = json.loads((out / "manifest.json").read_text())
     return {
         "command": " ".join(["dcrt", *args]),
         "wall_s": wall,
         "peak_rss_gib": peak_kib / 2**20,
+        "peak_anon_rss_gib": sampler.peak_kib["RssAnon"] / 2**20,
+        "peak_file_rss_gib": sampler.peak_kib["RssFile"] / 2**20,
         "checkpoint_gib": ckpt.stat().st_size / 2**30,
+        "log": log[:-1],
         "components": {
             name: {
                 "bytes": c["bytes"],
@@ -67,17 +104,25 @@ def main() -> None:
     parser.add_argument("--preset", action="append", required=True)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dcrt-export"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "export-full-cpu.json")
+    parser.add_argument("--reuse-checkpoint", action="store_true", help="keep and reuse <workdir>/<preset>/model.ckpt")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for preset in args.preset:
         work = args.workdir / preset
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        make_checkpoint(preset, work / "model.ckpt")
-        results[preset] = export(preset, work / "model.ckpt", work / "export")
-        shutil.rmtree(work, ignore_errors=True)
+        ckpt = work / "model.ckpt"
+        if not (args.reuse_checkpoint and ckpt.is_file()):
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            make_checkpoint(preset, ckpt)
+        results[preset] = export(preset, ckpt, work / "export")
+        shutil.rmtree(work / "export", ignore_errors=True)
+        if not args.reuse_checkpoint:
+            shutil.rmtree(work, ignore_errors=True)
         r = results[preset]
-        print(f"\n{preset}: {r['wall_s']:.0f} s, peak RSS {r['peak_rss_gib']:.1f} GiB")
+        print(
+            f"\n{preset}: {r['wall_s']:.0f} s, peak RSS {r['peak_rss_gib']:.1f} GiB "
+            f"(anonymous {r['peak_anon_rss_gib']:.1f} GiB, file-backed {r['peak_file_rss_gib']:.1f} GiB)"
+        )
         print("| component | size (MiB) | rel error | max abs |\n|---|---|---|---|")
         for name, c in r["components"].items():
             print(f"| {name} | {c['bytes'] / 2**20:.0f} | {c['rel_error']:.2e} | {c['max_abs']:.2e} |")

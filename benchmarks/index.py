@@ -27,7 +27,11 @@ def rows() -> list[str]:
             f"| [{path.stem}](results/{path.stem}.md) | {data['environment']['device']} | {data['preset']} | "
             f"{data['height']}x{data['width']} | {data['steps']} | {', '.join(cells)} |"
         )
-    described = {"parity": "parity vs the original", "export": "full-size ONNX export: time, RSS, sizes, parity"}
+    described = {
+        "parity": "parity vs the original",
+        "export": "full-size ONNX export: time, RSS, sizes, parity",
+        "onnx": "graph forward memory: PyTorch vs ONNX Runtime",
+    }
     for path in sorted((HERE / "results").glob("*.json")):
         kind = path.stem.split("-")[0]
         if kind in described:

@@ -32,12 +32,19 @@ def atomic_file(target: Path, suffix: str = "") -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target` whole."""
+    """Yield a temporary directory beside `target`; on success it replaces `target` whole.
+
+    Its files get mode 0666 & ~umask however they were written (safetensors writes 0600), so a
+    service running as another user can read an export or engine directory.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        mask = _umask()
+        for path in tmp.rglob("*"):
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

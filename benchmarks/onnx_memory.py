@@ -1,0 +1,119 @@
+"""Memory of one graph's forward: PyTorch vs ONNX Runtime (CPU), peak anonymous RSS above the start.
+
+    python benchmarks/onnx_memory.py --preset 512 --component unet_b3 --size 64x128 --size 128x256 \
+        [--ckpt model.ckpt] [--out benchmarks/results/onnx-memory-cpu.json]
+
+Per size: traces the component (as `dcrt export` does), then runs the same inputs through the
+PyTorch module, through ONNX Runtime as the export's parity check configures it, and through ONNX
+Runtime with its default session options, sampling /proc/self/status (RssAnon, what the OOM killer
+counts) every 20 ms. Weights come memory-mapped from `--ckpt`, so they are not anonymous memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+import dcrt
+from dcrt.export import export_graph, graph_modules, parity_session, relative_error
+from dcrt.io_spec import io_table, sample_inputs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def anon_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+class PeakAnon(threading.Thread):
+    """Peak RssAnon of this process while a `with` block runs, above its value at the start."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+
+    def __enter__(self) -> PeakAnon:
+        self.start_gib = self.peak_gib = anon_gib()
+        self.start()
+        return self
+
+    def run(self) -> None:
+        while not self.stop.wait(0.02):
+            self.peak_gib = max(self.peak_gib, anon_gib())
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.join()
+        self.rise_gib = self.peak_gib - self.start_gib
+
+
+def measure(model, component: str, height: int, width: int) -> dict:
+    spec = io_table(model.preset, height, width)[component]
+    inputs = sample_inputs(spec, model.preset)
+    module = graph_modules(model, torch.float32)[component]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = export_graph(module, spec, inputs, Path(tmp) / spec.filename)
+        gc.collect()
+        with torch.no_grad(), PeakAnon() as torch_peak:
+            reference = module(*inputs)
+        feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
+        runs = {"pytorch": {"peak_anon_rise_gib": torch_peak.rise_gib}}
+        for name in ("onnxruntime_parity_session", "onnxruntime_default_session"):
+            gc.collect()
+            with PeakAnon() as peak:
+                if name == "onnxruntime_parity_session":
+                    session = parity_session(str(files[0]))
+                else:
+                    import onnxruntime as ort
+
+                    session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+                start = time.perf_counter()
+                out = torch.from_numpy(session.run([spec.outputs[0].name], feeds)[0])
+                seconds = time.perf_counter() - start
+                del session
+            runs[name] = {
+                "peak_anon_rise_gib": peak.rise_gib,
+                "run_s": seconds,
+                "rel_error": relative_error(out, reference),
+            }
+    return {"component": component, "height": height, "width": width, "input_shapes": spec.as_dict(), **runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="512")
+    parser.add_argument("--component", default="unet_b3")
+    parser.add_argument("--size", action="append", required=True, help="HxW of the video, e.g. 128x256")
+    parser.add_argument("--ckpt", type=Path, help="checkpoint (memory-mapped); default: seeded random weights")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "onnx-memory-cpu.json")
+    args = parser.parse_args()
+    model = dcrt.load_model(args.ckpt, preset=args.preset) if args.ckpt else dcrt.random_model(args.preset, seed=0)
+    results = []
+    print("| size | PyTorch | ORT (parity session) | ORT (default session) | ORT error |\n|---|---|---|---|---|")
+    for size in args.size:
+        height, width = (int(v) for v in size.split("x"))
+        r = measure(model, args.component, height, width)
+        results.append(r)
+        ort_parity, ort_default = r["onnxruntime_parity_session"], r["onnxruntime_default_session"]
+        print(
+            f"| {size} | {r['pytorch']['peak_anon_rise_gib']:.2f} GiB | {ort_parity['peak_anon_rise_gib']:.2f} GiB | "
+            f"{ort_default['peak_anon_rise_gib']:.2f} GiB | {ort_parity['rel_error']:.1e} |",
+            flush=True,
+        )
+    report = {"preset": args.preset, "weights": str(args.ckpt or "random"), "results": results}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
