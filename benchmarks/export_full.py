@@ -17,9 +17,10 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from dcrt.bench import PeakMemory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,42 +39,17 @@ _MEASURED_CLI = (
 )
 
 
-class MemorySampler(threading.Thread):
-    """Peak RssAnon / RssFile of one process, read from /proc every `period` seconds."""
-
-    def __init__(self, pid: int, period: float = 0.5):
-        super().__init__(daemon=True)
-        self.status = Path(f"/proc/{pid}/status")
-        self.period = period
-        self.peak_kib = {"RssAnon": 0, "RssFile": 0}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.period):
-            try:
-                lines = self.status.read_text().splitlines()
-            except OSError:  # the process has exited
-                return
-            for line in lines:
-                key = line.split(":")[0]
-                if key in self.peak_kib:
-                    self.peak_kib[key] = max(self.peak_kib[key], int(line.split()[1]))
-
-
 def export(preset: str, ckpt: Path, out: Path) -> dict:
     args = ["export", "--res", preset, "--ckpt", str(ckpt), "--out", str(out), "--force"]
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _MEASURED_CLI, *args], stderr=subprocess.PIPE, text=True)
-    sampler = MemorySampler(proc.pid)
-    sampler.start()
     log = []
-    for line in proc.stderr:  # streamed, so progress shows while it runs
-        sys.stderr.write(line)
-        log.append(f"{time.perf_counter() - start:7.0f} s  {line.rstrip()}")
-    proc.wait()
+    with PeakMemory(proc.pid, period=0.5) as sampler:
+        for line in proc.stderr:  # streamed, so progress shows while it runs
+            sys.stderr.write(line)
+            log.append(f"{time.perf_counter() - start:7.0f} s  {line.rstrip()}")
+        proc.wait()
     wall = time.perf_counter() - start
-    sampler.done.set()
-    sampler.join()
     if proc.returncode != 0:
         peaks = ", ".join(f"{k} {v / 2**20:.1f} GiB" for k, v in sampler.peak_kib.items())
         raise SystemExit(f"export of {preset} failed (exit {proc.returncode}; peak {peaks})")

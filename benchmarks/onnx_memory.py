@@ -15,46 +15,17 @@ import argparse
 import gc
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
 import dcrt
+from dcrt.bench import PeakMemory
 from dcrt.export import export_graph, graph_modules, parity_session, relative_error
 from dcrt.io_spec import io_table, sample_inputs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def anon_gib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon"):
-            return int(line.split()[1]) / 2**20
-    raise RuntimeError("no RssAnon in /proc/self/status")
-
-
-class PeakAnon(threading.Thread):
-    """Peak RssAnon of this process while a `with` block runs, above its value at the start."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.stop = threading.Event()
-
-    def __enter__(self) -> PeakAnon:
-        self.start_gib = self.peak_gib = anon_gib()
-        self.start()
-        return self
-
-    def run(self) -> None:
-        while not self.stop.wait(0.02):
-            self.peak_gib = max(self.peak_gib, anon_gib())
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.join()
-        self.rise_gib = self.peak_gib - self.start_gib
 
 
 def measure(model, component: str, height: int, width: int) -> dict:
@@ -64,13 +35,13 @@ def measure(model, component: str, height: int, width: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         files = export_graph(module, spec, inputs, Path(tmp) / spec.filename)
         gc.collect()
-        with torch.no_grad(), PeakAnon() as torch_peak:
+        with torch.no_grad(), PeakMemory(period=0.02) as torch_peak:
             reference = module(*inputs)
         feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
-        runs = {"pytorch": {"peak_anon_rise_gib": torch_peak.rise_gib}}
+        runs = {"pytorch": {"peak_anon_rise_gib": torch_peak.anon_rise_gib()}}
         for name in ("onnxruntime_parity_session", "onnxruntime_default_session"):
             gc.collect()
-            with PeakAnon() as peak:
+            with PeakMemory(period=0.02) as peak:
                 if name == "onnxruntime_parity_session":
                     session = parity_session(str(files[0]))
                 else:
@@ -82,7 +53,7 @@ def measure(model, component: str, height: int, width: int) -> dict:
                 seconds = time.perf_counter() - start
                 del session
             runs[name] = {
-                "peak_anon_rise_gib": peak.rise_gib,
+                "peak_anon_rise_gib": peak.anon_rise_gib(),
                 "run_s": seconds,
                 "rel_error": relative_error(out, reference),
             }

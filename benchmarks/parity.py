@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import gc
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -31,12 +30,16 @@ from tests.reference import harness  # noqa: E402
 
 def _memory() -> str:
     """Resident memory from /proc (Linux): anonymous (tensors) vs file-backed (the mmap'd checkpoint, reclaimable)."""
+    from dcrt.bench import process_memory_kib
+
     try:
-        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        kib = process_memory_kib()
     except OSError:
         return "n/a"
-    gb = lambda key: int(status[key].split()[0]) / 2**20  # noqa: E731  (kB -> GiB)
-    return f"anon {gb('RssAnon'):.1f} GiB, file {gb('RssFile'):.1f} GiB, peak rss {gb('VmHWM'):.1f} GiB"
+    return (
+        f"anon {kib['RssAnon'] / 2**20:.1f} GiB, file {kib['RssFile'] / 2**20:.1f} GiB, "
+        f"peak rss {kib['VmHWM'] / 2**20:.1f} GiB"
+    )
 
 
 def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dict]:
@@ -100,20 +103,8 @@ def main() -> None:
         print(f"| {r['preset']} | {r['component']} | {r['rel_error']:.2e} | {r['max_abs']:.2e} |")
 
     if args.out:
-        import kornia
-        import open_clip
-
         meta = {
-            "torch": torch.__version__,
-            "open_clip": open_clip.__version__,
-            "kornia": kornia.__version__,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "threads": torch.get_num_threads(),
-            "dtype": "float32",
-            "device": "cpu",
-            "reference_repo": "github.com/Doubiiu/DynamiCrafter",
-            "reference_commit": harness.reference_commit(repo),
+            **harness.environment(repo),
             "sizes": dataclasses.asdict(sizes),
             "results": rows,
         }

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import gc
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -105,21 +104,9 @@ def run_preset(
 
 def _write_json(args, repo, rows: list[dict], complete: bool) -> None:
     """Rewritten after every case, so a long run that is stopped keeps what it measured (`complete` says)."""
-    import kornia
-    import open_clip
-
     meta = {
         "complete": complete,
-        "torch": torch.__version__,
-        "open_clip": open_clip.__version__,
-        "kornia": kornia.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "threads": torch.get_num_threads(),
-        "dtype": "float32",
-        "device": "cpu",
-        "reference_repo": "github.com/Doubiiu/DynamiCrafter",
-        "reference_commit": harness.reference_commit(repo),
+        **harness.environment(repo),
         "reference_entry": "scripts/evaluation/inference.py::image_guided_synthesis",
         "size": list(args.size),
         "steps": args.steps,

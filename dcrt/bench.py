@@ -13,6 +13,7 @@ import json
 import platform
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -87,10 +88,49 @@ def peak_memory_reset(device: torch.device) -> None:
 def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return process_memory_kib().get("VmHWM", 0) * 1024
+
+
+def process_memory_kib(pid: int | str = "self") -> dict[str, int]:
+    """RssAnon (what the OOM killer counts), RssFile (mapped files, reclaimable) and VmHWM of a process (Linux)."""
+    memory = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":")[0]
+        if key in ("RssAnon", "RssFile", "VmHWM"):
+            memory[key] = int(line.split()[1])
+    return memory
+
+
+class PeakMemory(threading.Thread):
+    """Peak RssAnon / RssFile (KiB) of a process while a `with` block runs, sampled every `period` seconds."""
+
+    def __init__(self, pid: int | str = "self", period: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.period = pid, period
+        self.done = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        self.start_kib = process_memory_kib(self.pid)
+        self.peak_kib = {k: self.start_kib[k] for k in ("RssAnon", "RssFile")}
+        self.start()
+        return self
+
+    def run(self) -> None:
+        while not self.done.wait(self.period):
+            try:
+                now = process_memory_kib(self.pid)
+            except OSError:  # the process is gone
+                return
+            if "RssAnon" not in now:  # it has exited: a zombie has no memory left
+                return
+            self.peak_kib = {k: max(v, now[k]) for k, v in self.peak_kib.items()}
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.join()
+
+    def anon_rise_gib(self) -> float:
+        return (self.peak_kib["RssAnon"] - self.start_kib["RssAnon"]) / 2**20
 
 
 @dataclass

@@ -68,3 +68,18 @@ def test_baseline_gives_the_same_video(tiny_model):
         a, b = run(tiny_model), run(baseline)
         assert relative_error(b.latents, a.latents) < 1e-4
         assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
+
+
+def test_peak_memory_sees_a_short_lived_allocation():
+    import time
+
+    import torch
+
+    from dcrt.bench import PeakMemory
+
+    with PeakMemory(period=0.01) as peak:
+        block = torch.ones(64 * 2**20)  # 256 MiB, touched
+        time.sleep(0.1)
+        del block
+    assert 0.2 < peak.anon_rise_gib() < 1.0
+    assert peak.peak_kib["RssAnon"] >= peak.start_kib["RssAnon"]

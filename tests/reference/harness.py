@@ -67,6 +67,27 @@ def reference_commit(repo: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def environment(repo: Path) -> dict:
+    """What a parity report records about the run: library versions, machine, and the original's commit."""
+    import platform
+
+    import kornia
+    import open_clip
+
+    return {
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "kornia": kornia.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "dtype": "float32",
+        "device": "cpu",
+        "reference_repo": "github.com/Doubiiu/DynamiCrafter",
+        "reference_commit": reference_commit(repo),
+    }
+
+
 class _Unavailable:
     """Placeholder for classes the original code imports but never uses on our path."""
 
@@ -232,15 +253,16 @@ def _load_strict(module: nn.Module, state_dict: dict, prefix: str, rename=None) 
     module.load_state_dict({k: v.float() for k, v in sub.items()}, strict=True, assign=True)
 
 
-def _ref_unet(ref, preset):
+def unet_params(preset, dropout: float = 0.0) -> dict:
+    """The original `UNetModel` keyword arguments for this preset (the inference yaml's `unet_config`)."""
     u = preset.unet
-    return ref.UNetModel(
+    return dict(
         in_channels=u.in_channels,
         model_channels=u.model_channels,
         out_channels=u.out_channels,
         num_res_blocks=u.num_res_blocks,
         attention_resolutions=list(u.attention_resolutions),
-        dropout=0.0,
+        dropout=dropout,
         channel_mult=list(u.channel_mult),
         num_head_channels=u.head_channels,
         transformer_depth=1,
@@ -259,6 +281,10 @@ def _ref_unet(ref, preset):
         default_fs=u.default_fs,
         fs_condition=True,
     )
+
+
+def _ref_unet(ref, preset):
+    return ref.UNetModel(**unet_params(preset))
 
 
 def _ref_vae(ref, preset):

@@ -108,33 +108,9 @@ def _cfg(obj):
 
 def model_config(preset) -> _Cfg:
     """The `model:` section of the original inference yaml for this preset (512 / 256 structure)."""
-    u, v, d, r = preset.unet, preset.vae, preset.diffusion, preset.resampler
+    v, d, r = preset.vae, preset.diffusion, preset.resampler
     arch = harness._open_clip_arch(preset)
-    unet = dict(
-        in_channels=u.in_channels,
-        out_channels=u.out_channels,
-        model_channels=u.model_channels,
-        attention_resolutions=list(u.attention_resolutions),
-        num_res_blocks=u.num_res_blocks,
-        channel_mult=list(u.channel_mult),
-        dropout=0.1,
-        num_head_channels=u.head_channels,
-        transformer_depth=1,
-        context_dim=u.context_dim,
-        use_linear=True,
-        use_checkpoint=False,
-        temporal_conv=True,
-        temporal_attention=True,
-        temporal_selfatt_only=True,
-        use_relative_position=False,
-        use_causal_attention=False,
-        temporal_length=preset.frames,
-        addition_attention=True,
-        image_cross_attention=True,
-        image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
-        default_fs=u.default_fs,
-        fs_condition=True,
-    )
+    unet = harness.unet_params(preset, dropout=0.1)
     params = dict(
         linear_start=d.linear_start,
         linear_end=d.linear_end,
