@@ -144,6 +144,12 @@ def parity_session(model: str):
     options.add_session_config_entry("session.disable_prepacking", "1")
     # Level "all" adds the CPU-only NCHWc conv layout: 2.7 GB of reordered UNet weights for no check value.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    # ONNX Runtime's planner hands a freed buffer only to a later tensor of exactly its byte size and
+    # keeps it until that tensor dies, so each tensor size the UNet has holds its own buffers all run:
+    # 7.6 GiB for a 192x320 batch-3 UNet whose live tensors need under 2 GiB, over 21 GiB at 320x512
+    # (OOM on 24 GB). Without planned reuse a tensor's memory goes back to the arena at its last use:
+    # 2.7 GiB and 12.3 GiB (benchmarks/onnx_memory.py).
+    options.enable_mem_reuse = False
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
