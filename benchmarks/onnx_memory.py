@@ -4,9 +4,10 @@
         [--ckpt model.ckpt] [--out benchmarks/results/onnx-memory-cpu.json]
 
 Per size: traces the component (as `dcrt export` does), then runs the same inputs through the
-PyTorch module, through ONNX Runtime as the export's parity check configures it, and through ONNX
-Runtime with its default session options, sampling /proc/self/status (RssAnon, what the OOM killer
-counts) every 20 ms. Weights come memory-mapped from `--ckpt`, so they are not anonymous memory.
+PyTorch module and through ONNX Runtime three ways: as the export's parity check configures it, the
+same with ONNX Runtime's planned buffer reuse switched back on, and with default session options.
+Each run samples /proc/self/status (RssAnon, what the OOM killer counts) every 20 ms. Weights come
+memory-mapped from `--ckpt`, so they are not anonymous memory.
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import onnxruntime as ort
 import torch
 
 import dcrt
 from dcrt.bench import PeakMemory
-from dcrt.export import export_graph, graph_modules, parity_session, relative_error
+from dcrt.export import export_graph, graph_modules, parity_session_options, relative_error
 from dcrt.io_spec import io_table, sample_inputs
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def session_options() -> dict[str, ort.SessionOptions]:
+    with_reuse = parity_session_options()
+    with_reuse.enable_mem_reuse = True
+    return {
+        "onnxruntime_parity_session": parity_session_options(),
+        "onnxruntime_parity_session_with_reuse": with_reuse,
+        "onnxruntime_default_session": ort.SessionOptions(),
+    }
 
 
 def measure(model, component: str, height: int, width: int) -> dict:
@@ -39,15 +51,10 @@ def measure(model, component: str, height: int, width: int) -> dict:
             reference = module(*inputs)
         feeds = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
         runs = {"pytorch": {"peak_anon_rise_gib": torch_peak.anon_rise_gib()}}
-        for name in ("onnxruntime_parity_session", "onnxruntime_default_session"):
+        for name, options in session_options().items():
             gc.collect()
             with PeakMemory(period=0.02) as peak:
-                if name == "onnxruntime_parity_session":
-                    session = parity_session(str(files[0]))
-                else:
-                    import onnxruntime as ort
-
-                    session = ort.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(str(files[0]), options, providers=["CPUExecutionProvider"])
                 start = time.perf_counter()
                 out = torch.from_numpy(session.run([spec.outputs[0].name], feeds)[0])
                 seconds = time.perf_counter() - start
@@ -70,17 +77,17 @@ def main() -> None:
     args = parser.parse_args()
     model = dcrt.load_model(args.ckpt, preset=args.preset) if args.ckpt else dcrt.random_model(args.preset, seed=0)
     results = []
-    print("| size | PyTorch | ORT (parity session) | ORT (default session) | ORT error |\n|---|---|---|---|---|")
+    print(
+        "| size | PyTorch | ORT (parity session) | ORT (parity + planned reuse) | ORT (defaults) | ORT error |\n"
+        "|---|---|---|---|---|---|"
+    )
     for size in args.size:
         height, width = (int(v) for v in size.split("x"))
         r = measure(model, args.component, height, width)
         results.append(r)
-        ort_parity, ort_default = r["onnxruntime_parity_session"], r["onnxruntime_default_session"]
-        print(
-            f"| {size} | {r['pytorch']['peak_anon_rise_gib']:.2f} GiB | {ort_parity['peak_anon_rise_gib']:.2f} GiB | "
-            f"{ort_default['peak_anon_rise_gib']:.2f} GiB | {ort_parity['rel_error']:.1e} |",
-            flush=True,
-        )
+        columns = ["pytorch", *session_options()]
+        peaks = " | ".join(f"{r[c]['peak_anon_rise_gib']:.2f} GiB" for c in columns)
+        print(f"| {size} | {peaks} | {r['onnxruntime_parity_session']['rel_error']:.1e} |", flush=True)
     report = {"preset": args.preset, "weights": str(args.ckpt or "random"), "results": results}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(args.out)

@@ -134,8 +134,8 @@ def export_graph(module: GraphModule, spec: ComponentSpec, inputs: list[torch.Te
     return [path, data_path] if large else [path]
 
 
-def parity_session(model: str):
-    """The ONNX Runtime CPU session of the export's parity check, set up to hold as little memory as it can."""
+def parity_session_options():
+    """ONNX Runtime CPU options of the export's parity check: as little resident memory as it can."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -144,13 +144,19 @@ def parity_session(model: str):
     options.add_session_config_entry("session.disable_prepacking", "1")
     # Level "all" adds the CPU-only NCHWc conv layout: 2.7 GB of reordered UNet weights for no check value.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    # ONNX Runtime's planner hands a freed buffer only to a later tensor of exactly its byte size and
-    # keeps it until that tensor dies, so each tensor size the UNet has holds its own buffers all run:
-    # 7.6 GiB for a 192x320 batch-3 UNet whose live tensors need under 2 GiB, over 21 GiB at 320x512
-    # (OOM on 24 GB). Without planned reuse a tensor's memory goes back to the arena at its last use:
-    # 2.7 GiB and 12.3 GiB (benchmarks/onnx_memory.py).
+    # ONNX Runtime's planner gives a freed buffer only to a later tensor of exactly its byte size and
+    # keeps it until then, so each tensor size in the UNet holds its own buffers for the whole run.
+    # Without planned reuse a tensor's memory goes back to the arena at its last use. Batch-3 512 UNet:
+    # 192x320 needs 7.6 GiB with reuse, 2.7 GiB without (benchmarks/onnx_memory.py); at 320x512 the
+    # run with reuse passed 21 GiB (OOM on 24 GB), the export without it peaks at 12.6 GiB.
     options.enable_mem_reuse = False
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def parity_session(model: str):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, parity_session_options(), providers=["CPUExecutionProvider"])
 
 
 def run_onnx(path: Path, spec: ComponentSpec, inputs: list[torch.Tensor]) -> torch.Tensor:
