@@ -147,7 +147,7 @@ def parity_session_options():
     # ONNX Runtime's planner gives a freed buffer only to a later tensor of exactly its byte size and
     # keeps it until then, so each tensor size in the UNet holds its own buffers for the whole run.
     # Without planned reuse a tensor's memory goes back to the arena at its last use. Batch-3 512 UNet:
-    # 192x320 needs 7.6 GiB with reuse, 2.7 GiB without (benchmarks/onnx_memory.py); at 320x512 the
+    # 192x320 needs 7.3 GiB with reuse, 2.4 GiB without (benchmarks/onnx_memory.py); at 320x512 the
     # run with reuse passed 21 GiB (OOM on 24 GB), the export without it peaks at 12.6 GiB.
     options.enable_mem_reuse = False
     return options
