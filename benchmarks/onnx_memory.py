@@ -77,6 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     model = dcrt.load_model(args.ckpt, preset=args.preset) if args.ckpt else dcrt.random_model(args.preset, seed=0)
     results = []
+    columns = ["pytorch", *session_options()]
     print(
         "| size | PyTorch | ORT (parity session) | ORT (parity + planned reuse) | ORT (defaults) | ORT error |\n"
         "|---|---|---|---|---|---|"
@@ -85,7 +86,6 @@ def main() -> None:
         height, width = (int(v) for v in size.split("x"))
         r = measure(model, args.component, height, width)
         results.append(r)
-        columns = ["pytorch", *session_options()]
         peaks = " | ".join(f"{r[c]['peak_anon_rise_gib']:.2f} GiB" for c in columns)
         print(f"| {size} | {peaks} | {r['onnxruntime_parity_session']['rel_error']:.1e} |", flush=True)
     report = {"preset": args.preset, "weights": str(args.ckpt or "random"), "results": results}
