@@ -31,11 +31,13 @@ def rows() -> list[str]:
         "parity": "parity vs the original",
         "export": "full-size ONNX export: time, RSS, sizes, parity",
         "onnx": "graph forward memory: PyTorch vs ONNX Runtime",
+        "gpu": "GPU report: the GPU tests, every sampling mode at 256 / 512 / 1024",
     }
     for path in sorted((HERE / "results").glob("*.json")):
         kind = path.stem.split("-")[0]
         if kind in described:
-            lines.append(f"| [{path.stem}](results/{path.name}) | CPU | {described[kind]} | - | - | see JSON |")
+            device = json.loads(path.read_text()).get("environment", {}).get("device", "CPU")
+            lines.append(f"| [{path.stem}](results/{path.name}) | {device} | {described[kind]} | - | - | see JSON |")
     return lines
 
 

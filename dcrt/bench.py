@@ -1,10 +1,11 @@
 """`dcrt bench`: per-stage timings of backends on one preset, measured side by side in one run.
 
 Each backend runs the same generation (same image, prompt, seed, steps) `warmup` + `repeat` times.
-A timing wrapper around the backend attributes wall time to stages (synchronising the GPU around
-each call when there is one); end to end is the whole `generate`. The report carries medians,
-spreads, peak memory, effective UNet TFLOP/s (analytic FLOP count) and every backend's speed-up over
-the baseline measured in the same run.
+A `StageClock` times the stages of `Pipeline.generate` (conditioning, denoise, decode) and the whole
+run; it synchronises the device at stage boundaries only, so a captured denoising loop is timed as a
+whole with nothing inside it. The report carries medians, spreads, ms per step, peak memory,
+effective UNet TFLOP/s (analytic FLOP count over the denoising time, which includes guidance and the
+DDIM update) and every backend's speed-up over the baseline measured in the same run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,59 +25,32 @@ import numpy as np
 import torch
 
 import dcrt
-from dcrt.backends.base import Backend
-from dcrt.pipeline import Pipeline, SamplingOptions
+from dcrt.pipeline import Pipeline, SamplingOptions, guidance_for
 
-STAGES = ("text_encode", "image_encode", "vae_encode", "unet", "vae_decode", "end_to_end")
-_METHOD_STAGE = {
-    "encode_text": "text_encode",
-    "encode_image": "image_encode",
-    "encode_latents": "vae_encode",
-    "unet": "unet",
-    "decode_latents": "vae_decode",
-}
+STAGES = ("conditioning", "denoise", "decode", "end_to_end")
 
 
-class StageTimer(Backend):
-    """Delegates to a backend and adds each call's wall time to its stage."""
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (no-op on a CPU). Timers call it only between stages."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def __init__(self, inner: Backend):
-        self.inner = inner
-        self.preset, self.device, self.decode_chunk = inner.preset, inner.device, inner.decode_chunk
+
+class StageClock:
+    """`clock(stage)`: a context manager adding the stage's wall time; the device is synchronised on entry
+    and exit, never inside, so a captured CUDA graph replays undisturbed."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
         self.seconds: dict[str, float] = {}
-        self.unet_calls = 0
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def _timed(self, method: str, *args):
-        self._sync()
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        synchronize(self.device)
         start = time.perf_counter()
-        out = getattr(self.inner, method)(*args)
-        self._sync()
-        stage = _METHOD_STAGE[method]
+        yield
+        synchronize(self.device)
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-        return out
-
-    def encode_text(self, tokens):
-        return self._timed("encode_text", tokens)
-
-    def encode_image(self, pixels):
-        return self._timed("encode_image", pixels)
-
-    def unet(self, x, t, context, fs):
-        self.unet_calls += x.shape[0]
-        return self._timed("unet", x, t, context, fs)
-
-    def encode_latents(self, frames):
-        return self._timed("encode_latents", frames)
-
-    def decode_latents(self, z):
-        return self._timed("decode_latents", z)
-
-    def schedule_buffers(self):
-        return self.inner.schedule_buffers()
 
 
 def peak_memory_reset(device: torch.device) -> None:
@@ -136,9 +111,10 @@ class PeakMemory(threading.Thread):
 @dataclass
 class BackendResult:
     backend: str
+    settings: dict = field(default_factory=dict)  # precision, cuda_graph, fused_kernels, ... (pipeline_settings)
     runs: list[dict[str, float]] = field(default_factory=list)  # seconds per stage, one dict per repeat
     peak_memory_bytes: int = 0
-    unet_evaluations_per_run: int = 0
+    unet_evaluations_per_run: int = 0  # steps x guidance branches
 
     def median(self, stage: str) -> float:
         return statistics.median(r.get(stage, 0.0) for r in self.runs)
@@ -169,8 +145,12 @@ class BenchReport:
         return by_name[baseline].median(stage) / mine if mine > 0 else None
 
     def unet_tflops(self, result: BackendResult) -> float:
-        seconds = result.median("unet")
+        """Effective: the UNet's analytic FLOPs over the whole denoising time (guidance and DDIM included)."""
+        seconds = result.median("denoise")
         return self.unet_flops_per_sample * result.unet_evaluations_per_run / seconds / 1e12 if seconds else 0.0
+
+    def ms_per_step(self, result: BackendResult) -> float:
+        return result.median("denoise") * 1000 / self.steps
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -178,6 +158,7 @@ class BenchReport:
             entry["median_s"] = {s: result.median(s) for s in STAGES}
             entry["spread_s"] = {s: list(result.spread(s)) for s in STAGES}
             entry["unet_tflops"] = self.unet_tflops(result)
+            entry["ms_per_step"] = self.ms_per_step(result)
             entry["speedup_vs_baseline"] = {s: self.speedup(result.backend, s) for s in STAGES}
         return data
 
@@ -227,6 +208,20 @@ def _nvidia_driver() -> str | None:
         return None
 
 
+def pipeline_settings(pipeline: Pipeline) -> dict:
+    """How a pipeline samples: what the report states beside each backend's numbers."""
+    backend = pipeline.backend
+    return {
+        "backend_class": type(backend).__name__,
+        "device": str(backend.device),
+        "precision": backend.precision,
+        "capturable": backend.capturable,
+        "cuda_graph": pipeline.capture,
+        "fused_kernels": pipeline.kernels is not None,
+        "kernels": type(pipeline.kernels).__name__ if pipeline.kernels is not None else None,
+    }
+
+
 def run_backend(
     name: str,
     pipeline: Pipeline,
@@ -238,38 +233,29 @@ def run_backend(
     log: Callable[[str], None],
 ) -> BackendResult:
     """Time `warmup + repeat` generations (the preset's first mode: animate, or interpolate for interp models)."""
-    timer = StageTimer(pipeline.backend)
-    pipeline.backend = timer
     mode = pipeline.preset.modes[0]
-    result = BackendResult(name)
-    device = timer.device
-    try:
-        for i in range(warmup + repeat):
-            timer.seconds, timer.unet_calls = {}, 0
-            if i == warmup:
-                peak_memory_reset(device)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            pipeline.generate(images[: 2 if mode == "interpolate" else 1], prompt, mode, opts)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = dict(timer.seconds, end_to_end=time.perf_counter() - start)
-            if i >= warmup:
-                result.runs.append(seconds)
-                result.unet_evaluations_per_run = timer.unet_calls
-            log(
-                f"{name}: run {i + 1}/{warmup + repeat} {'(warm-up) ' if i < warmup else ''}"
-                f"{seconds['end_to_end']:.2f} s"
-            )
-        result.peak_memory_bytes = peak_memory_bytes(device)
-    finally:
-        pipeline.backend = timer.inner
+    device = pipeline.backend.device
+    result = BackendResult(name, pipeline_settings(pipeline))
+    result.unet_evaluations_per_run = opts.steps * guidance_for(opts).branches
+    for i in range(warmup + repeat):
+        if i == warmup:
+            peak_memory_reset(device)
+        clock = StageClock(device)
+        with clock("end_to_end"):
+            pipeline.generate(images[: 2 if mode == "interpolate" else 1], prompt, mode, opts, timer=clock)
+        if i >= warmup:
+            result.runs.append(clock.seconds)
+        log(
+            f"{name}: run {i + 1}/{warmup + repeat} {'(warm-up) ' if i < warmup else ''}"
+            f"{clock.seconds['end_to_end']:.2f} s"
+        )
+    result.peak_memory_bytes = peak_memory_bytes(device)
     return result
 
 
 def markdown(report: BenchReport) -> str:
-    head = ["backend"] + [f"{s} (s)" for s in STAGES] + ["UNet TFLOP/s", "peak mem (GiB)", "end-to-end vs baseline"]
+    head = ["backend", "graph", "fused"] + [f"{s} (s)" for s in STAGES]
+    head += ["ms/step", "UNet TFLOP/s", "peak mem (GiB)", "end-to-end vs baseline"]
     lines = [
         f"**{report.preset}** at {report.height}x{report.width}, {report.steps} steps, median of {report.repeat} "
         f"(after {report.warmup} warm-up) on {report.environment['device']}",
@@ -278,9 +264,11 @@ def markdown(report: BenchReport) -> str:
         "|" + "---|" * len(head),
     ]
     for r in report.results:
-        cells = [r.backend] + [f"{r.median(s):.3f}" for s in STAGES]
+        flags = ["yes" if r.settings.get(k) else "no" for k in ("cuda_graph", "fused_kernels")]
+        cells = [r.backend, *flags] + [f"{r.median(s):.3f}" for s in STAGES]
         speed = report.speedup(r.backend, "end_to_end")
         cells += [
+            f"{report.ms_per_step(r):.1f}",
             f"{report.unet_tflops(r):.3f}",
             f"{r.peak_memory_bytes / 2**30:.2f}",
             f"{speed:.2f}x" if speed else "-",
@@ -293,7 +281,7 @@ def chart(report: BenchReport, path: Path) -> None:
     """Per-stage bars per backend as a PNG (PIL only: no plotting dependency)."""
     from PIL import Image, ImageDraw
 
-    stages = [s for s in STAGES if s != "end_to_end"] + ["end_to_end"]
+    stages = STAGES
     colours = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
     row, bar, left, width = 26, 18, 190, 560
     height = 50 + row * len(stages) * len(report.results) + 20 * len(stages)
@@ -325,7 +313,9 @@ def write_report(report: BenchReport, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = report.environment["device"].replace("CPU: ", "cpu-").split("@")[0].strip()
     slug = "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
-    stem = f"bench-{report.preset}-{report.height}x{report.width}-{slug}"
+    # The time in the name: a new report never replaces an earlier one (committed results included).
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = f"bench-{report.preset}-{report.height}x{report.width}-{slug}-{stamp}"
     paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md", out_dir / f"{stem}.png"]
     with atomic_file(paths[0]) as tmp:
         tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -290,7 +290,7 @@ def _random_tensor(
     stay O(1) through the full-depth networks.
     """
     g.manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
-    x = torch.randn(shape, generator=g)
+    x = torch.randn(shape, generator=g, device=g.device)
     if is_norm_weight:
         return 1.0 + 0.1 * x
     if len(shape) <= 1:
@@ -313,11 +313,16 @@ def _norm_weight_keys(model: DynamiCrafter) -> set[tuple[str, str]]:
 def random_model(
     preset: str | Preset, seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> DynamiCrafter:
-    """Seeded random weights at the preset's real architecture (tests and demos need no download)."""
+    """Seeded random weights at the preset's real architecture (tests and demos need no download).
+
+    On a CUDA device the weights are drawn there (seconds for the full-size models, where the CPU takes
+    minutes); CUDA's generator gives other values than the CPU's for the same seed.
+    """
     preset = get_preset(preset)
     with torch.device("meta"):
         model = DynamiCrafter(preset)
-    norms, g = _norm_weight_keys(model), torch.Generator()
+    draw_on = torch.device(device) if torch.device(device).type == "cuda" else torch.device("cpu")
+    norms, g = _norm_weight_keys(model), torch.Generator(device=draw_on)
     state = {
         original: _random_tensor(original, tuple(t.shape), seed, (component, key) in norms, g)
         for original, component, key, t in _component_keys(model)

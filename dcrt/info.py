@@ -89,8 +89,26 @@ def collect() -> EnvironmentReport:
         ),
         _gpu_backend("onnxruntime (cuda)", ort_cuda, "onnxruntime-gpu is not installed", gpus, no_gpu),
         _gpu_backend("tensorrt", has_trt, "TensorRT is not installed (pip install 'dcrt[trt]')", gpus, no_gpu),
+        _fused_kernels(gpus, no_gpu),
     ]
     return report
+
+
+def _fused_kernels(gpus: list[str], no_gpu: str) -> BackendStatus:
+    """The graph runner's fused guidance + DDIM kernels (dcrt.kernels): compiled at run time by NVRTC."""
+    from dcrt import kernels
+
+    name = "fused kernels"
+    try:
+        nvrtc = ".".join(map(str, kernels.nvrtc_version()))
+    except Exception as exc:  # no cuda-python or no libnvrtc: reported, not raised
+        return BackendStatus(name, False, f"NVRTC unavailable ({type(exc).__name__}): the torch-op step runs instead")
+    if not gpus:
+        return BackendStatus(name, False, f"NVRTC {nvrtc} compiles them, but {no_gpu}")
+    import torch
+
+    arch = kernels.arch_for_capability(*torch.cuda.get_device_capability(0))
+    return BackendStatus(name, True, f"NVRTC {nvrtc} for {arch}; fp32, fp16 and bf16 model outputs")
 
 
 def format_report(report: EnvironmentReport) -> str:

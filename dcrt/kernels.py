@@ -17,31 +17,39 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from dcrt.atomic import atomic_file
+from dcrt.errors import DcrtError
+from dcrt.sampler import combine_guidance, ddim_step
+from dcrt.schedule import DDIMCoefficients
 
 KERNEL_FILES = ("ddim.cu", "guidance.cu", "frames.cu", "preprocess.cu")  # launch.cu: C++ hosts only
 HEADER_FILES = ("common.cuh", "dcrt_kernels.h")
 KERNEL_NAMES = (
     "ddim_update_f32",
     "ddim_update_f16",
+    "ddim_update_bf16",
     "ddim_timestep",
     "ddim_advance",
     "cfg_partials_f32",
     "cfg_partials_f16",
+    "cfg_partials_bf16",
     "cfg_combine_f32",
     "cfg_combine_f16",
+    "cfg_combine_bf16",
     "frames_to_u8_f32",
     "frames_to_u8_f16",
+    "frames_to_u8_bf16",
     "image_u8_to_f32",
     "clip_normalize_f32",
 )
 NVRTC_OPTIONS = ("--std=c++17", "-default-device")
 
 
-class KernelError(RuntimeError):
+class KernelError(DcrtError):
     """A kernel could not be found, compiled, loaded or launched."""
 
 
@@ -222,11 +230,6 @@ class KernelModule:
 # --- torch wrappers -------------------------------------------------------------------------------
 
 
-def ddim_coef_table(schedule) -> torch.Tensor:
-    """DDIMSchedule -> the float32 [8, S] table ddim_update reads (rows in schedule.COEFFICIENT_ROWS order)."""
-    return schedule.table()
-
-
 def _grid(n: int) -> int:
     c = launch_constants()
     return max(1, min(-(-n // c["DCRT_BLOCK"]), c["DCRT_MAX_BLOCKS"]))
@@ -250,12 +253,38 @@ def _ptr(t: torch.Tensor | None, dtypes: tuple[torch.dtype, ...], what: str) -> 
     return ctypes.c_void_p(t.data_ptr())
 
 
-_F32, _F16 = (torch.float32,), (torch.float16,)
-_REAL = (torch.float32, torch.float16)
+_F32 = (torch.float32,)
+# Model outputs may be any of these: each converts exactly to float32 inside the kernel.
+_REAL = (torch.float32, torch.float16, torch.bfloat16)
+_SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
 
 def _suffix(t: torch.Tensor) -> str:
-    return "f16" if t.dtype == torch.float16 else "f32"
+    return _SUFFIX[t.dtype]
+
+
+class StepKernels(Protocol):
+    """What the graph runner needs for a fused step; `Kernels` (CUDA) and `ReferenceKernels` (torch) have it."""
+
+    def cfg_combine(self, guided, out, guidance, workspace=None) -> None: ...
+
+    def ddim_update(self, x_prev, x, model_out, noise, coefs, step) -> None: ...
+
+
+class ReferenceKernels:
+    """The fused step kernels' reference: the same interface, computed with dcrt's torch functions.
+
+    kernels/guidance.cu and kernels/ddim.cu are checked against exactly these calls (tests/test_kernels.py);
+    on a machine without CUDA they stand in for the kernels, so the fused wiring runs in CI and in
+    `benchmarks/gpu_report.py --dry-run`.
+    """
+
+    def cfg_combine(self, guided, out, guidance, workspace=None) -> None:
+        guided.copy_(combine_guidance(out, guidance))
+
+    def ddim_update(self, x_prev, x, model_out, noise, coefs, step) -> None:
+        coefficients = DDIMCoefficients.at_device_step(coefs, step, x.ndim)
+        x_prev.copy_(ddim_step(x, model_out.float(), noise, coefficients))
 
 
 class Kernels:
@@ -278,7 +307,7 @@ class Kernels:
         self.module.launch(name, grid, block, args, torch.cuda.current_stream(self.device).cuda_stream)
 
     def ddim_update(self, x_prev, x, model_out, noise, coefs, step) -> None:
-        """x_prev = one DDIM step at position *step (int32 [1] on the device); coefs: ddim_coef_table."""
+        """x_prev = ddim_step at position *step (int32 [1] on the device); coefs: DDIMSchedule.table() on the device."""
         n = x.numel()
         if x_prev.numel() != n or model_out.numel() != n or (noise is not None and noise.numel() != n):
             raise ValueError("x_prev, x, model_out and noise must have the same number of elements")
@@ -374,3 +403,17 @@ class Kernels:
             *(ctypes.c_float(v) for v in (*mean, *std)),
         ]
         self._launch("clip_normalize_f32", (_grid(src.numel()),), (launch_constants()["DCRT_BLOCK"],), args)
+
+
+@functools.cache
+def _kernels_on(index: int) -> Kernels:
+    return Kernels(index)
+
+
+def load_kernels(device: torch.device | str) -> Kernels:
+    """The kernels for a CUDA device, compiled (or read from the on-disk cache) and loaded once per process:
+    every pipeline on the device shares the one module."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise KernelError(f"the fused kernels run on CUDA devices, not {device}")
+    return _kernels_on(torch.cuda.current_device() if device.index is None else device.index)

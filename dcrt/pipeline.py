@@ -8,15 +8,19 @@ image is VAE-encoded once (interp / loop: the two key frames), and the loop neve
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from dcrt import kernels as kernel_library
 from dcrt.backends import Backend, TorchBackend
 from dcrt.config import Preset
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
+from dcrt.kernels import StepKernels
 from dcrt.models.clip import antialiased_resize
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
@@ -25,6 +29,8 @@ from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, StepCallback, sam
 from dcrt.schedule import SPACINGS, DDIMSchedule, build_ddim_schedule
 
 MODES = ("animate", "interpolate", "loop")
+# `timer(stage)` -> a context manager around one stage of `Pipeline.generate` (dcrt.bench.StageClock).
+StageTimer = Callable[[str], AbstractContextManager]
 
 
 @dataclass(frozen=True)
@@ -114,17 +120,29 @@ class Pipeline:
         backend: Backend,
         cache_unconditional: bool = True,
         cuda_graph: bool | None = None,
-        fused_kernels: bool | None = None,
+        fused_kernels: bool | StepKernels | None = None,
     ):
-        """`cuda_graph`: replay a captured step (None: on CUDA devices), else the eager loop. `fused_kernels`:
-        the runner's guidance combine and DDIM update as dcrt's CUDA kernels (None: with the CUDA graph)."""
+        """`cuda_graph`: sample with the graph runner, captured on CUDA (None: on CUDA when the backend is
+        capturable), else the eager loop. `fused_kernels`: the runner's guidance combine and DDIM update as
+        dcrt's CUDA kernels (None: whenever the runner runs on CUDA), or the `StepKernels` to use instead
+        (`dcrt.kernels.ReferenceKernels` runs the fused path's wiring on a CPU)."""
+        on_cuda = backend.device.type == "cuda"
         self.backend = backend
         self.cache_unconditional = cache_unconditional
-        self.cuda_graph = backend.device.type == "cuda" if cuda_graph is None else cuda_graph
-        self.fused_kernels = (
-            self.cuda_graph and backend.device.type == "cuda" if fused_kernels is None else fused_kernels
-        )
-        self._kernels = None
+        self.cuda_graph = on_cuda and backend.capturable if cuda_graph is None else cuda_graph
+        self.capture = self.cuda_graph and on_cuda  # on a CPU the runner's step body runs uncaptured
+        if self.capture and not backend.capturable:
+            raise UsageError(
+                f"the {type(backend).__name__} synchronises inside its calls, so it cannot run in a CUDA graph: "
+                "use cuda_graph=False"
+            )
+        if fused_kernels is None:
+            fused_kernels = self.capture
+        if fused_kernels is not False and not self.cuda_graph:
+            raise UsageError("the fused kernels run inside the graph runner: they need cuda_graph=True")
+        if fused_kernels is True:
+            fused_kernels = kernel_library.load_kernels(backend.device)
+        self.kernels: StepKernels | None = fused_kernels or None
         self._runners: dict[tuple, GraphRunner] = {}
         self.preset = backend.preset
         self.tokenizer = Tokenizer(self.preset.text.context_length)
@@ -167,7 +185,7 @@ class Pipeline:
         key = (opts.steps, opts.timestep_spacing, opts.eta, guidance, tuple(x_T.shape), tuple(inputs.context.shape))
         if key not in self._runners:
             self._runners[key] = GraphRunner(
-                self.backend.unet, self.schedule(opts), guidance, inputs, x_T, opts.eta > 0
+                self.backend.unet, self.schedule(opts), guidance, inputs, x_T, opts.eta > 0, self.capture, self.kernels
             )
         return self._runners[key]
 
@@ -195,6 +213,20 @@ class Pipeline:
             [to_uint8_frames(self.backend.decode_latents(c)) for c in z.split(self.backend.decode_chunk)]
         )
 
+    def denoise(
+        self,
+        inputs: SamplerInputs,
+        guidance: Guidance,
+        opts: SamplingOptions,
+        x_T: torch.Tensor,
+        noise: NoiseSource | None,
+        on_step: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """The DDIM loop from x_T [1, 4, T, h, w]: the graph runner, or the eager sampler."""
+        if self.cuda_graph:
+            return self.runner(opts, guidance, inputs, x_T).run(inputs, x_T, noise, on_step)
+        return sample(self.backend.unet, inputs, self.schedule(opts), guidance, x_T, noise, on_step)
+
     def generate(
         self,
         images: list,
@@ -203,32 +235,33 @@ class Pipeline:
         opts: SamplingOptions,
         x_T: torch.Tensor | None = None,
         on_step: StepCallback | None = None,
+        timer: StageTimer | None = None,
     ) -> VideoResult:
+        """Conditioning, denoising and decoding, each inside `timer(stage)` when a timer is given."""
         if mode not in self.preset.modes:
             raise UsageError(f"preset {self.preset.name} cannot {mode}; it supports: {', '.join(self.preset.modes)}")
+        timer = timer or _untimed
         device = self.backend.device
-        pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
         guidance = guidance_for(opts)
-        inputs = self.conditioning(pixels, prompt, mode, guidance, opts.fs)
+        with timer("conditioning"):
+            pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
+            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.fs)
         shape = (1, self.preset.vae.z_channels, self.preset.frames, opts.height // 8, opts.width // 8)
-        noise = NoiseSource(opts.seed, device)
-        if x_T is None:
-            x_T = noise.draw(shape)
-        elif tuple(x_T.shape) != shape:
+        if x_T is not None and tuple(x_T.shape) != shape:
             raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
-        step_noise = noise if opts.eta > 0 else None
-        if self.cuda_graph:
-            latents = self.runner(opts, guidance, inputs, x_T.to(device)).run(
-                inputs, x_T.to(device), step_noise, on_step
-            )
-        else:
-            latents = sample(
-                self.backend.unet, inputs, self.schedule(opts), guidance, x_T.to(device), step_noise, on_step
-            )
-        frames = self.decode(latents)
+        with timer("denoise"):
+            noise = NoiseSource(opts.seed, device)
+            x_T = noise.draw(shape) if x_T is None else x_T.to(device)
+            latents = self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step)
+        with timer("decode"):
+            frames = self.decode(latents)
         if mode == "loop":
             frames = frames[:-1]  # the original drops the last frame of a loop (it repeats the first)
         return VideoResult(latents=latents, frames=frames)
+
+
+def _untimed(stage: str) -> AbstractContextManager:
+    return nullcontext()
 
 
 def pipeline_for(model: DynamiCrafter | Backend | Pipeline) -> Pipeline:

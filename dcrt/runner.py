@@ -7,6 +7,10 @@ A step is then: gather t and the coefficients at `step`, the UNet on the guidanc
 guidance combine, the DDIM update into `x`, `step -= 1` — the same launches every time, so it is
 captured once and replayed with no host synchronisation until the end.
 
+The guidance combine and the DDIM update are either torch ops (`combine_guidance`, `ddim_step`: the
+eager sampler's own functions) or, with `kernels`, the fused CUDA kernels that implement them.
+Capture needs a backend whose calls only enqueue work (`Backend.capturable`); the pipeline checks.
+
 On a CPU (or with `capture=False`) the same step body runs eagerly, which is how CI checks that the
 graph's math equals the eager sampler's.
 """
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, combine_guidance
-from dcrt.schedule import DDIMSchedule
+from dcrt.kernels import StepKernels, cfg_workspace
+from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, combine_guidance, ddim_step
+from dcrt.schedule import DDIMCoefficients, DDIMSchedule
 
 
 class GraphRunner:
@@ -32,13 +37,13 @@ class GraphRunner:
         x_T: torch.Tensor,
         with_noise: bool,
         capture: bool | None = None,
-        kernels=None,
+        kernels: StepKernels | None = None,
     ):
-        """`kernels`: a `dcrt.kernels.Kernels` for the device, to run the guidance combine and the DDIM
-        update as the fused CUDA kernels (kernels/guidance.cu, kernels/ddim.cu) instead of torch ops."""
+        """`capture`: record the step as a CUDA graph (None: on CUDA devices). `kernels`: run the guidance
+        combine and the DDIM update as fused kernels (`dcrt.kernels.Kernels` for the device)."""
         device = x_T.device
         n, steps = guidance.branches, schedule.num_steps
-        self.denoise, self.guidance, self.steps = denoise, guidance, steps
+        self.denoise, self.guidance, self.steps, self.kernels = denoise, guidance, steps, kernels
         self.capture = device.type == "cuda" if capture is None else capture
         schedule = schedule.to(device)
         self.table = schedule.table()  # [8, S]
@@ -47,16 +52,12 @@ class GraphRunner:
         self.concat = torch.empty((n, *inputs.concat.shape[1:]), dtype=torch.float32, device=device)
         self.fs = torch.empty((n,), dtype=torch.long, device=device)
         self.x = torch.empty(x_T.shape, dtype=torch.float32, device=device)
-        self.step = torch.empty((1,), dtype=torch.long, device=device)
+        # int32: index_select takes it, and so does the DDIM kernel (no per-step conversion).
+        self.step = torch.empty((1,), dtype=torch.int32, device=device)
         self.noise = torch.empty((steps, *x_T.shape), dtype=torch.float32, device=device) if with_noise else None
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.kernels = kernels
         if kernels is not None:
-            from dcrt.kernels import cfg_workspace
-
-            self.step32 = torch.empty((1,), dtype=torch.int32, device=device)
             self.guided = torch.empty(x_T.shape, dtype=torch.float32, device=device)
-            self.step_noise = torch.zeros(x_T.shape, dtype=torch.float32, device=device)
             self.workspace = cfg_workspace(self.x[0].numel(), x_T.shape[0], device)
 
     def _load(self, inputs: SamplerInputs, x_T: torch.Tensor, noise: NoiseSource | None) -> None:
@@ -77,27 +78,13 @@ class GraphRunner:
         t = self.timesteps.index_select(0, self.step).expand(n)
         model_in = torch.cat([self.x.expand(n, -1, -1, -1, -1), self.concat], dim=1)
         out = self.denoise(model_in, t, self.context, self.fs)
-        if self.kernels is not None:
-            self._fused_update(out)
-            return
-        m = combine_guidance(out, self.guidance)
-        c = self.table.index_select(1, self.step).reshape(8, *([1] * self.x.ndim))
-        eps = c[0] * m + c[1] * self.x
-        x0 = (c[2] * self.x - c[3] * m) * c[4]
-        x_prev = c[5] * x0 + c[6] * eps
-        if self.noise is not None:
-            x_prev = x_prev + c[7] * self.noise.index_select(0, self.step)[0]
-        self.x.copy_(x_prev)
-        self.step.sub_(1)
-
-    def _fused_update(self, out: torch.Tensor) -> None:
-        """Guidance combine + DDIM update as two (three with rescale) fused kernels, then step -= 1."""
-        self.kernels.cfg_combine(self.guided, out.contiguous(), self.guidance, self.workspace)
-        if self.noise is not None:
-            self.step_noise.copy_(self.noise.index_select(0, self.step)[0])
-        self.step32.copy_(self.step)
-        noise = self.step_noise if self.noise is not None else None
-        self.kernels.ddim_update(self.x, self.x, self.guided, noise, self.table, self.step32)
+        noise = self.noise.index_select(0, self.step)[0] if self.noise is not None else None
+        if self.kernels is None:
+            coefficients = DDIMCoefficients.at_device_step(self.table, self.step, self.x.ndim)
+            self.x.copy_(ddim_step(self.x, combine_guidance(out, self.guidance), noise, coefficients))
+        else:
+            self.kernels.cfg_combine(self.guided, out.contiguous(), self.guidance, self.workspace)
+            self.kernels.ddim_update(self.x, self.x, self.guided, noise, self.table, self.step)
         self.step.sub_(1)
 
     def _capture(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dcrt.schedule import DDIMSchedule
+from dcrt.schedule import DDIMCoefficients, DDIMSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int], None]
@@ -56,14 +56,19 @@ def combine_guidance(out: torch.Tensor, guidance: Guidance) -> torch.Tensor:
     return guided
 
 
-def ddim_update(
-    x: torch.Tensor, model_out: torch.Tensor, noise: torch.Tensor | None, schedule: DDIMSchedule, i: int
+def ddim_step(
+    x: torch.Tensor, model_out: torch.Tensor, noise: torch.Tensor | None, c: DDIMCoefficients
 ) -> torch.Tensor:
-    """One DDIM step at position i (see DDIMSchedule for the formulas); float32 throughout."""
-    eps = schedule.eps_from_m[i] * model_out + schedule.eps_from_x[i] * x
-    x0 = (schedule.x0_from_x[i] * x - schedule.x0_from_m[i] * model_out) * schedule.x0_rescale[i]
-    x_prev = schedule.sqrt_alpha_prev[i] * x0 + schedule.direction[i] * eps
-    return x_prev if noise is None else x_prev + schedule.sigma[i] * noise
+    """One DDIM step (DDIM eq. 12, spec 4.6), float32: the only implementation of it in dcrt.
+
+    The eager loop calls it with `DDIMSchedule.at(i)`, the graph runner with the device-side
+    `DDIMCoefficients.at_device_step`, and kernels/ddim.cu names it as its reference: the kernel performs
+    these operations in this order, each rounded as a separate float32 op.
+    """
+    eps = c.eps_from_m * model_out + c.eps_from_x * x
+    x0 = (c.x0_from_x * x - c.x0_from_m * model_out) * c.x0_rescale
+    x_prev = c.sqrt_alpha_prev * x0 + c.direction * eps
+    return x_prev if noise is None else x_prev + c.sigma * noise
 
 
 @dataclass
@@ -112,7 +117,7 @@ def sample(
         model_in = torch.cat([x.expand(n, -1, -1, -1, -1), concat], dim=1)
         model_out = combine_guidance(denoise(model_in, t, context, fs), guidance)
         step_noise = noise.draw(tuple(x.shape)) if noise is not None else None
-        x = ddim_update(x, model_out, step_noise, schedule, i)
+        x = ddim_step(x, model_out, step_noise, schedule.at(i))
         if on_step is not None:
             on_step(step + 1, total)
     return x

@@ -108,33 +108,22 @@ def ddim_timesteps(steps: int, spacing: str, num_train_steps: int = 1000) -> np.
     raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
 
 
-# Row order of `DDIMSchedule.table()`; kernels/dcrt_kernels.h (DCRT_DDIM_*) uses the same order.
-COEFFICIENT_ROWS = (
-    "eps_from_m",
-    "eps_from_x",
-    "x0_from_x",
-    "x0_from_m",
-    "x0_rescale",
-    "sqrt_alpha_prev",
-    "direction",
-    "sigma",
-)
-
-
 @dataclass(frozen=True)
-class DDIMSchedule:
-    """Per-step coefficients of one DDIM run, each a float32 tensor [S] indexed by step position i.
+class DDIMCoefficients:
+    """The coefficients of a DDIM step, float32 tensors: [S] for a whole run (`DDIMSchedule.coefficients`),
+    or shaped to broadcast against x for one step (`DDIMSchedule.at`, `at_device_step`).
 
-    One step, for model output m at position i (x, m float32):
-        eps = eps_from_m[i] * m + eps_from_x[i] * x
-        x0  = (x0_from_x[i] * x - x0_from_m[i] * m) * x0_rescale[i]
-        x'  = sqrt_alpha_prev[i] * x0 + direction[i] * eps + sigma[i] * noise_i
+    One step, for model output m (see `dcrt.sampler.ddim_step`, the one implementation):
+        eps = eps_from_m * m + eps_from_x * x
+        x0  = (x0_from_x * x - x0_from_m * m) * x0_rescale
+        x'  = sqrt_alpha_prev * x0 + direction * eps + sigma * noise
     v-models: eps = sqrt(a_t) m + sqrt(1 - a_t) x and x0 = sqrt(a_t) x - sqrt(1 - a_t) m; eps-models:
     eps = m and x0 = (x - sqrt(1 - a_t) m) / sqrt(a_t). `x0_rescale` is the dynamic-rescale ratio
-    s(t_{i-1}) / s(t_i) (1 at i = 0 and for models without it). Steps run from i = S-1 down to 0.
+    s(t_{i-1}) / s(t_i) (1 at i = 0 and for models without it).
+
+    The field order is the row order of `DDIMSchedule.table()` and of kernels/dcrt_kernels.h (DCRT_DDIM_*).
     """
 
-    timesteps: torch.Tensor  # int64 [S]
     eps_from_m: torch.Tensor
     eps_from_x: torch.Tensor
     x0_from_x: torch.Tensor
@@ -144,16 +133,44 @@ class DDIMSchedule:
     direction: torch.Tensor
     sigma: torch.Tensor
 
+    @classmethod
+    def at_device_step(cls, table: torch.Tensor, step: torch.Tensor, ndim: int) -> DDIMCoefficients:
+        """Column `step` ([1] int32/int64 on the table's device) of a [8, S] table, each shaped [1] * ndim.
+
+        A device-side gather, so a CUDA graph can replay it for every step with no host synchronisation.
+        """
+        column = table.index_select(1, step).reshape(len(COEFFICIENT_ROWS), *([1] * ndim))
+        return cls(*column)
+
+
+COEFFICIENT_ROWS = tuple(f.name for f in fields(DDIMCoefficients))
+
+
+@dataclass(frozen=True)
+class DDIMSchedule:
+    """One DDIM run: the timesteps it visits and its per-step coefficients, indexed by step position i.
+
+    Steps run from i = S-1 (most noise) down to 0.
+    """
+
+    timesteps: torch.Tensor  # int64 [S]
+    coefficients: DDIMCoefficients  # each float32 [S]
+
     @property
     def num_steps(self) -> int:
         return int(self.timesteps.shape[0])
 
+    def at(self, i: int) -> DDIMCoefficients:
+        """The coefficients of step position i (0-d tensors)."""
+        return DDIMCoefficients(*(getattr(self.coefficients, name)[i] for name in COEFFICIENT_ROWS))
+
     def table(self) -> torch.Tensor:
         """The coefficients as one float32 [8, S] tensor, rows in COEFFICIENT_ROWS order."""
-        return torch.stack([getattr(self, name).float() for name in COEFFICIENT_ROWS]).contiguous()
+        return torch.stack([getattr(self.coefficients, name).float() for name in COEFFICIENT_ROWS]).contiguous()
 
     def to(self, device: str | torch.device) -> DDIMSchedule:
-        return DDIMSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        moved = DDIMCoefficients(*(getattr(self.coefficients, name).to(device) for name in COEFFICIENT_ROWS))
+        return DDIMSchedule(self.timesteps.to(device), moved)
 
 
 def build_ddim_schedule(
@@ -185,8 +202,7 @@ def build_ddim_schedule(
         x0_rescale = torch.cat([s[:1], s[:-1]]) / s
     else:
         x0_rescale = torch.ones_like(a)
-    return DDIMSchedule(
-        timesteps=torch.from_numpy(ts.copy()),
+    coefficients = DDIMCoefficients(
         eps_from_m=eps_from_m,
         eps_from_x=eps_from_x,
         x0_from_x=x0_from_x,
@@ -196,3 +212,4 @@ def build_ddim_schedule(
         direction=direction,
         sigma=sigma,
     )
+    return DDIMSchedule(timesteps=torch.from_numpy(ts.copy()), coefficients=coefficients)

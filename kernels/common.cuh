@@ -6,12 +6,13 @@
 #ifndef DCRT_COMMON_CUH
 #define DCRT_COMMON_CUH
 
-#include "dcrt_kernels.h"  // also brings cuda_fp16.h
+#include "dcrt_kernels.h"  // also brings cuda_fp16.h and cuda_bf16.h
 
 namespace dcrt {
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 __device__ __forceinline__ long long thread_index() {
     return static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -6,6 +6,7 @@
 #ifndef DCRT_KERNELS_H
 #define DCRT_KERNELS_H
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 // Row order of the DDIM coefficient table coefs[DCRT_DDIM_NUM_COEFS][num_steps] (dcrt.schedule.DDIMSchedule).
@@ -31,19 +32,27 @@ __global__ void ddim_update_f32(float* x_prev, const float* x, const float* mode
                                 const float* coefs, int num_steps, const int* step, long long n);
 __global__ void ddim_update_f16(float* x_prev, const float* x, const __half* model_out, const float* noise,
                                 const float* coefs, int num_steps, const int* step, long long n);
+__global__ void ddim_update_bf16(float* x_prev, const float* x, const __nv_bfloat16* model_out, const float* noise,
+                                 const float* coefs, int num_steps, const int* step, long long n);
 __global__ void ddim_timestep(long long* t, const long long* timesteps, const int* step, int count);
 __global__ void ddim_advance(int* step);
 __global__ void cfg_partials_f32(const float* out, double* partials, long long n, int batch, int branches, float scale,
                                  float image_scale);
 __global__ void cfg_partials_f16(const __half* out, double* partials, long long n, int batch, int branches,
                                  float scale, float image_scale);
+__global__ void cfg_partials_bf16(const __nv_bfloat16* out, double* partials, long long n, int batch, int branches,
+                                  float scale, float image_scale);
 __global__ void cfg_combine_f32(const float* out, float* guided, const double* partials, int num_partials, long long n,
                                 int batch, int branches, float scale, float image_scale, float rescale, float keep);
 __global__ void cfg_combine_f16(const __half* out, float* guided, const double* partials, int num_partials,
                                 long long n, int batch, int branches, float scale, float image_scale, float rescale,
                                 float keep);
+__global__ void cfg_combine_bf16(const __nv_bfloat16* out, float* guided, const double* partials, int num_partials,
+                                 long long n, int batch, int branches, float scale, float image_scale, float rescale,
+                                 float keep);
 __global__ void frames_to_u8_f32(unsigned char* frames, const float* video, int count, long long hw);
 __global__ void frames_to_u8_f16(unsigned char* frames, const __half* video, int count, long long hw);
+__global__ void frames_to_u8_bf16(unsigned char* frames, const __nv_bfloat16* video, int count, long long hw);
 __global__ void image_u8_to_f32(float* dst, const unsigned char* images, int count, long long hw);
 __global__ void clip_normalize_f32(float* dst, const float* src, int count, long long hw, float mean0, float mean1,
                                    float mean2, float std0, float std1, float std2);
@@ -64,6 +73,9 @@ cudaError_t dcrt_launch_ddim_update_f32(float* x_prev, const float* x, const flo
 cudaError_t dcrt_launch_ddim_update_f16(float* x_prev, const float* x, const __half* model_out, const float* noise,
                                         const float* coefs, int num_steps, const int* step, long long n,
                                         cudaStream_t stream);
+cudaError_t dcrt_launch_ddim_update_bf16(float* x_prev, const float* x, const __nv_bfloat16* model_out,
+                                         const float* noise, const float* coefs, int num_steps, const int* step,
+                                         long long n, cudaStream_t stream);
 cudaError_t dcrt_launch_ddim_timestep(long long* t, const long long* timesteps, const int* step, int count,
                                       cudaStream_t stream);
 cudaError_t dcrt_launch_ddim_advance(int* step, cudaStream_t stream);
@@ -76,10 +88,15 @@ cudaError_t dcrt_launch_cfg_combine_f32(float* guided, const float* out, long lo
 cudaError_t dcrt_launch_cfg_combine_f16(float* guided, const __half* out, long long n, int batch, int branches,
                                         double scale, double image_scale, double rescale, double* workspace,
                                         cudaStream_t stream);
+cudaError_t dcrt_launch_cfg_combine_bf16(float* guided, const __nv_bfloat16* out, long long n, int batch,
+                                         int branches, double scale, double image_scale, double rescale,
+                                         double* workspace, cudaStream_t stream);
 cudaError_t dcrt_launch_frames_to_u8_f32(unsigned char* frames, const float* video, int count, long long hw,
                                          cudaStream_t stream);
 cudaError_t dcrt_launch_frames_to_u8_f16(unsigned char* frames, const __half* video, int count, long long hw,
                                          cudaStream_t stream);
+cudaError_t dcrt_launch_frames_to_u8_bf16(unsigned char* frames, const __nv_bfloat16* video, int count,
+                                          long long hw, cudaStream_t stream);
 cudaError_t dcrt_launch_image_u8_to_f32(float* dst, const unsigned char* images, int count, long long hw,
                                         cudaStream_t stream);
 cudaError_t dcrt_launch_clip_normalize_f32(float* dst, const float* src, int count, long long hw, const float mean[3],

@@ -1,14 +1,15 @@
-// Fused DDIM update (spec 4.6; dcrt.sampler.ddim_update, dcrt.schedule.DDIMSchedule).
+// Fused DDIM update. Reference: dcrt.sampler.ddim_step (coefficients: dcrt.schedule.DDIMCoefficients),
+// the same operations in the same order, each rounded as one float32 op (docs: spec 4.6).
 //
-// coefs is a float32 table [DCRT_DDIM_NUM_COEFS, num_steps] on the device, row k holding one
-// DDIMSchedule field (order below) indexed by step position i. The position is read from the device
+// coefs is a float32 table [DCRT_DDIM_NUM_COEFS, num_steps] on the device (DDIMSchedule.table()), row k
+// holding one DDIMCoefficients field (order below) indexed by step position i. The position is read from the device
 // (`*step`), so a captured CUDA graph replays the same launch for every step; ddim_advance moves it.
 //
 //   eps = eps_from_m[i] * m + eps_from_x[i] * x
 //   x0  = (x0_from_x[i] * x - x0_from_m[i] * m) * x0_rescale[i]
 //   x'  = sqrt_alpha_prev[i] * x0 + direction[i] * eps (+ sigma[i] * noise, when noise != nullptr)
 //
-// x, noise and x_prev are float32; m is float32 or half (converted exactly to float32). x_prev may
+// x, noise and x_prev are float32; m is float32, half or bfloat16 (converted exactly to float32). x_prev may
 // alias x. A position outside [0, num_steps) writes NaN everywhere, so a bad counter cannot go unseen.
 #include "common.cuh"  // DCRT_DDIM_* row indices: dcrt_kernels.h
 
@@ -51,6 +52,12 @@ extern "C" __global__ void ddim_update_f32(float* x_prev, const float* x, const 
 
 extern "C" __global__ void ddim_update_f16(float* x_prev, const float* x, const __half* model_out, const float* noise,
                                            const float* coefs, int num_steps, const int* step, long long n) {
+    dcrt::ddim_update(x_prev, x, model_out, noise, coefs, num_steps, step, n);
+}
+
+extern "C" __global__ void ddim_update_bf16(float* x_prev, const float* x, const __nv_bfloat16* model_out,
+                                            const float* noise, const float* coefs, int num_steps, const int* step,
+                                            long long n) {
     dcrt::ddim_update(x_prev, x, model_out, noise, coefs, num_steps, step, n);
 }
 

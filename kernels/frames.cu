@@ -1,6 +1,6 @@
 // Decoder output -> video frames (spec 4.9; dcrt.images.to_uint8_frames).
 //
-// video [T, 3, H, W] float32 or half -> frames uint8 [T, H, W, 3]:
+// video [T, 3, H, W] float32, half or bfloat16 -> frames uint8 [T, H, W, 3]:
 //   y = (clamp(v, -1, 1) + 1) / 2 * 255, truncated toward zero (each op rounded as float32).
 // One thread per output pixel (3 bytes), grid-stride over T * H * W.
 #include "common.cuh"
@@ -28,5 +28,10 @@ extern "C" __global__ void frames_to_u8_f32(unsigned char* frames, const float* 
 }
 
 extern "C" __global__ void frames_to_u8_f16(unsigned char* frames, const __half* video, int count, long long hw) {
+    dcrt::frames_to_u8(frames, video, count, hw);
+}
+
+extern "C" __global__ void frames_to_u8_bf16(unsigned char* frames, const __nv_bfloat16* video, int count,
+                                             long long hw) {
     dcrt::frames_to_u8(frames, video, count, hw);
 }

@@ -2,7 +2,7 @@
 // dcrt.sampler.combine_guidance).
 //
 // out holds `branches` stacked blocks of `batch` samples of n elements each, branch order
-// conditional, unconditional[, image-only] (float32 or half); guided is float32 [batch, n]:
+// conditional, unconditional[, image-only] (float32, half or bfloat16); guided is float32 [batch, n]:
 //   2 branches: g = u + scale * (c - u)
 //   3 branches: g = u + image_scale * (i - u) + scale * (c - i)
 //   1 branch:   g = c
@@ -101,5 +101,16 @@ extern "C" __global__ void cfg_combine_f32(const float* out, float* guided, cons
 extern "C" __global__ void cfg_combine_f16(const __half* out, float* guided, const double* partials, int num_partials,
                                            long long n, int batch, int branches, float scale, float image_scale,
                                            float rescale, float keep) {
+    dcrt::cfg_combine(out, guided, partials, num_partials, n, batch, branches, scale, image_scale, rescale, keep);
+}
+
+extern "C" __global__ void cfg_partials_bf16(const __nv_bfloat16* out, double* partials, long long n, int batch,
+                                             int branches, float scale, float image_scale) {
+    dcrt::cfg_partials(out, partials, n, batch, branches, scale, image_scale);
+}
+
+extern "C" __global__ void cfg_combine_bf16(const __nv_bfloat16* out, float* guided, const double* partials,
+                                            int num_partials, long long n, int batch, int branches, float scale,
+                                            float image_scale, float rescale, float keep) {
     dcrt::cfg_combine(out, guided, partials, num_partials, n, batch, branches, scale, image_scale, rescale, keep);
 }

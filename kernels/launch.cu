@@ -49,6 +49,13 @@ cudaError_t dcrt_launch_ddim_update_f16(float* x_prev, const float* x, const __h
     return cudaGetLastError();
 }
 
+cudaError_t dcrt_launch_ddim_update_bf16(float* x_prev, const float* x, const __nv_bfloat16* model_out,
+                                         const float* noise, const float* coefs, int num_steps, const int* step,
+                                         long long n, cudaStream_t stream) {
+    ddim_update_bf16<<<blocks(n), DCRT_BLOCK, 0, stream>>>(x_prev, x, model_out, noise, coefs, num_steps, step, n);
+    return cudaGetLastError();
+}
+
 cudaError_t dcrt_launch_ddim_timestep(long long* t, const long long* timesteps, const int* step, int count,
                                       cudaStream_t stream) {
     ddim_timestep<<<1, 32, 0, stream>>>(t, timesteps, step, count);
@@ -78,6 +85,13 @@ cudaError_t dcrt_launch_cfg_combine_f16(float* guided, const __half* out, long l
                        workspace, stream);
 }
 
+cudaError_t dcrt_launch_cfg_combine_bf16(float* guided, const __nv_bfloat16* out, long long n, int batch,
+                                         int branches, double scale, double image_scale, double rescale,
+                                         double* workspace, cudaStream_t stream) {
+    return cfg_combine(cfg_partials_bf16, cfg_combine_bf16, guided, out, n, batch, branches, scale, image_scale,
+                       rescale, workspace, stream);
+}
+
 cudaError_t dcrt_launch_frames_to_u8_f32(unsigned char* frames, const float* video, int count, long long hw,
                                          cudaStream_t stream) {
     frames_to_u8_f32<<<blocks(count * hw), DCRT_BLOCK, 0, stream>>>(frames, video, count, hw);
@@ -87,6 +101,12 @@ cudaError_t dcrt_launch_frames_to_u8_f32(unsigned char* frames, const float* vid
 cudaError_t dcrt_launch_frames_to_u8_f16(unsigned char* frames, const __half* video, int count, long long hw,
                                          cudaStream_t stream) {
     frames_to_u8_f16<<<blocks(count * hw), DCRT_BLOCK, 0, stream>>>(frames, video, count, hw);
+    return cudaGetLastError();
+}
+
+cudaError_t dcrt_launch_frames_to_u8_bf16(unsigned char* frames, const __nv_bfloat16* video, int count,
+                                          long long hw, cudaStream_t stream) {
+    frames_to_u8_bf16<<<blocks(count * hw), DCRT_BLOCK, 0, stream>>>(frames, video, count, hw);
     return cudaGetLastError();
 }
 

@@ -21,7 +21,7 @@ from dcrt import kernels
 from dcrt.config import DiffusionConfig, ImageEncoderConfig
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.pipeline import Pipeline
-from dcrt.sampler import Guidance, combine_guidance, ddim_update
+from dcrt.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_buffers
 
 ARCHS = ("sm_80", "sm_90")
@@ -152,8 +152,9 @@ def test_cmake_host_links_the_launchers(tmp_path):
 # --- GPU runs against the references --------------------------------------------------------------
 
 gpu = pytest.mark.gpu
-DTYPES = (torch.float32, torch.float16)
-TOL = {torch.float32: 1e-6, torch.float16: 1e-6}  # half inputs convert exactly: same float32 arithmetic
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# half and bfloat16 inputs convert exactly: the same float32 arithmetic as the reference
+TOL = {torch.float32: 1e-6, torch.float16: 1e-6, torch.bfloat16: 1e-6}
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ SCHEDULES = {
 def test_ddim_update(k, dtype, model, with_noise):
     cfg = SCHEDULES[model]
     schedule = build_ddim_schedule(schedule_buffers(cfg), cfg, 50, "uniform_trailing", 1.0)
-    coefs = kernels.ddim_coef_table(schedule).cuda()
+    coefs = schedule.table().cuda()
     shape = (1, 4, 16, 8, 10)
     for i in (49, 48, 19, 1, 0):
         x, m = _randn(*shape), _randn(*shape, dtype=dtype)
@@ -196,7 +197,7 @@ def test_ddim_update(k, dtype, model, with_noise):
         out = _nan(*shape)
         step = torch.tensor([i], dtype=torch.int32, device="cuda")
         k.ddim_update(out, x.cuda(), m.cuda(), None if noise is None else noise.cuda(), coefs, step)
-        _close(out, ddim_update(x, m.float(), noise, schedule, i), TOL[dtype])
+        _close(out, ddim_step(x, m.float(), noise, schedule.at(i)), TOL[dtype])
 
 
 @gpu
@@ -213,7 +214,7 @@ def test_ddim_graph_replay(k):
     """The whole loop as one captured step (timestep, update in place, advance), replayed S times."""
     cfg = SCHEDULES["v"]
     schedule = build_ddim_schedule(schedule_buffers(cfg), cfg, 10, "uniform_trailing", 0.0)
-    coefs, timesteps = kernels.ddim_coef_table(schedule).cuda(), schedule.timesteps.cuda()
+    coefs, timesteps = schedule.table().cuda(), schedule.timesteps.cuda()
     x0, m = _randn(1, 4, 16, 8, 10), _randn(1, 4, 16, 8, 10)
     x, m_dev = x0.cuda(), m.cuda()
     step = torch.tensor([schedule.num_steps - 1], dtype=torch.int32, device="cuda")
@@ -228,7 +229,7 @@ def test_ddim_graph_replay(k):
     for i in reversed(range(schedule.num_steps)):
         graph.replay()
         seen.append(t.cpu().tolist())
-        expected = ddim_update(expected, m, None, schedule, i)
+        expected = ddim_step(expected, m, None, schedule.at(i))
     torch.cuda.synchronize()
     assert seen == [[int(schedule.timesteps[i])] * 3 for i in reversed(range(schedule.num_steps))]
     assert step.item() == -1

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dcrt.config import get_preset
-from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, combine_guidance, ddim_update, sample
+from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, combine_guidance, ddim_step, sample
 from dcrt.schedule import build_ddim_schedule, schedule_buffers
 
 
@@ -37,9 +37,9 @@ def test_v_update_at_t999_uses_x0_equal_minus_v():
     p = get_preset("512")
     s = build_ddim_schedule(schedule_buffers(p.diffusion), p.diffusion, 50, "uniform_trailing", 0.0)
     x, v = torch.randn(10), torch.randn(10)
-    a_prev = s.sqrt_alpha_prev[49]
-    want = a_prev * (-v) + s.direction[49] * x
-    torch.testing.assert_close(ddim_update(x, v, None, s, 49), want)
+    a_prev = s.coefficients.sqrt_alpha_prev[49]
+    want = a_prev * (-v) + s.coefficients.direction[49] * x
+    torch.testing.assert_close(ddim_step(x, v, None, s.at(49)), want)
 
 
 def _setup(tiny_model, steps=4, eta=1.0):
@@ -83,7 +83,7 @@ def test_noise_order_is_x_T_then_one_draw_per_step(tiny_model):
     g = torch.Generator().manual_seed(7)
     x = torch.randn(1, 4, 16, 8, 8, generator=g)
     for i in reversed(range(3)):
-        x = ddim_update(x, torch.zeros_like(x), torch.randn(x.shape, generator=g), schedule, i)
+        x = ddim_step(x, torch.zeros_like(x), torch.randn(x.shape, generator=g), schedule.at(i))
     torch.testing.assert_close(out, x)
     assert calls == sorted(calls, reverse=True) and calls[0] == 999
 

@@ -70,34 +70,41 @@ WORKED = [
 def test_worked_values(preset, i, t, a, a_prev, sigma, factor):
     s = _schedule(preset)
     assert s.timesteps[i].item() == t
-    assert s.sigma[i].item() == pytest.approx(sigma, abs=1e-5)
-    assert s.sqrt_alpha_prev[i].item() ** 2 == pytest.approx(a_prev, rel=1e-3, abs=1e-8)
-    assert s.x0_rescale[i].item() == pytest.approx(factor, abs=1e-5)
+    assert s.coefficients.sigma[i].item() == pytest.approx(sigma, abs=1e-5)
+    assert s.coefficients.sqrt_alpha_prev[i].item() ** 2 == pytest.approx(a_prev, rel=1e-3, abs=1e-8)
+    assert s.coefficients.x0_rescale[i].item() == pytest.approx(factor, abs=1e-5)
     if get_preset(preset).diffusion.parameterization == "v":
-        assert s.eps_from_m[i].item() ** 2 == pytest.approx(a, rel=1e-3, abs=1e-8)
+        assert s.coefficients.eps_from_m[i].item() ** 2 == pytest.approx(a, rel=1e-3, abs=1e-8)
     else:
-        assert 1.0 / s.x0_from_x[i].item() ** 2 == pytest.approx(a, rel=1e-3)
+        assert 1.0 / s.coefficients.x0_from_x[i].item() ** 2 == pytest.approx(a, rel=1e-3)
 
 
 def test_zero_snr_first_step_quirks():
     s = _schedule("512")
     # alpha_bar = 0 at t = 999: eps = x and x0 = -v; direction is sqrt(5.96e-8) in float32, not 0
-    assert s.eps_from_m[49] == 0 and s.eps_from_x[49] == 1 and s.x0_from_x[49] == 0 and s.x0_from_m[49] == 1
-    assert s.direction[49].item() == pytest.approx(2.44e-4, rel=1e-2)
+    assert (
+        s.coefficients.eps_from_m[49] == 0
+        and s.coefficients.eps_from_x[49] == 1
+        and s.coefficients.x0_from_x[49] == 0
+        and s.coefficients.x0_from_m[49] == 1
+    )
+    assert s.coefficients.direction[49].item() == pytest.approx(2.44e-4, rel=1e-2)
 
 
 def test_eta_zero_is_deterministic_ddim():
     s = _schedule("512", eta=0.0)
-    assert torch.count_nonzero(s.sigma) == 0
-    a_prev = s.sqrt_alpha_prev**2
-    torch.testing.assert_close(s.direction, (1 - a_prev).sqrt())
+    assert torch.count_nonzero(s.coefficients.sigma) == 0
+    a_prev = s.coefficients.sqrt_alpha_prev**2
+    torch.testing.assert_close(s.coefficients.direction, (1 - a_prev).sqrt())
 
 
 def test_eps_conversion_matches_the_closed_form():
     s = _schedule("256")
     x, m = torch.randn(100), torch.randn(100)
-    a = 1.0 / s.x0_from_x[10] ** 2
-    torch.testing.assert_close(s.x0_from_x[10] * x - s.x0_from_m[10] * m, (x - (1 - a).sqrt() * m) / a.sqrt())
+    a = 1.0 / s.coefficients.x0_from_x[10] ** 2
+    torch.testing.assert_close(
+        s.coefficients.x0_from_x[10] * x - s.coefficients.x0_from_m[10] * m, (x - (1 - a).sqrt() * m) / a.sqrt()
+    )
 
 
 def test_checkpoint_buffers_are_the_source(tiny_model):
@@ -106,5 +113,7 @@ def test_checkpoint_buffers_are_the_source(tiny_model):
     p = tiny_model.preset
     a = build_ddim_schedule(buffers, p.diffusion, 10, "uniform_trailing", 1.0)
     b = build_ddim_schedule(dict(tiny_model.schedule.named_buffers()), p.diffusion, 10, "uniform_trailing", 1.0)
-    assert not torch.equal(a.sigma, b.sigma)
-    assert np.isclose(a.sqrt_alpha_prev[0].item() ** 2, 0.5 * b.sqrt_alpha_prev[0].item() ** 2, rtol=1e-5)
+    assert not torch.equal(a.coefficients.sigma, b.coefficients.sigma)
+    assert np.isclose(
+        a.coefficients.sqrt_alpha_prev[0].item() ** 2, 0.5 * b.coefficients.sqrt_alpha_prev[0].item() ** 2, rtol=1e-5
+    )

@@ -20,11 +20,13 @@ from dcrt.models.dynamicrafter import DynamiCrafter
 
 class BaselineBackend(Backend):
     decode_chunk = 1  # perframe_ae
+    capturable = False  # the original samples eagerly: never a CUDA graph, never the fused kernels
 
     def __init__(self, model: DynamiCrafter):
         self.inner = TorchBackend(model)
         self.preset = model.preset
         self.device = model.device
+        self.precision = "float32 weights, float16 autocast" if self.device.type == "cuda" else "float32"
 
     def _autocast(self):
         if self.device.type == "cuda":

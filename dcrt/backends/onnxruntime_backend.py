@@ -80,6 +80,8 @@ class BoundGraph:
 class OnnxRuntimeBackend(Backend):
     """Runs an export directory (`dcrt export`). Graphs are checked against their manifest hashes."""
 
+    capturable = False  # each call synchronises the stream before ONNX Runtime reads its inputs
+
     def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = True):
         export_dir = Path(export_dir)
         if not export_dir.is_dir():
@@ -87,6 +89,7 @@ class OnnxRuntimeBackend(Backend):
         self.manifest = ExportManifest.read(export_dir)
         self.preset = get_preset(self.manifest.preset)
         self.device = torch.device(device)
+        self.precision = f"{self.manifest.precision} graphs"
         specs = io_table(self.preset, self.manifest.height, self.manifest.width)
         missing = set(specs) - set(self.manifest.components)
         if missing:

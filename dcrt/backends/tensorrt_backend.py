@@ -223,6 +223,9 @@ class TensorRTBackend(Backend):
     """`Backend` over an `EngineSet` whose static IO buffers are torch tensors. All work is queued on torch's
     current stream of the device (the caller's), so it orders with the pipeline's own kernels; nothing syncs."""
 
+    capturable = True  # copies and execute_async_v3 on the current stream (warmed up before capture)
+    precision = "float16 engines"
+
     def __init__(self, bundle_dir: str | Path, device="cuda", verify: bool = True):
         self.device = _torch_cuda_device(device)
         self.io: dict[tuple[str, str], torch.Tensor] = {}  # (component, tensor) -> its bound static buffer

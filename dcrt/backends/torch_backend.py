@@ -9,11 +9,14 @@ from dcrt.models.dynamicrafter import DynamiCrafter
 
 
 class TorchBackend(Backend):
+    capturable = True  # PyTorch ops enqueue on the current stream
+
     def __init__(self, model: DynamiCrafter, decode_chunk: int = 4):
         self.model = model
         self.preset = model.preset
         self.device = model.device
         self.decode_chunk = decode_chunk
+        self.precision = str(model.dtype).removeprefix("torch.")
 
     @torch.inference_mode()
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,456 @@
+"""The one command to run first whenever a GPU is available: the GPU tests, then every sampling mode at full size.
+
+    python benchmarks/gpu_report.py --out DIR [--budget 480] [--presets 256,512,1024] [--steps 4]
+    python benchmarks/gpu_report.py --dry-run --out DIR    # CPU, tiny preset: proves the script itself (CI)
+
+Sections run in order, each by name: `kernels` (NVRTC compile + load), `gpu-tests` (`pytest -m gpu` with a
+timeout and junit XML), then one per preset. A section that would start with less than its reserve of the
+`--budget` left is recorded as skipped; a watchdog records where it stood and exits if the budget is
+overrun. DIR receives gpu-report.json (rewritten after every measurement), gpu-report.log,
+gpu-tests.xml and gpu-tests.log, and at the end gpu-report.md.
+
+Per preset, seeded random weights are drawn on the device, and every mode samples the same image, prompt
+and noise (`MODES`): the fp32 reference (TF32 off), the baseline (the original's way), dcrt eager fp16,
+the captured graph, graph + fused kernels, and bf16 graph + fused kernels. Each mode runs once to warm
+up (and capture) and once timed, at `--steps` steps: conditioning, denoising (ms per step) and decoding
+are measured; the 50-step time is computed from those measured parts and labelled so. Then the modes
+are compared (`COMPARISONS`): relative error of the final latents and PSNR of the decoded frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the GPU machine runs from a checkout, without installing dcrt
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import dcrt  # noqa: E402
+from dcrt import kernels  # noqa: E402
+from dcrt.backends import TorchBackend  # noqa: E402
+from dcrt.backends.baseline import BaselineBackend  # noqa: E402
+from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset  # noqa: E402
+from dcrt.export import relative_error  # noqa: E402
+from dcrt.flops import unet_flops  # noqa: E402
+from dcrt.pipeline import Pipeline, guidance_for, resolve_options  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PROMPT = "a boat sailing on a calm sea at sunset"
+STEPS_COMPUTED = 50  # the released models' default: the figure computed from the measured parts
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    dtype: str  # key of DTYPES: the weights
+    baseline: bool = False  # BaselineBackend: the original's way of running the same weights
+    cuda_graph: bool = False
+    fused_kernels: bool = False
+    reference: bool = False  # fp32 with TF32 off: what the other modes are checked against
+
+
+# Grouped by weights, so one model per dtype is resident at a time.
+MODES = (
+    Mode("fp32-reference", "fp32", reference=True),
+    Mode("baseline", "fp32", baseline=True),
+    Mode("eager-fp16", "fp16"),
+    Mode("graph-fp16", "fp16", cuda_graph=True),
+    Mode("graph-fused-fp16", "fp16", cuda_graph=True, fused_kernels=True),
+    Mode("graph-fused-bf16", "bf16", cuda_graph=True, fused_kernels=True),
+)
+# (mode, against): what each comparison shows.
+COMPARISONS = (
+    ("graph-fp16", "eager-fp16"),  # capture changes nothing
+    ("graph-fused-fp16", "graph-fp16"),  # the fused kernels change (almost) nothing
+    ("baseline", "fp32-reference"),  # fp16 autocast, the original's way
+    ("eager-fp16", "fp32-reference"),  # fp16 weights
+    ("graph-fused-fp16", "fp32-reference"),
+    ("graph-fused-bf16", "fp32-reference"),  # bf16 weights
+)
+# Seconds of budget a section needs to start (rough full-size costs on an H200; the rest is skipped by name).
+RESERVE_S = {"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120}
+DEFAULT_RESERVE_S = 60
+
+
+class Report:
+    """The JSON document, rewritten atomically after every measurement, and a log beside it."""
+
+    def __init__(self, out: Path, budget_s: float):
+        self.out = out
+        self.started = time.monotonic()
+        self.budget_s = budget_s
+        self.data: dict = {"status": "running", "sections": {}}
+        self.section = "start"
+        out.mkdir(parents=True, exist_ok=True)
+        self._log = (out / "gpu-report.log").open("w")
+
+    def close(self) -> None:
+        self._log.close()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def log(self, message: str) -> None:
+        line = f"{self.elapsed():7.1f} s  [{self.section}] {message}"
+        print(line, flush=True)
+        self._log.write(line + "\n")
+        self._log.flush()
+
+    def save(self) -> None:
+        self.data["elapsed_s"] = round(self.elapsed(), 1)
+        tmp = self.out / "gpu-report.json.tmp"
+        tmp.write_text(json.dumps(self.data, indent=2, default=_jsonable) + "\n")
+        tmp.replace(self.out / "gpu-report.json")
+
+    def record(self, *path: str, value) -> None:
+        node = self.data["sections"]
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+        self.save()
+
+    def run_section(self, name: str, reserve_key: str, body: Callable[[], None]) -> None:
+        """Run `body` unless less than its reserve of the budget is left; a failure is recorded, not raised."""
+        self.section = name
+        left = self.budget_s - self.elapsed()
+        reserve = RESERVE_S.get(reserve_key, DEFAULT_RESERVE_S)
+        if left < reserve:
+            self.log(f"skipped: {left:.0f} s of the budget left, {reserve} s needed to start")
+            self.record(name, "status", value=f"skipped (budget: {left:.0f} s left)")
+            return
+        self.record(name, "status", value="running")
+        start = time.monotonic()
+        try:
+            body()
+            status = "done"
+        except Exception as exc:  # the report goes on with the next section
+            self.log("FAILED:\n" + traceback.format_exc())
+            status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.record(name, "seconds", value=round(time.monotonic() - start, 1))
+        self.record(name, "status", value=status)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
+
+
+def start_watchdog(report: Report, grace_s: float) -> threading.Timer:
+    """Past budget + grace: record where the run stood, then exit (a hung kernel must not eat the lease)."""
+
+    def expire() -> None:
+        report.data["status"] = f"aborted: over budget in section {report.section}"
+        report.log(report.data["status"])
+        report.save()
+        os._exit(3)
+
+    timer = threading.Timer(report.budget_s + grace_s, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def kernels_section(report: Report, device: torch.device) -> None:
+    arch = "sm_90"
+    if device.type == "cuda":
+        arch = kernels.arch_for_capability(*torch.cuda.get_device_capability(device))
+    start = time.perf_counter()
+    kernels.compile_cubin(arch, cache=False)
+    report.record("kernels", "nvrtc", value={"version": kernels.nvrtc_version(), "arch": arch})
+    report.record("kernels", "compile_s", value=round(time.perf_counter() - start, 2))
+    if device.type == "cuda":
+        start = time.perf_counter()
+        kernels.load_kernels(device)
+        report.record("kernels", "load_s", value=round(time.perf_counter() - start, 2))
+
+
+def gpu_tests_section(report: Report, dry_run: bool, timeout_s: float) -> None:
+    """`pytest -m gpu` in a child process (a crash there cannot take the report down); collect-only on a dry run."""
+    xml, log = report.out / "gpu-tests.xml", report.out / "gpu-tests.log"
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}"]
+    cmd += ["-rfEs", "tests"] + (["--collect-only"] if dry_run else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    report.log(" ".join(cmd[1:]))
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+        output, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        code = f"timeout after {timeout_s:.0f} s"
+    log.write_text(output)
+    summary = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
+    report.record("gpu-tests", "command", value=" ".join(cmd[1:]))
+    report.record("gpu-tests", "exit_code", value=code)
+    report.record("gpu-tests", "summary", value=summary[0])
+    outcomes = ("FAILED", "ERROR", "SKIPPED")  # a skip with a GPU present hides a test: listed, never quiet
+    report.record("gpu-tests", "not_passed", value=[line for line in output.splitlines() if line.startswith(outcomes)])
+    report.log(f"exit {code}: {summary[0]}")
+    if code != 0:
+        raise RuntimeError(f"pytest -m gpu: {summary[0]}")
+
+
+@dataclass
+class ModeResult:
+    latents: torch.Tensor  # float32, on the CPU
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+
+
+def test_image(height: int, width: int) -> np.ndarray:
+    """A smooth seeded picture (gradients and a disc): the same input for every mode."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    disc = ((x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.05).astype(np.float64)
+    image = np.stack([x, y, 0.5 * disc + 0.25 * (1 - x)], axis=-1)
+    return (image * 255).clip(0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def pipeline_for_mode(model, mode: Mode, dry_run: bool) -> Pipeline:
+    backend = BaselineBackend(model) if mode.baseline else TorchBackend(model)
+    fused = mode.fused_kernels
+    if fused and dry_run:  # no CUDA: the kernels' torch reference runs the same fused wiring
+        fused = kernels.ReferenceKernels()
+    return Pipeline(backend, cache_unconditional=not mode.baseline, cuda_graph=mode.cuda_graph, fused_kernels=fused)
+
+
+def measure_mode(report: Report, preset_name: str, mode: Mode, model, opts, image, dry_run: bool) -> ModeResult:
+    device = model.device
+    pipeline = pipeline_for_mode(model, mode, dry_run)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if mode.reference:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        peak_memory_reset(device)
+        runs = []
+        for _ in range(2):  # warm-up (lazy init, cuDNN plans, graph capture), then timed
+            clock = StageClock(device)
+            with clock("end_to_end"):
+                result = pipeline.generate([image], PROMPT, "animate", opts, timer=clock)
+            runs.append(clock.seconds)
+        peak = peak_memory_bytes(device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    timed = runs[-1]
+    ms_per_step = timed["denoise"] * 1000 / opts.steps
+    evaluations = opts.steps * guidance_for(opts).branches
+    latents = result.latents.float().cpu()
+    entry = {
+        "precision": pipeline.backend.precision,
+        "cuda_graph": pipeline.capture,
+        "fused_kernels": type(pipeline.kernels).__name__ if pipeline.kernels is not None else None,
+        "seconds": {stage: round(s, 4) for stage, s in timed.items()},
+        "warmup_end_to_end_s": round(runs[0]["end_to_end"], 3),
+        "ms_per_step": round(ms_per_step, 2),
+        f"computed_{STEPS_COMPUTED}_step_s": round(
+            timed["conditioning"] + ms_per_step * STEPS_COMPUTED / 1000 + timed["decode"], 2
+        ),
+        "unet_tflops_effective": round(
+            unet_flops(model.preset, 1, opts.height, opts.width) * evaluations / timed["denoise"] / 1e12, 2
+        ),
+        "peak_memory_gib": round(peak / 2**30, 2),
+        "latents_finite": bool(torch.isfinite(latents).all()),
+        "black_frames": int((result.frames.reshape(len(result.frames), -1).max(axis=1) < 8).sum()),
+    }
+    report.record(preset_name, "modes", mode.name, value=entry)
+    report.log(
+        f"{mode.name}: {ms_per_step:.1f} ms/step, conditioning {timed['conditioning']:.2f} s, "
+        f"decode {timed['decode']:.2f} s, peak {entry['peak_memory_gib']} GiB"
+    )
+    return ModeResult(latents, result.frames)
+
+
+def decoder_check(report: Report, preset_name: str, model, latents: torch.Tensor) -> None:
+    """The fp16 VAE decode of real latents: no NaN/Inf in its float output, no black frames."""
+    backend = TorchBackend(model)
+    z = latents.to(model.device)[0].transpose(0, 1)  # [T, 4, h, w]
+    with torch.inference_mode():
+        video = torch.cat([backend.decode_latents(c).float().cpu() for c in z.split(backend.decode_chunk)])
+    frame_max = video.flatten(1).amax(dim=1)
+    report.record(
+        preset_name,
+        f"vae_decode_{str(model.dtype).removeprefix('torch.')}",
+        value={
+            "finite": bool(torch.isfinite(video).all()),
+            "black_frames": int((frame_max <= -1 + 2 * 8 / 255).sum()),  # every pixel under 8 of 255
+            "min": float(video.min()),
+            "max": float(video.max()),
+        },
+    )
+
+
+def compare(report: Report, preset_name: str, results: dict[str, ModeResult]) -> None:
+    for mode, against in COMPARISONS:
+        if mode in results and against in results:
+            a, b = results[mode], results[against]
+            decibels = psnr(a.frames, b.frames)
+            entry = {
+                "latents_rel_error": relative_error(a.latents, b.latents),
+                "frames_psnr_db": round(decibels, 2) if math.isfinite(decibels) else "identical",
+            }
+            report.record(preset_name, "comparisons", f"{mode} vs {against}", value=entry)
+            report.log(
+                f"{mode} vs {against}: rel. error {entry['latents_rel_error']:.2e}, {entry['frames_psnr_db']} dB"
+            )
+
+
+def preset_section(report: Report, preset_name: str, device: torch.device, steps: int, dry_run: bool) -> None:
+    preset = dcrt.get_preset(preset_name)
+    opts = resolve_options(preset, steps=steps, seed=123)
+    image = test_image(opts.height, opts.width)
+    report.record(preset_name, "settings", value={"height": opts.height, "width": opts.width, "steps": steps})
+    results: dict[str, ModeResult] = {}
+    model, model_dtype = None, None
+    for mode in MODES:
+        report.section = f"{preset_name}/{mode.name}"
+        if report.budget_s - report.elapsed() < RESERVE_S.get(preset_name, DEFAULT_RESERVE_S) / len(MODES):
+            report.record(preset_name, "modes", mode.name, value="skipped (budget)")
+            continue
+        try:
+            if mode.dtype != model_dtype:
+                model = None  # one model resident at a time
+                _empty_cache(device)
+                start = time.perf_counter()
+                model, model_dtype = (
+                    dcrt.random_model(preset, seed=0, device=device, dtype=DTYPES[mode.dtype]),
+                    mode.dtype,
+                )
+                report.log(f"random {mode.dtype} weights on {device} in {time.perf_counter() - start:.1f} s")
+            results[mode.name] = measure_mode(report, preset_name, mode, model, opts, image, dry_run)
+            if mode.name == "eager-fp16":
+                decoder_check(report, preset_name, model, results[mode.name].latents)
+        except Exception as exc:
+            report.log("FAILED:\n" + traceback.format_exc())
+            report.record(preset_name, "modes", mode.name, value=f"failed: {type(exc).__name__}: {exc}"[:500])
+        _empty_cache(device)
+    report.section = preset_name
+    compare(report, preset_name, results)
+    failed = [m.name for m in MODES if str(report.data["sections"][preset_name]["modes"][m.name]).startswith("failed")]
+    if failed:
+        raise RuntimeError(f"modes failed: {', '.join(failed)}")
+
+
+def _empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def markdown(data: dict) -> str:
+    env = data.get("environment", {})
+    lines = [
+        f"# GPU report: {env.get('device', '?')}",
+        "",
+        f"torch {env.get('torch')}, CUDA {env.get('cuda')}, driver {env.get('driver')}, "
+        f"commit {env.get('git_commit')}; {data.get('elapsed_s')} s, status {data.get('status')}",
+        "",
+        "| section | status | seconds |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {s.get('status')} | {s.get('seconds', '-')} |" for name, s in data["sections"].items()]
+    computed = f"computed_{STEPS_COMPUTED}_step_s"
+    for name, section in data["sections"].items():
+        modes = section.get("modes")
+        if not isinstance(modes, dict):
+            continue
+        settings = section.get("settings", {})
+        lines += [
+            "",
+            f"## {name} ({settings.get('height')}x{settings.get('width')}, measured at {settings.get('steps')} steps)",
+            "",
+            f"| mode | ms/step | conditioning s | decode s | measured end-to-end s | {computed} (computed) "
+            "| UNet TFLOP/s | peak GiB | finite | black frames |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for mode, m in modes.items():
+            if not isinstance(m, dict):
+                lines.append(f"| {mode} | {m} |")
+                continue
+            s = m["seconds"]
+            lines.append(
+                f"| {mode} | {m['ms_per_step']} | {s['conditioning']:.3f} | {s['decode']:.3f} | {s['end_to_end']:.3f} "
+                f"| {m[computed]} | {m['unet_tflops_effective']} | {m['peak_memory_gib']} | {m['latents_finite']} "
+                f"| {m['black_frames']} |"
+            )
+        comparisons = section.get("comparisons", {})
+        if comparisons:
+            lines += ["", "| comparison | latents rel. error | frames PSNR dB |", "|---|---|---|"]
+            lines += [f"| {k} | {v['latents_rel_error']:.2e} | {v['frames_psnr_db']} |" for k, v in comparisons.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory for the JSON, logs, junit XML, Markdown")
+    parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole report (default 480)")
+    parser.add_argument("--presets", default=None, help="comma-separated (default 256,512,1024; tiny on --dry-run)")
+    parser.add_argument("--steps", type=int, default=None, help="measured steps per run (default 4; 2 on --dry-run)")
+    parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `pytest -m gpu`")
+    parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny preset: checks this script")
+    args = parser.parse_args(argv)
+    args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024")).split(",")
+    args.steps = args.steps or (2 if args.dry_run else 4)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("gpu_report: no CUDA GPU visible (use --dry-run to check the script on a CPU)", file=sys.stderr)
+        return 2
+    device = torch.device("cpu" if args.dry_run else "cuda")
+    report = Report(args.out, args.budget)
+    watchdog = start_watchdog(report, grace_s=60.0)
+    try:
+        return run_report(report, args, device, argv)
+    finally:
+        watchdog.cancel()
+        report.close()
+
+
+def run_report(report: Report, args: argparse.Namespace, device: torch.device, argv: list[str] | None) -> int:
+    report.data["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    report.data["dry_run"] = args.dry_run
+    report.data["environment"] = environment(device)
+    report.save()
+    report.log(f"{report.data['environment']['device']}, budget {args.budget:.0f} s, presets {args.presets}")
+    report.run_section("kernels", "kernels", lambda: kernels_section(report, device))
+    report.run_section("gpu-tests", "gpu-tests", lambda: gpu_tests_section(report, args.dry_run, args.tests_timeout))
+    for name in args.presets:
+        report.run_section(name, name, lambda name=name: preset_section(report, name, device, args.steps, args.dry_run))
+    report.section = "end"
+    failed = [n for n, s in report.data["sections"].items() if not str(s.get("status")).startswith(("done", "skipped"))]
+    report.data["status"] = f"failed sections: {', '.join(failed)}" if failed else "done"
+    report.save()
+    (args.out / "gpu-report.md").write_text(markdown(report.data))
+    print(markdown(report.data))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

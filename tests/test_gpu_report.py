@@ -1,0 +1,124 @@
+"""benchmarks/gpu_report.py, proven on the CPU before a GPU ever runs it.
+
+The dry run goes through every section and mode with the tiny preset, in a child process where the
+packages that the lent GPU machine lacks cannot be imported, so an import or logic error shows up here
+and not in the 15 minutes of GPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import gpu_report  # noqa: E402
+
+# Not on the lent GPU machine (its image's package list, 2026-11) and not carried by benchmarks/gpu_wheels.sh.
+MISSING_ON_THE_GPU_MACHINE = ("imageio_ffmpeg", "onnx_graphsurgeon", "kornia", "tensorrt", "polygraphy")
+
+# Hides the packages from the path finder: `import x` fails and importlib.util.find_spec(x) is None, as
+# where they are not installed (torch probes optional modules with find_spec).
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.machinery, os, sys
+
+    _MISSING = set(os.environ["DCRT_TEST_MISSING_MODULES"].split(","))
+
+    class _PathFinderWithout(importlib.machinery.PathFinder):
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
+            if name.split(".")[0] in _MISSING:
+                return None
+            return importlib.machinery.PathFinder.find_spec(name, path, target)
+
+    sys.meta_path[:] = [_PathFinderWithout if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    """One dry run for the module's tests: (exit code, output, report JSON, out dir)."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text(BLOCKER)  # also reaches the `pytest -m gpu` child it starts
+    out = tmp_path_factory.mktemp("gpu-report")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(site), str(REPO)]),
+        DCRT_TEST_MISSING_MODULES=",".join(MISSING_ON_THE_GPU_MACHINE),
+    )
+    cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), "--dry-run", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    data = json.loads((out / "gpu-report.json").read_text())
+    return proc.returncode, proc.stdout + proc.stderr, data, out
+
+
+def test_the_missing_packages_are_hidden_in_the_child(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(os.environ, PYTHONPATH=str(site), DCRT_TEST_MISSING_MODULES="json,imageio_ffmpeg")
+    code = "import importlib.util, sys\ntry:\n    import json\nexcept ImportError:\n    sys.exit(7)"
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 7
+
+
+def test_dry_run_passes_every_section_without_the_missing_packages(dry_run):
+    code, output, data, out = dry_run
+    assert code == 0, output[-3000:]
+    assert data["status"] == "done" and data["dry_run"] is True
+    assert {name: s["status"] for name, s in data["sections"].items()} == {
+        "kernels": "done",
+        "gpu-tests": "done",
+        "tiny": "done",
+    }
+    assert "collected" in data["sections"]["gpu-tests"]["summary"]  # every -m gpu test module imports there
+    for name in ("gpu-report.json", "gpu-report.md", "gpu-report.log", "gpu-tests.xml", "gpu-tests.log"):
+        assert (out / name).is_file(), name
+
+
+def test_dry_run_measures_every_mode_and_comparison(dry_run):
+    _, output, data, _ = dry_run
+    tiny = data["sections"]["tiny"]
+    assert list(tiny["modes"]) == [m.name for m in gpu_report.MODES]
+    for name, mode in tiny["modes"].items():
+        assert isinstance(mode, dict), f"{name}: {mode}"
+        assert mode["ms_per_step"] > 0 and mode["peak_memory_gib"] > 0 and mode["latents_finite"], name
+        computed = mode[f"computed_{gpu_report.STEPS_COMPUTED}_step_s"]
+        assert computed > mode["seconds"]["end_to_end"] - mode["seconds"]["denoise"], name
+    assert tiny["modes"]["baseline"]["cuda_graph"] is False and tiny["modes"]["baseline"]["fused_kernels"] is None
+    assert tiny["modes"]["graph-fused-bf16"]["fused_kernels"] == "ReferenceKernels"  # the wiring ran, on a CPU
+    assert set(tiny["comparisons"]) == {f"{a} vs {b}" for a, b in gpu_report.COMPARISONS}
+    assert tiny["comparisons"]["baseline vs fp32-reference"]["latents_rel_error"] < 1e-4  # same fp32 weights
+    assert tiny["comparisons"]["graph-fp16 vs eager-fp16"]["latents_rel_error"] < 1e-5
+    assert tiny["vae_decode_float16"]["finite"]
+
+
+def test_budget_skips_sections_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["gpu_report.py"])
+    code = gpu_report.main(["--dry-run", "--out", str(tmp_path), "--budget", "5"])
+    data = json.loads((tmp_path / "gpu-report.json").read_text())
+    assert code == 0 and data["status"] == "done"
+    assert all(s["status"].startswith("skipped (budget") for s in data["sections"].values())
+    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny"}
+    assert "skipped" in (tmp_path / "gpu-report.md").read_text()
+
+
+def test_a_failing_mode_fails_its_section_and_the_report(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(gpu_report, "measure_mode", broken)
+    monkeypatch.setattr(gpu_report, "gpu_tests_section", lambda *args: None)
+    code = gpu_report.main(["--dry-run", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "gpu-report.json").read_text())
+    assert code == 1 and data["status"] == "failed sections: tiny"
+    assert data["sections"]["tiny"]["modes"]["baseline"].startswith("failed: RuntimeError: simulated failure")
+    assert "RuntimeError" in (tmp_path / "gpu-report.log").read_text()
