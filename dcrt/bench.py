@@ -11,6 +11,7 @@ DDIM update) and every backend's speed-up over the baseline measured in the same
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -172,6 +173,9 @@ def environment(device: torch.device) -> dict:
         "cuda": torch.version.cuda,
         "dcrt": dcrt.__version__,
         "git_commit": _git_commit(),
+        # Other work on the machine skews CPU timings badly (torch's threads wait on each other): stated.
+        "load_average_1min": os.getloadavg()[0],
+        "cpu_cores": os.cpu_count(),
     }
     for module in ("onnxruntime", "tensorrt"):
         try:
@@ -181,6 +185,11 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         env["driver"] = _nvidia_driver()
     return env
+
+
+def busy_machine(env: dict) -> bool:
+    """A 1-minute load above 3/4 of the cores before the first run: other work competes for the CPU."""
+    return env.get("load_average_1min", 0.0) > 0.75 * (env.get("cpu_cores") or 1)
 
 
 def _cpu_name() -> str:
@@ -263,6 +272,12 @@ def markdown(report: BenchReport) -> str:
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
+    if busy_machine(report.environment):
+        lines.insert(
+            1,
+            f"\n(the machine was busy when this started: load {report.environment['load_average_1min']:.1f} "
+            f"on {report.environment['cpu_cores']} cores; CPU timings are unreliable)",
+        )
     for r in report.results:
         flags = ["yes" if r.settings.get(k) else "no" for k in ("cuda_graph", "fused_kernels")]
         cells = [r.backend, *flags] + [f"{r.median(s):.3f}" for s in STAGES]

@@ -329,7 +329,8 @@ def random_model(
         if component != "schedule"
     }
     for key, shape in unused_tensor_shapes(preset).items():
-        state[key] = _random_tensor(key, shape, seed, ".ln_" in key and key.endswith(".weight"), g)
+        # unused at inference: kept on the CPU, as a loaded checkpoint keeps them
+        state[key] = _random_tensor(key, shape, seed, ".ln_" in key and key.endswith(".weight"), g).cpu()
     state |= schedule_buffers(preset.diffusion)
     _load_into(model, state)
     return model.place(device, dtype).eval().requires_grad_(False)

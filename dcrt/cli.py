@@ -218,6 +218,7 @@ def bench(
     images = [(rng.random((opts.height, opts.width, 3)) * 255).astype(np.uint8) for _ in range(2)]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     choice = ModelChoice(res, ckpt, random_weights, device, "fp32", "torch", export_dir)
+    machine = environment(torch.device(_check_device(device)))  # before the runs: the load they meet
     pipelines = _bench_pipelines(names, choice, preset, dtype, opts, log)
     results = [
         run_backend(name, pipelines[name], images, "a boat sailing on a calm sea", opts, warmup, repeat, log)
@@ -231,7 +232,7 @@ def bench(
         repeat=repeat,
         warmup=warmup,
         command=" ".join(["dcrt", *sys.argv[1:]]),
-        environment=environment(torch.device(_check_device(device))),
+        environment=machine,
         unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width),
         results=results,
     )

@@ -80,3 +80,15 @@ def test_peak_memory_sees_a_short_lived_allocation():
         del block
     assert 0.2 < peak.anon_rise_gib() < 1.0
     assert peak.peak_kib["RssAnon"] >= peak.start_kib["RssAnon"]
+
+
+def test_a_busy_machine_is_stated_in_the_report():
+    from dcrt.bench import BackendResult, BenchReport, markdown
+
+    def report(load: float) -> str:
+        env = {"device": "CPU: test", "load_average_1min": load, "cpu_cores": 2}
+        runs = [{"conditioning": 0.1, "denoise": 1.0, "decode": 0.1, "end_to_end": 1.2}]
+        result = BackendResult("torch", {"cuda_graph": False, "fused_kernels": False}, runs, 2**30, 4)
+        return markdown(BenchReport("tiny", 64, 64, 2, 1, 0, "dcrt bench", env, 10**9, [result]))
+
+    assert "busy" in report(3.5) and "busy" not in report(0.2)
