@@ -543,7 +543,7 @@ def batch(
     export_dir: ExportDir = None,
     engines: Engines = Path("engines"),
 ) -> None:
-    from dcrt.pipeline import MODES
+    from dcrt.config import MODES
 
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

@@ -118,6 +118,11 @@ class DiffusionConfig:
     turning_step: int = 400
 
 
+# DDIM timestep spacings (dcrt.schedule.ddim_timesteps) and what a preset can be asked to do.
+SPACINGS = ("uniform", "uniform_trailing")
+MODES = ("animate", "interpolate", "loop")
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
     """What the original scripts pass for this model (spec 1.9)."""
@@ -167,7 +172,6 @@ _EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_res
 # Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
 # two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
 # and run in well under a second on a CPU. GroupNorm(32) needs channel counts that are multiples of 32.
-_ALL_MODES = ("animate", "interpolate", "loop")
 _TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=64)
 _TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2))
 _TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
@@ -224,7 +228,7 @@ PRESETS: dict[str, Preset] = {
             text=_TINY_TEXT,
             image=_TINY_IMAGE,
             resampler=_TINY_RESAMPLER,
-            modes=_ALL_MODES,
+            modes=MODES,
         ),
         Preset(
             name="tiny-256",
@@ -238,7 +242,7 @@ PRESETS: dict[str, Preset] = {
             diffusion=_EPS_MODEL,
             sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
             fs_embed_checkpoint_name="framestride_embed",
-            modes=_ALL_MODES,
+            modes=MODES,
         ),
     )
 }

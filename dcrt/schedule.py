@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from dcrt.config import DiffusionConfig
+from dcrt.config import SPACINGS, DiffusionConfig
 
 # Buffer names in the order the original registers them (they are checkpoint keys without a prefix).
 SCHEDULE_BUFFERS = (
@@ -84,8 +84,6 @@ def schedule_buffers(cfg: DiffusionConfig) -> dict[str, torch.Tensor]:
 
 
 # --- DDIM sampling schedule (spec 4.4 - 4.6) -----------------------------------------------------
-
-SPACINGS = ("uniform", "uniform_trailing")
 
 
 def ddim_timesteps(steps: int, spacing: str, num_train_steps: int = 1000) -> np.ndarray:
