@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path | None:
-    """`../shared/` beside the checkout (CI and developer machines), or $DCRT_SHARED_DIR."""
+    """Data from outside the repository: $DCRT_SHARED_DIR, or a `shared/` folder beside the checkout (the
+    project's development machines). A clone has neither; the tests that need it skip, saying so."""
     candidates = [os.environ.get("DCRT_SHARED_DIR"), REPO.parent / "shared", REPO.parent.parent / "shared"]
     return next((Path(c) for c in candidates if c and (Path(c) / "reference_spec.md").is_file()), None)
 
