@@ -367,19 +367,20 @@ def _generate(
     from dcrt.config import get_preset
     from dcrt.images import open_image
     from dcrt.pipeline import pipeline_for, resolve_options
-    from dcrt.video import check_output_path, format_for, write_video
+    from dcrt.video import check_output_path, check_video_options, format_for, write_video
 
     preset = get_preset(model.res)
     if mode not in preset.modes:
         raise UsageError(f"preset {preset.name} cannot {mode}; it supports: {', '.join(preset.modes)}")
     opts = resolve_options(preset, **sampling)
     fmt = format_for(output.out or Path("video"), output.fmt)
+    check_video_options(fmt, output.fps, output.quality)
     suffix = "" if fmt == "png" else f".{fmt}"
     if out_dir is not None and not out_dir.is_dir():
         raise UsageError(f"output directory {out_dir} does not exist")
     targets = [output.out or (out_dir or Path(".")) / f"{job.name}_{mode}{suffix}" for job in jobs]
     for target in targets:
-        check_output_path(target)
+        check_output_path(target, fmt)
     pictures = [[open_image(p) for p in job.images] for job in jobs]
     pipe = pipeline_for(_load_backend(model, preset, opts.height, opts.width))
     for job, images, target in zip(jobs, pictures, targets):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from dcrt.options import DEFAULT_SEEDS, SamplingOptions, resolve_options
 from dcrt.runner import GraphRunner
 from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, StepCallback, sample
 from dcrt.schedule import DDIMSchedule, build_ddim_schedule
+from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, write_video
 
 
 def guidance_for(opts: SamplingOptions) -> Guidance:
@@ -35,6 +37,13 @@ def guidance_for(opts: SamplingOptions) -> Guidance:
 class VideoResult:
     latents: torch.Tensor  # [1, 4, T, h, w] final latents, before decoding (float32)
     frames: np.ndarray  # uint8 [T, H, W, 3]
+
+    def save(
+        self, path: str | Path, fps: int = DEFAULT_FPS, quality: int = DEFAULT_QUALITY, format: str | None = None
+    ) -> Path:
+        """Write the frames as mp4 (H.264), gif, webp or a folder of png frames; the format defaults to the
+        extension's. Written to a temporary file and renamed, as the command line does."""
+        return write_video(self.frames, path, format, fps=fps, quality=quality)
 
 
 class Pipeline:
