@@ -35,6 +35,18 @@ def tiny_ckpt(tiny_model, tmp_path_factory) -> Path:
     return dcrt.save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "model.ckpt")
 
 
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """An fp32 ONNX export of the tiny preset's random weights: (directory, manifest)."""
+    from dcrt.export import ExportRequest, export_model
+    from dcrt.weights import Weights
+
+    model = dcrt.random_model("tiny", seed=0)
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    manifest = export_model(model, out, ExportRequest(model.preset, "fp32", Weights("tiny").source()))
+    return out, manifest
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
