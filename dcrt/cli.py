@@ -21,7 +21,7 @@ from typer.core import TyperCommand
 
 from dcrt.batch import Job, read_prompt_dir
 from dcrt.config import MODES
-from dcrt.errors import DcrtError, UsageError
+from dcrt.errors import INTERRUPTED_EXIT_CODE, INTERRUPTED_MESSAGE, DcrtError, UsageError
 from dcrt.options import DEFAULT_SEEDS
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 
@@ -773,16 +773,14 @@ def batch(
     )
 
 
-_INTERRUPTED = 130  # 128 + SIGINT: the exit status shells give a program stopped by Ctrl-C
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     typer.echo(f"dcrt: warning: {message}", err=True)
 
 
 def main() -> None:
-    """The console script. Everything slow runs inside the `try`: Ctrl-C at any moment after start-up is
-    one line and exit 130 (outputs are written to temporary files and renamed, so none is left half-written)."""
+    """Run the command line on sys.argv (the console script, `dcrt.__main__.main`, calls this). Everything slow
+    runs inside the `try`: Ctrl-C is one line and exit 130 (outputs are written to temporary files and renamed,
+    so none is left half-written)."""
     if len(sys.argv) == 1:
         sys.argv.append("--help")
     try:
@@ -791,7 +789,7 @@ def main() -> None:
             warnings.showwarning = _show_warning
             code = app(standalone_mode=False, prog_name="dcrt")
     except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
-        code = _INTERRUPTED
+        code = INTERRUPTED_EXIT_CODE
     except _ARGUMENT_ERRORS as exc:  # bad arguments: one line, exit 2
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"dcrt: error: {message}", err=True)
@@ -799,6 +797,6 @@ def main() -> None:
     except DcrtError as exc:
         typer.echo(f"dcrt: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    if code == _INTERRUPTED:  # typer >= 0.2x returns this code for Ctrl-C in a command, without a word
-        typer.echo("dcrt: interrupted", err=True)
+    if code == INTERRUPTED_EXIT_CODE:  # typer >= 0.2x returns this code for Ctrl-C in a command, silently
+        typer.echo(INTERRUPTED_MESSAGE, err=True)
     sys.exit(code or 0)

@@ -32,7 +32,8 @@ def open_image(path: str | Path):
     if not path.is_file():
         raise UsageError(f"image {path} does not exist")
     try:
-        with Image.open(path) as img:
+        # The file is opened here, not by PIL: closed however the decode ends, Ctrl-C included.
+        with open(path, "rb") as file, Image.open(file) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img), str(path))
     except UnidentifiedImageError:

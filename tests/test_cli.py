@@ -242,28 +242,30 @@ def test_interrupt_while_writing_is_one_line_and_leaves_no_file(picture, tmp_pat
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(("o.", ".o."))]
 
 
-# Ctrl-C while the command line imports torch (the slowest moment of start-up): KeyboardInterrupt is raised
-# by the import itself, as a real Ctrl-C would be.
-_INTERRUPT_AT_TORCH = """
+# Ctrl-C while the command line starts: KeyboardInterrupt raised by the import of a module it needs, as a
+# real Ctrl-C would be (typer: while dcrt.cli itself loads; torch: the slowest moment, inside a command).
+_INTERRUPT_AT_IMPORT = """
 import builtins, sys
 real_import = builtins.__import__
+module = sys.argv.pop(1)
 
 def interrupting_import(name, *args, **kwargs):
-    if name == "torch" or name.startswith("torch."):
+    if name == module or name.startswith(module + "."):
         raise KeyboardInterrupt
     return real_import(name, *args, **kwargs)
 
 builtins.__import__ = interrupting_import
-sys.argv = ["dcrt", *sys.argv[1:]]
-from dcrt.cli import main
+sys.argv[0] = "dcrt"
+from dcrt.__main__ import main
 main()
 """
 
 
-def test_interrupt_during_start_up_is_one_line(picture, tmp_path):
+@pytest.mark.parametrize("module", ["typer", "torch"])
+def test_interrupt_during_start_up_is_one_line(picture, tmp_path, module):
     target = tmp_path / "o.mp4"
-    args = ["animate", str(picture), "x", *TINY, "-o", str(target)]
-    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_TORCH, *args], capture_output=True, text=True)
+    args = [module, "animate", str(picture), "x", *TINY, "-o", str(target)]
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_IMPORT, *args], capture_output=True, text=True)
     assert (proc.returncode, proc.stderr) == (130, "dcrt: interrupted\n")
     assert not target.exists()
 
