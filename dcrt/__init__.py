@@ -1,23 +1,40 @@
-"""dcrt: an inference engine for the DynamiCrafter image-to-video models."""
+"""dcrt: an inference engine for the DynamiCrafter image-to-video models.
 
-from dcrt.checkpoint import load_model, random_model, save_checkpoint
-from dcrt.config import PRESETS, Preset, get_preset
-from dcrt.models import DynamiCrafter
-from dcrt.pipeline import VideoResult, animate, interpolate, loop
+The API names are imported on first use (PEP 562), so `import dcrt` and the command line's help and
+argument errors do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PRESETS",
-    "DynamiCrafter",
-    "Preset",
-    "VideoResult",
-    "__version__",
-    "animate",
-    "get_preset",
-    "interpolate",
-    "load_model",
-    "loop",
-    "random_model",
-    "save_checkpoint",
-]
+# API name -> the module that defines it.
+_API = {
+    "load_model": "dcrt.checkpoint",
+    "random_model": "dcrt.checkpoint",
+    "save_checkpoint": "dcrt.checkpoint",
+    "PRESETS": "dcrt.config",
+    "Preset": "dcrt.config",
+    "get_preset": "dcrt.config",
+    "DynamiCrafter": "dcrt.models",
+    "VideoResult": "dcrt.pipeline",
+    "animate": "dcrt.pipeline",
+    "interpolate": "dcrt.pipeline",
+    "loop": "dcrt.pipeline",
+}
+
+__all__ = ["__version__", *sorted(_API)]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'dcrt' has no attribute {name!r}")
+    value = getattr(import_module(_API[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

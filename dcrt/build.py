@@ -9,7 +9,7 @@ Precision: TensorRT 11 removed weak typing (BuilderFlag.FP16, OBEY_PRECISION_CON
 precision hints), so the precision of every layer is the one in the ONNX graph and networks are
 built strongly typed (the flag is required on TensorRT 10 and ignored on 11). An FP16 engine is built
 from an fp16 export (`dcrt export --precision fp16`), whose GroupNorm/LayerNorm already run in fp32
-between casts (dcrt/models/layers.py, spec 7.1). For the components in `BuildConfig.fp32_softmax`
+between casts (dcrt/models/layers.py, docs/numerics.md §7.1). For the components in `BuildConfig.fp32_softmax`
 (the VAE by default: its mid attention over h*w tokens is where the 1024 black frames were
 reported) the build also lifts every Softmax of an fp16 graph to fp32 by inserting casts around it.
 """

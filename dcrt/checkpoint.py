@@ -2,7 +2,7 @@
 
 The original checkpoint is a Lightning pickle `{'state_dict': ...}` whose keys carry the original
 module paths. Here every key is either a parameter/buffer of one of dcrt's components (mapped by
-prefix) or one of the declared unused tensors of spec 2.3; anything else, anything missing and any
+prefix) or one of the declared unused tensors of docs/models.md §2.3; anything else, anything missing and any
 shape mismatch is an error. Files are untrusted: only tensors and a few inert Lightning metadata
 types are unpickled, and tensors are memory-mapped rather than read (a 10 GB file needs no 10 GB copy).
 """
@@ -37,7 +37,7 @@ _UNET_FS_NAME = "model.diffusion_model.fps_embedding."
 
 
 def unused_tensor_shapes(preset: Preset) -> dict[str, tuple[int, ...]]:
-    """Tensors every released checkpoint holds but inference never reads (spec 2.3)."""
+    """Tensors every released checkpoint holds but inference never reads (docs/models.md §2.3)."""
     text, image = preset.text, preset.image
     w = text.width
     last = f"cond_stage_model.model.transformer.resblocks.{text.layers - 1}."
@@ -59,7 +59,7 @@ def unused_tensor_shapes(preset: Preset) -> dict[str, tuple[int, ...]]:
     shapes |= {
         "cond_stage_model.model.text_projection": (w, text.projection_dim),
         "cond_stage_model.model.logit_scale": (),
-        # The image embedder's copy of CLIP lost only its text transformer (spec 2.3).
+        # The image embedder's copy of CLIP lost only its text transformer (docs/models.md §2.3).
         "embedder.model.token_embedding.weight": (text.vocab_size, w),
         "embedder.model.positional_embedding": (text.context_length, w),
         "embedder.model.ln_final.weight": (w,),
@@ -98,7 +98,7 @@ def _expected_shapes(preset: Preset) -> dict[str, tuple[int, ...]]:
 
 
 def _normalise_fs_name(key: str) -> str:
-    # Accept both names of the UNet's fs MLP, as the original loader does (spec 1.8).
+    # Accept both names of the UNet's fs MLP, as the original loader does (docs/models.md §1.8).
     return key.replace("model.diffusion_model.framestride_embed.", _UNET_FS_NAME)
 
 

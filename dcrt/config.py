@@ -1,6 +1,6 @@
 """Model presets as data: every hyper-parameter of the released DynamiCrafter models.
 
-Values follow `reference_spec.md` section 1. A preset is a frozen tree of dataclasses; code never
+Values follow docs/models.md §1. A preset is a frozen tree of dataclasses; code never
 branches on a preset's name, only on its fields.
 """
 
@@ -13,7 +13,7 @@ from dcrt.errors import UsageError
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """`UNetModel` of openaimodel3d (spec 3.5). Head width is fixed, head count = channels / width."""
+    """`UNetModel` of openaimodel3d (docs/models.md §3.5). Head width is fixed, head count = channels / width."""
 
     in_channels: int = 8
     out_channels: int = 4
@@ -38,7 +38,7 @@ class UNetConfig:
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """SD-2.x KL-f8 `AutoencoderKL` (spec 3.6)."""
+    """SD-2.x KL-f8 `AutoencoderKL` (docs/models.md §3.6)."""
 
     ch: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 4, 4)
@@ -55,7 +55,7 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
-    """OpenCLIP ViT-H-14 text tower, run to its penultimate block then `ln_final` (spec 3.2)."""
+    """OpenCLIP ViT-H-14 text tower, run to its penultimate block then `ln_final` (docs/models.md §3.2)."""
 
     vocab_size: int = 49408
     context_length: int = 77
@@ -91,7 +91,7 @@ class ImageEncoderConfig:
 
 @dataclass(frozen=True)
 class ResamplerConfig:
-    """Frame-wise Perceiver resampler (`image_proj_model`, spec 3.4)."""
+    """Frame-wise Perceiver resampler (`image_proj_model`, docs/models.md §3.4)."""
 
     dim: int = 1024
     depth: int = 4
@@ -106,7 +106,7 @@ class ResamplerConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Noise schedule and parameterisation (spec 1.2, 1.5, 1.6, 4.3)."""
+    """Noise schedule and parameterisation (docs/models.md §1.2, 1.5, 1.6; docs/sampling.md §4.3)."""
 
     timesteps: int = 1000
     linear_start: float = 0.00085
@@ -118,9 +118,14 @@ class DiffusionConfig:
     turning_step: int = 400
 
 
+# DDIM timestep spacings (dcrt.schedule.ddim_timesteps) and what a preset can be asked to do.
+SPACINGS = ("uniform", "uniform_trailing")
+MODES = ("animate", "interpolate", "loop")
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
-    """What the original scripts pass for this model (spec 1.9)."""
+    """What the original scripts pass for this model (docs/models.md §1.9)."""
 
     fs: int = 24
     fs_range: tuple[int, int] = (1, 60)
@@ -145,7 +150,7 @@ class Preset:
     resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
-    # The released 256 file stores the fs MLP as `framestride_embed` (older module name, spec 1.8).
+    # The released 256 file stores the fs MLP as `framestride_embed` (older module name, docs/models.md §1.8).
     fs_embed_checkpoint_name: str = "fps_embedding"
     hf_repo: str | None = None  # Hugging Face repository holding `model.ckpt`
     checkpoint_dir_name: str | None = None  # the original scripts' `checkpoints/<name>/model.ckpt`
@@ -167,7 +172,6 @@ _EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_res
 # Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
 # two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
 # and run in well under a second on a CPU. GroupNorm(32) needs channel counts that are multiples of 32.
-_ALL_MODES = ("animate", "interpolate", "loop")
 _TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=64)
 _TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2))
 _TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
@@ -224,7 +228,7 @@ PRESETS: dict[str, Preset] = {
             text=_TINY_TEXT,
             image=_TINY_IMAGE,
             resampler=_TINY_RESAMPLER,
-            modes=_ALL_MODES,
+            modes=MODES,
         ),
         Preset(
             name="tiny-256",
@@ -238,7 +242,7 @@ PRESETS: dict[str, Preset] = {
             diffusion=_EPS_MODEL,
             sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
             fs_embed_checkpoint_name="framestride_embed",
-            modes=_ALL_MODES,
+            modes=MODES,
         ),
     )
 }

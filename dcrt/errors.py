@@ -23,3 +23,8 @@ class BackendUnavailable(DcrtError):
     """A backend (TensorRT, onnxruntime-gpu, CUDA) that this machine does not have."""
 
     exit_code = 3
+
+
+# Ctrl-C, wherever it lands: this one line, and the status shells give a program stopped by SIGINT (128 + 2).
+INTERRUPTED_MESSAGE = "dcrt: interrupted"
+INTERRUPTED_EXIT_CODE = 130

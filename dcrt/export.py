@@ -175,6 +175,7 @@ class ExportRequest:
     source: str = "unknown"
     height: int | None = None
     width: int | None = None
+    source_stamp: dict | None = None  # dcrt.manifest.file_stamp of the checkpoint, when it is a file
 
     def manifest(self) -> ExportManifest:
         return ExportManifest(
@@ -185,6 +186,7 @@ class ExportRequest:
             opset=OPSET,
             source=self.source,
             dcrt_version=dcrt.__version__,
+            source_stamp=self.source_stamp,
         )
 
 
@@ -233,7 +235,11 @@ def export_model(
         raise dcrt.errors.UsageError("export needs the model in fp32 (the parity reference)")
     if not force and is_up_to_date(out, request):
         log(f"{out} is up to date (use --force to export again)")
-        return ExportManifest.read(out)
+        existing = ExportManifest.read(out)
+        if existing.source_stamp != request.source_stamp:  # the same weights, copied or touched: re-stamp them
+            existing.source_stamp = request.source_stamp
+            existing.write(out)
+        return existing
     specs = io_table(request.preset, request.height, request.width)
     # The references (small outputs) are computed first, while the model is still fp32: an fp16
     # export converts it in place. Each graph's trace and ONNX Runtime session are freed before the next.

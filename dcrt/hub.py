@@ -33,6 +33,14 @@ def _hf_cached(preset: Preset) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def default_checkpoint(preset: Preset) -> Path | None:
+    """The preset's checkpoint in $DCRT_CHECKPOINT_DIR, else in the Hugging Face cache; None if neither has it."""
+    for path in _candidates(preset):
+        if path.is_file():
+            return path
+    return _hf_cached(preset)
+
+
 def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
     if explicit is not None:
         if explicit.is_dir():
@@ -40,12 +48,9 @@ def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
         if not explicit.is_file():
             raise UsageError(f"checkpoint {explicit} does not exist")
         return explicit
-    for path in _candidates(preset):
-        if path.is_file():
-            return path
-    cached = _hf_cached(preset)
-    if cached is not None:
-        return cached
+    found = default_checkpoint(preset)
+    if found is not None:
+        return found
     if preset.hf_repo is None:
         raise UsageError(f"preset {preset.name} has no released checkpoint; pass --ckpt or --random-weights")
     raise UsageError(

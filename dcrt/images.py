@@ -8,19 +8,22 @@ than the target (e.g. a 4:3 photo at 320x512 gets black side bars), as the origi
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from dcrt.errors import UsageError
 
-ImageInput = str | Path | np.ndarray | torch.Tensor  # or a PIL.Image.Image
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 # Modes whose conversion to 8-bit RGB is well defined; 16/32-bit grey ("I", "I;16", "F") is not.
 _CONVERTIBLE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "La", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV", "RGBa"}
 
 
 def open_image(path: str | Path):
-    """Open an image file as an RGB PIL image, honouring EXIF rotation. Raises UsageError."""
+    """Open an image file as an RGB PIL image, honouring EXIF rotation. Raises UsageError.
+
+    Torch-free: the command line opens its images before it imports torch or loads a model."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -29,11 +32,14 @@ def open_image(path: str | Path):
     if not path.is_file():
         raise UsageError(f"image {path} does not exist")
     try:
-        with Image.open(path) as img:
+        # The file is opened here, not by PIL: closed however the decode ends, Ctrl-C included.
+        with open(path, "rb") as file, Image.open(file) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img), str(path))
     except UnidentifiedImageError:
         raise UsageError(f"{path} is not an image PIL can read") from None
+    except Image.DecompressionBombError as exc:  # PIL refuses to decode it: a hostile or absurd size
+        raise UsageError(f"image {path} is too large to decode safely ({exc}); downscale it first") from None
     except OSError as exc:
         raise UsageError(f"cannot read image {path}: {exc}") from None
 
@@ -46,6 +52,8 @@ def to_rgb(img, name: str = "image"):
 
 
 def _pil_to_tensor(img, height: int, width: int) -> torch.Tensor:
+    import numpy as np
+    import torch
     from torchvision.transforms import CenterCrop, Resize
 
     img = CenterCrop((height, width))(Resize(min(height, width))(img))
@@ -55,6 +63,8 @@ def _pil_to_tensor(img, height: int, width: int) -> torch.Tensor:
 
 def load_image(image, height: int, width: int) -> torch.Tensor:
     """-> float32 [1, 3, height, width] in [-1, 1]. A tensor input must already be at that size."""
+    import numpy as np
+    import torch
     from PIL import Image
 
     if isinstance(image, torch.Tensor):
@@ -76,5 +86,7 @@ def load_image(image, height: int, width: int) -> torch.Tensor:
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """[T, 3, H, W] roughly in [-1, 1] -> uint8 [T, H, W, 3]: clamp, map to [0, 255], truncate (as the original)."""
+    import torch
+
     x = (video.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0
     return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,4 +1,6 @@
-"""animate / interpolate / loop: inputs -> conditioning -> DDIM sampler -> frames (spec 3.1, 4.1, 4.2, 4.9).
+"""animate / interpolate / loop: inputs -> conditioning -> DDIM sampler -> frames.
+
+Data flow: docs/models.md §3.1; preprocessing, conditioning and decoding: docs/sampling.md §4.1, 4.2, 4.9.
 
 Compared with the original, the same numbers with none of its waste: the unconditional context is
 computed once per loaded model, the guidance branches run as one batched UNet call, the conditioning
@@ -11,93 +13,27 @@ import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dcrt import kernels as kernel_library
 from dcrt.backends import Backend, TorchBackend
-from dcrt.config import Preset
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.kernels import StepKernels
 from dcrt.models.clip import antialiased_resize
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
+from dcrt.options import DEFAULT_SEEDS, SamplingOptions, resolve_options
 from dcrt.runner import GraphRunner
 from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, StepCallback, sample
-from dcrt.schedule import SPACINGS, DDIMSchedule, build_ddim_schedule
+from dcrt.schedule import DDIMSchedule, build_ddim_schedule
+from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, write_video
 
-MODES = ("animate", "interpolate", "loop")
 # `timer(stage)` -> a context manager around one stage of `Pipeline.generate` (dcrt.bench.StageClock).
 StageTimer = Callable[[str], AbstractContextManager]
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """A run's settings, with the preset's defaults filled in (`resolve_options`)."""
-
-    steps: int
-    guidance_scale: float
-    eta: float
-    fs: int
-    guidance_rescale: float
-    timestep_spacing: str
-    cfg_img: float | None
-    seed: int
-    height: int
-    width: int
-
-
-def resolve_options(
-    preset: Preset,
-    steps: int = 50,
-    guidance_scale: float = 7.5,
-    eta: float = 1.0,
-    fs: int | None = None,
-    guidance_rescale: float | None = None,
-    timestep_spacing: str | None = None,
-    cfg_img: float | None = None,
-    seed: int = 123,
-    height: int | None = None,
-    width: int | None = None,
-) -> SamplingOptions:
-    """Fill `None` with the preset's defaults (spec 1.9) and reject values the sampler cannot use."""
-    d = preset.sampling
-    opts = SamplingOptions(
-        steps=steps,
-        guidance_scale=guidance_scale,
-        eta=eta,
-        fs=d.fs if fs is None else fs,
-        guidance_rescale=d.guidance_rescale if guidance_rescale is None else guidance_rescale,
-        timestep_spacing=timestep_spacing or d.timestep_spacing,
-        cfg_img=cfg_img,
-        seed=seed,
-        height=height or preset.height,
-        width=width or preset.width,
-    )
-    lo, hi = d.fs_range
-    checks = [
-        (opts.steps >= 1, f"steps must be at least 1, got {opts.steps}"),
-        (opts.steps <= 1000, f"steps must be at most 1000, got {opts.steps}"),
-        (opts.guidance_scale >= 0, f"guidance scale (cfg) must be >= 0, got {opts.guidance_scale}"),
-        (opts.cfg_img is None or opts.cfg_img >= 0, f"image guidance scale (cfg-img) must be >= 0, got {opts.cfg_img}"),
-        (opts.eta >= 0, f"eta must be >= 0, got {opts.eta}"),
-        (0 <= opts.guidance_rescale <= 1, f"guidance rescale must be in [0, 1], got {opts.guidance_rescale}"),
-        (lo <= opts.fs <= hi, f"fs {opts.fs} is out of range for preset {preset.name} ({lo}..{hi})"),
-        (
-            opts.timestep_spacing in SPACINGS,
-            f"unknown timestep spacing {opts.timestep_spacing!r}; choose {', '.join(SPACINGS)}",
-        ),
-        (
-            opts.height % 64 == 0 and opts.width % 64 == 0 and opts.height > 0 and opts.width > 0,
-            f"height and width must be positive multiples of 64, got {opts.height}x{opts.width}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-    return opts
 
 
 def guidance_for(opts: SamplingOptions) -> Guidance:
@@ -110,6 +46,13 @@ def guidance_for(opts: SamplingOptions) -> Guidance:
 class VideoResult:
     latents: torch.Tensor  # [1, 4, T, h, w] final latents, before decoding (float32)
     frames: np.ndarray  # uint8 [T, H, W, 3]
+
+    def save(
+        self, path: str | Path, fps: int = DEFAULT_FPS, quality: int = DEFAULT_QUALITY, format: str | None = None
+    ) -> Path:
+        """Write the frames as mp4 (H.264), gif, webp or a folder of png frames; the format defaults to the
+        extension's. Written to a temporary file and renamed, as the command line does."""
+        return write_video(self.frames, path, format, fps=fps, quality=quality)
 
 
 class Pipeline:
@@ -286,7 +229,7 @@ def animate(
     guidance_rescale: float | None = None,
     timestep_spacing: str | None = None,
     cfg_img: float | None = None,
-    seed: int = 123,
+    seed: int = DEFAULT_SEEDS["animate"],
     x_T: torch.Tensor | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -316,7 +259,7 @@ def interpolate(
     guidance_rescale: float | None = None,
     timestep_spacing: str | None = None,
     cfg_img: float | None = None,
-    seed: int = 12306,
+    seed: int = DEFAULT_SEEDS["interpolate"],
     x_T: torch.Tensor | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -341,7 +284,7 @@ def loop(
     guidance_rescale: float | None = None,
     timestep_spacing: str | None = None,
     cfg_img: float | None = None,
-    seed: int = 234,
+    seed: int = DEFAULT_SEEDS["loop"],
     x_T: torch.Tensor | None = None,
     height: int | None = None,
     width: int | None = None,

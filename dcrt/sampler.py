@@ -1,4 +1,4 @@
-"""The DDIM sampling loop with classifier-free guidance (spec 4.6, 4.7).
+"""The DDIM sampling loop with classifier-free guidance (docs/sampling.md §4.6, 4.7).
 
 It knows no networks: it calls a `denoise(x, t, context, fs)` function (any backend's UNet) once per
 step on the stacked guidance branches. Every per-step quantity is a tensor indexed by step position,
@@ -59,7 +59,7 @@ def combine_guidance(out: torch.Tensor, guidance: Guidance) -> torch.Tensor:
 def ddim_step(
     x: torch.Tensor, model_out: torch.Tensor, noise: torch.Tensor | None, c: DDIMCoefficients
 ) -> torch.Tensor:
-    """One DDIM step (DDIM eq. 12, spec 4.6), float32: the only implementation of it in dcrt.
+    """One DDIM step (DDIM eq. 12, docs/sampling.md §4.6), float32: the only implementation of it in dcrt.
 
     The eager loop calls it with `DDIMSchedule.at(i)`, the graph runner with the device-side
     `DDIMCoefficients.at_device_step`, and kernels/ddim.cu names it as its reference: the kernel performs

@@ -1,4 +1,4 @@
-"""The diffusion noise schedule (spec 1.5, 1.6, 4.3).
+"""The diffusion noise schedule (docs/models.md §1.5, 1.6; docs/sampling.md §4.3).
 
 `schedule_buffers` reproduces the 12 schedule tensors (and `scale_arr`) that the original registers
 and stores in every checkpoint; a loaded checkpoint's own values take precedence over these.
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from dcrt.config import DiffusionConfig
+from dcrt.timesteps import ddim_timesteps
 
 # Buffer names in the order the original registers them (they are checkpoint keys without a prefix).
 SCHEDULE_BUFFERS = (
@@ -83,29 +84,7 @@ def schedule_buffers(cfg: DiffusionConfig) -> dict[str, torch.Tensor]:
     return buffers
 
 
-# --- DDIM sampling schedule (spec 4.4 - 4.6) -----------------------------------------------------
-
-SPACINGS = ("uniform", "uniform_trailing")
-
-
-def ddim_timesteps(steps: int, spacing: str, num_train_steps: int = 1000) -> np.ndarray:
-    """DDPM timesteps visited by DDIM, ascending (position 0 = least noisy), int64.
-
-    `uniform`: every c = 1000 // S steps from 0, plus one; yields ceil(1000 / c) steps, which is not
-    always S (S = 16 gives 17). `uniform_trailing`: 1000, 1000 - c, ... (c = 1000 / S) rounded half
-    to even, reversed, minus one; always S steps, starting from t = 999. Both quirks are the original's.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if spacing == "uniform":
-        c = num_train_steps // steps
-        if c == 0:
-            raise ValueError(f"uniform spacing supports at most {num_train_steps} steps, got {steps}")
-        return np.arange(0, num_train_steps, c, dtype=np.int64) + 1
-    if spacing == "uniform_trailing":
-        c = num_train_steps / steps
-        return np.flip(np.round(np.arange(num_train_steps, 0, -c))).astype(np.int64) - 1
-    raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+# --- DDIM sampling schedule (docs/sampling.md §4.4-4.6) -----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -176,7 +155,7 @@ class DDIMSchedule:
 def build_ddim_schedule(
     buffers: dict[str, torch.Tensor], cfg: DiffusionConfig, steps: int, spacing: str, eta: float
 ) -> DDIMSchedule:
-    """Coefficients from the checkpoint's schedule tensors, in the original's precisions (spec 4.5).
+    """Coefficients from the checkpoint's schedule tensors, in the original's precisions (docs/sampling.md §4.5).
 
     A_i and A'_i are float32 values (A'_0 = alpha_bar[0], not 1); sigma is computed in float64 from
     them and rounded to float32; the direction coefficient sqrt(1 - A' - sigma^2) is evaluated in

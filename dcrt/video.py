@@ -8,33 +8,62 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dcrt.atomic import atomic_dir, atomic_file
 from dcrt.errors import UsageError
 
+if TYPE_CHECKING:
+    import numpy as np
+
 FORMATS = ("mp4", "gif", "webp", "png")
+DEFAULT_FORMAT = "mp4"
 DEFAULT_FPS = 8  # the original writes every video at 8 fps
+DEFAULT_QUALITY = 10  # x264 CRF, as the original
+QUALITY_RANGE = (0, 51)  # x264's CRF scale (8-bit)
+# Frame delays are stored in 1/100 s (gif) and in ms (webp): faster rates cannot be written.
+MAX_FPS = {"gif": 100, "webp": 1000}
 
 
 def format_for(path: Path, fmt: str | None) -> str:
-    """The format named, else the one the file extension says (no extension: mp4)."""
-    fmt = fmt or (path.suffix.lstrip(".").lower() or "mp4")
+    """The format named, else the one the file extension says (no extension: mp4).
+
+    A named format that contradicts the file's extension is refused: gif bytes in `out.mp4` open nowhere.
+    A folder of png frames may have any name that is not another format's extension.
+    """
+    named = path.suffix.lstrip(".").lower()
+    fmt = fmt or named or DEFAULT_FORMAT
     if fmt not in FORMATS:
         raise UsageError(f"unsupported output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if named and named != fmt and (fmt != "png" or named in FORMATS):
+        raise UsageError(
+            f"output format {fmt} does not match the file name {path.name}: "
+            f"name it {path.stem}.{fmt}, or leave the format out to take it from the name"
+        )
     return fmt
 
 
-def check_output_path(path: Path) -> None:
+def check_video_options(fmt: str, fps: int, quality: int) -> None:
+    """Reject what the writers cannot honour, before any frame is computed."""
+    top = MAX_FPS.get(fmt)
+    if fps < 1 or (top is not None and fps > top):
+        limit = f"from 1 to {top}" if top else "at least 1"
+        raise UsageError(f"fps must be {limit} for {fmt}, got {fps}")
+    lo, hi = QUALITY_RANGE
+    if not lo <= quality <= hi:
+        raise UsageError(f"quality must be from {lo} to {hi} (x264's CRF scale, lower is better), got {quality}")
+
+
+def check_output_path(path: Path, fmt: str) -> None:
     if not path.parent.is_dir():
         raise UsageError(f"output directory {path.parent} does not exist")
-    if path.is_dir() and any(path.iterdir()):
-        raise UsageError(f"output path {path} is a non-empty directory")
+    if path.is_dir() and (fmt != "png" or any(path.iterdir())):
+        raise UsageError(f"output path {path} is {'a non-empty' if fmt == 'png' else 'a'} directory")
 
 
 def _write_mp4(frames: np.ndarray, path: str, fps: int, quality: int) -> None:
     import imageio_ffmpeg
+    import numpy as np
 
     t, h, w, _ = frames.shape
     writer = imageio_ffmpeg.write_frames(
@@ -69,12 +98,17 @@ def _write_pngs(frames: np.ndarray, directory: str) -> None:
 
 
 def write_video(
-    frames: np.ndarray, path: str | Path, fmt: str | None = None, fps: int = DEFAULT_FPS, quality: int = 10
+    frames: np.ndarray,
+    path: str | Path,
+    fmt: str | None = None,
+    fps: int = DEFAULT_FPS,
+    quality: int = DEFAULT_QUALITY,
 ) -> Path:
     """uint8 [T, H, W, 3] -> file (or png folder). `quality` is x264's CRF (lower is better; 10 as the original)."""
     path = Path(path)
     fmt = format_for(path, fmt)
-    check_output_path(path)
+    check_video_options(fmt, fps, quality)
+    check_output_path(path, fmt)
     if fmt == "png":
         with atomic_dir(path) as tmp:
             _write_pngs(frames, str(tmp))

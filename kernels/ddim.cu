@@ -1,5 +1,5 @@
 // Fused DDIM update. Reference: dcrt.sampler.ddim_step (coefficients: dcrt.schedule.DDIMCoefficients),
-// the same operations in the same order, each rounded as one float32 op (docs: spec 4.6).
+// the same operations in the same order, each rounded as one float32 op (docs/sampling.md §4.6).
 //
 // coefs is a float32 table [DCRT_DDIM_NUM_COEFS, num_steps] on the device (DDIMSchedule.table()), row k
 // holding one DDIMCoefficients field (order below) indexed by step position i. The position is read from the device

@@ -1,4 +1,4 @@
-// Decoder output -> video frames (spec 4.9; dcrt.images.to_uint8_frames).
+// Decoder output -> video frames (docs/sampling.md §4.9; dcrt.images.to_uint8_frames).
 //
 // video [T, 3, H, W] float32, half or bfloat16 -> frames uint8 [T, H, W, 3]:
 //   y = (clamp(v, -1, 1) + 1) / 2 * 255, truncated toward zero (each op rounded as float32).

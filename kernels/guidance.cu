@@ -1,4 +1,4 @@
-// Classifier-free guidance combine with guidance rescale (spec 4.6 steps 1-2, 4.7;
+// Classifier-free guidance combine with guidance rescale (docs/sampling.md §4.6 steps 1-2, 4.7;
 // dcrt.sampler.combine_guidance).
 //
 // out holds `branches` stacked blocks of `batch` samples of n elements each, branch order

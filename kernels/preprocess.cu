@@ -1,4 +1,4 @@
-// Input preprocessing (spec 4.1, 3.3; dcrt.images.load_image after the resize/crop, and the
+// Input preprocessing (docs/sampling.md §4.1; docs/models.md §3.3; dcrt.images.load_image after the resize/crop, and the
 // normalisation of dcrt.pipeline.Pipeline.clip_pixels after its resize).
 //
 // image_u8_to_f32: images uint8 [N, H, W, 3] -> float32 [N, 3, H, W] in [-1, 1]:  v / 255 * 2 - 1

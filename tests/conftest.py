@@ -14,9 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path | None:
-    """`../shared/` beside the checkout (CI and developer machines), or $DCRT_SHARED_DIR."""
+    """Data from outside the repository: $DCRT_SHARED_DIR, or a `shared/` folder beside the checkout (the
+    project's development machines). A clone has neither; the tests that need it skip, saying so."""
     candidates = [os.environ.get("DCRT_SHARED_DIR"), REPO.parent / "shared", REPO.parent.parent / "shared"]
-    return next((Path(c) for c in candidates if c and (Path(c) / "reference_spec.md").is_file()), None)
+    return next((Path(c) for c in candidates if c and (Path(c) / "checkpoint_keys").is_dir()), None)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,18 @@ def tiny_256_model() -> dcrt.DynamiCrafter:
 @pytest.fixture(scope="session")
 def tiny_ckpt(tiny_model, tmp_path_factory) -> Path:
     return dcrt.save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "model.ckpt")
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """An fp32 ONNX export of the tiny preset's random weights: (directory, manifest)."""
+    from dcrt.export import ExportRequest, export_model
+    from dcrt.weights import Weights
+
+    model = dcrt.random_model("tiny", seed=0)
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    manifest = export_model(model, out, ExportRequest(model.preset, "fp32", Weights("tiny").source()))
+    return out, manifest
 
 
 @pytest.fixture(autouse=True)

@@ -71,8 +71,7 @@ def test_interpolate_loop_and_batch(picture, tmp_path, run_cli):
     for name in ("b.png", "a.png"):
         (folder / name).write_bytes(picture.read_bytes())
     (folder / "prompts.txt").write_text("first\n\nsecond\n")
-    out_dir = tmp_path / "outs"
-    out_dir.mkdir()
+    out_dir = tmp_path / "outs" / "new"  # created by the run
     code, out, err = run_cli(["batch", str(folder), "--out-dir", str(out_dir), *TINY, "--format", "gif"])
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == ["a_animate.gif", "b_animate.gif"]
@@ -85,44 +84,191 @@ def test_same_seed_gives_identical_files(picture, tmp_path, run_cli):
         assert frame.read_bytes() == (tmp_path / "b" / frame.name).read_bytes()
 
 
+def _bomb(path):
+    """A 70-byte png whose header claims 20000 x 20000 pixels: over PIL's decompression-bomb limit."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("1", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", 20000, 20000)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # the chunk's CRC over type + data
+    path.write_bytes(data)
+    return path
+
+
 def _bad_inputs(tmp_path, picture):
+    """(arguments, the one line's message, whether it must be refused before torch is imported)."""
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"\x89PNG garbage")
     deep = tmp_path / "deep.png"
     Image.new("I;16", (64, 64)).save(deep)
     tiny_ckpt = dcrt.save_checkpoint(dcrt.random_model("tiny", seed=1), tmp_path / "tiny.ckpt")
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.png").write_bytes(picture.read_bytes())
+    (tmp_path / "folder" / "prompts.txt").write_text("a prompt\n")
     out = str(tmp_path / "out.mp4")
     p = str(picture)
-    return [
+    early = [
         (["animate", str(tmp_path / "missing.png"), "x", *TINY, "-o", out], "does not exist"),
         (["animate", str(junk), "x", *TINY, "-o", out], "not an image"),
         (["animate", str(deep), "x", *TINY, "-o", out], "unsupported mode 'I;16'"),
         (["animate", str(tmp_path), "x", *TINY, "-o", out], "is a directory"),
+        (["animate", str(_bomb(tmp_path / "bomb.png")), "x", *TINY, "-o", out], "too large to decode safely"),
         (["animate", p, "x", "--res", "2048", "-o", out], "unknown preset '2048'"),
-        (
-            ["animate", p, "x", "--res", "tiny-256", "--ckpt", str(tiny_ckpt), "-o", out],
-            "does not match preset 'tiny-256'",
-        ),
         (["animate", p, "x", *TINY, "--steps", "0", "-o", out], "steps must be at least 1"),
         (["animate", p, "x", *TINY, "--cfg", "-1", "-o", out], "guidance scale"),
+        (["animate", p, "x", *TINY, "--cfg", "nan", "-o", out], "guidance scale (cfg) must be a finite number"),
+        (["animate", p, "x", *TINY, "--eta", "inf", "-o", out], "eta must be a finite number"),
         (["animate", p, "x", *TINY, "--fs", "999", "-o", out], "out of range"),
+        (["animate", p, "x", "--res", "tiny", "--spacing", "uniform", "--steps", "3", "-o", out], "visit t = 1000"),
+        (["animate", p, "x", *TINY, "--seed", str(2**64), "-o", out], "seed must be an integer from 0 to 2**64 - 1"),
+        (["animate", p, "x", *TINY, "--seed", "-1", "-o", out], "seed must be an integer from 0"),
+        (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.gif")], "fps must be from 1 to 100"),
+        (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.webp")], "fps must be from 1 to 1000"),
+        (["animate", p, "x", *TINY, "--fps", "0", "-o", out], "fps must be at least 1 for mp4"),
+        (["animate", p, "x", *TINY, "--quality", "99", "-o", out], "quality must be from 0 to 51"),
+        (["animate", p, "x", *TINY, "--format", "gif", "-o", out], "gif does not match the file name out.mp4"),
+        (["animate", p, "x", *TINY, "--format", "mp4", "-o", str(tmp_path / "a_dir")], "is a directory"),
         (["animate", p, "x", *TINY, "-o", str(tmp_path / "nope" / "out.mp4")], "does not exist"),
         (["animate", p, "x", *TINY, "--format", "avi", "-o", out], "unsupported output format"),
         (["animate", p, "x", *TINY, "--steps", "many", "-o", out], "--steps"),
         (["animate", p, "x", "--res", "512", "--ckpt", str(tmp_path / "none.ckpt"), "-o", out], "does not exist"),
+        (["animate", p, "x", *TINY, "--ckpt", str(tiny_ckpt), "--random-weights", "-o", out], "exclude each other"),
         (["loop", p, "x", "--res", "512", "--random-weights", "-o", out], "cannot loop"),
         (["animate", p, "x", *TINY, "--device", "tpu", "-o", out], "unknown device"),
+        (["animate", p, "x", *TINY, "--dtype", "fp8", "-o", out], "unknown dtype"),
+        (["animate", p, "x", *TINY, "--backend", "tensorrt", "-o", out], "unknown backend"),
         (["batch", str(tmp_path / "nodir"), "--out-dir", str(tmp_path), *TINY], "not a directory"),
+        (["batch", str(tmp_path / "folder"), "--out-dir", str(tmp_path / "a_file" / "v"), *TINY], "cannot be created"),
     ]
+    late = [
+        (
+            ["animate", p, "x", "--res", "tiny-256", "--ckpt", str(tiny_ckpt), "-o", out],
+            "does not match preset 'tiny-256'",
+        ),
+    ]
+    return [(*case, True) for case in early] + [(*case, False) for case in late]
 
 
 def test_bad_input_is_one_line_exit_2_and_no_file(picture, tmp_path, run_cli):
-    for args, message in _bad_inputs(tmp_path, picture):
+    for args, message, _ in _bad_inputs(tmp_path, picture):
         code, out, err = run_cli(args)
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2, (args, err)
         assert len(lines) == 1 and lines[0].startswith("dcrt: error:") and message in lines[0], (args, err)
-        assert not (tmp_path / "out.mp4").exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(("out.", ".out."))]
+
+
+# Runs the command line on each argument list in one fresh interpreter; reports whether torch was imported.
+_WITHOUT_TORCH = """
+import contextlib, io, json, sys
+from dcrt import cli
+results = []
+for args in json.loads(sys.argv[1]):
+    sys.argv, out, err, code = ["dcrt", *args], io.StringIO(), io.StringIO(), None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = exc.code
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps({"results": results, "torch": "torch" in sys.modules}))
+"""
+
+
+def _run_without_torch(cases: list[list[str]]) -> tuple[list, bool]:
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, json.dumps(cases)], capture_output=True, text=True, check=True
+    )
+    report = json.loads(proc.stdout)
+    return report["results"], report["torch"]
+
+
+def test_help_and_bad_options_answer_before_torch_is_imported(picture, tmp_path):
+    cases = [case for case in _bad_inputs(tmp_path, picture) if case[2]]
+    help_cases = [["--help"], ["-h"], ["--version"], ["animate", "--help"], ["batch", "-h"], ["animate"]]
+    results, torch_imported = _run_without_torch(help_cases + [args for args, _, _ in cases])
+    assert not torch_imported
+    codes = [code for code, _, _ in results]
+    assert codes[: len(help_cases)] == [0, 0, 0, 0, 0, 2]
+    for (args, message, _), (code, _, err) in zip(cases, results[len(help_cases) :]):
+        assert code == 2 and message in err, (args, err)
+
+
+def test_help_groups_options_and_names_the_defaults(run_cli):
+    code, out, _ = run_cli(["animate", "-h"])
+    assert code == 0
+    assert "Usage: dcrt animate IMAGE PROMPT [OPTIONS]" in out
+    sections = ["Arguments:", "Model options:", "Sampling options:", "Output options:", "Backend options:"]
+    positions = [out.index(section) for section in sections]
+    assert positions == sorted(positions)
+    # each option under its own heading
+    for option, section in [("--ckpt", 1), ("--seed", 2), ("--fps", 3), ("--backend", 4)]:
+        at = out.index(f"  {option} ")
+        assert positions[section] < at and (section + 1 == len(positions) or at < positions[section + 1]), option
+    assert "<image's name>_<command>.<format>" in out  # the default output name, written down
+    code, out, _ = run_cli(["batch", "--help"])
+    assert code == 0 and "Usage: dcrt batch DIRECTORY [OPTIONS]" in out and "--out " not in out
+    assert "created if missing" in out
+    code, out, _ = run_cli(["--version"])
+    assert code == 0 and out.strip() == f"dcrt {dcrt.__version__}"
+
+
+def test_default_output_name(picture, tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["animate", str(picture), "x", *TINY, "--format", "gif"])
+    assert code == 0, err
+    assert out.strip() == "in_animate.gif" and (tmp_path / "in_animate.gif").is_file()
+
+
+def test_interrupt_while_writing_is_one_line_and_leaves_no_file(picture, tmp_path, run_cli, monkeypatch):
+    from dcrt import video
+
+    def interrupted(frames, path, *args):
+        with open(path, "wb") as f:
+            f.write(b"half a video")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "_write_animated", interrupted)
+    code, out, err = run_cli(["animate", str(picture), "x", *TINY, "-o", str(tmp_path / "o.gif")])
+    messages = [line for line in err.splitlines() if line.startswith("dcrt:")]  # not the progress bar's
+    assert code == 130 and messages[-1] == "dcrt: interrupted" and "Traceback" not in err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("o.", ".o."))]
+
+
+# Ctrl-C while the command line starts: KeyboardInterrupt raised by the import of a module it needs, as a
+# real Ctrl-C would be (typer: while dcrt.cli itself loads; torch: the slowest moment, inside a command).
+_INTERRUPT_AT_IMPORT = """
+import builtins, sys
+real_import = builtins.__import__
+module = sys.argv.pop(1)
+
+def interrupting_import(name, *args, **kwargs):
+    if name == module or name.startswith(module + "."):
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = interrupting_import
+sys.argv[0] = "dcrt"
+from dcrt.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize("module", ["typer", "torch"])
+def test_interrupt_during_start_up_is_one_line(picture, tmp_path, module):
+    target = tmp_path / "o.mp4"
+    args = [module, "animate", str(picture), "x", *TINY, "-o", str(target)]
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_IMPORT, *args], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (130, "dcrt: interrupted\n")
+    assert not target.exists()
 
 
 def test_long_prompt_warns_and_runs(picture, tmp_path, run_cli):

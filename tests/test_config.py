@@ -7,7 +7,7 @@ from dcrt.errors import UsageError
 
 
 def test_released_presets_follow_the_spec_table():
-    # spec 1.2 / 1.9: the values that differ between the released models
+    # docs/models.md §1.2, 1.9: the values that differ between the released models
     p256, p512, p1024, interp = (PRESETS[n] for n in ("256", "512", "1024", "512-interp"))
     assert (p256.height, p256.width, p256.latent_height, p256.latent_width) == (256, 256, 32, 32)
     assert (p512.latent_height, p512.latent_width) == (40, 64)

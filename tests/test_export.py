@@ -16,14 +16,6 @@ from dcrt.manifest import ExportManifest
 from dcrt.pipeline import Pipeline
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    model = dcrt.random_model("tiny", seed=0)
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    manifest = export_model(model, out, ExportRequest(model.preset, "fp32", "random:tiny:seed0"))
-    return out, manifest
-
-
 def test_manifest_describes_every_graph(exported):
     out, manifest = exported
     data = json.loads((out / "manifest.json").read_text())

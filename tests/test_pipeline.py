@@ -101,6 +101,9 @@ def test_mode_must_suit_the_preset():
         (dict(timestep_spacing="quad"), "unknown timestep spacing"),
         (dict(height=100), "multiples of 64"),
         (dict(eta=-0.5), "eta must be"),
+        (dict(guidance_scale=float("inf")), "guidance scale"),
+        (dict(seed=2**64), r"seed must be an integer from 0 to 2\*\*64 - 1"),
+        (dict(seed=-1), "seed must be"),
     ],
 )
 def test_bad_options(tiny_model, image, kwargs, message):

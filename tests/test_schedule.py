@@ -1,11 +1,12 @@
-"""Schedule variants against the closed-form and worked values of reference_spec.md 1.5, 4.3 - 4.5."""
+"""Schedule variants against the closed-form and worked values of docs/models.md §1.5; docs/sampling.md §4.3-4.5."""
 
 import numpy as np
 import pytest
 import torch
 
 from dcrt.config import get_preset
-from dcrt.schedule import build_ddim_schedule, ddim_timesteps, dynamic_rescale_table, schedule_buffers
+from dcrt.schedule import build_ddim_schedule, dynamic_rescale_table, schedule_buffers
+from dcrt.timesteps import ddim_timesteps
 
 
 def _schedule(preset: str, steps=50, spacing=None, eta=1.0):
@@ -52,7 +53,20 @@ def test_bad_spacing_and_steps():
         ddim_timesteps(0, "uniform")
 
 
-# (preset, position i, t, A_i, A'_i, sigma_i, x0 factor) from spec 4.5, S = 50, eta = 1
+@pytest.mark.parametrize("steps", [3, 9, 27, 36, 37, 101, 111, 251, 333, 501, 1000])
+def test_uniform_step_counts_that_would_visit_t_1000_are_refused(steps):
+    # c = 1000 // S divides 999: arange(0, 1000, c) + 1 ends at 1000 (the original fails with an IndexError)
+    with pytest.raises(ValueError, match="would visit t = 1000"):
+        ddim_timesteps(steps, "uniform")
+    assert ddim_timesteps(steps, "uniform_trailing")[-1] == 999
+
+
+def test_every_other_uniform_step_count_stays_inside_the_schedule():
+    served = [s for s in range(1, 1001) if 999 % (1000 // s) != 0]
+    assert all(ddim_timesteps(s, "uniform").max() <= 999 for s in served)
+
+
+# (preset, position i, t, A_i, A'_i, sigma_i, x0 factor) from docs/sampling.md §4.5, S = 50, eta = 1
 WORKED = [
     ("512", 49, 999, 0.0, 8.5788e-5, 0.99996, 1.0),
     ("512", 48, 979, 8.5788e-5, 3.7515e-4, 0.87812, 1.0),

@@ -1,6 +1,19 @@
-"""Interchangeable executors of the five networks. The pipeline only sees `Backend`."""
+"""Interchangeable executors of the five networks. The pipeline only sees `Backend`.
 
-from dcrt.backends.base import Backend
-from dcrt.backends.torch_backend import TorchBackend
+`Backend` and `TorchBackend` are imported on first use, so that `dcrt.backends.select` (which backend a run
+uses) can answer without importing torch.
+"""
 
-__all__ = ["Backend", "TorchBackend"]
+from importlib import import_module
+
+_API = {"Backend": "dcrt.backends.base", "TorchBackend": "dcrt.backends.torch_backend"}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'dcrt.backends' has no attribute {name!r}")
+    value = getattr(import_module(_API[name]), name)
+    globals()[name] = value
+    return value

@@ -1,21 +1,29 @@
-"""`--backend auto`: the fastest backend this machine can run for a preset, and why the faster ones cannot.
+"""`--backend auto`: the fastest backend this machine can run for a request, and why the faster ones cannot.
 
 Order: TensorRT engines (built for this GPU and TensorRT) > ONNX Runtime on CUDA (an export and
 onnxruntime-gpu) > PyTorch on CUDA > ONNX Runtime on the CPU (an export) > PyTorch on the CPU.
-`choose_backend` is pure: what is installed and visible comes in as `Facts`, which `probe()` measures.
+An engine bundle or export serves a request only when its manifest says it holds the requested preset,
+size and weights (dcrt.weights): auto passes over one that does not, with a notice; a backend named
+explicitly raises instead. `choose_backend` decides from `Facts`, which `probe()` measures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcrt.build import Target, bundle_dir, preset_dirname
 from dcrt.config import Preset
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.manifest import MANIFEST_FILE
+from dcrt.weights import Weights, describe_source, made_from
+
+if TYPE_CHECKING:
+    from dcrt.build import Target
 
 BACKENDS = ("auto", "trt", "ort", "torch")
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -31,11 +39,78 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Request:
+    """What a run needs from an export or engine bundle. `weights` None: no checkpoint is at hand, so
+    the artifact's own weights are used."""
+
+    preset: Preset
+    height: int
+    width: int
+    weights: Weights | None = None
+
+
+@dataclass(frozen=True)
 class BackendChoice:
     name: str  # "trt", "ort" or "torch"
     device: str  # "cuda" or "cpu"
     location: Path | None  # the engine bundle (trt) or export (ort) directory
     reason: str
+    weights: str = ""  # the weights the run uses (a checkpoint path or a random source)
+    notices: tuple[str, ...] = ()  # auto: each export or bundle passed over, and why
+
+    def summary(self) -> str:
+        """The one line every run prints: which backend, and which weights."""
+        where = f" with {self.location}" if self.location is not None else ""
+        return f"using {self.name} on {self.device}{where}, weights {self.weights}"
+
+
+@dataclass(frozen=True)
+class Unfit:
+    """Why the export or bundle at `location` cannot serve a request, and the command that makes one that can."""
+
+    location: Path
+    fact: str  # completes "<location> ..."
+    remedy: str
+
+    def error(self) -> str:
+        return f"{self.location} {self.fact}: {self.remedy}, or choose --backend torch"
+
+    def notice(self) -> str:
+        return f"not using {self.location}: it {self.fact} ({self.remedy} to use it)"
+
+
+def unfit(location: Path, engines: bool, request: Request, log: Log) -> tuple[Unfit | None, str]:
+    """(why the export or bundle at `location` cannot serve `request`, or None; the weights it holds).
+    Raises UsageError when its manifest is missing or unreadable."""
+    from dcrt.build import EngineManifest
+    from dcrt.manifest import ExportManifest
+
+    if engines:
+        manifest = EngineManifest.read(location)
+        source, stamp = manifest.export.get("source", ""), manifest.export.get("source_stamp")
+    else:
+        manifest = ExportManifest.read(location)
+        source, stamp = manifest.source, manifest.source_stamp
+    holds = describe_source(source, stamp)
+    name, h, w, weights = request.preset.name, request.height, request.width, request.weights
+    verb, command = (
+        ("rebuild", f"dcrt build --res {name}")
+        if engines
+        else ("re-export", f"dcrt export --res {name} --out {location}")
+    )
+
+    def remedy(how: str, flags: str = "") -> str:
+        return f"{verb} it {how} with `{command}{flags}`"
+
+    if manifest.preset != name:
+        return Unfit(location, f"holds preset {manifest.preset}, not {name}", remedy("for that preset")), holds
+    if (manifest.height, manifest.width) != (h, w):
+        size = f"holds {manifest.height}x{manifest.width} graphs, not {h}x{w}"
+        return Unfit(location, size, remedy("at that size", f" --height {h} --width {w}")), holds
+    if weights is not None and not made_from(weights, source, stamp, log):
+        flag = "--random-weights" if weights.checkpoint is None else f"--ckpt {weights.checkpoint}"
+        return Unfit(location, f"was made from {holds}, not {weights}", remedy("from those weights", f" {flag}")), holds
+    return None, holds
 
 
 def choose_backend(
@@ -47,29 +122,42 @@ def choose_backend(
     device: str | None = None,
     height: int | None = None,
     width: int | None = None,
+    weights: Weights | None = None,
+    log: Log = lambda message: None,
 ) -> BackendChoice:
     """Resolve `requested` (auto/trt/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it off
-    the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve."""
+    the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
+    `log` hears of a checkpoint hashed in full (a slow moment)."""
+    from dcrt.build import bundle_dir, preset_dirname
+
     if requested not in BACKENDS:
         raise UsageError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
+    request = Request(preset, height or preset.height, width or preset.width, weights)
     engines_root, export_dir = Path(engines_root), Path(export_dir)
     has_export = (export_dir / MANIFEST_FILE).is_file()
-    preset_dir = preset_dirname(
-        preset.name, height or preset.height, width or preset.width, (preset.height, preset.width)
-    )
+    preset_dir = preset_dirname(preset.name, request.height, request.width, (preset.height, preset.width))
     bundle = bundle_dir(engines_root, facts.target, preset_dir) if facts.target else None
     has_engines = bundle is not None and (bundle / MANIFEST_FILE).is_file()
+    torch_weights = str(weights) if weights is not None else ""
+
+    def serves(location: Path, engines: bool) -> tuple[Unfit | None, str]:
+        why, holds = unfit(location, engines, request, log)
+        return why, str(weights) if weights is not None else holds
 
     if requested == "torch":
         return BackendChoice(
-            "torch", device or ("cuda" if facts.gpu else "cpu"), None, "requested with --backend torch"
+            "torch", device or ("cuda" if facts.gpu else "cpu"), None, "requested with --backend torch", torch_weights
         )
     if requested == "ort":
+        why, used = serves(export_dir, engines=False)
+        if why is not None:
+            raise UsageError(why.error())
         return BackendChoice(
             "ort",
             device or ("cuda" if facts.gpu and facts.ort_cuda else "cpu"),
             export_dir,
             "requested with --backend ort",
+            used,
         )
     if requested == "trt":
         if facts.target is None:
@@ -78,15 +166,32 @@ def choose_backend(
             raise UsageError("--backend trt runs on CUDA, not --device cpu")
         from dcrt.build import find_bundle
 
-        return BackendChoice(
-            "trt",
-            "cuda",
-            find_bundle(engines_root, facts.target, preset.name, preset_dir),
-            f"requested; engines for {facts.target.describe()}",
-        )
+        found = find_bundle(engines_root, facts.target, preset.name, preset_dir)
+        why, used = serves(found, engines=True)
+        if why is not None:
+            raise UsageError(why.error())
+        return BackendChoice("trt", "cuda", found, f"requested; engines for {facts.target.describe()}", used)
 
     # auto: walk the order, remembering why each faster option was passed over.
-    passed = []
+    passed, notices = [], []
+
+    def fits(location: Path, engines: bool, what: str) -> str | None:
+        """The weights `location` serves this request with, or None after noting why it cannot."""
+        try:
+            why, used = serves(location, engines)
+        except DcrtError as exc:  # a manifest that cannot be read: a notice, as for one that does not fit
+            notices.append(f"not using {location}: {exc}")
+            passed.append(f"not {what}: {exc}")
+            return None
+        if why is None:
+            return used
+        notices.append(why.notice())
+        passed.append(f"not {what}: {location} {why.fact}")
+        return None
+
+    def pick(name: str, on: str, location: Path | None, what: str, used: str) -> BackendChoice:
+        return BackendChoice(name, on, location, _because(what, passed), used, tuple(notices))
+
     gpu_allowed = device != "cpu"
     if not gpu_allowed:
         passed.append("--device cpu keeps it off the GPU")
@@ -94,22 +199,26 @@ def choose_backend(
         passed.append(f"not TensorRT: {facts.tensorrt_why}")
     elif not has_engines:
         passed.append(f"not TensorRT: no engines in {bundle} (`dcrt build --res {preset.name}`)")
-    else:
-        return BackendChoice("trt", "cuda", bundle, f"TensorRT engines for {facts.target.describe()} in {bundle}")
+    elif (used := fits(bundle, True, "TensorRT")) is not None:
+        return pick("trt", "cuda", bundle, f"TensorRT engines for {facts.target.describe()} in {bundle}", used)
     if gpu_allowed and facts.gpu:
-        if facts.ort_cuda and has_export:
-            return BackendChoice("ort", "cuda", export_dir, _because(f"onnxruntime-gpu on {facts.gpu}", passed))
-        passed.append(
-            "not onnxruntime-gpu: "
-            + (f"no export in {export_dir}" if facts.ort_cuda else "onnxruntime-gpu is not installed")
-        )
-        return BackendChoice("torch", "cuda", None, _because(f"PyTorch on {facts.gpu}", passed))
+        if facts.ort_cuda and has_export and (used := fits(export_dir, False, "onnxruntime-gpu")) is not None:
+            return pick("ort", "cuda", export_dir, f"onnxruntime-gpu on {facts.gpu}", used)
+        if not (facts.ort_cuda and has_export):
+            passed.append(
+                "not onnxruntime-gpu: "
+                + (f"no export in {export_dir}" if facts.ort_cuda else "onnxruntime-gpu is not installed")
+            )
+        return pick("torch", "cuda", None, f"PyTorch on {facts.gpu}", torch_weights)
     if gpu_allowed:
         passed.append(f"not CUDA: {facts.gpu_why}")
-    if facts.ort_cpu and has_export:
-        return BackendChoice("ort", "cpu", export_dir, _because(f"ONNX Runtime on the CPU with {export_dir}", passed))
-    passed.append(f"not ONNX Runtime: no export in {export_dir}" if facts.ort_cpu else "onnxruntime is not installed")
-    return BackendChoice("torch", "cpu", None, _because("PyTorch on the CPU", passed))
+    if facts.ort_cpu and has_export and (used := fits(export_dir, False, "ONNX Runtime")) is not None:
+        return pick("ort", "cpu", export_dir, f"ONNX Runtime on the CPU with {export_dir}", used)
+    if not (facts.ort_cpu and has_export):
+        passed.append(
+            f"not ONNX Runtime: no export in {export_dir}" if facts.ort_cpu else "onnxruntime is not installed"
+        )
+    return pick("torch", "cpu", None, "PyTorch on the CPU", torch_weights)
 
 
 def _because(what: str, passed: list[str]) -> str:

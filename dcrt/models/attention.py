@@ -1,4 +1,4 @@
-"""Spatial and temporal transformers of the 3-D UNet (spec 3.5.4, 3.5.5).
+"""Spatial and temporal transformers of the 3-D UNet (docs/models.md §3.5.4, 3.5.5).
 
 Module and attribute names follow the original checkpoint's keys.
 """
@@ -123,7 +123,7 @@ class SpatialTransformer(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    """Self-attention over the T frames at every pixel; no positional encoding (spec 3.5.5).
+    """Self-attention over the T frames at every pixel; no positional encoding (docs/models.md §3.5.5).
 
     `init_attn` stores its projections as kernel-1 Conv1d weights (`conv_proj=True`).
     """

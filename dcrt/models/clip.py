@@ -1,4 +1,4 @@
-"""OpenCLIP ViT-H-14 text and image towers, as DynamiCrafter uses them (spec 3.2, 3.3).
+"""OpenCLIP ViT-H-14 text and image towers, as DynamiCrafter uses them (docs/models.md §3.2, 3.3).
 
 Re-implemented rather than taken from open_clip: newer open_clip changed the transformer's layout
 (batch-first), its fused attention fast path does not export to ONNX, and only parts of each tower

@@ -44,7 +44,7 @@ class DynamiCrafter(nn.Module):
         self.image_encoder = ImageEncoder(preset.image)
         self.resampler = Resampler(preset.resampler)
         self.schedule = ScheduleBuffers(preset)
-        # Checkpoint tensors the inference path never reads (spec 2.3), keyed by their original names.
+        # Checkpoint tensors the inference path never reads (docs/models.md §2.3), keyed by their original names.
         # Kept on the CPU (memory-mapped when loaded) so that a saved checkpoint is complete.
         self.unused: dict[str, torch.Tensor] = {}
         self.tokenizer = Tokenizer(preset.text.context_length)

@@ -10,7 +10,7 @@ from torch import nn
 
 
 class GroupNorm(nn.GroupNorm):
-    """GroupNorm with statistics in fp32 whatever the activation dtype (spec 7.1: fp16 variance overflows).
+    """GroupNorm with statistics in fp32 whatever the activation dtype (docs/numerics.md §7.1: fp16 variance overflows).
 
     Works on 4-D (per frame) and 5-D (statistics pooled across frames) inputs alike.
     """

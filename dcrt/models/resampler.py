@@ -1,4 +1,6 @@
-"""Frame-wise Perceiver resampler (`image_proj_model`, spec 3.4): 257 CLIP tokens -> 16 tokens x 16 frames."""
+"""Frame-wise Perceiver resampler (`image_proj_model`, docs/models.md §3.4).
+
+257 CLIP tokens -> 16 tokens x 16 frames."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The DynamiCrafter 3-D UNet (`model.diffusion_model`, spec 3.5).
+"""The DynamiCrafter 3-D UNet (`model.diffusion_model`, docs/models.md §3.5).
 
 2-D layers run on frames folded into the batch ([B*T, C, h, w], batch-major); temporal layers unfold
 to [B, C, T, h, w]. Every layer of a stage takes the same arguments, so a stage is a plain loop.

@@ -1,4 +1,4 @@
-"""The KL-f8 autoencoder (`first_stage_model`, spec 3.6). Purely per-frame: frames are the batch."""
+"""The KL-f8 autoencoder (`first_stage_model`, docs/models.md §3.6). Purely per-frame: frames are the batch."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ class AutoencoderKL(nn.Module):
         """[N, 3, H, W] in [-1, 1] -> scaled posterior mean [N, 4, H/8, W/8].
 
         The original draws a posterior *sample* from the CPU generator; its std term is tiny and
-        not reproducible outside that process (spec 4.8), so the mean is the reference here.
+        not reproducible outside that process (docs/sampling.md §4.8), so the mean is the reference here.
         """
         moments = self.quant_conv(self.encoder(frames))
         return moments[:, : self.cfg.z_channels] * self.cfg.scale_factor

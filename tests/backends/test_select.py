@@ -7,6 +7,7 @@ import dcrt
 from dcrt.backends.select import Facts, choose_backend, describe, probe
 from dcrt.build import BuildConfig, build_bundle
 from dcrt.errors import BackendUnavailable, UsageError
+from dcrt.weights import Weights
 
 TINY = dcrt.get_preset("tiny")
 NO_TRT = Facts(tensorrt_why="TensorRT is not available (ModuleNotFoundError)")
@@ -67,13 +68,15 @@ def test_device_cpu_keeps_auto_off_the_gpu(dirs):
 
 def test_explicit_requests(dirs):
     assert choose(dirs, NO_TRT, "torch", "cpu").name == "torch"
-    assert choose(dirs, Facts(ort_cuda=True, **GPU), "ort").device == "cuda"
+    with pytest.raises(UsageError, match=r"export/tiny does not exist: not a dcrt export \(run `dcrt export`\)"):
+        choose(dirs, Facts(ort_cuda=True, **GPU), "ort")
     with pytest.raises(BackendUnavailable, match="--backend trt: TensorRT is not available"):
         choose(dirs, NO_TRT, "trt")
     with pytest.raises(UsageError, match=r"no TensorRT engines of preset tiny .*`dcrt build --res tiny`"):
         choose(dirs, Facts(target=TARGET, tensorrt_why="", **GPU), "trt")
     _engines(dirs)
     assert choose(dirs, Facts(target=TARGET, tensorrt_why="", **GPU), "trt").name == "trt"
+    assert choose(dirs, Facts(ort_cuda=True, **GPU), "ort").device == "cuda"
     with pytest.raises(UsageError, match="unknown backend"):
         choose(dirs, NO_TRT, "tensorrt")
 
@@ -81,3 +84,23 @@ def test_explicit_requests(dirs):
 def test_probe_on_this_machine_never_raises():
     facts = probe()
     assert (facts.target is None) == bool(facts.tensorrt_why)
+
+
+def test_auto_passes_over_engines_and_export_made_from_other_weights(dirs, tmp_path):
+    _engines(dirs)  # made from random:tiny:seed0
+    facts = Facts(target=TARGET, tensorrt_why="", ort_cuda=True, **GPU)
+    assert choose_backend(TINY, "auto", dirs[0], dirs[1], facts, weights=Weights("tiny")).name == "trt"
+    assert choose_backend(TINY, "auto", dirs[0], dirs[1], facts).name == "trt"  # no weights at hand: its own
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"other weights")
+    choice = choose_backend(TINY, "auto", dirs[0], dirs[1], facts, weights=Weights("tiny", other))
+    assert (choice.name, choice.device, choice.weights) == ("torch", "cuda", str(other))
+    notices = choice.notices
+    assert [n.split(":")[0] for n in notices] == [
+        f"not using {dirs[0] / TARGET.dirname / 'tiny'}",
+        f"not using {dirs[1]}",
+    ]
+    assert all("was made from random:tiny:seed0" in n and f"--ckpt {other}" in n for n in notices)
+    assert "dcrt build --res tiny --ckpt" in notices[0] and "dcrt export --res tiny" in notices[1]
+    with pytest.raises(UsageError, match=r"was made from random:tiny:seed0, not .*other.ckpt: rebuild it"):
+        choose_backend(TINY, "trt", dirs[0], dirs[1], facts, weights=Weights("tiny", other))

@@ -1,0 +1,89 @@
+"""Which weights a run asks for, and whether an export or engine bundle was made from them.
+
+An export's manifest records its `source`: `random:<preset>:seed0`, or `sha256:<hex>` of the checkpoint
+file together with a cheap stamp of that file (`dcrt.manifest.file_stamp`). A run compares stamps, which
+reads 2 MiB instead of hashing a 10 GB checkpoint. Only a file that differs from the stamp in its
+modification time alone (a copy), or a manifest written before stamps existed, is hashed in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcrt.config import Preset
+from dcrt.errors import UsageError
+from dcrt.manifest import file_stamp, sha256_file
+
+RANDOM_SEED = 0  # the seed of --random-weights, and of the presets that have no released checkpoint
+_CONTENT_KEYS = ("size", "edges_sha256")  # what a copy keeps; its modification time is new
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A checkpoint file, or (checkpoint None) a preset's random weights seeded with RANDOM_SEED."""
+
+    preset: str
+    checkpoint: Path | None = None
+
+    def source(self) -> str:
+        """The `source` an export records. Hashes the whole checkpoint: for exports, not for every run."""
+        if self.checkpoint is None:
+            return f"random:{self.preset}:seed{RANDOM_SEED}"
+        return "sha256:" + sha256_file(self.checkpoint)
+
+    def stamp(self) -> dict | None:
+        return None if self.checkpoint is None else file_stamp(self.checkpoint)
+
+    def __str__(self) -> str:
+        return str(self.checkpoint) if self.checkpoint is not None else self.source()
+
+
+def requested_weights(preset: Preset, ckpt: Path | None = None, random_weights: bool = False) -> Weights | None:
+    """The weights a run asks for: random (--random-weights, or a preset with no released checkpoint), the
+    --ckpt file, else the preset's checkpoint found on this machine. None: no checkpoint is here, so an
+    export or engine bundle may supply the weights (a host that holds only engines)."""
+    from dcrt.hub import default_checkpoint, find_checkpoint
+
+    if random_weights and ckpt is not None:
+        raise UsageError("--ckpt and --random-weights exclude each other: choose one")
+    if random_weights or (preset.hf_repo is None and ckpt is None):
+        return Weights(preset.name)
+    if ckpt is not None:
+        return Weights(preset.name, find_checkpoint(preset, ckpt))
+    found = default_checkpoint(preset)
+    return None if found is None else Weights(preset.name, found)
+
+
+def required_weights(preset: Preset, ckpt: Path | None = None, random_weights: bool = False) -> Weights:
+    """`requested_weights`, where no checkpoint is an error that says how to get one (export, torch)."""
+    from dcrt.hub import find_checkpoint
+
+    weights = requested_weights(preset, ckpt, random_weights)
+    return weights if weights is not None else Weights(preset.name, find_checkpoint(preset))
+
+
+def describe_source(source: str, stamp: dict | None) -> str:
+    """An artifact's weights in a message: the checkpoint's path when recorded, else the fingerprint."""
+    if stamp is not None:
+        return stamp["file"]
+    return source if source.startswith("random:") else source[: len("sha256:") + 12] + "..."
+
+
+def made_from(
+    weights: Weights, source: str, stamp: dict | None, log: Callable[[str], None] = lambda message: None
+) -> bool:
+    """Whether an artifact whose manifest records (`source`, `stamp`) was made from `weights`."""
+    if weights.checkpoint is None:
+        return source == weights.source()  # the recorded preset and seed say it all
+    if not source.startswith("sha256:"):
+        return False
+    here = file_stamp(weights.checkpoint)
+    if stamp is not None:
+        if any(stamp[k] != here[k] for k in _CONTENT_KEYS):
+            return False
+        if stamp["mtime_ns"] == here["mtime_ns"]:
+            return True
+    log(f"hashing {weights.checkpoint} to compare it with the recorded sha256 (a copy, or an older manifest)")
+    return source == weights.source()
