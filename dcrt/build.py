@@ -117,9 +117,6 @@ class EngineKey:
     onnx: str  # onnx_digest of the graph's files
     flags: str  # json of BuildConfig.flags, sorted keys (hashable, comparable)
 
-    def plan_path(self, root: Path, preset_dir: str) -> Path:
-        return bundle_dir(root, self.target, preset_dir) / f"{self.component}{PLAN_SUFFIX}"
-
 
 def engine_key(target: Target, export: ExportManifest, component: str, config: BuildConfig) -> EngineKey:
     return EngineKey(
@@ -256,10 +253,6 @@ def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Pat
     if path.stat().st_size != entry.bytes or (verify and sha256_file(path) != entry.sha256):
         return f"{entry.file} does not match its manifest"
     return None
-
-
-def is_stale(key: EngineKey, manifest: EngineManifest | None, directory: Path) -> bool:
-    return stale_reason(key, manifest, directory) is not None
 
 
 def read_manifest_or_none(directory: Path) -> EngineManifest | None:

@@ -23,7 +23,6 @@ from dcrt.build import (
     engine_key,
     find_bundle,
     import_tensorrt,
-    is_stale,
     lift_softmax_to_fp32,
     preset_dirname,
     profile_for,
@@ -144,7 +143,7 @@ def test_stale_reason_and_keys(export_dir, tmp_path):
     manifest = EngineManifest.read(report.directory)
     export = ExportManifest.read(export_dir)
     key = engine_key(TARGET, export, "unet", BuildConfig())
-    assert not is_stale(key, manifest, report.directory)
+    assert stale_reason(key, manifest, report.directory) is None
     assert stale_reason(key, None, report.directory) == "not built"
     other = replace(key, target=Target(TARGET.gpu_name, (9, 0), "11.4.0"))
     reason = stale_reason(other, manifest, report.directory)
