@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from dcrt.version import __version__
 
 # API name -> the module that defines it.
 _API = {

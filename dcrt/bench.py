@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import dcrt
 from dcrt.pipeline import Pipeline, SamplingOptions, guidance_for
+from dcrt.version import __version__
 
 STAGES = ("conditioning", "denoise", "decode", "end_to_end")
 
@@ -171,7 +171,7 @@ def environment(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "dcrt": dcrt.__version__,
+        "dcrt": __version__,
         "git_commit": _git_commit(),
         # Other work on the machine skews CPU timings badly (torch's threads wait on each other): stated.
         "load_average_1min": os.getloadavg()[0],

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import dcrt
 from dcrt.atomic import atomic_file
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
 from dcrt.manifest import MANIFEST_FILE, ExportManifest, read_manifest, sha256_file
+from dcrt.version import __version__
 
 ENGINE_SCHEMA_VERSION = 1
 PLAN_SUFFIX = ".plan"
@@ -206,7 +206,7 @@ def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:
         target.gpu_name,
         list(target.compute_capability),
         target.tensorrt_version,
-        dcrt.__version__,
+        __version__,
         asdict(export),
     )
 

@@ -207,9 +207,9 @@ class OutputChoice:
 
 def _version(value: bool) -> None:
     if value:
-        import dcrt
+        from dcrt.version import __version__
 
-        typer.echo(f"dcrt {dcrt.__version__}")
+        typer.echo(f"dcrt {__version__}")
         raise typer.Exit()
 
 
@@ -462,15 +462,15 @@ def _check_device(device: str | None) -> str:
 
 def _load_model(choice: ModelChoice, preset, weights=None):
     """The torch model of `weights` (default: what --ckpt / --random-weights ask for) on the choice's device."""
-    import dcrt
+    from dcrt.checkpoint import load_model, random_model
     from dcrt.weights import RANDOM_SEED, required_weights
 
     device = _check_device(choice.device)
     dtype = _torch_dtype(choice.dtype, device)
     weights = weights or required_weights(preset, choice.ckpt, choice.random_weights)
     if weights.checkpoint is None:
-        return dcrt.random_model(preset, seed=RANDOM_SEED, device=device, dtype=dtype)
-    return dcrt.load_model(weights.checkpoint, preset=preset, device=device, dtype=dtype)
+        return random_model(preset, seed=RANDOM_SEED, device=device, dtype=dtype)
+    return load_model(weights.checkpoint, preset=preset, device=device, dtype=dtype)
 
 
 def _export_request(weights, preset, precision: str, height: int | None = None, width: int | None = None):

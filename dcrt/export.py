@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import dcrt
 import dcrt.errors
 from dcrt.atomic import atomic_dir
 from dcrt.config import Preset
 from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.models.dynamicrafter import DynamiCrafter
+from dcrt.version import __version__
 
 OPSET = 17
 SCHEDULE_FILE = "schedule.safetensors"
@@ -185,7 +185,7 @@ class ExportRequest:
             precision=self.precision,
             opset=OPSET,
             source=self.source,
-            dcrt_version=dcrt.__version__,
+            dcrt_version=__version__,
             source_stamp=self.source_stamp,
         )
 

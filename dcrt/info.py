@@ -6,7 +6,7 @@ import importlib
 import platform
 from dataclasses import dataclass, field
 
-import dcrt
+from dcrt.version import __version__
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def collect() -> EnvironmentReport:
 
     report = EnvironmentReport()
     report.versions = {
-        "dcrt": dcrt.__version__,
+        "dcrt": __version__,
         "python": platform.python_version(),
         "torch": f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         "onnx": _version("onnx"),
