@@ -42,12 +42,12 @@ import dcrt  # noqa: E402
 from dcrt import kernels  # noqa: E402
 from dcrt.backends import TorchBackend  # noqa: E402
 from dcrt.backends.baseline import BaselineBackend  # noqa: E402
-from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset  # noqa: E402
+from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize  # noqa: E402
+from dcrt.checkpoint import WEIGHT_DTYPES  # noqa: E402
 from dcrt.export import relative_error  # noqa: E402
 from dcrt.flops import unet_flops  # noqa: E402
 from dcrt.pipeline import Pipeline, guidance_for, resolve_options  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PROMPT = "a boat sailing on a calm sea at sunset"
 STEPS_COMPUTED = 50  # the released models' default: the figure computed from the measured parts
 
@@ -55,7 +55,7 @@ STEPS_COMPUTED = 50  # the released models' default: the figure computed from th
 @dataclass(frozen=True)
 class Mode:
     name: str
-    dtype: str  # key of DTYPES: the weights
+    dtype: str  # key of WEIGHT_DTYPES: the weights
     baseline: bool = False  # BaselineBackend: the original's way of running the same weights
     cuda_graph: bool = False
     fused_kernels: bool = False
@@ -331,7 +331,7 @@ def preset_section(report: Report, preset_name: str, device: torch.device, steps
                 _empty_cache(device)
                 start = time.perf_counter()
                 model, model_dtype = (
-                    dcrt.random_model(preset, seed=0, device=device, dtype=DTYPES[mode.dtype]),
+                    dcrt.random_model(preset, seed=0, device=device, dtype=WEIGHT_DTYPES[mode.dtype]),
                     mode.dtype,
                 )
                 report.log(f"random {mode.dtype} weights on {device} in {time.perf_counter() - start:.1f} s")
@@ -350,8 +350,8 @@ def preset_section(report: Report, preset_name: str, device: torch.device, steps
 
 
 def _empty_cache(device: torch.device) -> None:
+    synchronize(device)
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
 
 

@@ -36,6 +36,10 @@ COMPONENT_PREFIXES = {
 _UNET_FS_NAME = "model.diffusion_model.fps_embedding."
 
 
+# Weight precisions by the names the command line and reports use.
+WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def unused_tensor_shapes(preset: Preset) -> dict[str, tuple[int, ...]]:
     """Tensors every released checkpoint holds but inference never reads (docs/models.md §2.3)."""
     text, image = preset.text, preset.image

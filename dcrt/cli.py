@@ -38,7 +38,7 @@ _ARGUMENT_ERRORS = (click.exceptions.ClickException, getattr(typer, "TyperExcept
 BATCH, MODEL, SAMPLING, OUTPUT, BACKEND = "Batch", "Model", "Sampling", "Output", "Backend"
 _PANELS = ("Arguments", BATCH, MODEL, SAMPLING, OUTPUT, BACKEND, "Other")
 DEVICES = ("cpu", "cuda")  # and cuda:N
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("fp32", "fp16", "bf16")  # dcrt.checkpoint.WEIGHT_DTYPES, named without importing torch
 _PRESET_HELP = "model preset: 256, 512, 1024, 512-interp, or tiny / tiny-256 (random weights, seconds on a CPU)"
 Res = Annotated[str, typer.Option("--res", help=_PRESET_HELP, rich_help_panel=MODEL)]
 Ckpt = Annotated[
@@ -443,11 +443,10 @@ def _check_dtype_name(dtype: str | None) -> None:
 
 
 def _torch_dtype(name: str | None, device: str):
-    import torch
+    from dcrt.checkpoint import WEIGHT_DTYPES
 
     _check_dtype_name(name)
-    name = name or ("fp16" if device.startswith("cuda") else "fp32")
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    return WEIGHT_DTYPES[name or ("fp16" if device.startswith("cuda") else "fp32")]
 
 
 def _check_device(device: str | None) -> str:

@@ -307,3 +307,10 @@ def test_checkpoint_found_in_checkpoint_dir(tmp_path, monkeypatch):
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "dcrt", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "animate" in proc.stdout
+
+
+def test_dtype_names_are_the_weight_dtypes():
+    from dcrt import cli
+    from dcrt.checkpoint import WEIGHT_DTYPES
+
+    assert cli.DTYPES == tuple(WEIGHT_DTYPES)  # the torch-free names checked before loading
