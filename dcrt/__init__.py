@@ -12,6 +12,9 @@ from dcrt.version import __version__
 
 # API name -> the module that defines it.
 _API = {
+    "BackendRequest": "dcrt.loading",
+    "open_backend": "dcrt.loading",
+    "SamplingRequest": "dcrt.options",
     "load_model": "dcrt.checkpoint",
     "random_model": "dcrt.checkpoint",
     "save_checkpoint": "dcrt.checkpoint",

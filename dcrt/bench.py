@@ -19,16 +19,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dcrt.loading import BackendRequest
 from dcrt.pipeline import Pipeline, SamplingOptions, guidance_for
 from dcrt.version import __version__
 
 STAGES = ("conditioning", "denoise", "decode", "end_to_end")
+# What `dcrt bench` can time: the original's way (`BaselineBackend`), and each backend `dcrt.open_backend` opens.
+BENCH_BACKENDS = ("baseline", "torch", "ort", "trt")
 
 
 def synchronize(device: torch.device) -> None:
@@ -229,6 +232,29 @@ def pipeline_settings(pipeline: Pipeline) -> dict:
         "fused_kernels": pipeline.kernels is not None,
         "kernels": type(pipeline.kernels).__name__ if pipeline.kernels is not None else None,
     }
+
+
+def open_pipelines(
+    names: list[str], request: BackendRequest, opts: SamplingOptions, log: Callable[[str], None]
+) -> dict[str, Pipeline]:
+    """One pipeline per backend name, each opened the way `dcrt animate --backend <name>` opens it (ort: the
+    export is made first if it is missing or stale); the baseline runs the fp32 torch model the original's way."""
+    from dcrt.backends.baseline import BaselineBackend
+    from dcrt.loading import ensure_export, load_torch_model, open_backend
+
+    preset = request.preset_config()
+    pipelines = {}
+    for name in names:
+        if name == "baseline":
+            model = load_torch_model(preset, request.required_weights(), request.device, "fp32")
+            pipelines[name] = Pipeline(BaselineBackend(model), cache_unconditional=False)
+            continue
+        if name == "ort":
+            weights = request.required_weights()
+            ensure_export(preset, weights, request.export_location(), "fp32", opts.height, opts.width, log=log)
+        backend = open_backend(replace(request, backend=name), opts.height, opts.width, log=lambda m: log(f"dcrt: {m}"))
+        pipelines[name] = Pipeline(backend)
+    return pipelines
 
 
 def run_backend(

@@ -118,23 +118,40 @@ class DiffusionConfig:
     turning_step: int = 400
 
 
-# DDIM timestep spacings (dcrt.schedule.ddim_timesteps) and what a preset can be asked to do.
+# DDIM timestep spacings (dcrt.timesteps.ddim_timesteps) and what a preset can be asked to do.
 SPACINGS = ("uniform", "uniform_trailing")
 MODES = ("animate", "interpolate", "loop")
+# The preset a command uses when none is named; a mode this preset cannot do takes the first released preset
+# that can (`default_preset`).
+DEFAULT_PRESET = "512"
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """The original scripts' noise seed for each mode."""
+
+    animate: int = 123
+    interpolate: int = 12306
+    loop: int = 234
+
+    def for_mode(self, mode: str) -> int:
+        return getattr(self, mode)
 
 
 @dataclass(frozen=True)
 class SamplingDefaults:
-    """What the original scripts pass for this model (docs/models.md §1.9)."""
+    """What the original scripts pass for this model (docs/models.md §1.9): the only home of every sampling
+    default. `dcrt.options.resolve_options` reads it for the Python API and the command line alike."""
 
-    fs: int = 24
-    fs_range: tuple[int, int] = (1, 60)
-    timestep_spacing: str = "uniform_trailing"
-    guidance_rescale: float = 0.7
     steps: int = 50
-    eta: float = 1.0
     guidance_scale: float = 7.5
-    seed: int = 123
+    image_guidance_scale: float | None = None  # None: two-way guidance; a scale turns on three-way guidance
+    guidance_rescale: float = 0.7
+    eta: float = 1.0
+    frame_stride: int = 24  # the 256 model: a real frame stride; the others: frames per second
+    frame_stride_range: tuple[int, int] = (1, 60)
+    timestep_spacing: str = "uniform_trailing"
+    seeds: Seeds = field(default_factory=Seeds)
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,11 @@ class Preset:
     # What the checkpoint was trained for: image-to-video, or (the interp model) interpolation and loops.
     modes: tuple[str, ...] = ("animate",)
 
+    def check_mode(self, mode: str) -> None:
+        """One line naming what this preset can do, for a mode it was not trained for."""
+        if mode not in self.modes:
+            raise UsageError(f"preset {self.name} cannot {mode}; it supports: {', '.join(self.modes)}")
+
     @property
     def latent_height(self) -> int:
         return self.height // self.vae.downscale
@@ -168,6 +190,9 @@ class Preset:
 
 _V_MODEL = DiffusionConfig()
 _EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_rescale=False)
+_SAMPLING_256 = SamplingDefaults(
+    frame_stride=3, frame_stride_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0
+)
 
 # Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
 # two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
@@ -187,7 +212,7 @@ PRESETS: dict[str, Preset] = {
             width=256,
             unet=UNetConfig(learnable_image_attn_scale=True, default_fs=3),
             diffusion=_EPS_MODEL,
-            sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
+            sampling=_SAMPLING_256,
             fs_embed_checkpoint_name="framestride_embed",
             hf_repo="Doubiiu/DynamiCrafter",
             checkpoint_dir_name="dynamicrafter_256_v1",
@@ -205,7 +230,7 @@ PRESETS: dict[str, Preset] = {
             width=1024,
             unet=UNetConfig(default_fs=10),
             diffusion=replace(_V_MODEL, base_scale=0.3),
-            sampling=SamplingDefaults(fs=10),
+            sampling=SamplingDefaults(frame_stride=10),
             hf_repo="Doubiiu/DynamiCrafter_1024",
             checkpoint_dir_name="dynamicrafter_1024_v1",
         ),
@@ -214,7 +239,7 @@ PRESETS: dict[str, Preset] = {
             height=320,
             width=512,
             unet=UNetConfig(default_fs=10),
-            sampling=SamplingDefaults(fs=5, seed=12306),
+            sampling=SamplingDefaults(frame_stride=5),
             hf_repo="Doubiiu/DynamiCrafter_512_Interp",
             checkpoint_dir_name="dynamicrafter_512_interp_v1",
             modes=("interpolate", "loop"),
@@ -240,7 +265,7 @@ PRESETS: dict[str, Preset] = {
             image=_TINY_IMAGE,
             resampler=_TINY_RESAMPLER,
             diffusion=_EPS_MODEL,
-            sampling=SamplingDefaults(fs=3, fs_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0),
+            sampling=_SAMPLING_256,
             fs_embed_checkpoint_name="framestride_embed",
             modes=MODES,
         ),
@@ -255,3 +280,10 @@ def get_preset(name: str | Preset) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def default_preset(mode: str) -> str:
+    """`DEFAULT_PRESET`, or for a mode it cannot do, the first released preset that can (interpolate: 512-interp)."""
+    if mode in PRESETS[DEFAULT_PRESET].modes:
+        return DEFAULT_PRESET
+    return next(p.name for p in PRESETS.values() if mode in p.modes and p.hf_repo is not None)

@@ -204,6 +204,15 @@ def is_up_to_date(out: Path, request: ExportRequest) -> bool:
     )
 
 
+def kept_export(out: Path, request: ExportRequest) -> ExportManifest:
+    """The up-to-date export in `out`, re-stamped when the same weights were copied or touched."""
+    existing = ExportManifest.read(out)
+    if existing.source_stamp != request.source_stamp:
+        existing.source_stamp = request.source_stamp
+        existing.write(out)
+    return existing
+
+
 def _checked_entry(
     spec: ComponentSpec, files: list[Path], inputs: list[torch.Tensor], reference: torch.Tensor, precision: str
 ) -> ComponentEntry:
@@ -235,11 +244,7 @@ def export_model(
         raise dcrt.errors.UsageError("export needs the model in fp32 (the parity reference)")
     if not force and is_up_to_date(out, request):
         log(f"{out} is up to date (use --force to export again)")
-        existing = ExportManifest.read(out)
-        if existing.source_stamp != request.source_stamp:  # the same weights, copied or touched: re-stamp them
-            existing.source_stamp = request.source_stamp
-            existing.write(out)
-        return existing
+        return kept_export(out, request)
     specs = io_table(request.preset, request.height, request.width)
     # The references (small outputs) are computed first, while the model is still fp32: an fp16
     # export converts it in place. Each graph's trace and ONNX Runtime session are freed before the next.

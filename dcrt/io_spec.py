@@ -113,7 +113,7 @@ def sample_inputs(spec: ComponentSpec, preset: Preset, seed: int = 0) -> list[to
     ranges = {
         "tokens": (0, preset.text.vocab_size),
         "timestep": (0, preset.diffusion.timesteps),
-        "fs": (preset.sampling.fs_range[0], preset.sampling.fs_range[1] + 1),
+        "fs": (preset.sampling.frame_stride_range[0], preset.sampling.frame_stride_range[1] + 1),
     }
     tensors = []
     for t in spec.inputs:

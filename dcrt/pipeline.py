@@ -26,7 +26,7 @@ from dcrt.kernels import StepKernels
 from dcrt.models.clip import antialiased_resize
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
-from dcrt.options import DEFAULT_SEEDS, SamplingOptions, resolve_options
+from dcrt.options import SamplingOptions, resolve_options, takes_sampling_options
 from dcrt.runner import GraphRunner
 from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, StepCallback, sample
 from dcrt.schedule import DDIMSchedule, build_ddim_schedule
@@ -37,8 +37,8 @@ StageTimer = Callable[[str], AbstractContextManager]
 
 
 def guidance_for(opts: SamplingOptions) -> Guidance:
-    # Three-way guidance only when asked for and when it changes anything (cfg_img = 1 crashes the original).
-    image_scale = opts.cfg_img if opts.cfg_img is not None and opts.cfg_img != 1.0 else None
+    # Three-way guidance only when asked for and when it changes anything (a scale of 1 crashes the original).
+    image_scale = opts.image_guidance_scale if opts.image_guidance_scale not in (None, 1.0) else None
     return Guidance(scale=opts.guidance_scale, image_scale=image_scale, rescale=opts.guidance_rescale)
 
 
@@ -181,14 +181,13 @@ class Pipeline:
         timer: StageTimer | None = None,
     ) -> VideoResult:
         """Conditioning, denoising and decoding, each inside `timer(stage)` when a timer is given."""
-        if mode not in self.preset.modes:
-            raise UsageError(f"preset {self.preset.name} cannot {mode}; it supports: {', '.join(self.preset.modes)}")
+        self.preset.check_mode(mode)
         timer = timer or _untimed
         device = self.backend.device
         guidance = guidance_for(opts)
         with timer("conditioning"):
             pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
-            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.fs)
+            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride)
         shape = (1, self.preset.vae.z_channels, self.preset.frames, opts.height // 8, opts.width // 8)
         if x_T is not None and tuple(x_T.shape) != shape:
             raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
@@ -218,81 +217,60 @@ def pipeline_for(model: DynamiCrafter | Backend | Pipeline) -> Pipeline:
     return model._pipeline
 
 
+Model = DynamiCrafter | Backend | Pipeline
+
+
+def _run(mode: str, model: Model, images: list, prompt: str, x_T, on_step, sampling: dict) -> VideoResult:
+    pipe = pipeline_for(model)
+    return pipe.generate(images, prompt, mode, resolve_options(pipe.preset, mode, **sampling), x_T, on_step)
+
+
+@takes_sampling_options
 def animate(
-    model: DynamiCrafter | Backend | Pipeline,
+    model: Model,
     image,
     prompt: str,
-    steps: int = 50,
-    guidance_scale: float = 7.5,
-    eta: float = 1.0,
-    fs: int | None = None,
-    guidance_rescale: float | None = None,
-    timestep_spacing: str | None = None,
-    cfg_img: float | None = None,
-    seed: int = DEFAULT_SEEDS["animate"],
+    *,
     x_T: torch.Tensor | None = None,
-    height: int | None = None,
-    width: int | None = None,
     on_step: StepCallback | None = None,
+    **sampling,
 ) -> VideoResult:
-    """Image-to-video. `None` means the preset's default (fs, spacing, rescale, size).
+    """Image-to-video: `image` (a path, PIL image or uint8 array) animated following `prompt`.
 
-    Noise: a generator seeded with `seed` draws x_T, then one tensor per step after the UNet call
-    (the original's order). With `x_T` given, the per-step draws start at the generator's beginning.
+    `sampling`: the fields of `dcrt.options.SamplingRequest` (steps, guidance_scale, seed, ...); a field left
+    out takes the preset's default (`dcrt.config.SamplingDefaults`). Noise: a generator seeded with `seed`
+    draws x_T, then one tensor per step after the UNet call (the original's order). With `x_T` given, the
+    per-step draws start at the generator's beginning.
     """
-    pipe = pipeline_for(model)
-    opts = resolve_options(
-        pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img, seed, height, width
-    )
-    return pipe.generate([image], prompt, "animate", opts, x_T, on_step)
+    return _run("animate", model, [image], prompt, x_T, on_step, sampling)
 
 
+@takes_sampling_options
 def interpolate(
-    model: DynamiCrafter | Backend | Pipeline,
+    model: Model,
     first,
     last,
     prompt: str,
-    steps: int = 50,
-    guidance_scale: float = 7.5,
-    eta: float = 1.0,
-    fs: int | None = None,
-    guidance_rescale: float | None = None,
-    timestep_spacing: str | None = None,
-    cfg_img: float | None = None,
-    seed: int = DEFAULT_SEEDS["interpolate"],
+    *,
     x_T: torch.Tensor | None = None,
-    height: int | None = None,
-    width: int | None = None,
     on_step: StepCallback | None = None,
+    **sampling,
 ) -> VideoResult:
-    """16 frames from `first` to `last` (the 512-interp model): latent frames 0 and 15 conditioned."""
-    pipe = pipeline_for(model)
-    opts = resolve_options(
-        pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img, seed, height, width
-    )
-    return pipe.generate([first, last], prompt, "interpolate", opts, x_T, on_step)
+    """16 frames from `first` to `last` (the 512-interp model): latent frames 0 and 15 conditioned.
+    `sampling` as for `animate`."""
+    return _run("interpolate", model, [first, last], prompt, x_T, on_step, sampling)
 
 
+@takes_sampling_options
 def loop(
-    model: DynamiCrafter | Backend | Pipeline,
+    model: Model,
     image,
     prompt: str,
-    steps: int = 50,
-    guidance_scale: float = 7.5,
-    eta: float = 1.0,
-    fs: int | None = None,
-    guidance_rescale: float | None = None,
-    timestep_spacing: str | None = None,
-    cfg_img: float | None = None,
-    seed: int = DEFAULT_SEEDS["loop"],
+    *,
     x_T: torch.Tensor | None = None,
-    height: int | None = None,
-    width: int | None = None,
     on_step: StepCallback | None = None,
+    **sampling,
 ) -> VideoResult:
-    """A looping video that starts and ends on `image`: 15 frames (the original drops the 16th)."""
-    pipe = pipeline_for(model)
-    opts = resolve_options(
-        pipe.preset, steps, guidance_scale, eta, fs, guidance_rescale, timestep_spacing, cfg_img, seed, height, width
-    )
-    return pipe.generate([image], prompt, "loop", opts, x_T, on_step)
+    """A looping video that starts and ends on `image`: 15 frames (the original drops the 16th).
+    `sampling` as for `animate`."""
+    return _run("loop", model, [image], prompt, x_T, on_step, sampling)

@@ -121,11 +121,14 @@ def _bad_inputs(tmp_path, picture):
         (["animate", str(_bomb(tmp_path / "bomb.png")), "x", *TINY, "-o", out], "too large to decode safely"),
         (["animate", p, "x", "--res", "2048", "-o", out], "unknown preset '2048'"),
         (["animate", p, "x", *TINY, "--steps", "0", "-o", out], "steps must be at least 1"),
-        (["animate", p, "x", *TINY, "--cfg", "-1", "-o", out], "guidance scale"),
-        (["animate", p, "x", *TINY, "--cfg", "nan", "-o", out], "guidance scale (cfg) must be a finite number"),
+        (["animate", p, "x", *TINY, "--guidance-scale", "-1", "-o", out], "guidance scale"),
+        (["animate", p, "x", *TINY, "--guidance-scale", "nan", "-o", out], "guidance scale must be a finite number"),
         (["animate", p, "x", *TINY, "--eta", "inf", "-o", out], "eta must be a finite number"),
-        (["animate", p, "x", *TINY, "--fs", "999", "-o", out], "out of range"),
-        (["animate", p, "x", "--res", "tiny", "--spacing", "uniform", "--steps", "3", "-o", out], "visit t = 1000"),
+        (["animate", p, "x", *TINY, "--frame-stride", "999", "-o", out], "out of range"),
+        (
+            ["animate", p, "x", "--res", "tiny", "--timestep-spacing", "uniform", "--steps", "3", "-o", out],
+            "visit t = 1000",
+        ),
         (["animate", p, "x", *TINY, "--seed", str(2**64), "-o", out], "seed must be an integer from 0 to 2**64 - 1"),
         (["animate", p, "x", *TINY, "--seed", "-1", "-o", out], "seed must be an integer from 0"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.gif")], "fps must be from 1 to 100"),
@@ -310,7 +313,7 @@ def test_console_script_is_installed():
 
 
 def test_dtype_names_are_the_weight_dtypes():
-    from dcrt import cli
     from dcrt.checkpoint import WEIGHT_DTYPES
+    from dcrt.loading import WEIGHT_DTYPES as NAMES
 
-    assert cli.DTYPES == tuple(WEIGHT_DTYPES)  # the torch-free names checked before loading
+    assert NAMES == tuple(WEIGHT_DTYPES)  # the torch-free names checked before loading

@@ -68,7 +68,7 @@ def test_ort_pipeline_matches_torch(exported, tiny_model):
     image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
     for run in (
         lambda m: dcrt.animate(m, image, "a cat", steps=3, seed=4),
-        lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "a cat", steps=3, cfg_img=2.0),
+        lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "a cat", steps=3, image_guidance_scale=2.0),
         lambda m: dcrt.loop(m, image, "a cat", steps=2, guidance_scale=1.0),
     ):
         a, b = run(tiny_model), run(ort)

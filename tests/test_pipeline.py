@@ -58,7 +58,7 @@ def test_animate_shapes_and_no_waste(tiny_model, image):
 def test_interpolate_and_loop(tiny_model, image):
     backend = CountingBackend(tiny_model)
     pipe = Pipeline(backend)
-    inter = dcrt.interpolate(pipe, image, image[::-1].copy(), "a cat", steps=2, cfg_img=2.0)
+    inter = dcrt.interpolate(pipe, image, image[::-1].copy(), "a cat", steps=2, image_guidance_scale=2.0)
     assert inter.frames.shape[0] == 16
     assert backend.calls["vae_encode"] == [2]  # the two key frames together
     assert backend.calls["unet"] == [3, 3]  # three-way guidance in one batch
@@ -97,7 +97,8 @@ def test_mode_must_suit_the_preset():
     [
         (dict(steps=0), "steps must be at least 1"),
         (dict(guidance_scale=-1), "guidance scale"),
-        (dict(fs=500), "fs 500 is out of range"),
+        (dict(frame_stride=500), "frame stride 500 is out of range"),
+        (dict(cfg=2.0), "unknown sampling option"),
         (dict(timestep_spacing="quad"), "unknown timestep spacing"),
         (dict(height=100), "multiples of 64"),
         (dict(eta=-0.5), "eta must be"),

@@ -48,18 +48,20 @@ def test_cpu_pipelines_default_to_the_eager_loop(tiny_model):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("fused_kernels", [False, True])
-@pytest.mark.parametrize("cfg_img", [None, 2.0])
+@pytest.mark.parametrize("image_scale", [None, 2.0])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)], ids=["fp32", "bf16"])
-def test_captured_graph_equals_eager_on_cuda(fused_kernels, cfg_img, dtype, tolerance):
+def test_captured_graph_equals_eager_on_cuda(fused_kernels, image_scale, dtype, tolerance):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     model = dcrt.random_model("tiny", device="cuda", dtype=dtype)
     image = (np.random.default_rng(2).random((64, 64, 3)) * 255).astype(np.uint8)
-    eager = dcrt.animate(Pipeline(TorchBackend(model), cuda_graph=False), image, "x", steps=5, cfg_img=cfg_img)
+    eager = dcrt.animate(
+        Pipeline(TorchBackend(model), cuda_graph=False), image, "x", steps=5, image_guidance_scale=image_scale
+    )
     graph = Pipeline(TorchBackend(model), cuda_graph=True, fused_kernels=fused_kernels)
     assert graph.capture and (graph.kernels is not None) == fused_kernels
-    first = dcrt.animate(graph, image, "x", steps=5, cfg_img=cfg_img)
-    second = dcrt.animate(graph, image, "x", steps=5, cfg_img=cfg_img)
+    first = dcrt.animate(graph, image, "x", steps=5, image_guidance_scale=image_scale)
+    second = dcrt.animate(graph, image, "x", steps=5, image_guidance_scale=image_scale)
     assert relative_error(first.latents, eager.latents) < tolerance
     torch.testing.assert_close(first.latents, second.latents)  # replay is deterministic
     assert graph._runners and all(r.graph is not None for r in graph._runners.values())  # it was captured

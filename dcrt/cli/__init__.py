@@ -1,0 +1,17 @@
+"""The `dcrt` command line: one module per group of commands, each only declaring its options and handing
+the work to the library (dcrt.loading, dcrt.pipeline, dcrt.export, dcrt.engine_builder, dcrt.bench).
+
+    app.py        the typer app, `main` (errors -> one line and an exit code), grouped help
+    options.py    library option types (SamplingRequest, BackendRequest, OutputOptions) rendered as options
+    generate.py   animate, interpolate, loop, batch
+    artifacts.py  fetch, export, build
+    machine.py    info, bench
+
+Importing this package imports typer and the dcrt option tables only: torch and the models are imported by
+a command after its options and inputs are checked, so help and bad arguments answer at once.
+"""
+
+from dcrt.cli import artifacts, generate, machine  # noqa: F401  (each registers its commands on `app`)
+from dcrt.cli.app import app, main
+
+__all__ = ["app", "main"]

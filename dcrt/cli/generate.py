@@ -1,0 +1,173 @@
+"""animate, interpolate, loop and batch: every option and input checked first (no torch, no model: a bad one
+costs well under a second), then one backend opened (`dcrt.open_backend`), then sample and write."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dcrt.batch import Job, read_prompt_dir
+from dcrt.cli.app import app, log
+from dcrt.cli.options import (
+    BATCH,
+    IMAGE_NOTE,
+    First,
+    GroupedCommand,
+    Image,
+    Last,
+    OutputOptions,
+    Prompt,
+    takes,
+)
+from dcrt.config import MODES, default_preset
+from dcrt.errors import UsageError
+from dcrt.loading import BackendRequest
+from dcrt.options import SamplingRequest
+
+
+@app.command(cls=GroupedCommand, help=f"Animate IMAGE following PROMPT into a 16-frame video. {IMAGE_NOTE}")
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+def animate(
+    image: Image,
+    prompt: Prompt,
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    output: OutputOptions,
+) -> None:
+    generate("animate", [Job([image], prompt, image.stem)], model, sampling, output)
+
+
+@app.command(cls=GroupedCommand, help=f"Generate the 16 frames from FIRST to LAST (the 512-interp model). {IMAGE_NOTE}")
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+def interpolate(
+    first: First,
+    last: Last,
+    prompt: Prompt,
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    output: OutputOptions,
+) -> None:
+    generate("interpolate", [Job([first, last], prompt, first.stem)], model, sampling, output)
+
+
+@app.command(
+    cls=GroupedCommand, help=f"A looping video that starts and ends on IMAGE (the 512-interp model). {IMAGE_NOTE}"
+)
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+def loop(
+    image: Image,
+    prompt: Prompt,
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    output: OutputOptions,
+) -> None:
+    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output)
+
+
+@app.command(
+    cls=GroupedCommand,
+    help="Run a folder: images sorted by name, prompts one per line in its first .txt file "
+    "(interpolate: images 2i, 2i+1 share prompt i). Writes OUT_DIR/<image>_<mode>.<format>, creating OUT_DIR. "
+    f"{IMAGE_NOTE}",
+)
+@takes(model=BackendRequest, sampling=SamplingRequest, output=(OutputOptions, ("format", "quality", "fps")))
+def batch(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIRECTORY", help="folder of .jpg/.jpeg/.png images and a .txt of prompts")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="directory for the videos (created if missing)", rich_help_panel=BATCH)
+    ],
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    output: OutputOptions,
+    mode: Annotated[str, typer.Option(help=", ".join(MODES), rich_help_panel=BATCH)] = "animate",
+    prompts: Annotated[
+        Path | None, typer.Option(help="prompt file (default: the folder's first .txt)", rich_help_panel=BATCH)
+    ] = None,
+) -> None:
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    generate(mode, read_prompt_dir(directory, mode, prompts), model, sampling, output, out_dir=out_dir)
+
+
+def generate(
+    mode: str,
+    jobs: list[Job],
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    output: OutputOptions,
+    out_dir: Path | None = None,
+) -> None:
+    """Check every option and input, then open the backend once, sample each job and write its video."""
+    from dcrt.images import open_image
+    from dcrt.options import resolve_options
+    from dcrt.video import check_output_path, check_video_options, format_for
+
+    model = replace(model, preset=model.preset or default_preset(mode))
+    preset = model.preset_config()
+    preset.check_mode(mode)
+    opts = resolve_options(preset, mode, sampling)
+    fmt = format_for(output.out or Path(), output.format)
+    check_video_options(fmt, output.fps, output.quality)
+    targets = [output.out or _default_output(job, mode, fmt, out_dir) for job in jobs]
+    if out_dir is not None:
+        _check_out_dir(out_dir)
+    if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with
+        for target in targets:
+            check_output_path(target, fmt)
+    model.check_names()
+    model.requested_weights()  # a missing --ckpt fails here, before the images are read
+    pictures = [[open_image(p) for p in job.images] for job in jobs]
+
+    # Everything checked: now the slow part (torch, the model, sampling).
+    from dcrt.loading import open_backend
+    from dcrt.pipeline import pipeline_for
+    from dcrt.video import write_video
+
+    pipe = pipeline_for(open_backend(model, opts.height, opts.width, log=log))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for job, images, target in zip(jobs, pictures, targets):
+        with _progress() as on_step:
+            result = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
+        write_video(result.frames, target, fmt, fps=output.fps, quality=output.quality)
+        typer.echo(str(target))
+
+
+@contextmanager
+def _progress():
+    """A denoising progress bar on stderr, closed however the run ends: after Ctrl-C, the message that
+    follows starts a line of its own."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def on_step(step: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, dynamic_ncols=True))
+        bars[0].update(1)
+
+    try:
+        yield on_step
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def _default_output(job: Job, mode: str, fmt: str, out_dir: Path | None) -> Path:
+    """<first image's name>_<mode>.<format> in --out-dir, else in the current directory (png: a folder)."""
+    suffix = "" if fmt == "png" else f".{fmt}"
+    return (out_dir or Path(".")) / f"{job.name}_{mode}{suffix}"
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out-dir is created before the first video is written; here it only has to be creatable."""
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"output directory {out_dir} cannot be created: {existing} is a file")

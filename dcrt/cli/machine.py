@@ -1,0 +1,107 @@
+"""info and bench: what this machine can run, and how fast."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dcrt.cli.app import app, say
+from dcrt.cli.options import WEIGHTS, takes
+from dcrt.errors import UsageError
+from dcrt.loading import BackendRequest
+from dcrt.options import SamplingRequest
+
+BENCH_PRESET = "tiny"  # seconds on a CPU; name a real preset on a GPU
+
+
+@app.command()
+@takes(model=(BackendRequest, ("preset", "export_dir", "engines")))
+def info(model: BackendRequest) -> None:
+    """Versions, devices, which backends this machine can use (and why not), and what --backend auto picks."""
+    from dcrt.backends.select import choose_backend, describe, probe
+    from dcrt.info import collect, format_report
+
+    typer.echo(format_report(collect()))
+    preset = model.preset_config()
+    chosen = choose_backend(
+        preset, "auto", model.engines, model.export_location(), probe(), weights=model.requested_weights()
+    )
+    typer.echo(f"for preset {preset.name}: {describe(chosen)}")
+
+
+@app.command()
+@takes(
+    notes={"preset": BENCH_PRESET},
+    model=(BackendRequest, (*WEIGHTS, "device", "dtype", "export_dir", "engines", "verify")),
+    sampling=(SamplingRequest, ("steps", "height", "width")),
+)
+def bench(
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    backends: Annotated[
+        str, typer.Option(help="comma-separated: baseline, torch, ort, trt (trt: engines from `dcrt build`)")
+    ] = "baseline,torch,ort",
+    repeat: Annotated[int, typer.Option(help="timed runs per backend")] = 3,
+    warmup: Annotated[int, typer.Option(help="untimed runs per backend first")] = 1,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="directory for the JSON, Markdown and PNG report (file names carry the date and time)"
+        ),
+    ] = Path("bench-results"),
+) -> None:
+    """Time each stage of each backend side by side (same inputs, same seed) and write a report.
+
+    On CUDA the torch and trt backends sample with the captured graph and the fused kernels; the baseline
+    never does (the original's way: fp32 weights under fp16 autocast, one UNet call per guidance branch)."""
+    from dcrt.bench import BENCH_BACKENDS
+
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BENCH_BACKENDS]
+    if unknown or not names:
+        choose = ", ".join(BENCH_BACKENDS)
+        raise UsageError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {choose}")
+    if repeat < 1 or warmup < 0:
+        raise UsageError("--repeat must be >= 1 and --warmup >= 0")
+    model = replace(model, preset=model.preset or BENCH_PRESET)
+    model.check_names()
+
+    import numpy as np
+
+    from dcrt.bench import BenchReport, environment, markdown, open_pipelines, run_backend, write_report
+    from dcrt.flops import unet_flops
+    from dcrt.loading import usable_device
+    from dcrt.options import resolve_options
+
+    preset = model.preset_config()
+    opts = resolve_options(preset, preset.modes[0], sampling)
+    rng = np.random.default_rng(0)
+    images = [(rng.random((opts.height, opts.width, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    import torch
+
+    model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    machine = environment(torch.device(usable_device(model.device)))  # before the runs: the load they meet
+    pipelines = open_pipelines(names, model, opts, say)
+    results = [
+        run_backend(name, pipelines[name], images, "a boat sailing on a calm sea", opts, warmup, repeat, say)
+        for name in names
+    ]
+    report = BenchReport(
+        preset=preset.name,
+        height=opts.height,
+        width=opts.width,
+        steps=opts.steps,
+        repeat=repeat,
+        warmup=warmup,
+        command=" ".join(["dcrt", *sys.argv[1:]]),
+        environment=machine,
+        unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width),
+        results=results,
+    )
+    typer.echo(markdown(report))
+    for path in write_report(report, out):
+        typer.echo(str(path))
