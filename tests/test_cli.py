@@ -224,6 +224,23 @@ def test_help_groups_options_and_names_the_defaults(run_cli):
     assert code == 0 and out.strip() == f"dcrt {dcrt.__version__}"
 
 
+def test_help_reads_each_default_from_the_preset_table(run_cli):
+    from dcrt.config import PRESETS
+
+    code, out, _ = run_cli(["animate", "-h"])
+    flat = " ".join(out.split())
+    assert code == 0
+    p256, p1024 = PRESETS["256"].sampling, PRESETS["1024"].sampling
+    assert f"{p256.frame_stride} for 256, tiny-256" in flat and f"{p1024.frame_stride} for 1024" in flat
+    assert "animate 123, interpolate 12306, loop 234" in flat
+    assert "(default: 512; interpolate: 512-interp, loop: 512-interp)" in flat
+
+
+def test_bench_names_tensorrt_and_says_why_it_cannot_run_here(run_cli, tmp_path):
+    code, _, err = run_cli(["bench", "--backends", "trt", "--steps", "1", "--repeat", "1", "-o", str(tmp_path)])
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "TensorRT" in err, err
+
+
 def test_default_output_name(picture, tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["animate", str(picture), "x", *TINY, "--format", "gif"])
