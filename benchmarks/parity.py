@@ -22,10 +22,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.reference import harness  # noqa: E402
+from dcrt.reference import components, original
 
 
 def _memory() -> str:
@@ -42,7 +39,7 @@ def _memory() -> str:
     )
 
 
-def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dict]:
+def run_preset(name: str, sizes: components.ParitySizes, workdir: Path) -> list[dict]:
     import dcrt
 
     t0 = time.perf_counter()
@@ -50,7 +47,7 @@ def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dic
     model.eval()
     path = workdir / f"{name}.ckpt"
     dcrt.save_checkpoint(model, path)
-    state_dict = harness.load_checkpoint_state_dict(path)
+    state_dict = components.load_checkpoint_state_dict(path)
     print(f"[{name}] dcrt model built and saved in {time.perf_counter() - t0:.0f}s ({_memory()})", file=sys.stderr)
 
     def report(part, new):
@@ -58,7 +55,7 @@ def run_preset(name: str, sizes: harness.ParitySizes, workdir: Path) -> list[dic
         for comp, d in new.items():
             print(f"[{name}] {comp}: rel {d.rel:.3e} max_abs {d.max_abs:.3e}", file=sys.stderr)
 
-    results = harness.run_parity(model, state_dict, sizes, on_result=report)
+    results = components.run_parity(model, state_dict, sizes, on_result=report)
     del model, state_dict
     gc.collect()
     path.unlink()
@@ -85,12 +82,12 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the temporary checkpoint goes (needs ~11 GB per full preset)")
     args = ap.parse_args()
 
-    repo = harness.reference_repo()
+    repo = original.reference_repo()
     if repo is None:
-        sys.exit(f"set ${harness.ENV_VAR} to a checkout of github.com/Doubiiu/DynamiCrafter")
+        sys.exit(f"set ${original.ENV_VAR} to a checkout of github.com/Doubiiu/DynamiCrafter")
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = harness.ParitySizes(batch=args.batch, latent_hw=tuple(args.latent))
+    sizes = components.ParitySizes(batch=args.batch, latent_hw=tuple(args.latent))
 
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -104,7 +101,7 @@ def main() -> None:
 
     if args.out:
         meta = {
-            **harness.environment(repo),
+            **original.environment(repo),
             "sizes": dataclasses.asdict(sizes),
             "results": rows,
         }

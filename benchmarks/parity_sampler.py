@@ -4,7 +4,7 @@
         [--size 128 128] [--out benchmarks/results/parity-sampler-cpu.json]
 
 For each preset, runs the original `image_guided_synthesis` and `dcrt.animate` / `interpolate` / `loop` with the
-same weights, x_T and per-step noise (see tests/reference/sampling.py) and reports the relative error of the
+same weights, x_T and per-step noise (see dcrt/reference/sampling.py) and reports the relative error of the
 final latents, ||dcrt - ref|| / ||ref||. Cases: i2v (all presets) and, where the preset family has an interp
 model, interpolate and loop (512 weights viewed as `512-interp`; tiny presets support every mode), each with and
 without multi-condition CFG (cfg_img), at eta 0 and 1; 5 DDIM steps, guidance 7.5, the preset's fs / spacing /
@@ -25,10 +25,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.reference import harness, sampling  # noqa: E402
+from dcrt.reference import original, sampling
 
 # preset -> [(weights, dcrt preset for those runs, modes)]
 GROUPS = {
@@ -106,7 +103,7 @@ def _write_json(args, repo, rows: list[dict], complete: bool) -> None:
     """Rewritten after every case, so a long run that is stopped keeps what it measured (`complete` says)."""
     meta = {
         "complete": complete,
-        **harness.environment(repo),
+        **original.environment(repo),
         "reference_entry": "scripts/evaluation/inference.py::image_guided_synthesis",
         "size": list(args.size),
         "steps": args.steps,
@@ -128,9 +125,9 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the temporary checkpoint goes (~11 GB per full preset)")
     args = ap.parse_args()
 
-    repo = harness.reference_repo()
+    repo = original.reference_repo()
     if repo is None:
-        sys.exit(f"set ${harness.ENV_VAR} to a checkout of github.com/Doubiiu/DynamiCrafter")
+        sys.exit(f"set ${original.ENV_VAR} to a checkout of github.com/Doubiiu/DynamiCrafter")
     if args.threads:
         torch.set_num_threads(args.threads)
 

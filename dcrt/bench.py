@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dcrt.environment import cpu_name, nvidia_driver, package_version
 from dcrt.loading import BackendRequest
 from dcrt.pipeline import Pipeline, SamplingOptions, guidance_for
 from dcrt.version import __version__
@@ -168,8 +169,9 @@ class BenchReport:
 
 
 def environment(device: torch.device) -> dict:
+    """The conditions a report states: device, versions, commit, and the load the runs meet (dcrt.environment)."""
     env = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {_cpu_name()}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU: {cpu_name()}",
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -181,12 +183,9 @@ def environment(device: torch.device) -> dict:
         "cpu_cores": os.cpu_count(),
     }
     for module in ("onnxruntime", "tensorrt"):
-        try:
-            env[module] = __import__(module).__version__
-        except ImportError:
-            env[module] = None
+        env[module] = package_version(module)[0]
     if device.type == "cuda":
-        env["driver"] = _nvidia_driver()
+        env["driver"] = nvidia_driver()
     return env
 
 
@@ -195,26 +194,9 @@ def busy_machine(env: dict) -> bool:
     return env.get("load_average_1min", 0.0) > 0.75 * (env.get("cpu_cores") or 1)
 
 
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except OSError:
-        return None
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
-        )
         return out.stdout.strip() or None
     except OSError:
         return None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import platform
 from dataclasses import dataclass, field
 
+from dcrt.environment import Gpu, cuda_gpus, ort_providers, package_version
 from dcrt.version import __version__
 
 
@@ -24,34 +24,8 @@ class EnvironmentReport:
 
 
 def _version(module: str) -> str:
-    try:
-        return getattr(importlib.import_module(module), "__version__", "installed")
-    except Exception as exc:  # a broken install is reported, not raised
-        return f"not available ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})".replace(
-            ": )", ")"
-        )
-
-
-def _cuda_devices() -> tuple[list[str], str]:
-    import torch
-
-    if not torch.cuda.is_available():
-        reason = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA driver or GPU visible"
-        return [], reason
-    names = [
-        f"cuda:{i} {torch.cuda.get_device_name(i)} (sm{''.join(map(str, torch.cuda.get_device_capability(i)))})"
-        for i in range(torch.cuda.device_count())
-    ]
-    return names, ""
-
-
-def _ort_providers() -> list[str]:
-    try:
-        import onnxruntime
-
-        return list(onnxruntime.get_available_providers())
-    except Exception:
-        return []
+    version, why = package_version(module)
+    return version if version is not None else f"not available ({why})"
 
 
 def _gpu_backend(name: str, installed: bool, not_installed: str, gpus: list[str], no_gpu: str) -> BackendStatus:
@@ -76,11 +50,12 @@ def collect() -> EnvironmentReport:
         "cuda-python": _version("cuda.bindings"),
         "open_clip": _version("open_clip"),
     }
-    gpus, no_gpu = _cuda_devices()
+    found, no_gpu = cuda_gpus()
+    gpus = [gpu.describe() for gpu in found]
     report.devices = ["cpu"] + gpus
-    providers = _ort_providers()
+    providers = ort_providers()
     ort_cuda = "CUDAExecutionProvider" in providers
-    has_trt = not report.versions["tensorrt"].startswith("not available")
+    has_trt = package_version("tensorrt")[0] is not None
     report.backends = [
         BackendStatus("torch (cpu)", True, "PyTorch on the CPU"),
         BackendStatus("torch (cuda)", bool(gpus), gpus[0] if gpus else no_gpu),
@@ -89,12 +64,12 @@ def collect() -> EnvironmentReport:
         ),
         _gpu_backend("onnxruntime (cuda)", ort_cuda, "onnxruntime-gpu is not installed", gpus, no_gpu),
         _gpu_backend("tensorrt", has_trt, "TensorRT is not installed (pip install 'dcrt[trt]')", gpus, no_gpu),
-        _fused_kernels(gpus, no_gpu),
+        _fused_kernels(found, no_gpu),
     ]
     return report
 
 
-def _fused_kernels(gpus: list[str], no_gpu: str) -> BackendStatus:
+def _fused_kernels(gpus: list[Gpu], no_gpu: str) -> BackendStatus:
     """The graph runner's fused guidance + DDIM kernels (dcrt.kernels): compiled at run time by NVRTC."""
     from dcrt import kernels
 
@@ -105,9 +80,7 @@ def _fused_kernels(gpus: list[str], no_gpu: str) -> BackendStatus:
         return BackendStatus(name, False, f"NVRTC unavailable ({type(exc).__name__}): the torch-op step runs instead")
     if not gpus:
         return BackendStatus(name, False, f"NVRTC {nvrtc} compiles them, but {no_gpu}")
-    import torch
-
-    arch = kernels.arch_for_capability(*torch.cuda.get_device_capability(0))
+    arch = kernels.arch_for_capability(*gpus[0].capability)
     return BackendStatus(name, True, f"NVRTC {nvrtc} for {arch}; fp32, fp16 and bf16 model outputs")
 
 

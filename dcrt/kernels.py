@@ -220,12 +220,6 @@ class KernelModule:
             )
         )
 
-    def close(self) -> None:
-        if self._module is not None:
-            _driver_check(self._driver.cuModuleUnload(self._module))
-            _driver_check(self._driver.cuDevicePrimaryCtxRelease(self._device))
-            self._module = None
-
 
 # --- torch wrappers -------------------------------------------------------------------------------
 
@@ -323,19 +317,6 @@ class Kernels:
         ]
         self._launch(f"ddim_update_{_suffix(model_out)}", (_grid(n),), (launch_constants()["DCRT_BLOCK"],), args)
 
-    def ddim_timestep(self, t, timesteps, step) -> None:
-        """t[:] = timesteps[*step] (int64)."""
-        args = [
-            _ptr(t, (torch.int64,), "t"),
-            _ptr(timesteps, (torch.int64,), "timesteps"),
-            _ptr(step, (torch.int32,), "step"),
-            ctypes.c_int(t.numel()),
-        ]
-        self._launch("ddim_timestep", (1,), (32,), args)
-
-    def ddim_advance(self, step) -> None:
-        self._launch("ddim_advance", (1,), (1,), [_ptr(step, (torch.int32,), "step")])
-
     def cfg_combine(self, guided, out, guidance, workspace=None) -> None:
         """guided [B, ...] float32 = combine_guidance(out [branches * B, ...], guidance)."""
         batch, n, branches = guided.shape[0], guided[0].numel(), guidance.branches
@@ -371,6 +352,23 @@ class Kernels:
             ctypes.c_float(1.0 - guidance.rescale),  # rounded from the double, as the torch reference does
         ]
         self._launch(f"cfg_combine_{_suffix(out)}", (_grid(n), batch), (launch_constants()["DCRT_BLOCK"],), args)
+
+    # The Python runtime calls only the two methods above (GraphRunner, through StepKernels; it gathers t and
+    # moves the step with torch ops). The kernels below serve C++ hosts (kernels/launch.cu): they are wrapped
+    # here only so that tests/test_kernels.py checks each against its torch reference on a GPU.
+
+    def ddim_timestep(self, t, timesteps, step) -> None:
+        """t[:] = timesteps[*step] (int64)."""
+        args = [
+            _ptr(t, (torch.int64,), "t"),
+            _ptr(timesteps, (torch.int64,), "timesteps"),
+            _ptr(step, (torch.int32,), "step"),
+            ctypes.c_int(t.numel()),
+        ]
+        self._launch("ddim_timestep", (1,), (32,), args)
+
+    def ddim_advance(self, step) -> None:
+        self._launch("ddim_advance", (1,), (1,), [_ptr(step, (torch.int32,), "step")])
 
     def frames_to_u8(self, frames, video) -> None:
         """frames uint8 [T, H, W, 3] = to_uint8_frames(video [T, 3, H, W] float32/half)."""

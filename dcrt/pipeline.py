@@ -23,7 +23,7 @@ from dcrt.backends import Backend, TorchBackend
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.kernels import StepKernels
-from dcrt.models.clip import antialiased_resize
+from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.options import SamplingOptions, resolve_options, takes_sampling_options
@@ -92,14 +92,6 @@ class Pipeline:
         self._unconditional: tuple[torch.Tensor, torch.Tensor] | None = None
         self._schedules: dict[tuple[int, str, float], DDIMSchedule] = {}
 
-    def clip_pixels(self, image: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [-1, 1] -> CLIP-normalised 224x224 (the kornia-equivalent resize, on the device)."""
-        cfg = self.preset.image
-        x = (antialiased_resize(image.float(), (cfg.image_size, cfg.image_size)) + 1.0) / 2.0
-        mean = torch.tensor(cfg.mean, device=x.device).reshape(1, 3, 1, 1)
-        std = torch.tensor(cfg.std, device=x.device).reshape(1, 3, 1, 1)
-        return (x - mean) / std
-
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         limit = self.tokenizer.context_length
         if self.tokenizer.token_count(prompt) > limit:
@@ -109,9 +101,10 @@ class Pipeline:
     def unconditional(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(empty-prompt text context [1, 77, C], mid-grey image context [1, 256, C]), computed once."""
         if self._unconditional is None or not self.cache_unconditional:
-            size = self.preset.image.image_size
-            grey = torch.zeros(1, 3, size, size, device=self.backend.device)  # 0 in [-1, 1]: a constant stays constant
-            self._unconditional = (self.encode_prompt(""), self.backend.encode_image(self.clip_pixels(grey)))
+            cfg = self.preset.image
+            # 0 in [-1, 1]: a constant stays constant through the resize
+            grey = torch.zeros(1, 3, cfg.image_size, cfg.image_size, device=self.backend.device)
+            self._unconditional = (self.encode_prompt(""), self.backend.encode_image(clip_pixels(grey, cfg)))
         return self._unconditional
 
     def schedule(self, opts: SamplingOptions) -> DDIMSchedule:
@@ -136,7 +129,7 @@ class Pipeline:
         """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs."""
         frames = self.preset.frames
         first = images[:1]
-        text, image = self.encode_prompt(prompt), self.backend.encode_image(self.clip_pixels(first))
+        text, image = self.encode_prompt(prompt), self.backend.encode_image(clip_pixels(first, self.preset.image))
         z = self.backend.encode_latents(images).float()  # [1 or 2, 4, h, w]: each key frame once
         if mode == "animate":
             concat = z[:1, :, None].expand(-1, -1, frames, -1, -1)

@@ -1,5 +1,5 @@
-// Input preprocessing (docs/sampling.md §4.1; docs/models.md §3.3; dcrt.images.load_image after the resize/crop, and the
-// normalisation of dcrt.pipeline.Pipeline.clip_pixels after its resize).
+// Input preprocessing (docs/sampling.md §4.1; docs/models.md §3.3; dcrt.images.load_image after the resize/crop, and
+// dcrt.models.clip.clip_normalize: the normalisation of clip_pixels after its resize).
 //
 // image_u8_to_f32: images uint8 [N, H, W, 3] -> float32 [N, 3, H, W] in [-1, 1]:  v / 255 * 2 - 1
 //   (a true division by 255, as PyTorch on the CPU does; torch on CUDA multiplies by 1/255 instead).

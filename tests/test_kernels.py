@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ import torch
 from dcrt import kernels
 from dcrt.config import DiffusionConfig, ImageEncoderConfig
 from dcrt.images import load_image, to_uint8_frames
-from dcrt.pipeline import Pipeline
+from dcrt.models.clip import clip_normalize
 from dcrt.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_buffers
 
@@ -284,11 +283,10 @@ def test_image_u8_to_f32(k):
 
 
 @gpu
-def test_clip_normalize(k, monkeypatch):
+def test_clip_normalize(k):
     cfg = ImageEncoderConfig()
     src = torch.rand(2, 3, 224, 224) * 2 - 1
-    monkeypatch.setattr("dcrt.pipeline.antialiased_resize", lambda x, size: x)  # the input is already resized
-    expected = Pipeline.clip_pixels(SimpleNamespace(preset=SimpleNamespace(image=cfg)), src)
+    expected = clip_normalize(src, cfg)  # the input is already resized
     dst = _nan(2, 3, 224, 224)
     k.clip_normalize(dst, src.cuda(), cfg.mean, cfg.std)
     _close(dst, expected, 1e-6)

@@ -1,7 +1,7 @@
 """Sampler parity: dcrt.animate / interpolate / loop against the original `image_guided_synthesis`.
 
 Runs only when $DCRT_REFERENCE_REPO names a checkout of github.com/Doubiiu/DynamiCrafter (imported from there,
-never vendored; see tests/reference/sampling.py for exactly what is patched on the original side). Same weights,
+never vendored; see dcrt/reference/sampling.py for exactly what is patched on the original side). Same weights,
 same x_T, same per-step noise, 5 DDIM steps, guidance 7.5, the preset's fs / spacing / guidance rescale; eta 0
 and 1, with and without multi-condition CFG. Asserts ||dcrt - ref|| / ||ref|| < 1e-3 on the final latents.
 Tiny presets run by default; the released-size presets are marked `full` (tens of minutes, ~12 GB of RAM).
@@ -9,20 +9,15 @@ Tiny presets run by default; the released-size presets are marked `full` (tens o
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from tests.reference import harness  # noqa: E402
+from dcrt.reference.original import ENV_VAR, reference_repo
 
 pytestmark = pytest.mark.skipif(
-    harness.reference_repo() is None,
-    reason=f"set ${harness.ENV_VAR} to a checkout of the original DynamiCrafter code to run parity tests",
+    reference_repo() is None,
+    reason=f"set ${ENV_VAR} to a checkout of the original DynamiCrafter code to run parity tests",
 )
 
 REL_TOL = 1e-3
@@ -47,7 +42,7 @@ def _assert_close(results) -> None:
 
 
 def _run(weights: str, preset: str, modes, size, tmp_path: Path):
-    from tests.reference import sampling
+    from dcrt.reference import sampling
 
     model, state_dict = sampling.prepare(weights, preset, tmp_path)
     return sampling.compare_sampling(model, state_dict, sampling.all_cases(modes), *size)

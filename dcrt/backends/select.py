@@ -234,22 +234,13 @@ def probe(device: int = 0) -> Facts:
         target = detect_target(device)
     except DcrtError as exc:
         tensorrt_why = str(exc)
-    gpu, gpu_why = None, ""
-    try:
-        import torch
+    from dcrt.environment import cuda_gpus, ort_providers  # the one probe of the machine, torch-free at import
 
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(device)
-        else:
-            gpu_why = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA driver or GPU visible"
-    except Exception as exc:  # a broken torch install is reported, not raised
-        gpu_why = f"torch.cuda failed ({type(exc).__name__})"
-    try:
-        import onnxruntime
-
-        providers = set(onnxruntime.get_available_providers())
-    except Exception:
-        providers = set()
+    gpus, gpu_why = cuda_gpus()
+    gpu = gpus[device].name if device < len(gpus) else None
+    if gpus and gpu is None:
+        gpu_why = f"CUDA device {device} does not exist ({len(gpus)} visible)"
+    providers = set(ort_providers())
     return Facts(
         target, tensorrt_why, gpu, gpu_why, "CUDAExecutionProvider" in providers, "CPUExecutionProvider" in providers
     )

@@ -115,6 +115,23 @@ def antialiased_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=True)
 
 
+def clip_normalize(x: torch.Tensor, cfg: ImageEncoderConfig) -> torch.Tensor:
+    """[N, 3, H, W] in [-1, 1], already resized -> (x + 1) / 2, then (x - mean[c]) / std[c] per channel.
+
+    The reference of kernels/preprocess.cu `clip_normalize_f32` (the same operations, in the same order).
+    """
+    x = (x + 1.0) / 2.0
+    mean = torch.tensor(cfg.mean, device=x.device).reshape(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=x.device).reshape(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def clip_pixels(image: torch.Tensor, cfg: ImageEncoderConfig) -> torch.Tensor:
+    """[N, 3, H, W] in [-1, 1] at any size -> the CLIP input: `antialiased_resize` to image_size x image_size
+    (aspect ratio not preserved), then `clip_normalize` (docs/models.md §3.3). Runs on the image's device."""
+    return clip_normalize(antialiased_resize(image.float(), (cfg.image_size, cfg.image_size)), cfg)
+
+
 class VisionTransformer(nn.Module):
     """Patchify, class token, positional embedding, ln_pre, transformer. (ln_post / proj are unused.)"""
 
@@ -141,16 +158,8 @@ class ImageEncoder(nn.Module):
         self.cfg = cfg
         self.visual = VisionTransformer(cfg)
 
-    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] pixels at any size -> CLIP-normalised 224x224 (aspect ratio not preserved)."""
-        size = (self.cfg.image_size, self.cfg.image_size)
-        x = (antialiased_resize(image.float(), size) + 1.0) / 2.0
-        mean = torch.tensor(self.cfg.mean, device=x.device).reshape(1, 3, 1, 1)
-        std = torch.tensor(self.cfg.std, device=x.device).reshape(1, 3, 1, 1)
-        return (x - mean) / std
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.encode_pixels(self.preprocess(image))
+        return self.encode_pixels(clip_pixels(image, self.cfg))
 
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixels.to(self.visual.conv1.weight.dtype))

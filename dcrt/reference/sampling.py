@@ -1,19 +1,15 @@
 """Sampler parity: dcrt's pipeline against the ORIGINAL end-to-end sampling code, on the same weights.
 
-The reference side runs the original `scripts/evaluation/inference.py::image_guided_synthesis` (imported from
-$DCRT_REFERENCE_REPO, never copied) on an original `lvdm.models.ddpm3d.LatentVisualDiffusion` that is built from
-the dcrt preset and loaded *strictly* from the dcrt checkpoint (the 256 file's `framestride_embed` is renamed to
-`fps_embedding`, exactly as the original `load_model_checkpoint` does). Both sides get the same x_T and the same
-per-step noise, and we compare dcrt's final latents (`VideoResult.latents`) with the reference's `samples`
-(captured at `decode_first_stage`, before decoding).
+For parity checks only; never imported by dcrt's runtime. The reference side runs the original
+`scripts/evaluation/inference.py::image_guided_synthesis` (imported from $DCRT_REFERENCE_REPO, never copied) on
+an original `LatentVisualDiffusion` built from the dcrt preset and loaded strictly from the dcrt checkpoint
+(dcrt.reference.model). Both sides get the same x_T and the same per-step noise, and we compare dcrt's final
+latents (`VideoResult.latents`) with the reference's `samples` (captured at `decode_first_stage`, before decoding).
 
 Deviations from running the original script, each needed to run it on a CPU without downloads:
-* Everything `harness.py` lists (stubs for absent `pytorch_lightning` / `cv2` / `transformers`; open_clip towers
-  built with `version=None` from a registered architecture; sequence-first attention restored; no random init).
-  In addition, if absent: `pytorch_lightning.utilities.rank_zero_only` (identity) and `seed_everything`
-  (imported by ddpm3d.py / inference.py), and `omegaconf` (imported by inference.py, unused by
-  `image_guided_synthesis`; the model config is passed as attribute-dicts instead of OmegaConf objects).
-* `model.device` (a Lightning attribute the stub lacks) is set to cpu on the built model.
+* Everything dcrt.reference.original lists (stubs for absent `pytorch_lightning` / `cv2` / `transformers` /
+  `omegaconf`; open_clip towers built with `version=None` from a registered architecture; sequence-first
+  attention restored; no random init), and `model.device` set to cpu (dcrt.reference.model).
 * `DDIMSampler.register_buffer` hard-codes `.to("cuda")`; it is patched to move tensors to the model's device.
 * `get_first_stage_encoding` uses the posterior MEAN instead of a CPU-generator sample (spec 4.8 / 7.4).
 * `noise_like` (as imported into ddim.py and ddim_multiplecond.py) returns, in order, the tensors dcrt's
@@ -27,197 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import io
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from tests.reference import harness
+from dcrt.reference.components import diff, load_checkpoint_state_dict
+from dcrt.reference.model import ReferenceModel, build_reference_model
 
 PROMPT = "a corgi running on the beach at sunset, cinematic"
-MODE_FLAGS = {"animate": {}, "interpolate": {"interp": True}, "loop": {"loop": True}}
-
-
-# ------------------------------------------------------------------------------------------------
-# Importing the original model class and inference script
-
-
-def _ensure_extra_stubs() -> None:
-    """Stubs beyond harness._STUBS that ddpm3d.py and inference.py import (only when the package is absent)."""
-    pl = sys.modules.get("pytorch_lightning")
-    if pl is not None and getattr(pl, "__file__", None) is None:  # the harness stub, not the real package
-        if not hasattr(pl, "seed_everything"):
-            pl.seed_everything = lambda seed=None, *a, **k: seed
-        if "pytorch_lightning.utilities" not in sys.modules:
-            util = types.ModuleType("pytorch_lightning.utilities")
-            util.rank_zero_only = lambda fn: fn
-            pl.utilities = util
-            sys.modules["pytorch_lightning.utilities"] = util
-    if "omegaconf" not in sys.modules and importlib.util.find_spec("omegaconf") is None:
-        mod = types.ModuleType("omegaconf")
-        mod.OmegaConf = type("OmegaConf", (harness._Unavailable,), {})
-        sys.modules["omegaconf"] = mod
-
-
-def import_reference_sampling(repo: Path | None = None) -> types.SimpleNamespace:
-    """The original LatentVisualDiffusion class, both DDIM sampler modules and inference.py (as a module)."""
-    ref = harness.import_reference(repo or harness.reference_repo())
-    _ensure_extra_stubs()
-    ref.ddpm3d = importlib.import_module("lvdm.models.ddpm3d")
-    ref.ddim = importlib.import_module("lvdm.models.samplers.ddim")
-    ref.ddim_multicond = importlib.import_module("lvdm.models.samplers.ddim_multiplecond")
-    name = "dcrt_reference_inference"
-    if name not in sys.modules or not Path(sys.modules[name].__file__).is_relative_to(ref.repo):
-        path = ref.repo / "scripts" / "evaluation" / "inference.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        saved_path = list(sys.path)  # the script inserts `sys.path[0]/../..`; undo that
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.path[:] = saved_path
-        sys.modules[name] = module
-    ref.inference = sys.modules[name]
-    return ref
-
-
-# ------------------------------------------------------------------------------------------------
-# Building the original LatentVisualDiffusion from a dcrt preset (configs/inference_*_v1.0.yaml layout)
-
-
-class _Cfg(dict):
-    """Attribute access on a dict: what the original reads from its OmegaConf configs."""
-
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
-def _cfg(obj):
-    if isinstance(obj, dict):
-        return _Cfg({k: _cfg(v) for k, v in obj.items()})
-    return obj
-
-
-def model_config(preset) -> _Cfg:
-    """The `model:` section of the original inference yaml for this preset (512 / 256 structure)."""
-    v, d, r = preset.vae, preset.diffusion, preset.resampler
-    arch = harness._open_clip_arch(preset)
-    unet = harness.unet_params(preset, dropout=0.1)
-    params = dict(
-        linear_start=d.linear_start,
-        linear_end=d.linear_end,
-        num_timesteps_cond=1,
-        timesteps=d.timesteps,
-        first_stage_key="video",
-        cond_stage_key="caption",
-        cond_stage_trainable=False,
-        conditioning_key="hybrid",
-        image_size=[preset.latent_height, preset.latent_width],
-        channels=v.z_channels,
-        scale_by_std=False,
-        scale_factor=v.scale_factor,
-        use_ema=False,
-        uncond_type="empty_seq",
-        unet_config={"target": "lvdm.modules.networks.openaimodel3d.UNetModel", "params": unet},
-        first_stage_config={
-            "target": "lvdm.models.autoencoder.AutoencoderKL",
-            "params": dict(
-                embed_dim=v.z_channels,
-                monitor="val/rec_loss",
-                lossconfig={"target": "torch.nn.Identity"},
-                ddconfig=dict(
-                    double_z=True,
-                    z_channels=v.z_channels,
-                    resolution=256,
-                    in_channels=v.in_channels,
-                    out_ch=v.out_channels,
-                    ch=v.ch,
-                    ch_mult=list(v.ch_mult),
-                    num_res_blocks=v.num_res_blocks,
-                    attn_resolutions=[],
-                    dropout=0.0,
-                ),
-            ),
-        },
-        # version=None: no download (weights come from the checkpoint); device: the yaml default is cuda.
-        cond_stage_config={
-            "target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
-            "params": dict(arch=arch, version=None, device="cpu", freeze=True, layer="penultimate"),
-        },
-        img_cond_stage_config={
-            "target": "lvdm.modules.encoders.condition.FrozenOpenCLIPImageEmbedderV2",
-            "params": dict(arch=arch, version=None, device="cpu", freeze=True),
-        },
-        image_proj_stage_config={
-            "target": "lvdm.modules.encoders.resampler.Resampler",
-            "params": dict(
-                dim=r.dim,
-                depth=r.depth,
-                dim_head=r.dim_head,
-                heads=r.heads,
-                num_queries=r.num_queries,
-                embedding_dim=r.embedding_dim,
-                output_dim=r.output_dim,
-                ff_mult=r.ff_mult,
-                video_length=r.video_length,
-            ),
-        },
-    )
-    if d.parameterization == "v":  # the 512/1024 yaml; the 256 yaml leaves these at their defaults (eps)
-        params.update(rescale_betas_zero_snr=d.zero_snr, parameterization="v", fps_condition_type="fps")
-    if d.dynamic_rescale:
-        params.update(use_dynamic_rescale=True, base_scale=d.base_scale, turning_step=d.turning_step)
-    params["perframe_ae"] = d.parameterization == "v"  # run.sh passes --perframe_ae for 512/1024, not 256
-    return _cfg({"target": "lvdm.models.ddpm3d.LatentVisualDiffusion", "params": params})
-
-
-@dataclass
-class ReferenceModel:
-    model: nn.Module  # lvdm.models.ddpm3d.LatentVisualDiffusion
-    ref: types.SimpleNamespace
-    schedule_check: dict[str, float] = field(default_factory=dict)  # ref's own buffers vs the checkpoint's
-
-
-def build_reference_model(preset, state_dict: dict, repo: Path | None = None) -> ReferenceModel:
-    """LatentVisualDiffusion for `preset`, strictly loaded from `state_dict` (tensors aliased, not copied)."""
-    ref = import_reference_sampling(repo)
-    instantiate = ref.inference.instantiate_from_config
-    with harness._skip_init(), contextlib.redirect_stdout(io.StringIO()), harness._quiet_logging():
-        model = instantiate(model_config(preset))
-    # The original loads strictly and, failing that, renames framestride_embed -> fps_embedding (256 file).
-    sd = {k.replace("framestride_embed", "fps_embedding"): v for k, v in state_dict.items()}
-    expected = model.state_dict()
-    # The schedule the original computes itself must equal what dcrt wrote into the checkpoint.
-    schedule_check = {}
-    for key, value in expected.items():
-        if "." not in key and key in sd:
-            ours = value.double()
-            rel = ((sd[key].double() - ours).norm() / ours.norm().clamp_min(1e-30)).item()
-            schedule_check[key] = rel
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    shapes = sorted(k for k in set(sd) & set(expected) if tuple(sd[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or shapes:
-        raise harness.KeyMismatch(
-            f"checkpoint vs original LatentVisualDiffusion: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, shape {shapes[:5]}"
-        )
-    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=True)
-    harness._restore_sequence_first(model.cond_stage_model.model.transformer)
-    harness._restore_sequence_first(model.embedder.model.visual.transformer)
-    if not hasattr(model.embedder.model.visual, "input_patchnorm"):
-        model.embedder.model.visual.input_patchnorm = False
-    model = model.eval().requires_grad_(False)
-    model.device = torch.device("cpu")  # a pytorch_lightning attribute; plain attribute with the stub
-    return ReferenceModel(model, ref, schedule_check)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -407,10 +222,10 @@ def run_dcrt(
         steps=case.steps,
         guidance_scale=case.guidance_scale,
         eta=case.eta,
-        fs=fs,
+        frame_stride=fs,
         guidance_rescale=rescale,
         timestep_spacing=spacing,
-        cfg_img=case.cfg_img if case.multi_cond else None,
+        image_guidance_scale=case.cfg_img if case.multi_cond else None,
         seed=noise_seed,
         x_T=x_T.clone(),
         height=h * model.preset.vae.downscale,
@@ -427,7 +242,7 @@ def run_dcrt(
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return harness.diff(a, b).rel
+    return diff(a, b).rel
 
 
 def compare_case(
@@ -437,7 +252,7 @@ def compare_case(
     preset = model.preset
     d = preset.sampling
     images, x_T, noise_seed = case_inputs(preset, case, height, width, seed)
-    common = (images, prompt, x_T, noise_seed, d.fs, d.timestep_spacing, d.guidance_rescale)
+    common = (images, prompt, x_T, noise_seed, d.frame_stride, d.timestep_spacing, d.guidance_rescale)
     ref_latents, ref_calls = run_reference(rm, case, *common)
     out_latents, dcrt_calls = run_dcrt(model, case, *common)
 
@@ -458,7 +273,7 @@ def compare_case(
                 cond.setdefault("c_concat", _rel(x[j : j + 1, zc:], concat_ref))
                 cond.setdefault("fs", float(int(fs[j]) != int(fs_ref[0])))
     per_step.append(_rel(out_latents, ref_latents))
-    d_final = harness.diff(out_latents, ref_latents)
+    d_final = diff(out_latents, ref_latents)
     return SamplerDiff(
         d_final.rel,
         d_final.max_abs,
@@ -469,7 +284,7 @@ def compare_case(
         inputs=dict(
             height=height,
             width=width,
-            fs=d.fs,
+            fs=d.frame_stride,
             spacing=d.timestep_spacing,
             guidance_rescale=d.guidance_rescale,
             guidance_scale=case.guidance_scale,
@@ -499,15 +314,7 @@ def compare_sampling(
     return results
 
 
-__all__ = [
-    "SamplerCase",
-    "SamplerDiff",
-    "build_reference_model",
-    "compare_case",
-    "compare_sampling",
-    "import_reference_sampling",
-    "model_config",
-]
+__all__ = ["SamplerCase", "SamplerDiff", "all_cases", "compare_case", "compare_sampling", "prepare"]
 
 
 def prepare(weights: str, preset: str, workdir: Path, seed: int = 0):
@@ -524,7 +331,7 @@ def prepare(weights: str, preset: str, workdir: Path, seed: int = 0):
         dcrt.save_checkpoint(model, path)
         del model
         gc.collect()
-    return dcrt.load_model(path, preset=preset), harness.load_checkpoint_state_dict(path)
+    return dcrt.load_model(path, preset=preset), load_checkpoint_state_dict(path)
 
 
 def all_cases(modes=("animate", "interpolate", "loop"), steps: int = 5) -> list[SamplerCase]:

@@ -1,224 +1,39 @@
-"""Parity harness: dcrt's modules against the ORIGINAL DynamiCrafter code, on the same weights.
+"""Per-component parity: dcrt's modules against the ORIGINAL DynamiCrafter modules, on the same weights.
 
-The original code (github.com/Doubiiu/DynamiCrafter) is never copied into this project. It is imported
-from a checkout named by the environment variable `DCRT_REFERENCE_REPO`; callers skip when it is unset.
+For parity checks only; never imported by dcrt's runtime. The original code is never copied: it is imported
+from $DCRT_REFERENCE_REPO (dcrt.reference.original, which lists every stub and patch applied to it).
 
 Flow: `dcrt.save_checkpoint(model, path)` writes the original checkpoint layout; every reference module
 is built from the same dcrt `Preset` and loaded *strictly* from its prefix of that state dict; both sides
 then run on identical seeded inputs and we report ||dcrt - ref|| / ||ref|| per component.
-
-Deviations from running the original scripts, each needed to run the original code at all:
-* Stub modules for `pytorch_lightning`, `cv2` and `transformers` (see `_STUBS`), installed only when the
-  real package is not importable. None of them is on the inference path of the modules compared here.
-* The open_clip towers are built with `version=None` (no download; weights come from the checkpoint) from
-  an architecture config registered from the preset (`ViT-H-14` for the released models).
-* open_clip >= 2.23 builds its transformer blocks batch-first, while the original code (pinned to
-  open_clip 2.22) feeds them sequence-first tensors. `_restore_sequence_first` flips the flag back.
-* Random initialisation is skipped while building (`_skip_init`): every tensor is overwritten by the
-  strict load, and initialising 2.6 B parameters on a CPU takes minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
-import importlib.util
 import io
-import logging
-import os
-import subprocess
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-ENV_VAR = "DCRT_REFERENCE_REPO"
+from dcrt.reference.original import (
+    import_reference,
+    open_clip_arch,
+    patch_visual_tower,
+    quiet_logging,
+    reference_repo,
+    restore_sequence_first,
+    skip_init,
+)
+
 PROMPTS = ("a corgi running on the beach at sunset, cinematic", "", "fireworks over a city at night")
 
 
 # ------------------------------------------------------------------------------------------------
-# Locating and importing the original code
-
-
-def reference_repo() -> Path | None:
-    """The original checkout named by $DCRT_REFERENCE_REPO, or None when the variable is unset."""
-    value = os.environ.get(ENV_VAR)
-    if not value:
-        return None
-    repo = Path(value).expanduser().resolve()
-    if not (repo / "lvdm" / "modules" / "networks" / "openaimodel3d.py").is_file():
-        raise FileNotFoundError(f"${ENV_VAR}={value} is not a DynamiCrafter checkout (no lvdm/ package)")
-    return repo
-
-
-def reference_commit(repo: Path) -> str | None:
-    """Commit of the checkout: $DCRT_REFERENCE_COMMIT (for `git archive` exports), else `git rev-parse`."""
-    if os.environ.get("DCRT_REFERENCE_COMMIT"):
-        return os.environ["DCRT_REFERENCE_COMMIT"]
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
-    except OSError:
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def environment(repo: Path) -> dict:
-    """What a parity report records about the run: library versions, machine, and the original's commit."""
-    import platform
-
-    import kornia
-    import open_clip
-
-    return {
-        "torch": torch.__version__,
-        "open_clip": open_clip.__version__,
-        "kornia": kornia.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "threads": torch.get_num_threads(),
-        "dtype": "float32",
-        "device": "cpu",
-        "reference_repo": "github.com/Doubiiu/DynamiCrafter",
-        "reference_commit": reference_commit(repo),
-    }
-
-
-class _Unavailable:
-    """Placeholder for classes the original code imports but never uses on our path."""
-
-    def __init__(self, *args, **kwargs):
-        raise RuntimeError(f"{type(self).__name__} is a parity-harness stub; install the real package")
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        return cls()
-
-
-def _stub_pytorch_lightning() -> types.ModuleType:
-    # autoencoder.py subclasses pl.LightningModule; for inference it is only an nn.Module.
-    mod = types.ModuleType("pytorch_lightning")
-    mod.LightningModule = nn.Module
-    return mod
-
-
-def _stub_cv2() -> types.ModuleType:
-    # utils/utils.py imports cv2 for an image-resize helper the compared modules never call.
-    return types.ModuleType("cv2")
-
-
-def _stub_transformers() -> types.ModuleType:
-    # condition.py imports the HF T5 / CLIP classes for encoders DynamiCrafter does not use.
-    mod = types.ModuleType("transformers")
-    for name in ("T5Tokenizer", "T5EncoderModel", "CLIPTokenizer", "CLIPTextModel"):
-        setattr(mod, name, type(name, (_Unavailable,), {}))
-    return mod
-
-
-_STUBS = {"pytorch_lightning": _stub_pytorch_lightning, "cv2": _stub_cv2, "transformers": _stub_transformers}
-# Top-level names of the original checkout; `utils` is generic enough to collide with other packages.
-_REF_PACKAGES = ("lvdm", "utils")
-
-
-def import_reference(repo: Path) -> SimpleNamespace:
-    """Import the five original classes from `repo`; stubs stand in for absent heavy dependencies."""
-    repo = Path(repo).resolve()
-    for name, make in _STUBS.items():
-        if name not in sys.modules and importlib.util.find_spec(name) is None:
-            sys.modules[name] = make()
-    # Put the checkout first on the path and evict same-named modules that come from elsewhere.
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
-    for name in list(sys.modules):
-        if name.split(".")[0] in _REF_PACKAGES:
-            mod = sys.modules[name]
-            # The checkout has no __init__.py files: its packages are namespace packages (no __file__).
-            origin = getattr(mod, "__file__", None) or next(iter(getattr(mod, "__path__", [])), None)
-            if origin is None or not Path(origin).resolve().is_relative_to(repo):
-                del sys.modules[name]
-
-    def load(module: str, attr: str):
-        return getattr(importlib.import_module(module), attr)
-
-    return SimpleNamespace(
-        repo=repo,
-        UNetModel=load("lvdm.modules.networks.openaimodel3d", "UNetModel"),
-        FrozenOpenCLIPEmbedder=load("lvdm.modules.encoders.condition", "FrozenOpenCLIPEmbedder"),
-        FrozenOpenCLIPImageEmbedderV2=load("lvdm.modules.encoders.condition", "FrozenOpenCLIPImageEmbedderV2"),
-        Resampler=load("lvdm.modules.encoders.resampler", "Resampler"),
-        AutoencoderKL=load("lvdm.models.autoencoder", "AutoencoderKL"),
-    )
-
-
-# ------------------------------------------------------------------------------------------------
 # Building reference modules from a dcrt preset
-
-
-@contextlib.contextmanager
-def _quiet_logging():
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-@contextlib.contextmanager
-def _skip_init():
-    """Make torch.nn.init fills no-ops while building: the strict load overwrites every tensor anyway."""
-    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
-    saved = {n: getattr(torch.nn.init, n) for n in names}
-    try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
-
-
-def _open_clip_arch(preset) -> str:
-    """Register the preset's CLIP towers as an open_clip architecture (equals ViT-H-14 for real models)."""
-    import open_clip.factory
-
-    text, image = preset.text, preset.image
-    if text.projection_dim != image.projection_dim:
-        raise ValueError("open_clip needs one embed_dim for both towers")
-    cfg = {
-        "embed_dim": text.projection_dim,
-        "vision_cfg": {
-            "image_size": image.image_size,
-            "patch_size": image.patch_size,
-            "width": image.width,
-            "layers": image.layers,
-            "head_width": image.width // image.heads,
-            "mlp_ratio": image.mlp_ratio,
-        },
-        "text_cfg": {
-            "context_length": text.context_length,
-            "vocab_size": text.vocab_size,
-            "width": text.width,
-            "heads": text.heads,
-            "layers": text.layers,
-            "mlp_ratio": text.mlp_ratio,
-        },
-    }
-    name = f"dcrt-parity-{preset.name}"
-    open_clip.factory._MODEL_CONFIGS[name] = cfg
-    return name
-
-
-def _restore_sequence_first(transformer: nn.Module) -> None:
-    """The original code permutes to (L, N, D) before calling open_clip blocks (open_clip 2.22 layout).
-    open_clip 3.x creates `nn.MultiheadAttention(batch_first=True)`, which would read L as the batch and
-    silently attend across the batch instead of the sequence. Flip every block back to sequence-first;
-    the `Transformer` container itself stays batch-first so it adds no transposes of its own."""
-    for block in transformer.resblocks:
-        block.attn.batch_first = False
 
 
 def _slice(state_dict: dict, prefix: str, rename: dict[str, str] | None = None) -> dict:
@@ -283,11 +98,8 @@ def unet_params(preset, dropout: float = 0.0) -> dict:
     )
 
 
-def _ref_unet(ref, preset):
-    return ref.UNetModel(**unet_params(preset))
-
-
-def _ref_vae(ref, preset):
+def vae_params(preset) -> dict:
+    """The original `AutoencoderKL` keyword arguments for this preset (the yaml's `first_stage_config`)."""
     v = preset.vae
     ddconfig = dict(
         double_z=True,
@@ -301,27 +113,13 @@ def _ref_vae(ref, preset):
         attn_resolutions=[],
         dropout=0.0,
     )
-    return ref.AutoencoderKL(ddconfig=ddconfig, lossconfig={"target": "torch.nn.Identity"}, embed_dim=v.z_channels)
+    return dict(embed_dim=v.z_channels, lossconfig={"target": "torch.nn.Identity"}, ddconfig=ddconfig)
 
 
-def _ref_text(ref, preset):
-    m = ref.FrozenOpenCLIPEmbedder(arch=_open_clip_arch(preset), version=None, device="cpu", layer="penultimate")
-    _restore_sequence_first(m.model.transformer)
-    return m
-
-
-def _ref_image(ref, preset):
-    m = ref.FrozenOpenCLIPImageEmbedderV2(arch=_open_clip_arch(preset), version=None, device="cpu")
-    _restore_sequence_first(m.model.visual.transformer)
-    # The V2 embedder reads `visual.input_patchnorm`, an attribute open_clip removed (it was False for ViT-H).
-    if not hasattr(m.model.visual, "input_patchnorm"):
-        m.model.visual.input_patchnorm = False
-    return m
-
-
-def _ref_resampler(ref, preset):
+def resampler_params(preset) -> dict:
+    """The original `Resampler` keyword arguments for this preset (the yaml's `image_proj_stage_config`)."""
     r = preset.resampler
-    return ref.Resampler(
+    return dict(
         dim=r.dim,
         depth=r.depth,
         dim_head=r.dim_head,
@@ -332,6 +130,30 @@ def _ref_resampler(ref, preset):
         ff_mult=r.ff_mult,
         video_length=r.video_length,
     )
+
+
+def _ref_unet(ref, preset):
+    return ref.UNetModel(**unet_params(preset))
+
+
+def _ref_vae(ref, preset):
+    return ref.AutoencoderKL(**vae_params(preset))
+
+
+def _ref_text(ref, preset):
+    m = ref.FrozenOpenCLIPEmbedder(arch=open_clip_arch(preset), version=None, device="cpu", layer="penultimate")
+    restore_sequence_first(m.model.transformer)
+    return m
+
+
+def _ref_image(ref, preset):
+    m = ref.FrozenOpenCLIPImageEmbedderV2(arch=open_clip_arch(preset), version=None, device="cpu")
+    patch_visual_tower(m.model.visual)
+    return m
+
+
+def _ref_resampler(ref, preset):
+    return ref.Resampler(**resampler_params(preset))
 
 
 @dataclass(frozen=True)
@@ -362,7 +184,7 @@ def build_reference_components(
     for name in parts:
         part = PARTS[name]
         # The original constructors print shapes and open_clip warns about random init; keep output clean.
-        with _skip_init(), contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
+        with skip_init(), contextlib.redirect_stdout(io.StringIO()), quiet_logging():
             module = part.build(ref, preset)
         if state_dict is not None:
             # The 256 checkpoints store the fs MLP under its older name (reference_spec 1.8).
@@ -456,7 +278,7 @@ def measure_components(model, ref: dict[str, nn.Module], sizes: ParitySizes = Pa
         context_len = p.unet.text_tokens + p.frames * p.unet.image_tokens_per_frame
         x = _randn(gen, b, p.unet.in_channels, p.frames, h, w)
         context = _randn(gen, b, context_len, p.unet.context_dim)
-        fs = torch.full((b,), p.sampling.fs, dtype=torch.long)
+        fs = torch.full((b,), p.sampling.frame_stride, dtype=torch.long)
         for t in sizes.timesteps:
             tt = torch.full((b,), t, dtype=torch.long)
             res[f"unet@t={t}"] = diff(
@@ -464,7 +286,7 @@ def measure_components(model, ref: dict[str, nn.Module], sizes: ParitySizes = Pa
                 ref["unet"](x, tt, context=context, fs=fs),
                 x=list(x.shape),
                 context=list(context.shape),
-                fs=p.sampling.fs,
+                fs=p.sampling.frame_stride,
             )
     if "vae" in ref:
         (h, w), n, f = sizes.vae_hw, max(sizes.batch, 2), p.vae.scale_factor
@@ -516,8 +338,8 @@ def divergence_by_module(
     return (name, rel error of its first output) in the reference's execution order; None = shapes differ.
     The first entry above tolerance points at the sub-module that differs (dcrt mirrors the original names).
 
-        harness.divergence_by_module(model.unet, ref["unet"], lambda: model.unet(x, t, c, fs),
-                                     lambda: ref["unet"](x, t, context=c, fs=fs))
+        components.divergence_by_module(model.unet, ref["unet"], lambda: model.unet(x, t, c, fs),
+                                        lambda: ref["unet"](x, t, context=c, fs=fs))
     """
 
     def record(module, store):
