@@ -322,8 +322,11 @@ class Kernels:
         batch, n, branches = guided.shape[0], guided[0].numel(), guidance.branches
         if out.numel() != branches * batch * n:
             raise ValueError(f"out must hold {branches} branches of {list(guided.shape)}, got {list(out.shape)}")
-        scale, image_scale = guidance.scale, guidance.image_scale if guidance.image_scale is not None else 0.0
-        rescaled = guidance.rescale > 0.0 and branches > 1
+        scale, image_scale = (
+            guidance.guidance_scale,
+            guidance.image_guidance_scale if guidance.image_guidance_scale is not None else 0.0,
+        )
+        rescaled = guidance.guidance_rescale > 0.0 and branches > 1
         partials = cfg_num_partials(n)
         if rescaled:
             if workspace is None or workspace.numel() < batch * partials * 4:
@@ -348,8 +351,8 @@ class Kernels:
             ctypes.c_int(branches),
             ctypes.c_float(scale),
             ctypes.c_float(image_scale),
-            ctypes.c_float(guidance.rescale),
-            ctypes.c_float(1.0 - guidance.rescale),  # rounded from the double, as the torch reference does
+            ctypes.c_float(guidance.guidance_rescale),
+            ctypes.c_float(1.0 - guidance.guidance_rescale),  # rounded from the double, as the torch reference does
         ]
         self._launch(f"cfg_combine_{_suffix(out)}", (_grid(n), batch), (launch_constants()["DCRT_BLOCK"],), args)
 

@@ -39,7 +39,9 @@ StageTimer = Callable[[str], AbstractContextManager]
 def guidance_for(opts: SamplingOptions) -> Guidance:
     # Three-way guidance only when asked for and when it changes anything (a scale of 1 crashes the original).
     image_scale = opts.image_guidance_scale if opts.image_guidance_scale not in (None, 1.0) else None
-    return Guidance(scale=opts.guidance_scale, image_scale=image_scale, rescale=opts.guidance_rescale)
+    return Guidance(
+        guidance_scale=opts.guidance_scale, image_guidance_scale=image_scale, guidance_rescale=opts.guidance_rescale
+    )
 
 
 @dataclass
@@ -125,7 +127,9 @@ class Pipeline:
             )
         return self._runners[key]
 
-    def conditioning(self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, fs: int) -> SamplerInputs:
+    def conditioning(
+        self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, frame_stride: int
+    ) -> SamplerInputs:
         """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs."""
         frames = self.preset.frames
         first = images[:1]
@@ -139,7 +143,7 @@ class Pipeline:
             concat[:, :, -1] = z[-1]  # loop: the same image at both ends
         uc_text, uc_image = self.unconditional()
         branches = [torch.cat([text, image], 1), torch.cat([uc_text, uc_image], 1), torch.cat([uc_text, image], 1)]
-        return SamplerInputs(context=torch.cat(branches[: guidance.branches]), concat=concat, fs=fs)
+        return SamplerInputs(context=torch.cat(branches[: guidance.branches]), concat=concat, frame_stride=frame_stride)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call."""

@@ -50,7 +50,7 @@ class GraphRunner:
         self.timesteps = schedule.timesteps
         self.context = torch.empty_like(inputs.context[:n], device=device)
         self.concat = torch.empty((n, *inputs.concat.shape[1:]), dtype=torch.float32, device=device)
-        self.fs = torch.empty((n,), dtype=torch.long, device=device)
+        self.frame_stride = torch.empty((n,), dtype=torch.long, device=device)
         self.x = torch.empty(x_T.shape, dtype=torch.float32, device=device)
         # int32: index_select takes it, and so does the DDIM kernel (no per-step conversion).
         self.step = torch.empty((1,), dtype=torch.int32, device=device)
@@ -64,7 +64,7 @@ class GraphRunner:
         n = self.guidance.branches
         self.context.copy_(inputs.context[:n])
         self.concat.copy_(inputs.concat.expand(n, -1, -1, -1, -1))
-        self.fs.fill_(inputs.fs)
+        self.frame_stride.fill_(inputs.frame_stride)
         self.x.copy_(x_T)
         self.step.fill_(self.steps - 1)
         if self.noise is not None:
@@ -77,7 +77,7 @@ class GraphRunner:
         n = self.guidance.branches
         t = self.timesteps.index_select(0, self.step).expand(n)
         model_in = torch.cat([self.x.expand(n, -1, -1, -1, -1), self.concat], dim=1)
-        out = self.denoise(model_in, t, self.context, self.fs)
+        out = self.denoise(model_in, t, self.context, self.frame_stride)
         noise = self.noise.index_select(0, self.step)[0] if self.noise is not None else None
         if self.kernels is None:
             coefficients = DDIMCoefficients.at_device_step(self.table, self.step, self.x.ndim)

@@ -1,6 +1,6 @@
 """The DDIM sampling loop with classifier-free guidance (docs/sampling.md §4.6, 4.7).
 
-It knows no networks: it calls a `denoise(x, t, context, fs)` function (any backend's UNet) once per
+It knows no networks: it calls a `denoise(x, t, context, frame_stride)` function (any backend's UNet) once per
 step on the stacked guidance branches. Every per-step quantity is a tensor indexed by step position,
 so one step has no host-side branching on data and can be captured as a CUDA graph.
 """
@@ -22,19 +22,20 @@ StepCallback = Callable[[int, int], None]
 class Guidance:
     """Classifier-free guidance. Branch order in the batch: conditional, unconditional[, image-only].
 
-    `image_scale` set -> three-way multi-condition guidance (text scale = `scale`, image scale =
-    `image_scale`); `rescale` > 0 -> guidance rescale against the conditional output's std.
+    `image_guidance_scale` set -> three-way multi-condition guidance (the prompt's scale `guidance_scale`, the
+    image's `image_guidance_scale`); `guidance_rescale` > 0 -> rescale against the conditional output's std.
+    The names are `SamplingOptions`' (dcrt.options): one name per idea from the command line to the kernel.
     """
 
-    scale: float = 7.5
-    image_scale: float | None = None
-    rescale: float = 0.0
+    guidance_scale: float = 7.5
+    image_guidance_scale: float | None = None
+    guidance_rescale: float = 0.0
 
     @property
     def branches(self) -> int:
-        if self.scale == 1.0:
+        if self.guidance_scale == 1.0:
             return 1
-        return 3 if self.image_scale is not None else 2
+        return 3 if self.image_guidance_scale is not None else 2
 
 
 def combine_guidance(out: torch.Tensor, guidance: Guidance) -> torch.Tensor:
@@ -45,14 +46,18 @@ def combine_guidance(out: torch.Tensor, guidance: Guidance) -> torch.Tensor:
     parts = out.chunk(guidance.branches)
     cond, uncond = parts[0], parts[1]
     if guidance.branches == 2:
-        guided = uncond + guidance.scale * (cond - uncond)
+        guided = uncond + guidance.guidance_scale * (cond - uncond)
     else:
         image_only = parts[2]
-        guided = uncond + guidance.image_scale * (image_only - uncond) + guidance.scale * (cond - image_only)
-    if guidance.rescale > 0.0:
+        guided = (
+            uncond
+            + guidance.image_guidance_scale * (image_only - uncond)
+            + guidance.guidance_scale * (cond - image_only)
+        )
+    if guidance.guidance_rescale > 0.0:
         dims = list(range(1, cond.ndim))
         ratio = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)  # unbiased, per sample
-        guided = guidance.rescale * guided * ratio + (1.0 - guidance.rescale) * guided
+        guided = guidance.guidance_rescale * guided * ratio + (1.0 - guidance.guidance_rescale) * guided
     return guided
 
 
@@ -77,7 +82,7 @@ class SamplerInputs:
 
     context: torch.Tensor  # [branches, 77 + 16 T, C]
     concat: torch.Tensor  # [1, 4, T, h, w] the image latents the UNet sees beside x
-    fs: int
+    frame_stride: int
 
 
 class NoiseSource:
@@ -109,13 +114,13 @@ def sample(
     n = guidance.branches
     context = inputs.context[:n].to(device)
     concat = inputs.concat.to(device=device, dtype=torch.float32).expand(n, -1, -1, -1, -1)
-    fs = torch.full((n,), inputs.fs, dtype=torch.long, device=device)
+    frame_stride = torch.full((n,), inputs.frame_stride, dtype=torch.long, device=device)
     x = x_T.to(torch.float32)
     total = schedule.num_steps
     for step, i in enumerate(reversed(range(total))):
         t = schedule.timesteps[i].expand(n)
         model_in = torch.cat([x.expand(n, -1, -1, -1, -1), concat], dim=1)
-        model_out = combine_guidance(denoise(model_in, t, context, fs), guidance)
+        model_out = combine_guidance(denoise(model_in, t, context, frame_stride), guidance)
         step_noise = noise.draw(tuple(x.shape)) if noise is not None else None
         x = ddim_step(x, model_out, step_noise, schedule.at(i))
         if on_step is not None:

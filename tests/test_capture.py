@@ -87,7 +87,7 @@ def meta_runner_parts():
 def _loaded_meta_runner(backend, schedule, guidance, kernels_):
     meta = torch.device("meta")
     inputs = SamplerInputs(
-        context=torch.empty(3, 333, 64, device=meta), concat=torch.empty(1, 4, 16, 8, 8, device=meta), fs=24
+        context=torch.empty(3, 333, 64, device=meta), concat=torch.empty(1, 4, 16, 8, 8, device=meta), frame_stride=24
     )
     x_T = torch.empty(1, 4, 16, 8, 8, device=meta)
     runner = GraphRunner(backend.unet, schedule, guidance, inputs, x_T, True, capture=False, kernels=kernels_)
@@ -96,7 +96,9 @@ def _loaded_meta_runner(backend, schedule, guidance, kernels_):
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["torch-ops", "fused"])
-@pytest.mark.parametrize("guidance", [Guidance(rescale=0.7), Guidance(image_scale=2.0)], ids=["cfg-rescale", "3-way"])
+@pytest.mark.parametrize(
+    "guidance", [Guidance(guidance_rescale=0.7), Guidance(image_guidance_scale=2.0)], ids=["cfg-rescale", "3-way"]
+)
 def test_runner_step_never_syncs_or_leaves_the_device(meta_runner_parts, guidance, fused):
     backend, schedule = meta_runner_parts
     runner = _loaded_meta_runner(backend, schedule, guidance, kernels.ReferenceKernels() if fused else None)

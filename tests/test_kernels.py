@@ -236,11 +236,11 @@ def test_ddim_graph_replay(k):
 
 
 GUIDANCES = {
-    "single": Guidance(scale=1.0),
-    "two": Guidance(scale=7.5),
-    "two-rescale": Guidance(scale=7.5, rescale=0.7),
-    "three": Guidance(scale=7.5, image_scale=2.0),
-    "three-rescale": Guidance(scale=7.5, image_scale=2.0, rescale=0.7),
+    "single": Guidance(guidance_scale=1.0),
+    "two": Guidance(guidance_scale=7.5),
+    "two-rescale": Guidance(guidance_scale=7.5, guidance_rescale=0.7),
+    "three": Guidance(guidance_scale=7.5, image_guidance_scale=2.0),
+    "three-rescale": Guidance(guidance_scale=7.5, image_guidance_scale=2.0, guidance_rescale=0.7),
 }
 
 
@@ -255,7 +255,7 @@ def test_cfg_combine(k, dtype, name, batch, sample):
     workspace = kernels.cfg_workspace(n, batch, "cuda").fill_(float("nan"))
     guided = _nan(batch, *sample)
     k.cfg_combine(guided, out.cuda(), guidance, workspace)
-    tol = 2e-5 if guidance.rescale > 0 else TOL[dtype]  # the std: double sums vs torch's float32 algorithm
+    tol = 2e-5 if guidance.guidance_rescale > 0 else TOL[dtype]  # the std: double sums vs torch's float32 algorithm
     _close(guided, combine_guidance(out, guidance), tol)
 
 

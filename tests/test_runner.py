@@ -17,12 +17,17 @@ from dcrt.schedule import build_ddim_schedule
 
 
 @pytest.mark.parametrize(
-    "guidance, eta", [(Guidance(rescale=0.7), 1.0), (Guidance(image_scale=2.0), 0.0), (Guidance(scale=1.0), 1.0)]
+    "guidance, eta",
+    [
+        (Guidance(guidance_rescale=0.7), 1.0),
+        (Guidance(image_guidance_scale=2.0), 0.0),
+        (Guidance(guidance_scale=1.0), 1.0),
+    ],
 )
 def test_runner_step_math_equals_eager(tiny_model, guidance, eta):
     p = tiny_model.preset
     schedule = build_ddim_schedule(dict(tiny_model.schedule.named_buffers()), p.diffusion, 4, "uniform_trailing", eta)
-    inputs = SamplerInputs(context=torch.randn(3, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), fs=24)
+    inputs = SamplerInputs(context=torch.randn(3, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), frame_stride=24)
     x_T = torch.randn(1, 4, 16, 8, 8)
     noise = (lambda: NoiseSource(9, "cpu")) if eta > 0 else (lambda: None)
     with torch.inference_mode():

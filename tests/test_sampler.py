@@ -8,7 +8,7 @@ from dcrt.schedule import build_ddim_schedule, schedule_buffers
 
 def test_two_way_guidance_with_rescale():
     cond, uncond = torch.randn(1, 4, 16, 4, 4), torch.randn(1, 4, 16, 4, 4)
-    g = Guidance(scale=7.5, rescale=0.7)
+    g = Guidance(guidance_scale=7.5, guidance_rescale=0.7)
     guided = uncond + 7.5 * (cond - uncond)
     ratio = cond.std(unbiased=True) / guided.std(unbiased=True)
     want = 0.7 * guided * ratio + 0.3 * guided
@@ -17,19 +17,22 @@ def test_two_way_guidance_with_rescale():
 
 def test_three_way_guidance():
     c, u, ui = (torch.randn(1, 4, 2, 3, 3) for _ in range(3))
-    g = Guidance(scale=5.0, image_scale=2.0)
+    g = Guidance(guidance_scale=5.0, image_guidance_scale=2.0)
     assert g.branches == 3
     torch.testing.assert_close(combine_guidance(torch.cat([c, u, ui]), g), u + 2.0 * (ui - u) + 5.0 * (c - ui))
 
 
 def test_scale_one_means_one_branch():
-    assert Guidance(scale=1.0).branches == 1 and Guidance(scale=1.0, image_scale=3.0).branches == 1
+    assert (
+        Guidance(guidance_scale=1.0).branches == 1
+        and Guidance(guidance_scale=1.0, image_guidance_scale=3.0).branches == 1
+    )
 
 
 def test_rescale_std_is_per_sample():
     cond = torch.cat([torch.randn(1, 8), 10 * torch.randn(1, 8)])
     uncond = torch.randn(2, 8)
-    out = combine_guidance(torch.cat([cond, uncond]), Guidance(scale=3.0, rescale=1.0))
+    out = combine_guidance(torch.cat([cond, uncond]), Guidance(guidance_scale=3.0, guidance_rescale=1.0))
     torch.testing.assert_close(out.std(dim=1), cond.std(dim=1))
 
 
@@ -47,7 +50,7 @@ def _setup(tiny_model, steps=4, eta=1.0):
     schedule = build_ddim_schedule(
         dict(tiny_model.schedule.named_buffers()), p.diffusion, steps, "uniform_trailing", eta
     )
-    inputs = SamplerInputs(context=torch.randn(2, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), fs=24)
+    inputs = SamplerInputs(context=torch.randn(2, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), frame_stride=24)
     return schedule, inputs
 
 
@@ -60,7 +63,7 @@ def test_batched_guidance_equals_two_calls(tiny_model):
     def separate(x, t, context, fs):
         return torch.cat([unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], fs[i : i + 1]) for i in range(len(x))])
 
-    g = Guidance(scale=7.5, rescale=0.7)
+    g = Guidance(guidance_scale=7.5, guidance_rescale=0.7)
     x_T = torch.randn(1, 4, 16, 8, 8)
     with torch.inference_mode():
         batched = sample(unet, inputs, schedule, g, x_T, NoiseSource(5, "cpu"))
@@ -78,7 +81,7 @@ def test_noise_order_is_x_T_then_one_draw_per_step(tiny_model):
 
     src = NoiseSource(7, "cpu")
     x_T = src.draw((1, 4, 16, 8, 8))
-    out = sample(record, inputs, schedule, Guidance(scale=7.5), x_T, src)
+    out = sample(record, inputs, schedule, Guidance(guidance_scale=7.5), x_T, src)
     # replay by hand: same generator, x_T first, then one draw after each model call
     g = torch.Generator().manual_seed(7)
     x = torch.randn(1, 4, 16, 8, 8, generator=g)
@@ -106,7 +109,7 @@ def test_context_is_cut_to_the_branches_used(tiny_model, branches):
         seen.append((x.shape[0], context.shape[0], fs.shape[0]))
         return torch.zeros(x.shape[0], 4, *x.shape[2:])
 
-    g = {1: Guidance(scale=1.0), 2: Guidance(), 3: Guidance(image_scale=2.0)}[branches]
-    inputs = SamplerInputs(context=torch.randn(3, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), fs=3)
+    g = {1: Guidance(guidance_scale=1.0), 2: Guidance(), 3: Guidance(image_guidance_scale=2.0)}[branches]
+    inputs = SamplerInputs(context=torch.randn(3, 333, 64), concat=torch.randn(1, 4, 16, 8, 8), frame_stride=3)
     sample(record, inputs, schedule, g, torch.randn(1, 4, 16, 8, 8), None)
     assert seen == [(branches, branches, branches)]
