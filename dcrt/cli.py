@@ -283,8 +283,9 @@ def build(
     workspace: Annotated[float | None, typer.Option("--workspace", help="builder workspace limit, GB")] = None,
 ) -> None:
     """Build FP16 TensorRT engines (static shapes) for every component; skips what is up to date."""
-    from dcrt.build import BuildConfig, build_bundle, console_progress, detect_target
     from dcrt.config import get_preset
+    from dcrt.engine_builder import BuildConfig, build_bundle, console_progress
+    from dcrt.engine_bundle import detect_target
     from dcrt.export import export_model, is_up_to_date
     from dcrt.weights import required_weights
 

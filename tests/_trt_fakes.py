@@ -13,7 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dcrt
-from dcrt.build import BuiltEngine, Target
+from dcrt.engine_builder import BuiltEngine
+from dcrt.engine_bundle import Target
 from dcrt.io_spec import io_table
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 

@@ -7,8 +7,10 @@ from dataclasses import replace
 import pytest
 from _trt_fakes import DEVICE_MEMORY, TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
 
-from dcrt.backends.tensorrt_backend import EngineSet, TensorRTBackend, nbytes
-from dcrt.build import BuildConfig, EngineManifest, Target, build_bundle
+from dcrt.backends.tensorrt_backend import TensorRTBackend
+from dcrt.backends.tensorrt_runtime import EngineSet, nbytes
+from dcrt.engine_builder import BuildConfig, build_bundle
+from dcrt.engine_bundle import EngineManifest, Target
 from dcrt.errors import BackendUnavailable, UsageError
 
 
