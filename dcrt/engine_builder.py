@@ -40,7 +40,7 @@ from dcrt.manifest import MANIFEST_FILE, ExportManifest, sha256_file
 
 TIMING_CACHE_FILE = "timing.cache"
 # Bumped whenever build_engine changes what it builds from the same inputs: old plans become stale.
-BUILDER_REVISION = 1
+BUILDER_REVISION = 2  # 2: the always-true `strongly_typed` flag left the key
 
 # (component, phase, step, total) from TensorRT's progress monitor; total is 0 when unknown.
 Progress = Callable[[str, str, int, int], None]
@@ -48,10 +48,12 @@ Progress = Callable[[str, str, int, int], None]
 
 @dataclass(frozen=True)
 class BuildConfig:
+    """How plans are built. Networks are always strongly typed (precision from the graph): the only mode of
+    TensorRT 11, so it is no option."""
+
     opt_level: int = 3  # builder_optimization_level: 0 (fast build) .. 5 (slowest build, fastest engine)
     workspace_gb: float | None = None  # WORKSPACE pool limit; None = TensorRT's default (the device's memory)
     timing_cache: Path | None = None  # None = <target dir>/timing.cache, shared by every preset on that GPU
-    strongly_typed: bool = True  # precision from the graph; the only mode TensorRT 11 has
     fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder")
 
     def __post_init__(self):
@@ -59,8 +61,6 @@ class BuildConfig:
             raise UsageError(f"--opt-level must be 0..5, got {self.opt_level}")
         if self.workspace_gb is not None and self.workspace_gb <= 0:
             raise UsageError(f"--workspace must be a positive number of GB, got {self.workspace_gb}")
-        if not self.strongly_typed:
-            raise UsageError("weakly typed builds are gone in TensorRT 11: build from an fp16 export instead")
 
     @property
     def workspace_bytes(self) -> int | None:
@@ -71,7 +71,6 @@ class BuildConfig:
         it only makes tactic selection faster). Recorded in the manifest and compared for staleness."""
         return {
             "precision": precision,
-            "strongly_typed": self.strongly_typed,
             "opt_level": self.opt_level,
             "workspace_bytes": self.workspace_bytes,
             "fp32_softmax": precision == "fp16" and component in self.fp32_softmax,

@@ -52,11 +52,11 @@ def test_flags_record_precision_and_fp32_softmax_only_for_fp16_vae():
     vae, unet = config.flags("vae_decoder", "fp16"), config.flags("unet", "fp16")
     assert vae["fp32_softmax"] and not unet["fp32_softmax"]
     assert not config.flags("vae_decoder", "fp32")["fp32_softmax"]  # an fp32 graph's softmax is fp32 already
-    assert vae["strongly_typed"] and vae["opt_level"] == 4 and vae["workspace_bytes"] == 2 << 30
+    assert vae["opt_level"] == 4 and vae["workspace_bytes"] == 2 << 30
     assert "timing_cache" not in vae  # a cache speeds up builds, it does not change what is built
 
 
-@pytest.mark.parametrize("kwargs", [{"opt_level": 6}, {"workspace_gb": 0}, {"strongly_typed": False}])
+@pytest.mark.parametrize("kwargs", [{"opt_level": 6}, {"opt_level": -1}, {"workspace_gb": 0}])
 def test_bad_build_options_are_usage_errors(kwargs):
     with pytest.raises(UsageError):
         BuildConfig(**kwargs)
