@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import dcrt.errors
 from dcrt.atomic import atomic_dir
 from dcrt.config import Preset
+from dcrt.errors import DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.models.dynamicrafter import DynamiCrafter
@@ -195,7 +195,7 @@ def is_up_to_date(out: Path, request: ExportRequest) -> bool:
     try:
         existing = ExportManifest.read(out)
         existing.verify_files(out)
-    except dcrt.errors.DcrtError:
+    except DcrtError:
         return False
     want = request.manifest()
     same = ("preset", "height", "width", "precision", "opset", "source", "dcrt_version")
@@ -212,7 +212,7 @@ def _checked_entry(
     error = relative_error(result, reference)
     tolerance = TOLERANCE[precision]
     if not error < tolerance:
-        raise dcrt.errors.DcrtError(
+        raise DcrtError(
             f"{spec.filename}: ONNX Runtime differs from PyTorch by {error:.2e} (tolerance {tolerance:.0e})"
         )
     return ComponentEntry(
@@ -232,7 +232,7 @@ def export_model(
 ) -> ExportManifest:
     """Export every component of `model` (fp32) into `out`. An fp16 export converts `model` in place."""
     if model.dtype != torch.float32:
-        raise dcrt.errors.UsageError("export needs the model in fp32 (the parity reference)")
+        raise UsageError("export needs the model in fp32 (the parity reference)")
     if not force and is_up_to_date(out, request):
         log(f"{out} is up to date (use --force to export again)")
         existing = ExportManifest.read(out)
