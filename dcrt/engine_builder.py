@@ -15,6 +15,7 @@ reported) the build also lifts every Softmax of an fp16 graph to fp32 by inserti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from dcrt.engine_bundle import (
 )
 from dcrt.errors import DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
-from dcrt.manifest import MANIFEST_FILE, ExportManifest, sha256_file
+from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem
 
 TIMING_CACHE_FILE = "timing.cache"
 # Bumped whenever build_engine changes what it builds from the same inputs: old plans become stale.
@@ -111,13 +112,15 @@ def build_bundle(
     builder: EngineBuilder | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda message: None,
+    verify: bool = False,
 ) -> BuildReport:
-    """Build every stale plan of the export in `export_dir`; skip the up-to-date ones."""
+    """Build every stale plan of the export in `export_dir`; skip the up-to-date ones. The export's files and
+    the plans on disk are checked by size against their manifests; `verify` re-hashes all of them too."""
     from dcrt.config import get_preset
 
     export_dir, engines_root = Path(export_dir), Path(engines_root)
     export = ExportManifest.read(export_dir)
-    export.verify_files(export_dir)
+    export.verify_files(export_dir, full=verify)
     preset = get_preset(export.preset)
     specs = io_table(preset, export.height, export.width)
     missing = set(specs) - set(export.components)
@@ -132,17 +135,18 @@ def build_bundle(
     if existing is not None and existing.target == target and existing.preset == export.preset:
         manifest.engines = dict(existing.engines)  # keep what is up to date, replace what is rebuilt
     for file, digest in export.schedule.items():
-        if existing is not None and existing.schedule.get(file) == digest and (directory / file).is_file():
+        copied = existing is not None and existing.schedule.get(file) == digest
+        if copied and file_problem(directory / file, digest, export.schedule_sizes[file], verify) is None:
             continue
         with atomic_file(directory / file) as tmp:
             tmp.write_bytes((export_dir / file).read_bytes())
-    manifest.schedule = dict(export.schedule)
+    manifest.schedule, manifest.schedule_sizes = dict(export.schedule), dict(export.schedule_sizes)
     timing_cache = config.timing_cache or directory.parent / TIMING_CACHE_FILE
     builder = builder or build_engine
     built, fresh = {}, []
     for name, spec in specs.items():
         key = engine_key(target, export, name, config)
-        reason = stale_reason(key, existing, directory)
+        reason = stale_reason(key, existing, directory, verify)
         if reason is None:
             fresh.append(name)
             log(f"{name}: up to date")
@@ -163,8 +167,8 @@ def build_bundle(
             tmp.write_bytes(result.plan)
         manifest.engines[name] = EngineEntry(
             file=plan_path.name,
-            sha256=sha256_file(plan_path),
-            bytes=plan_path.stat().st_size,
+            sha256=hashlib.sha256(result.plan).hexdigest(),  # hashed once, from memory, as it is written
+            bytes=len(result.plan),
             device_memory_bytes=result.device_memory_bytes,
             onnx=dict(export.components[name].files),
             flags=flags,

@@ -20,10 +20,10 @@ from typing import Protocol
 from dcrt.atomic import atomic_file
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
-from dcrt.manifest import MANIFEST_FILE, ExportManifest, read_manifest, sha256_file
+from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest
 from dcrt.version import __version__
 
-ENGINE_SCHEMA_VERSION = 1
+ENGINE_SCHEMA_VERSION = 2  # 2: schedule_sizes
 PLAN_SUFFIX = ".plan"
 
 
@@ -148,8 +148,10 @@ class EngineManifest:
     dcrt_version: str
     export: dict  # the export's manifest.json, verbatim: IO table, parity, source checkpoint
     engines: dict[str, EngineEntry] = field(default_factory=dict)
-    # The checkpoint's noise-schedule tensors, copied from the export so a host needs only this folder.
+    # The checkpoint's noise-schedule tensors, copied from the export so a host needs only this folder:
+    # file -> sha256, and file -> bytes.
     schedule: dict[str, str] = field(default_factory=dict)
+    schedule_sizes: dict[str, int] = field(default_factory=dict)
     schema_version: int = ENGINE_SCHEMA_VERSION
 
     @property
@@ -231,8 +233,9 @@ def check_target(manifest: EngineManifest, target: Target, preset: str, where: P
         )
 
 
-def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Path, verify: bool = True) -> str | None:
-    """Why the plan for `key` must be (re)built, or None when the one on disk is up to date."""
+def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Path, verify: bool = False) -> str | None:
+    """Why the plan for `key` must be (re)built, or None when the one on disk is up to date: the recorded key
+    and the plan's size decide; `verify` also re-hashes the plan."""
     if manifest is None:
         return "not built"
     if manifest.target != key.target or manifest.preset != key.preset:
@@ -247,7 +250,7 @@ def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Pat
         return "the ONNX export changed"
     if json.dumps(entry.flags, sort_keys=True) != key.flags:
         return "the build flags changed"
-    if path.stat().st_size != entry.bytes or (verify and sha256_file(path) != entry.sha256):
+    if file_problem(path, entry.sha256, entry.bytes, verify) is not None:
         return f"{entry.file} does not match its manifest"
     return None
 
@@ -266,8 +269,11 @@ def find_bundle(root: Path, target: Target, preset: str, preset_dir: str | None 
     )
 
 
-def check_bundle(manifest: EngineManifest, specs: dict[str, ComponentSpec], directory: Path, verify: bool) -> None:
-    """Every component present, consistent with the embedded export, and (verify) each plan's sha256."""
+def check_bundle(
+    manifest: EngineManifest, specs: dict[str, ComponentSpec], directory: Path, verify: bool = False
+) -> None:
+    """Every component present and consistent with the embedded export, every file of its recorded size, and
+    (verify) of its recorded sha256: that reads every plan, so it is asked for, not done on every load."""
     hint = f"rebuild with `{rebuild_command(manifest)}`"
     exported = manifest.export.get("components", {})
     for name, spec in specs.items():
@@ -278,13 +284,12 @@ def check_bundle(manifest: EngineManifest, specs: dict[str, ComponentSpec], dire
             raise UsageError(f"{directory / entry.file} has other inputs/outputs than preset {manifest.preset}: {hint}")
         if entry.onnx != exported.get(name, {}).get("files"):
             raise UsageError(f"{directory / entry.file} was built from another export than the bundle's: {hint}")
-        path = directory / entry.file
-        if not path.is_file():
-            raise UsageError(f"{path} is missing: {hint}")
-        if verify and sha256_file(path) != entry.sha256:
-            raise UsageError(f"{path} does not match the sha256 in its manifest (corrupt or modified): {hint}")
+        problem = file_problem(directory / entry.file, entry.sha256, entry.bytes, verify)
+        if problem is not None:
+            raise UsageError(f"{directory / entry.file} {problem}: {hint}")
     if not manifest.schedule:
         raise UsageError(f"{directory} has no noise-schedule file: {hint}")
     for file, digest in manifest.schedule.items():
-        if not (directory / file).is_file() or (verify and sha256_file(directory / file) != digest):
-            raise UsageError(f"{directory / file} is missing or modified: {hint}")
+        problem = file_problem(directory / file, digest, manifest.schedule_sizes[file], verify)
+        if problem is not None:
+            raise UsageError(f"{directory / file} {problem}: {hint}")

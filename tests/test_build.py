@@ -166,6 +166,17 @@ def test_interrupted_build_keeps_finished_plans(export_dir, tmp_path):
     assert report.up_to_date == ["text_encoder", "image_encoder"]
 
 
+def test_an_up_to_date_build_hashes_nothing_and_verify_hashes_everything(export_dir, tmp_path, hashed):
+    root = tmp_path / "engines"
+    report = _build(export_dir, root)
+    assert hashed == {}  # plans are hashed in memory as they are written; the export is checked by size
+    plan = report.directory / "unet.plan"
+    plan.write_bytes(plan.read_bytes().replace(b"graph", b"GRAPH"))  # same size, other bytes
+    assert _build(export_dir, root).built == {} and hashed == {}
+    assert _build(export_dir, root, verify=True).built == {"unet": "unet.plan does not match its manifest"}
+    assert hashed["unet.onnx"] == 1 and hashed["unet.plan"] == 1 and hashed["schedule.safetensors"] == 2
+
+
 def test_build_refuses_a_modified_export(export_dir, tmp_path):
     (export_dir / "unet.onnx").write_bytes(b"tampered")
     with pytest.raises(UsageError, match="unet.onnx does not match"):

@@ -133,14 +133,14 @@ def _check_engine_io(trt, engine, spec: ComponentSpec) -> None:
 
 class EngineSet:
     """All plans of a bundle, ready to enqueue. Torch-free; `buffer(component, spec)` supplies each static IO
-    address (default: one cudaMalloc each, owned here)."""
+    address (default: one cudaMalloc each, owned here). Files are checked by size; `verify` re-hashes them."""
 
     def __init__(
         self,
         bundle_dir: str | Path,
         device: int = 0,
         buffer: Callable[[str, TensorSpec], int] | None = None,
-        verify: bool = True,
+        verify: bool = False,
         target: Target | None = None,
         trt=None,
         allocate: Callable[[int], object] | None = None,

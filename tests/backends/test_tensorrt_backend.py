@@ -82,6 +82,20 @@ def test_modified_plan_is_refused(bundle):
         _load(bundle.parent / "missing")
 
 
+def test_loading_checks_sizes_and_hashes_only_when_asked(bundle, hashed):
+    _load(bundle)
+    assert hashed == {}
+    plan = bundle / "unet.plan"
+    plan.write_bytes(plan.read_bytes().replace(b"graph", b"GRAPH"))  # same size, other bytes
+    _load(bundle)
+    assert hashed == {}
+    with pytest.raises(
+        UsageError, match=r"unet.plan does not match the sha256 in its manifest \(corrupt or modified\)"
+    ):
+        _load(bundle, verify=True)
+    assert hashed["unet.plan"] == 1
+
+
 def test_without_tensorrt_the_backend_says_what_is_missing(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendUnavailable, match=r"^TensorRT is not available \(\w*Error"):
