@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import dcrt.errors
 from dcrt.atomic import atomic_dir
 from dcrt.config import Preset
+from dcrt.errors import DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.version import __version__
+from dcrt.weights import Weights, made_from
 
 OPSET = 17
 SCHEDULE_FILE = "schedule.safetensors"
@@ -170,45 +171,84 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 @dataclass(frozen=True)
 class ExportRequest:
+    """What an export is made of. Built `for_weights`, it takes the source and stamp from the weights on demand:
+    an up-to-date export is then recognised by the checkpoint's stamp without hashing the checkpoint, and a new
+    export hashes it once (dcrt.weights)."""
+
     preset: Preset
     precision: str = "fp32"
     source: str = "unknown"
     height: int | None = None
     width: int | None = None
     source_stamp: dict | None = None  # dcrt.manifest.file_stamp of the checkpoint, when it is a file
+    weights: Weights | None = None  # when given, the source and stamp come from it (leave the two above unset)
 
-    def manifest(self) -> ExportManifest:
-        return ExportManifest(
+    def __post_init__(self):
+        if self.weights is not None and (self.source != "unknown" or self.source_stamp is not None):
+            raise ValueError("an ExportRequest takes weights or a source and stamp, not both")
+
+    @classmethod
+    def for_weights(
+        cls,
+        weights: Weights,
+        preset: Preset,
+        precision: str = "fp32",
+        height: int | None = None,
+        width: int | None = None,
+    ) -> ExportRequest:
+        return cls(preset, precision, height=height, width=width, weights=weights)
+
+    def recorded_source(self) -> str:
+        """The manifest's `source`; for a checkpoint its sha256, hashed at most once per `Weights`."""
+        return self.source if self.weights is None else self.weights.source()
+
+    def recorded_stamp(self) -> dict | None:
+        return self.source_stamp if self.weights is None else self.weights.stamp()
+
+    def holds_weights_of(self, manifest: ExportManifest) -> bool:
+        """Whether `manifest` records this request's weights: by the stamp when it decides, else by the hash."""
+        if self.weights is None:
+            return manifest.source == self.source
+        return made_from(self.weights, manifest.source, manifest.source_stamp)
+
+    def recorded_fields(self) -> dict:
+        """Everything the manifest records of the request except its weights."""
+        return dict(
             preset=self.preset.name,
             height=self.height or self.preset.height,
             width=self.width or self.preset.width,
             precision=self.precision,
             opset=OPSET,
-            source=self.source,
             dcrt_version=__version__,
-            source_stamp=self.source_stamp,
+        )
+
+    def manifest(self) -> ExportManifest:
+        return ExportManifest(
+            **self.recorded_fields(), source=self.recorded_source(), source_stamp=self.recorded_stamp()
         )
 
 
-def is_up_to_date(out: Path, request: ExportRequest) -> bool:
-    """An export of the same inputs already sits in `out`, with every file intact."""
+def is_up_to_date(out: Path, request: ExportRequest, verify: bool = False) -> bool:
+    """An export of the same inputs already sits in `out`, every file of its recorded size (and, with `verify`,
+    of its recorded sha256: reads every byte). The weights are compared last, by stamp when it can decide."""
     try:
         existing = ExportManifest.read(out)
-        existing.verify_files(out)
-    except dcrt.errors.DcrtError:
+        existing.verify_files(out, full=verify)
+    except DcrtError:
         return False
-    want = request.manifest()
-    same = ("preset", "height", "width", "precision", "opset", "source", "dcrt_version")
-    return all(getattr(existing, k) == getattr(want, k) for k in same) and set(existing.components) == set(
-        io_table(request.preset, request.height, request.width)
+    return (
+        all(getattr(existing, k) == v for k, v in request.recorded_fields().items())
+        and set(existing.components) == set(io_table(request.preset, request.height, request.width))
+        and request.holds_weights_of(existing)
     )
 
 
 def kept_export(out: Path, request: ExportRequest) -> ExportManifest:
     """The up-to-date export in `out`, re-stamped when the same weights were copied or touched."""
     existing = ExportManifest.read(out)
-    if existing.source_stamp != request.source_stamp:
-        existing.source_stamp = request.source_stamp
+    stamp = request.recorded_stamp()
+    if existing.source_stamp != stamp:
+        existing.source_stamp = stamp
         existing.write(out)
     return existing
 
@@ -221,12 +261,13 @@ def _checked_entry(
     error = relative_error(result, reference)
     tolerance = TOLERANCE[precision]
     if not error < tolerance:
-        raise dcrt.errors.DcrtError(
+        raise DcrtError(
             f"{spec.filename}: ONNX Runtime differs from PyTorch by {error:.2e} (tolerance {tolerance:.0e})"
         )
     return ComponentEntry(
         **spec.as_dict(),
         files={f.name: sha256_file(f) for f in files},
+        sizes={f.name: f.stat().st_size for f in files},
         bytes=sum(f.stat().st_size for f in files),
         parity={"rel_error": error, "max_abs": float((result - reference).abs().max()), "tolerance": tolerance},
     )
@@ -241,7 +282,7 @@ def export_model(
 ) -> ExportManifest:
     """Export every component of `model` (fp32) into `out`. An fp16 export converts `model` in place."""
     if model.dtype != torch.float32:
-        raise dcrt.errors.UsageError("export needs the model in fp32 (the parity reference)")
+        raise UsageError("export needs the model in fp32 (the parity reference)")
     if not force and is_up_to_date(out, request):
         log(f"{out} is up to date (use --force to export again)")
         return kept_export(out, request)
@@ -264,6 +305,7 @@ def export_model(
 
         save_file({k: v.float().contiguous() for k, v in model.schedule.named_buffers()}, staging / SCHEDULE_FILE)
         manifest.schedule = {SCHEDULE_FILE: sha256_file(staging / SCHEDULE_FILE)}
+        manifest.schedule_sizes = {SCHEDULE_FILE: (staging / SCHEDULE_FILE).stat().st_size}
         for index, (name, spec) in enumerate(specs.items(), 1):
             step = f"[{index}/{len(specs)}] {spec.filename}"
             log(f"{step}: tracing, then checking in ONNX Runtime")

@@ -140,7 +140,7 @@ def ensure_export(
     Returns its manifest."""
     from dcrt.export import ExportRequest, export_model, is_up_to_date, kept_export
 
-    request = ExportRequest(preset, precision, weights.source(), height, width, weights.stamp())
+    request = ExportRequest.for_weights(weights, preset, precision, height, width)
     if not force and is_up_to_date(out, request):  # before loading the model: that is the slow part
         log(f"{out} is up to date (use --force to export again)")
         return kept_export(out, request)

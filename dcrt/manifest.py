@@ -1,7 +1,8 @@
 """`manifest.json`: what an export (and later an engine bundle) directory holds, and how to trust it.
 
 A host reads it to find each graph's file, IO names/shapes/dtypes, and the sha256 that proves the
-file is the one that was checked against the PyTorch reference.
+file is the one that was checked against the PyTorch reference. Files are hashed once, when written;
+loading compares sizes (a stat), and re-hashes only when asked to verify (`file_problem`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from dcrt.atomic import atomic_file
 from dcrt.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the size of every listed file
 MANIFEST_FILE = "manifest.json"
 
 
@@ -24,6 +25,19 @@ def sha256_file(path: Path, chunk: int = 16 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_problem(path: Path, sha256: str, size: int, full: bool = False) -> str | None:
+    """What is wrong with `path` against its manifest record, completing "<path> ...", or None when it matches.
+    Existence and size cost a stat and are always checked; the sha256 reads the whole file, only when `full`."""
+    if not path.is_file():
+        return "is missing"
+    found = path.stat().st_size
+    if found != size:
+        return f"does not match the sha256 in its manifest (corrupt or modified: {found} bytes, {size} recorded)"
+    if full and sha256_file(path) != sha256:
+        return "does not match the sha256 in its manifest (corrupt or modified)"
+    return None
 
 
 STAMP_EDGE_BYTES = 1 << 20
@@ -70,6 +84,7 @@ class ComponentEntry:
     inputs: list[dict]
     outputs: list[dict]
     files: dict[str, str]  # every file of the graph (model + external data) -> sha256
+    sizes: dict[str, int]  # the same files -> size in bytes
     bytes: int
     parity: dict  # {"rel_error", "max_abs", "tolerance"} measured in ONNX Runtime vs PyTorch
 
@@ -85,8 +100,9 @@ class ExportManifest:
     dcrt_version: str
     source_stamp: dict | None = None  # file_stamp of the checkpoint: compared on every run (dcrt.weights)
     components: dict[str, ComponentEntry] = field(default_factory=dict)
-    # The checkpoint's noise-schedule tensors (safetensors, float32): file -> sha256.
+    # The checkpoint's noise-schedule tensors (safetensors, float32): file -> sha256, and file -> bytes.
     schedule: dict[str, str] = field(default_factory=dict)
+    schedule_sizes: dict[str, int] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def write(self, directory: Path) -> Path:
@@ -107,21 +123,30 @@ class ExportManifest:
             parse,
             missing="not a dcrt export (run `dcrt export`)",
             schema_word="schema version",
-            remedy="",
+            remedy=": re-export it with `dcrt export --force`",
             kind="dcrt manifest",
         )
 
     def files(self) -> dict[str, str]:
+        """Every listed file -> sha256."""
         listed = dict(self.schedule)
         for entry in self.components.values():
             listed |= entry.files
         return listed
 
-    def verify_files(self, directory: Path) -> None:
-        """Every listed file exists and has its recorded sha256; raises naming the first that does not."""
+    def sizes(self) -> dict[str, int]:
+        """Every listed file -> size in bytes."""
+        listed = dict(self.schedule_sizes)
+        for entry in self.components.values():
+            listed |= entry.sizes
+        return listed
+
+    def verify_files(self, directory: Path, full: bool = False) -> None:
+        """Every listed file exists with its recorded size and, when `full`, its recorded sha256 (reads every
+        byte: the sizes catch a partial or replaced file at the cost of a stat). Raises naming the first that
+        does not."""
+        sizes = self.sizes()
         for file, digest in self.files().items():
-            path = directory / file
-            if not path.is_file():
-                raise UsageError(f"{path} is missing (partial export? re-run `dcrt export --force`)")
-            if sha256_file(path) != digest:
-                raise UsageError(f"{path} does not match the sha256 in its manifest (corrupt or modified)")
+            problem = file_problem(Path(directory) / file, digest, sizes[file], full)
+            if problem is not None:
+                raise UsageError(f"{Path(directory) / file} {problem}: re-run `dcrt export --force`")

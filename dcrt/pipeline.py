@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcrt import kernels as kernel_library
+import dcrt.kernels as kernel_library  # load_kernels looked up at call time: tests substitute it
 from dcrt.backends import Backend, TorchBackend
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames

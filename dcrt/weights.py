@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dcrt.config import Preset
@@ -28,10 +29,15 @@ class Weights:
     checkpoint: Path | None = None
 
     def source(self) -> str:
-        """The `source` an export records. Hashes the whole checkpoint: for exports, not for every run."""
+        """The `source` an export records. Hashes the whole checkpoint (for exports, not for every run) the first
+        time it is asked, then remembers it: a `Weights` stands for the file as it is during one command."""
         if self.checkpoint is None:
             return f"random:{self.preset}:seed{RANDOM_SEED}"
-        return "sha256:" + sha256_file(self.checkpoint)
+        return "sha256:" + self._sha256
+
+    @cached_property
+    def _sha256(self) -> str:  # cached_property writes the instance dict, which a frozen dataclass allows
+        return sha256_file(self.checkpoint)
 
     def stamp(self) -> dict | None:
         return None if self.checkpoint is None else file_stamp(self.checkpoint)

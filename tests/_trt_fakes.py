@@ -13,7 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dcrt
-from dcrt.build import BuiltEngine, Target
+from dcrt.engine_builder import BuiltEngine
+from dcrt.engine_bundle import Target
 from dcrt.io_spec import io_table
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 
@@ -34,11 +35,13 @@ def make_export(out: Path, preset: str = "tiny", precision: str = "fp16", tag: s
     manifest = ExportManifest(p.name, p.height, p.width, precision, 17, f"random:{p.name}:seed0", dcrt.__version__)
     (out / "schedule.safetensors").write_bytes(b"schedule")
     manifest.schedule = {"schedule.safetensors": sha256_file(out / "schedule.safetensors")}
+    manifest.schedule_sizes = {"schedule.safetensors": (out / "schedule.safetensors").stat().st_size}
     for name, spec in io_table(p).items():
         (out / spec.filename).write_bytes(f"graph {name} {tag}".encode())
         manifest.components[name] = ComponentEntry(
             **spec.as_dict(),
             files={spec.filename: sha256_file(out / spec.filename)},
+            sizes={spec.filename: (out / spec.filename).stat().st_size},
             bytes=(out / spec.filename).stat().st_size,
             parity={},
         )
@@ -52,6 +55,7 @@ def change_graph(export_dir: Path, component: str, tag: str) -> None:
     entry = manifest.components[component]
     (export_dir / entry.file).write_bytes(f"graph {component} {tag}".encode())
     entry.files = {entry.file: sha256_file(export_dir / entry.file)}
+    entry.sizes = {entry.file: (export_dir / entry.file).stat().st_size}
     manifest.write(export_dir)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,36 @@ def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "tiny"
     manifest = export_model(model, out, ExportRequest(model.preset, "fp32", Weights("tiny").source()))
     return out, manifest
+
+
+# Every module that hashes files, imported before `hashed` replaces their sha256_file.
+_HASHING_MODULES = (
+    "dcrt.manifest",
+    "dcrt.weights",
+    "dcrt.export",
+    "dcrt.engine_bundle",
+    "dcrt.engine_builder",
+    "dcrt.backends.onnxruntime_backend",
+    "dcrt.backends.tensorrt_runtime",
+)
+
+
+@pytest.fixture
+def hashed(monkeypatch) -> collections.Counter:
+    """Counts full-file hashes (dcrt.manifest.sha256_file, in every dcrt module that imported it) by file name."""
+    for name in _HASHING_MODULES:
+        importlib.import_module(name)
+    real = sys.modules["dcrt.manifest"].sha256_file
+    counts = collections.Counter()
+
+    def counting(path, *args, **kwargs):
+        counts[Path(path).name] += 1
+        return real(path, *args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("dcrt") and getattr(module, "sha256_file", None) is real:
+            monkeypatch.setattr(module, "sha256_file", counting)
+    return counts
 
 
 @pytest.fixture(autouse=True)

@@ -12,20 +12,17 @@ import pytest
 from _trt_fakes import TARGET, FakeBuilder, change_graph, make_export
 
 import dcrt
-from dcrt.build import (
-    BuildConfig,
+from dcrt.engine_builder import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
+from dcrt.engine_bundle import (
     EngineManifest,
     Target,
-    build_bundle,
     bundle_dir,
     check_target,
     detect_target,
     engine_key,
     find_bundle,
     import_tensorrt,
-    lift_softmax_to_fp32,
     preset_dirname,
-    profile_for,
     stale_reason,
 )
 from dcrt.errors import BackendUnavailable, UsageError
@@ -33,6 +30,7 @@ from dcrt.io_spec import io_table
 from dcrt.manifest import ExportManifest
 
 REPO = Path(__file__).resolve().parents[1]
+TRT_MODULES = ("dcrt/engine_bundle.py", "dcrt/engine_builder.py", "dcrt/backends/tensorrt_runtime.py")
 
 
 # ------------------------------------------------------------------------------------ config from the IO table
@@ -54,11 +52,11 @@ def test_flags_record_precision_and_fp32_softmax_only_for_fp16_vae():
     vae, unet = config.flags("vae_decoder", "fp16"), config.flags("unet", "fp16")
     assert vae["fp32_softmax"] and not unet["fp32_softmax"]
     assert not config.flags("vae_decoder", "fp32")["fp32_softmax"]  # an fp32 graph's softmax is fp32 already
-    assert vae["strongly_typed"] and vae["opt_level"] == 4 and vae["workspace_bytes"] == 2 << 30
+    assert vae["opt_level"] == 4 and vae["workspace_bytes"] == 2 << 30
     assert "timing_cache" not in vae  # a cache speeds up builds, it does not change what is built
 
 
-@pytest.mark.parametrize("kwargs", [{"opt_level": 6}, {"workspace_gb": 0}, {"strongly_typed": False}])
+@pytest.mark.parametrize("kwargs", [{"opt_level": 6}, {"opt_level": -1}, {"workspace_gb": 0}])
 def test_bad_build_options_are_usage_errors(kwargs):
     with pytest.raises(UsageError):
         BuildConfig(**kwargs)
@@ -166,6 +164,17 @@ def test_interrupted_build_keeps_finished_plans(export_dir, tmp_path):
     report = _build(export_dir, tmp_path / "engines")
     assert set(report.built) == {"unet", "unet_b3", "vae_encoder", "vae_decoder"}
     assert report.up_to_date == ["text_encoder", "image_encoder"]
+
+
+def test_an_up_to_date_build_hashes_nothing_and_verify_hashes_everything(export_dir, tmp_path, hashed):
+    root = tmp_path / "engines"
+    report = _build(export_dir, root)
+    assert hashed == {}  # plans are hashed in memory as they are written; the export is checked by size
+    plan = report.directory / "unet.plan"
+    plan.write_bytes(plan.read_bytes().replace(b"graph", b"GRAPH"))  # same size, other bytes
+    assert _build(export_dir, root).built == {} and hashed == {}
+    assert _build(export_dir, root, verify=True).built == {"unet": "unet.plan does not match its manifest"}
+    assert hashed["unet.onnx"] == 1 and hashed["unet.plan"] == 1 and hashed["schedule.safetensors"] == 2
 
 
 def test_build_refuses_a_modified_export(export_dir, tmp_path):
@@ -324,7 +333,7 @@ def test_every_tensorrt_name_used_exists_in_tensorrt_11_4():
         if line.strip() and not line.startswith("#")
     ]
     exact = set(listed)
-    used = _trt_names(REPO / "dcrt/build.py") | _trt_names(REPO / "dcrt/backends/tensorrt_backend.py")
+    used = set().union(*(_trt_names(REPO / path) for path in TRT_MODULES))
     # The scan must see the calls that matter, or it checks nothing.
     assert {
         "execute_async_v3",
@@ -351,7 +360,7 @@ def test_every_cuda_runtime_name_used_exists():
     from cuda.bindings import runtime
 
     used = set()
-    for path in ("dcrt/build.py", "dcrt/backends/tensorrt_backend.py"):
+    for path in TRT_MODULES:
         used |= _trt_names(REPO / path, {"runtime"})
     assert {"cudaMalloc", "cudaMemcpyAsync", "cudaGetDeviceProperties"} <= used
     enums = [runtime.cudaError_t, runtime.cudaMemcpyKind]

@@ -19,7 +19,7 @@ from dcrt.pipeline import Pipeline
 def test_manifest_describes_every_graph(exported):
     out, manifest = exported
     data = json.loads((out / "manifest.json").read_text())
-    assert data["schema_version"] == 1 and data["preset"] == "tiny" and data["opset"] == 17
+    assert data["schema_version"] == 2 and data["preset"] == "tiny" and data["opset"] == 17
     specs = io_table(dcrt.get_preset("tiny"))
     assert set(data["components"]) == set(specs)
     for name, spec in specs.items():
@@ -136,6 +136,35 @@ def test_modified_graph_is_named(exported, tmp_path):
         f.seek(1000)
         f.write(b"\x00\x01\x02")
     with pytest.raises(UsageError, match=r"unet.onnx does not match the sha256"):
+        OnnxRuntimeBackend(copy, verify=True)
+
+
+def test_opening_an_export_checks_sizes_and_hashes_only_when_asked(exported, tmp_path, hashed):
+    copy = _copy(exported, tmp_path)
+    OnnxRuntimeBackend(copy)
+    assert hashed == {}  # every file was hashed when it was written
+    graph = (copy / "unet.onnx").read_bytes()
+    (copy / "unet.onnx").write_bytes(graph + b"\0")
+    size = rf"{len(graph) + 1} bytes, {len(graph)} recorded\)"
+    with pytest.raises(
+        UsageError, match=r"unet.onnx does not match the sha256 in its manifest \(corrupt or modified: " + size
+    ):
+        OnnxRuntimeBackend(copy)
+    assert hashed == {}
+    (copy / "unet.onnx").write_bytes(graph)
+    schedule = bytearray((copy / "schedule.safetensors").read_bytes())
+    schedule[-1] ^= 1  # a value of the last tensor: same size, still loads
+    (copy / "schedule.safetensors").write_bytes(schedule)
+    with pytest.raises(UsageError, match=r"schedule.safetensors does not match the sha256 .*dcrt export --force"):
+        OnnxRuntimeBackend(copy, verify=True)
+    assert hashed["schedule.safetensors"] == 1
+
+
+def test_an_export_of_an_older_schema_says_to_re_export(exported, tmp_path):
+    copy = _copy(exported, tmp_path)
+    data = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps(data | {"schema_version": 1}))
+    with pytest.raises(UsageError, match=r"schema version 1, this dcrt reads 2: re-export it with `dcrt export"):
         OnnxRuntimeBackend(copy)
 
 

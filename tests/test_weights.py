@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 import dcrt
+from dcrt.export import ExportRequest, export_model, is_up_to_date
 from dcrt.manifest import ExportManifest, file_stamp
-from dcrt.weights import Weights, made_from
+from dcrt.weights import Weights, made_from, required_weights
 
 TINY = ["--res", "tiny", "--steps", "2"]
 
@@ -134,6 +135,25 @@ def test_export_records_the_checkpoint_stamp(ckpt_export, tiny_ckpt, tmp_path, r
     code, out, err = run_cli(["export", "--res", "tiny", "--ckpt", str(tiny_ckpt), "--out", str(copy)])
     assert code == 0 and "is up to date" in err, err
     assert ExportManifest.read(copy).source_stamp == file_stamp(tiny_ckpt)
+
+
+def test_an_export_hashes_the_checkpoint_once_and_an_up_to_date_one_not_at_all(tiny_ckpt, tmp_path, hashed):
+    """The build side of `dcrt build` / `dcrt export`: the weights asked for, the request, the up-to-date check,
+    the export. A new export hashes the checkpoint once for its manifest; an up-to-date one is known by the stamp."""
+    preset, out = dcrt.get_preset("tiny"), tmp_path / "export"
+
+    def build_side(request_for):
+        weights = required_weights(preset, tiny_ckpt)
+        request = request_for(weights)
+        if not is_up_to_date(out, request):
+            export_model(dcrt.load_model(weights.checkpoint, preset=preset), out, request)
+
+    # As the command line asks today: the source up front (hashed once, whatever follows asks for it again).
+    build_side(lambda w: ExportRequest(preset, "fp32", w.source(), None, None, w.stamp()))
+    assert hashed[tiny_ckpt.name] == 1 and ExportManifest.read(out).source == Weights("tiny", tiny_ckpt).source()
+    hashed.clear()
+    build_side(lambda w: ExportRequest.for_weights(w, preset))  # the source only when the stamp cannot decide
+    assert hashed == {}
 
 
 # ------------------------------------------------------------------------------------- the fingerprint

@@ -20,7 +20,7 @@ from dcrt.manifest import MANIFEST_FILE
 from dcrt.weights import Weights, describe_source, made_from
 
 if TYPE_CHECKING:
-    from dcrt.build import Target
+    from dcrt.engine_bundle import Target
 
 BACKENDS = ("auto", "trt", "ort", "torch")
 Log = Callable[[str], None]
@@ -82,7 +82,7 @@ class Unfit:
 def unfit(location: Path, engines: bool, request: Request, log: Log) -> tuple[Unfit | None, str]:
     """(why the export or bundle at `location` cannot serve `request`, or None; the weights it holds).
     Raises UsageError when its manifest is missing or unreadable."""
-    from dcrt.build import EngineManifest
+    from dcrt.engine_bundle import EngineManifest
     from dcrt.manifest import ExportManifest
 
     if engines:
@@ -128,7 +128,7 @@ def choose_backend(
     """Resolve `requested` (auto/trt/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it off
     the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
     `log` hears of a checkpoint hashed in full (a slow moment)."""
-    from dcrt.build import bundle_dir, preset_dirname
+    from dcrt.engine_bundle import bundle_dir, preset_dirname
 
     if requested not in BACKENDS:
         raise UsageError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
@@ -164,7 +164,7 @@ def choose_backend(
             raise BackendUnavailable(f"--backend trt: {facts.tensorrt_why}")
         if device == "cpu":
             raise UsageError("--backend trt runs on CUDA, not --device cpu")
-        from dcrt.build import find_bundle
+        from dcrt.engine_bundle import find_bundle
 
         found = find_bundle(engines_root, facts.target, preset.name, preset_dir)
         why, used = serves(found, engines=True)
@@ -227,7 +227,7 @@ def _because(what: str, passed: list[str]) -> str:
 
 def probe(device: int = 0) -> Facts:
     """Measure the facts: imports TensorRT, onnxruntime and torch, asks CUDA for the GPU. Never raises."""
-    from dcrt.build import detect_target
+    from dcrt.engine_bundle import detect_target
 
     target, tensorrt_why = None, ""
     try:

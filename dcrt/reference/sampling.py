@@ -205,8 +205,7 @@ def run_dcrt(
     rescale: float,
 ):
     """dcrt's public API; returns (result.latents, [(x, t, context, concat, fs, output) per batched UNet call])."""
-    import dcrt
-    from dcrt.pipeline import pipeline_for
+    from dcrt.pipeline import animate, interpolate, loop, pipeline_for
 
     pipe = pipeline_for(model)
     calls = []
@@ -233,11 +232,11 @@ def run_dcrt(
     )
     with _patched(pipe.backend, "unet", recording_unet):
         if case.mode == "animate":
-            result = dcrt.animate(model, images[0], prompt, **kwargs)
+            result = animate(model, images[0], prompt, **kwargs)
         elif case.mode == "interpolate":
-            result = dcrt.interpolate(model, images[0], images[1], prompt, **kwargs)
+            result = interpolate(model, images[0], images[1], prompt, **kwargs)
         else:
-            result = dcrt.loop(model, images[0], prompt, **kwargs)
+            result = loop(model, images[0], prompt, **kwargs)
     return result.latents, calls
 
 
@@ -323,15 +322,15 @@ def prepare(weights: str, preset: str, workdir: Path, seed: int = 0):
     The checkpoint is written once per `weights`; dcrt and the original both alias its memory map, so a full
     preset costs its 10.4 GB once (page cache) rather than twice (anonymous memory).
     """
-    import dcrt
+    from dcrt.checkpoint import load_model, random_model, save_checkpoint
 
     path = Path(workdir) / f"{weights}.ckpt"
     if not path.exists():
-        model = dcrt.random_model(weights, seed=seed)
-        dcrt.save_checkpoint(model, path)
+        model = random_model(weights, seed=seed)
+        save_checkpoint(model, path)
         del model
         gc.collect()
-    return dcrt.load_model(path, preset=preset), load_checkpoint_state_dict(path)
+    return load_model(path, preset=preset), load_checkpoint_state_dict(path)
 
 
 def all_cases(modes=("animate", "interpolate", "loop"), steps: int = 5) -> list[SamplerCase]:

@@ -7,8 +7,10 @@ from dataclasses import replace
 import pytest
 from _trt_fakes import DEVICE_MEMORY, TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
 
-from dcrt.backends.tensorrt_backend import EngineSet, TensorRTBackend, nbytes
-from dcrt.build import BuildConfig, EngineManifest, Target, build_bundle
+from dcrt.backends.tensorrt_backend import TensorRTBackend
+from dcrt.backends.tensorrt_runtime import EngineSet, nbytes
+from dcrt.engine_builder import BuildConfig, build_bundle
+from dcrt.engine_bundle import EngineManifest, Target
 from dcrt.errors import BackendUnavailable, UsageError
 
 
@@ -78,6 +80,20 @@ def test_modified_plan_is_refused(bundle):
         _load(bundle)
     with pytest.raises(UsageError, match="does not exist"):
         _load(bundle.parent / "missing")
+
+
+def test_loading_checks_sizes_and_hashes_only_when_asked(bundle, hashed):
+    _load(bundle)
+    assert hashed == {}
+    plan = bundle / "unet.plan"
+    plan.write_bytes(plan.read_bytes().replace(b"graph", b"GRAPH"))  # same size, other bytes
+    _load(bundle)
+    assert hashed == {}
+    with pytest.raises(
+        UsageError, match=r"unet.plan does not match the sha256 in its manifest \(corrupt or modified\)"
+    ):
+        _load(bundle, verify=True)
+    assert hashed["unet.plan"] == 1
 
 
 def test_without_tensorrt_the_backend_says_what_is_missing(bundle, monkeypatch):

@@ -24,14 +24,14 @@ def target():
         pytest.skip(f"TensorRT is not installed ({exc})")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible")
-    from dcrt.build import detect_target
+    from dcrt.engine_bundle import detect_target
 
     return detect_target()
 
 
 @pytest.fixture(scope="module")
 def bundle(target, tmp_path_factory):
-    from dcrt.build import BuildConfig, build_bundle
+    from dcrt.engine_builder import BuildConfig, build_bundle
 
     root = tmp_path_factory.mktemp("trt")
     model = dcrt.random_model("tiny", seed=0)  # converted to fp16 in place by the export

@@ -1,9 +1,8 @@
-"""ONNX export -> TensorRT engine bundle. Planning is plain Python; only `build_engine` talks to TensorRT.
+"""ONNX export -> TensorRT engine bundle: the only code that calls TensorRT's builder.
 
-A bundle is `engines/<gpu>-sm<cc>-trt<version>/<preset>/`: one `<component>.plan` per IO-table graph and
-a `manifest.json` that embeds the export's manifest and adds what the plans depend on (GPU, compute
-capability, TensorRT version, build flags, ONNX hashes). A plan is rebuilt exactly when one of those
-changed or the plan file is not the one recorded; everything is written with write-then-rename.
+Planning is plain Python over the bundle format (dcrt.engine_bundle); only `build_engine` talks to TensorRT,
+and `build_bundle` takes it as a parameter so CI runs the planning with a fake. Everything is written with
+write-then-rename; the bundle's manifest is rewritten after every plan.
 
 Precision: TensorRT 11 removed weak typing (BuilderFlag.FP16, OBEY_PRECISION_CONSTRAINTS, layer
 precision hints), so the precision of every layer is the one in the ONNX graph and networks are
@@ -16,24 +15,33 @@ reported) the build also lifts every Softmax of an fp16 graph to fp32 by inserti
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dcrt.atomic import atomic_file
-from dcrt.errors import BackendUnavailable, DcrtError, UsageError
+from dcrt.engine_bundle import (
+    PLAN_SUFFIX,
+    EngineEntry,
+    Target,
+    bundle_dir,
+    engine_key,
+    import_tensorrt,
+    new_manifest,
+    preset_dirname,
+    read_manifest_or_none,
+    stale_reason,
+)
+from dcrt.errors import DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
-from dcrt.manifest import MANIFEST_FILE, ExportManifest, read_manifest, sha256_file
-from dcrt.version import __version__
+from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem
 
-ENGINE_SCHEMA_VERSION = 1
-PLAN_SUFFIX = ".plan"
 TIMING_CACHE_FILE = "timing.cache"
 # Bumped whenever build_engine changes what it builds from the same inputs: old plans become stale.
-BUILDER_REVISION = 1
+BUILDER_REVISION = 2  # 2: the always-true `strongly_typed` flag left the key
 
 # (component, phase, step, total) from TensorRT's progress monitor; total is 0 when unknown.
 Progress = Callable[[str, str, int, int], None]
@@ -41,10 +49,12 @@ Progress = Callable[[str, str, int, int], None]
 
 @dataclass(frozen=True)
 class BuildConfig:
+    """How plans are built. Networks are always strongly typed (precision from the graph): the only mode of
+    TensorRT 11, so it is no option."""
+
     opt_level: int = 3  # builder_optimization_level: 0 (fast build) .. 5 (slowest build, fastest engine)
     workspace_gb: float | None = None  # WORKSPACE pool limit; None = TensorRT's default (the device's memory)
     timing_cache: Path | None = None  # None = <target dir>/timing.cache, shared by every preset on that GPU
-    strongly_typed: bool = True  # precision from the graph; the only mode TensorRT 11 has
     fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder")
 
     def __post_init__(self):
@@ -52,8 +62,6 @@ class BuildConfig:
             raise UsageError(f"--opt-level must be 0..5, got {self.opt_level}")
         if self.workspace_gb is not None and self.workspace_gb <= 0:
             raise UsageError(f"--workspace must be a positive number of GB, got {self.workspace_gb}")
-        if not self.strongly_typed:
-            raise UsageError("weakly typed builds are gone in TensorRT 11: build from an fp16 export instead")
 
     @property
     def workspace_bytes(self) -> int | None:
@@ -64,7 +72,6 @@ class BuildConfig:
         it only makes tactic selection faster). Recorded in the manifest and compared for staleness."""
         return {
             "precision": precision,
-            "strongly_typed": self.strongly_typed,
             "opt_level": self.opt_level,
             "workspace_bytes": self.workspace_bytes,
             "fp32_softmax": precision == "fp16" and component in self.fp32_softmax,
@@ -72,211 +79,12 @@ class BuildConfig:
         }
 
 
-@dataclass(frozen=True)
-class Target:
-    """The GPU and TensorRT a plan is built for: plans run only where all three match."""
-
-    gpu_name: str
-    compute_capability: tuple[int, int]
-    tensorrt_version: str
-
-    @property
-    def sm(self) -> str:
-        return f"sm{self.compute_capability[0]}{self.compute_capability[1]}"
-
-    @property
-    def dirname(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
-        return f"{slug}-{self.sm}-trt{self.tensorrt_version}"
-
-    def describe(self) -> str:
-        return f"{self.gpu_name} ({self.sm}), TensorRT {self.tensorrt_version}"
-
-
-def preset_dirname(preset: str, height: int, width: int, default: tuple[int, int]) -> str:
-    """`512`, or `512-640x1024` for a non-default resolution (static shapes: a plan per size)."""
-    return preset if (height, width) == default else f"{preset}-{height}x{width}"
-
-
-def bundle_dir(root: Path, target: Target, preset_dir: str) -> Path:
-    return Path(root) / target.dirname / preset_dir
-
-
-def onnx_digest(files: dict[str, str]) -> str:
-    """One hash for a graph stored as several files (model + external data)."""
-    return ":".join(f"{name}={files[name]}" for name in sorted(files))
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    """Everything a plan's content is a function of; a plan whose recorded key differs is stale."""
-
-    target: Target
-    preset: str
-    component: str
-    onnx: str  # onnx_digest of the graph's files
-    flags: str  # json of BuildConfig.flags, sorted keys (hashable, comparable)
-
-
-def engine_key(target: Target, export: ExportManifest, component: str, config: BuildConfig) -> EngineKey:
-    return EngineKey(
-        target,
-        export.preset,
-        component,
-        onnx_digest(export.components[component].files),
-        json.dumps(config.flags(component, export.precision), sort_keys=True),
-    )
-
-
 def profile_for(spec: ComponentSpec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """The one optimisation profile: min = opt = max = the IO table's static shape of every input."""
     return {t.name: (t.shape, t.shape, t.shape) for t in spec.inputs}
 
 
-# ---------------------------------------------------------------------------------------------- manifest
-
-
-@dataclass
-class EngineEntry:
-    file: str
-    sha256: str
-    bytes: int
-    device_memory_bytes: int  # ICudaEngine.device_memory_size_v2: activations, shared block's lower bound
-    onnx: dict[str, str]  # the graph's files -> sha256, as in the export manifest
-    flags: dict
-    inputs: list[dict]
-    outputs: list[dict]
-    build_seconds: float
-
-
-@dataclass
-class EngineManifest:
-    preset: str
-    height: int
-    width: int
-    precision: str
-    gpu_name: str
-    compute_capability: list[int]  # [major, minor]
-    tensorrt_version: str
-    dcrt_version: str
-    export: dict  # the export's manifest.json, verbatim: IO table, parity, source checkpoint
-    engines: dict[str, EngineEntry] = field(default_factory=dict)
-    # The checkpoint's noise-schedule tensors, copied from the export so a host needs only this folder.
-    schedule: dict[str, str] = field(default_factory=dict)
-    schema_version: int = ENGINE_SCHEMA_VERSION
-
-    @property
-    def target(self) -> Target:
-        return Target(self.gpu_name, tuple(self.compute_capability), self.tensorrt_version)
-
-    @property
-    def device_memory_bytes(self) -> int:
-        """Size of the one scratch block every engine of the bundle shares (they never run at once)."""
-        return max((e.device_memory_bytes for e in self.engines.values()), default=0)
-
-    def write(self, directory: Path) -> Path:
-        path = Path(directory) / MANIFEST_FILE
-        with atomic_file(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def read(cls, directory: Path) -> EngineManifest:
-        def parse(data: dict) -> EngineManifest:
-            engines = {k: EngineEntry(**v) for k, v in data.pop("engines").items()}
-            return cls(**data, engines=engines)
-
-        return read_manifest(
-            directory,
-            ENGINE_SCHEMA_VERSION,
-            parse,
-            missing="not a dcrt engine bundle (run `dcrt build`)",
-            schema_word="engine schema version",
-            remedy=": rebuild with `dcrt build`",
-            kind="dcrt engine manifest",
-        )
-
-
-def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:
-    return EngineManifest(
-        export.preset,
-        export.height,
-        export.width,
-        export.precision,
-        target.gpu_name,
-        list(target.compute_capability),
-        target.tensorrt_version,
-        __version__,
-        asdict(export),
-    )
-
-
-def rebuild_command(manifest_or_preset: EngineManifest | str) -> str:
-    preset = manifest_or_preset if isinstance(manifest_or_preset, str) else manifest_or_preset.preset
-    return f"dcrt build --res {preset}"
-
-
-def check_target(manifest: EngineManifest, target: Target, preset: str, where: Path) -> None:
-    """Plans run only on the GPU model / compute capability / TensorRT version they were built with."""
-    problems = []
-    if manifest.preset != preset:
-        problems.append(f"preset {manifest.preset}, not {preset}")
-    if tuple(manifest.compute_capability) != target.compute_capability or manifest.gpu_name != target.gpu_name:
-        problems.append(
-            f"GPU {manifest.gpu_name} (sm{''.join(map(str, manifest.compute_capability))}), "
-            f"this one is {target.gpu_name} ({target.sm})"
-        )
-    if manifest.tensorrt_version != target.tensorrt_version:
-        problems.append(f"TensorRT {manifest.tensorrt_version}, this is TensorRT {target.tensorrt_version}")
-    if problems:
-        raise UsageError(
-            f"engines in {where} were built for {'; '.join(problems)}: rebuild them with `{rebuild_command(preset)}`"
-        )
-
-
-def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Path, verify: bool = True) -> str | None:
-    """Why the plan for `key` must be (re)built, or None when the one on disk is up to date."""
-    if manifest is None:
-        return "not built"
-    if manifest.target != key.target or manifest.preset != key.preset:
-        return f"built for {manifest.target.describe()}, preset {manifest.preset}"
-    entry = manifest.engines.get(key.component)
-    if entry is None:
-        return "not built"
-    path = Path(directory) / entry.file
-    if not path.is_file():
-        return f"{entry.file} is missing"
-    if onnx_digest(entry.onnx) != key.onnx:
-        return "the ONNX export changed"
-    if json.dumps(entry.flags, sort_keys=True) != key.flags:
-        return "the build flags changed"
-    if path.stat().st_size != entry.bytes or (verify and sha256_file(path) != entry.sha256):
-        return f"{entry.file} does not match its manifest"
-    return None
-
-
-def read_manifest_or_none(directory: Path) -> EngineManifest | None:
-    try:
-        return EngineManifest.read(directory)
-    except DcrtError:
-        return None
-
-
-def find_bundle(root: Path, target: Target, preset: str, preset_dir: str | None = None) -> Path:
-    """The bundle for this GPU/TensorRT; if there is none, say which bundles exist and how to build one."""
-    preset_dir = preset_dir or preset
-    directory = bundle_dir(root, target, preset_dir)
-    if (directory / MANIFEST_FILE).is_file():
-        return directory
-    others = sorted(p.parent.parent.name for p in Path(root).glob(f"*/{preset_dir}/{MANIFEST_FILE}"))
-    built = f"; {root} has them only for {', '.join(others)}" if others else ""
-    raise UsageError(
-        f"no TensorRT engines of preset {preset_dir} for {target.describe()} in {root}{built}: "
-        f"build them with `{rebuild_command(preset)}`"
-    )
-
-
-# ------------------------------------------------------------------------------------------------ build
+# ------------------------------------------------------------------------------------------------ bundle
 
 
 @dataclass(frozen=True)
@@ -304,13 +112,15 @@ def build_bundle(
     builder: EngineBuilder | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda message: None,
+    verify: bool = False,
 ) -> BuildReport:
-    """Build every stale plan of the export in `export_dir`; skip the up-to-date ones."""
+    """Build every stale plan of the export in `export_dir`; skip the up-to-date ones. The export's files and
+    the plans on disk are checked by size against their manifests; `verify` re-hashes all of them too."""
     from dcrt.config import get_preset
 
     export_dir, engines_root = Path(export_dir), Path(engines_root)
     export = ExportManifest.read(export_dir)
-    export.verify_files(export_dir)
+    export.verify_files(export_dir, full=verify)
     preset = get_preset(export.preset)
     specs = io_table(preset, export.height, export.width)
     missing = set(specs) - set(export.components)
@@ -325,17 +135,18 @@ def build_bundle(
     if existing is not None and existing.target == target and existing.preset == export.preset:
         manifest.engines = dict(existing.engines)  # keep what is up to date, replace what is rebuilt
     for file, digest in export.schedule.items():
-        if existing is not None and existing.schedule.get(file) == digest and (directory / file).is_file():
+        copied = existing is not None and existing.schedule.get(file) == digest
+        if copied and file_problem(directory / file, digest, export.schedule_sizes[file], verify) is None:
             continue
         with atomic_file(directory / file) as tmp:
             tmp.write_bytes((export_dir / file).read_bytes())
-    manifest.schedule = dict(export.schedule)
+    manifest.schedule, manifest.schedule_sizes = dict(export.schedule), dict(export.schedule_sizes)
     timing_cache = config.timing_cache or directory.parent / TIMING_CACHE_FILE
     builder = builder or build_engine
     built, fresh = {}, []
     for name, spec in specs.items():
         key = engine_key(target, export, name, config)
-        reason = stale_reason(key, existing, directory)
+        reason = stale_reason(key, existing, directory, verify)
         if reason is None:
             fresh.append(name)
             log(f"{name}: up to date")
@@ -356,8 +167,8 @@ def build_bundle(
             tmp.write_bytes(result.plan)
         manifest.engines[name] = EngineEntry(
             file=plan_path.name,
-            sha256=sha256_file(plan_path),
-            bytes=plan_path.stat().st_size,
+            sha256=hashlib.sha256(result.plan).hexdigest(),  # hashed once, from memory, as it is written
+            bytes=len(result.plan),
             device_memory_bytes=result.device_memory_bytes,
             onnx=dict(export.components[name].files),
             flags=flags,
@@ -374,6 +185,9 @@ def build_bundle(
 
 def _for_component(progress: Progress | None, component: str) -> Callable[[str, int, int], None]:
     return (lambda phase, step, total: progress(component, phase, step, total)) if progress else (lambda *a: None)
+
+
+# -------------------------------------------------------------------------------------------- TensorRT
 
 
 def lift_softmax_to_fp32(model):
@@ -402,37 +216,6 @@ def lift_softmax_to_fp32(model):
     del graph.value_info[:]
     graph.value_info.extend(kept)
     return model
-
-
-def import_tensorrt():
-    """`tensorrt`, or one line saying what is missing."""
-    try:
-        import tensorrt
-    except Exception as exc:  # ImportError, or a wheel whose libraries are missing (OSError)
-        raise BackendUnavailable(
-            f"TensorRT is not available ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
-            "install it on a machine with an NVIDIA GPU (pip install 'dcrt[trt]')"
-        ) from None
-    return tensorrt
-
-
-def detect_target(device: int = 0) -> Target:
-    """This machine's GPU and TensorRT, or BackendUnavailable naming what is missing. Needs no PyTorch."""
-    trt = import_tensorrt()
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        raise BackendUnavailable("cuda-python is not installed (pip install 'dcrt[trt]')") from None
-    err, count = runtime.cudaGetDeviceCount()
-    if err != runtime.cudaError_t.cudaSuccess or not count:
-        raise BackendUnavailable(f"no CUDA GPU is visible ({getattr(err, 'name', err)}): TensorRT needs one")
-    if device >= count:
-        raise UsageError(f"CUDA device {device} does not exist ({count} visible)")
-    err, props = runtime.cudaGetDeviceProperties(device)
-    if err != runtime.cudaError_t.cudaSuccess:
-        raise BackendUnavailable(f"cannot query CUDA device {device} ({getattr(err, 'name', err)})")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return Target(name.split("\0")[0].strip(), (int(props.major), int(props.minor)), trt.__version__)
 
 
 def build_engine(

@@ -1,0 +1,49 @@
+"""StaticShapeBackend's mapping of the Backend interface onto static graphs, with a graph that records its calls."""
+
+import pytest
+import torch
+
+import dcrt
+from dcrt.backends.static import StaticShapeBackend
+from dcrt.errors import UsageError
+from dcrt.io_spec import io_table
+
+
+class RecordingBackend(StaticShapeBackend):
+    """Each graph returns a buffer of its output shape filled with the call number, and records its input shapes."""
+
+    def __init__(self):
+        preset = dcrt.get_preset("tiny")
+        super().__init__(preset, io_table(preset), {"alphas_cumprod": torch.ones(3)})
+        self.calls = []
+
+    def _execute(self, component, inputs):
+        self.calls.append((component, [tuple(x.shape) for x in inputs]))
+        return torch.full(self.specs[component].outputs[0].shape, float(len(self.calls)))
+
+
+def _unet_inputs(backend, batch):
+    spec = backend.specs["unet"]
+    return [torch.zeros(batch, *t.shape[1:], dtype=t.torch_dtype) for t in spec.inputs]
+
+
+def test_batches_map_onto_the_static_graphs():
+    backend = RecordingBackend()
+    assert backend.unet(*_unet_inputs(backend, 1)).shape[0] == 1  # on the batch-2 graph
+    assert backend.unet(*_unet_inputs(backend, 3)).shape[0] == 3
+    assert [(c, shapes[0][0]) for c, shapes in backend.calls] == [("unet", 2), ("unet_b3", 3)]
+    tokens = torch.zeros(3, 77, dtype=torch.int64)
+    assert backend.encode_text(tokens)[:, 0, 0].tolist() == [3.0, 4.0, 5.0]  # a row per call, each kept
+    z = torch.zeros(3, *backend.specs["vae_decoder"].inputs[0].shape[1:])
+    assert backend.decode_latents(z).shape[0] == 3 and backend.calls[-1][1][0][0] == backend.decode_chunk
+    frames = torch.zeros(1, *backend.specs["vae_encoder"].inputs[0].shape[1:])
+    assert backend.encode_latents(frames).shape[0] == 1 and backend.calls[-1][1][0][0] == backend.encode_frames
+    assert set(backend.schedule_buffers()) == {"alphas_cumprod"}
+
+
+def test_another_shape_is_refused_before_the_graph_runs():
+    backend = RecordingBackend()
+    x, t, context, fs = _unet_inputs(backend, 2)
+    with pytest.raises(UsageError, match=r"unet: input context must be \[2, 333, 64\], got \[2, 77, 64\]"):
+        backend.unet(x, t, context[:, :77], fs)
+    assert backend.calls == []
