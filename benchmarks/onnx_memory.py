@@ -1,6 +1,6 @@
 """Memory of one graph's forward: PyTorch vs ONNX Runtime (CPU), peak anonymous RSS above the start.
 
-    python benchmarks/onnx_memory.py --preset 512 --component unet_b3 --size 64x128 --size 128x256 \
+    python benchmarks/onnx_memory.py --preset 512 --component unet_image_guidance --size 64x128 --size 128x256 \
         [--ckpt model.ckpt] [--out benchmarks/results/onnx-memory-cpu.json]
 
 Per size: traces the component (as `dcrt export` does), then runs the same inputs through the
@@ -70,7 +70,7 @@ def measure(model, component: str, height: int, width: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="512")
-    parser.add_argument("--component", default="unet_b3")
+    parser.add_argument("--component", default="unet_image_guidance")
     parser.add_argument("--size", action="append", required=True, help="HxW of the video, e.g. 128x256")
     parser.add_argument("--ckpt", type=Path, help="checkpoint (memory-mapped); default: seeded random weights")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "onnx-memory-cpu.json")

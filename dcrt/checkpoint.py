@@ -22,7 +22,7 @@ from dcrt.atomic import atomic_file
 from dcrt.config import PRESETS, Preset, get_preset
 from dcrt.errors import CheckpointError, UsageError
 from dcrt.models.dynamicrafter import DynamiCrafter
-from dcrt.schedule import schedule_buffers
+from dcrt.schedule import schedule_tensors
 
 # dcrt component -> prefix of its keys in the original state_dict. Schedule buffers have no prefix.
 COMPONENT_PREFIXES = {
@@ -335,6 +335,6 @@ def random_model(
     for key, shape in unused_tensor_shapes(preset).items():
         # unused at inference: kept on the CPU, as a loaded checkpoint keeps them
         state[key] = _random_tensor(key, shape, seed, ".ln_" in key and key.endswith(".weight"), g).cpu()
-    state |= schedule_buffers(preset.diffusion)
+    state |= schedule_tensors(preset.diffusion)
     _load_into(model, state)
     return model.place(device, dtype).eval().requires_grad_(False)

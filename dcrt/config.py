@@ -28,8 +28,8 @@ class UNetConfig:
     image_tokens_per_frame: int = 16
     # 256 model: every spatial cross-attention scales its image branch by tanh(alpha) + 1.
     learnable_image_attn_scale: bool = False
-    # Used only when the UNet is called without `fs`; every script passes it explicitly.
-    default_fs: int = 24
+    # Used only when the UNet is called without `frame_stride`; every script passes it explicitly.
+    default_frame_stride: int = 24
 
     @property
     def time_embed_dim(self) -> int:
@@ -167,7 +167,7 @@ class Preset:
     resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
-    # The released 256 file stores the fs MLP as `framestride_embed` (older module name, docs/models.md §1.8).
+    # The released 256 file stores the frame-stride MLP as `framestride_embed` (older module name, docs/models.md §1.8).
     fs_embed_checkpoint_name: str = "fps_embedding"
     hf_repo: str | None = None  # Hugging Face repository holding `model.ckpt`
     checkpoint_dir_name: str | None = None  # the original scripts' `checkpoints/<name>/model.ckpt`
@@ -210,7 +210,7 @@ PRESETS: dict[str, Preset] = {
             name="256",
             height=256,
             width=256,
-            unet=UNetConfig(learnable_image_attn_scale=True, default_fs=3),
+            unet=UNetConfig(learnable_image_attn_scale=True, default_frame_stride=3),
             diffusion=_EPS_MODEL,
             sampling=_SAMPLING_256,
             fs_embed_checkpoint_name="framestride_embed",
@@ -228,7 +228,7 @@ PRESETS: dict[str, Preset] = {
             name="1024",
             height=576,
             width=1024,
-            unet=UNetConfig(default_fs=10),
+            unet=UNetConfig(default_frame_stride=10),
             diffusion=replace(_V_MODEL, base_scale=0.3),
             sampling=SamplingDefaults(frame_stride=10),
             hf_repo="Doubiiu/DynamiCrafter_1024",
@@ -238,7 +238,7 @@ PRESETS: dict[str, Preset] = {
             name="512-interp",
             height=320,
             width=512,
-            unet=UNetConfig(default_fs=10),
+            unet=UNetConfig(default_frame_stride=10),
             sampling=SamplingDefaults(frame_stride=5),
             hf_repo="Doubiiu/DynamiCrafter_512_Interp",
             checkpoint_dir_name="dynamicrafter_512_interp_v1",
@@ -259,7 +259,7 @@ PRESETS: dict[str, Preset] = {
             name="tiny-256",
             height=64,
             width=64,
-            unet=replace(_TINY_UNET, learnable_image_attn_scale=True, default_fs=3),
+            unet=replace(_TINY_UNET, learnable_image_attn_scale=True, default_frame_stride=3),
             vae=_TINY_VAE,
             text=_TINY_TEXT,
             image=_TINY_IMAGE,

@@ -52,7 +52,7 @@ class GraphModule(nn.Module):
 def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphModule]:
     """The computation of each IO-table component, in terms of the reference modules."""
     m = model
-    unet = GraphModule(lambda x, t, c, fs: m.unet(x, t, c, fs), {"unet": m.unet}, dtype)
+    unet = GraphModule(lambda x, t, c, frame_stride: m.unet(x, t, c, frame_stride), {"unet": m.unet}, dtype)
     return {
         "text_encoder": GraphModule(lambda tokens: m.text_encoder(tokens), {"text": m.text_encoder}, dtype),
         "image_encoder": GraphModule(
@@ -61,7 +61,7 @@ def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphMo
             dtype,
         ),
         "unet": unet,
-        "unet_b3": unet,
+        "unet_image_guidance": unet,
         "vae_encoder": GraphModule(lambda frames: m.vae.encode(frames), {"vae": m.vae}, dtype),
         "vae_decoder": GraphModule(lambda z: m.vae.decode(z), {"vae": m.vae}, dtype),
     }

@@ -75,7 +75,7 @@ def io_table(preset: Preset, height: int | None = None, width: int | None = None
                 TensorSpec("x", "float32", (batch, preset.unet.in_channels, frames, h, w)),
                 TensorSpec("timestep", "int64", (batch,)),
                 TensorSpec("context", "float32", (batch, ctx_len, c)),
-                TensorSpec("fs", "int64", (batch,)),
+                TensorSpec("frame_stride", "int64", (batch,)),
             ),
             outputs=(TensorSpec("model_output", "float32", (batch, preset.unet.out_channels, frames, h, w)),),
         )
@@ -92,7 +92,7 @@ def io_table(preset: Preset, height: int | None = None, width: int | None = None
             outputs=(TensorSpec("image_embedding", "float32", (1, image_tokens, c)),),
         ),
         unet("unet", 2),  # conditional + unconditional guidance branches
-        unet("unet_b3", 3),  # + the image-only branch of multi-condition guidance
+        unet("unet_image_guidance", 3),  # + the image-only branch of multi-condition guidance
         ComponentSpec(
             "vae_encoder",
             inputs=(TensorSpec("frames", "float32", (VAE_ENCODE_FRAMES, 3, height, width)),),
@@ -108,12 +108,12 @@ def io_table(preset: Preset, height: int | None = None, width: int | None = None
 
 
 def sample_inputs(spec: ComponentSpec, preset: Preset, seed: int = 0) -> list[torch.Tensor]:
-    """Realistic random inputs for a graph: tokens in the vocabulary, timesteps and fs in range."""
+    """Realistic random inputs for a graph: tokens in the vocabulary, timesteps and frame_stride in range."""
     g = torch.Generator().manual_seed(seed)
     ranges = {
         "tokens": (0, preset.text.vocab_size),
         "timestep": (0, preset.diffusion.timesteps),
-        "fs": (preset.sampling.frame_stride_range[0], preset.sampling.frame_stride_range[1] + 1),
+        "frame_stride": (preset.sampling.frame_stride_range[0], preset.sampling.frame_stride_range[1] + 1),
     }
     tensors = []
     for t in spec.inputs:

@@ -112,7 +112,7 @@ class Pipeline:
     def schedule(self, opts: SamplingOptions) -> DDIMSchedule:
         key = (opts.steps, opts.timestep_spacing, opts.eta)
         if key not in self._schedules:
-            buffers = self.backend.schedule_buffers()
+            buffers = self.backend.schedule_tensors()
             self._schedules[key] = build_ddim_schedule(buffers, self.preset.diffusion, *key)
         return self._schedules[key]
 

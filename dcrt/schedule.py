@@ -1,6 +1,6 @@
 """The diffusion noise schedule (docs/models.md §1.5, 1.6; docs/sampling.md §4.3).
 
-`schedule_buffers` reproduces the 12 schedule tensors (and `scale_arr`) that the original registers
+`schedule_tensors` reproduces the 12 schedule tensors (and `scale_arr`) that the original registers
 and stores in every checkpoint; a loaded checkpoint's own values take precedence over these.
 """
 
@@ -51,7 +51,7 @@ def dynamic_rescale_table(cfg: DiffusionConfig) -> np.ndarray:
     return np.concatenate([ramp, np.full(cfg.timesteps, cfg.base_scale)])
 
 
-def schedule_buffers(cfg: DiffusionConfig) -> dict[str, torch.Tensor]:
+def schedule_tensors(cfg: DiffusionConfig) -> dict[str, torch.Tensor]:
     betas = linear_betas(cfg)
     if cfg.zero_snr:
         betas = rescale_zero_terminal_snr(betas)

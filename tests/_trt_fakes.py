@@ -23,7 +23,7 @@ DEVICE_MEMORY = {
     "text_encoder": 1 << 20,
     "image_encoder": 2 << 20,
     "unet": 8 << 20,
-    "unet_b3": 12 << 20,
+    "unet_image_guidance": 12 << 20,
     "vae_encoder": 4 << 20,
     "vae_decoder": 10 << 20,
 }

@@ -98,7 +98,7 @@ def test_build_writes_bundle_and_manifest_round_trips(export_dir, tmp_path):
     assert data["tensorrt_version"] == "10.13.0" and data["export"]["preset"] == "tiny"
     assert data["engines"]["unet"]["inputs"][0]["shape"] == [2, 8, 16, 8, 8]
     assert data["engines"]["unet"]["onnx"] == ExportManifest.read(export_dir).components["unet"].files
-    assert manifest.device_memory_bytes == 12 << 20  # the largest engine's (unet_b3): the shared block
+    assert manifest.device_memory_bytes == 12 << 20  # the largest engine's (unet_image_guidance): the shared block
     assert {(name, soft) for name, soft, _ in builder.calls} >= {("vae_decoder", True), ("unet", False)}
     assert builder.calls[0][2] == tmp_path / "engines" / TARGET.dirname / "timing.cache"  # one cache per GPU
     assert ("unet", "Building engine", 2, 2) in events
@@ -162,7 +162,7 @@ def test_interrupted_build_keeps_finished_plans(export_dir, tmp_path):
     with pytest.raises(Crash):
         _build(export_dir, tmp_path / "engines", builder=flaky)
     report = _build(export_dir, tmp_path / "engines")
-    assert set(report.built) == {"unet", "unet_b3", "vae_encoder", "vae_decoder"}
+    assert set(report.built) == {"unet", "unet_image_guidance", "vae_encoder", "vae_decoder"}
     assert report.up_to_date == ["text_encoder", "image_encoder"]
 
 

@@ -17,7 +17,7 @@ def test_released_presets_follow_the_spec_table():
     assert p1024.diffusion.base_scale == 0.3 and p512.diffusion.base_scale == 0.7
     assert [p.sampling.frame_stride for p in (p256, p512, p1024, interp)] == [3, 24, 10, 5]
     assert p256.sampling.timestep_spacing == "uniform" and p512.sampling.timestep_spacing == "uniform_trailing"
-    assert interp.unet == p1024.unet  # default_fs 10: the interp model's training yaml
+    assert interp.unet == p1024.unet  # default_frame_stride 10: the interp model's training yaml
     assert interp.modes == ("interpolate", "loop") and p512.modes == ("animate",)
 
 

@@ -28,7 +28,7 @@ def test_manifest_describes_every_graph(exported):
         assert entry["parity"]["rel_error"] < 1e-4  # fp32 graphs vs the PyTorch modules
         assert all((out / f).is_file() for f in entry["files"])
     assert data["components"]["unet"]["inputs"][0]["shape"] == [2, 8, 16, 8, 8]
-    assert data["components"]["unet_b3"]["inputs"][2]["shape"] == [3, 333, 64]
+    assert data["components"]["unet_image_guidance"]["inputs"][2]["shape"] == [3, 333, 64]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 

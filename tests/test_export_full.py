@@ -26,7 +26,7 @@ def test_full_size_export_matches_pytorch(preset, tmp_path):
         "text_encoder",
         "image_encoder",
         "unet",
-        "unet_b3",
+        "unet_image_guidance",
         "vae_encoder",
         "vae_decoder",
     }

@@ -21,7 +21,7 @@ from dcrt.config import DiffusionConfig, ImageEncoderConfig
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_normalize
 from dcrt.sampler import Guidance, combine_guidance, ddim_step
-from dcrt.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_buffers
+from dcrt.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_tensors
 
 ARCHS = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc")
@@ -187,7 +187,7 @@ SCHEDULES = {
 @pytest.mark.parametrize("with_noise", [True, False])
 def test_ddim_update(k, dtype, model, with_noise):
     cfg = SCHEDULES[model]
-    schedule = build_ddim_schedule(schedule_buffers(cfg), cfg, 50, "uniform_trailing", 1.0)
+    schedule = build_ddim_schedule(schedule_tensors(cfg), cfg, 50, "uniform_trailing", 1.0)
     coefs = schedule.table().cuda()
     shape = (1, 4, 16, 8, 10)
     for i in (49, 48, 19, 1, 0):
@@ -212,7 +212,7 @@ def test_ddim_bad_step_gives_nan(k):
 def test_ddim_graph_replay(k):
     """The whole loop as one captured step (timestep, update in place, advance), replayed S times."""
     cfg = SCHEDULES["v"]
-    schedule = build_ddim_schedule(schedule_buffers(cfg), cfg, 10, "uniform_trailing", 0.0)
+    schedule = build_ddim_schedule(schedule_tensors(cfg), cfg, 10, "uniform_trailing", 0.0)
     coefs, timesteps = schedule.table().cuda(), schedule.timesteps.cuda()
     x0, m = _randn(1, 4, 16, 8, 10), _randn(1, 4, 16, 8, 10)
     x, m_dev = x0.cuda(), m.cuda()

@@ -28,9 +28,9 @@ class CountingBackend(TorchBackend):
         self._count("image", pixels.shape[0])
         return super().encode_image(pixels)
 
-    def unet(self, x, t, context, fs):
+    def unet(self, x, t, context, frame_stride):
         self._count("unet", x.shape[0])
-        return super().unet(x, t, context, fs)
+        return super().unet(x, t, context, frame_stride)
 
     def encode_latents(self, frames):
         self._count("vae_encode", frames.shape[0])

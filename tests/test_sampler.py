@@ -3,7 +3,7 @@ import torch
 
 from dcrt.config import get_preset
 from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, combine_guidance, ddim_step, sample
-from dcrt.schedule import build_ddim_schedule, schedule_buffers
+from dcrt.schedule import build_ddim_schedule, schedule_tensors
 
 
 def test_two_way_guidance_with_rescale():
@@ -38,7 +38,7 @@ def test_rescale_std_is_per_sample():
 
 def test_v_update_at_t999_uses_x0_equal_minus_v():
     p = get_preset("512")
-    s = build_ddim_schedule(schedule_buffers(p.diffusion), p.diffusion, 50, "uniform_trailing", 0.0)
+    s = build_ddim_schedule(schedule_tensors(p.diffusion), p.diffusion, 50, "uniform_trailing", 0.0)
     x, v = torch.randn(10), torch.randn(10)
     a_prev = s.coefficients.sqrt_alpha_prev[49]
     want = a_prev * (-v) + s.coefficients.direction[49] * x
@@ -60,8 +60,10 @@ def test_batched_guidance_equals_two_calls(tiny_model):
     schedule, inputs = _setup(tiny_model, steps=1)
     unet = tiny_model.unet
 
-    def separate(x, t, context, fs):
-        return torch.cat([unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], fs[i : i + 1]) for i in range(len(x))])
+    def separate(x, t, context, frame_stride):
+        return torch.cat(
+            [unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], frame_stride[i : i + 1]) for i in range(len(x))]
+        )
 
     g = Guidance(guidance_scale=7.5, guidance_rescale=0.7)
     x_T = torch.randn(1, 4, 16, 8, 8)
@@ -75,7 +77,7 @@ def test_noise_order_is_x_T_then_one_draw_per_step(tiny_model):
     schedule, inputs = _setup(tiny_model, steps=3)
     calls = []
 
-    def record(x, t, context, fs):
+    def record(x, t, context, frame_stride):
         calls.append(t[0].item())
         return torch.zeros(x.shape[0], 4, *x.shape[2:])
 
@@ -105,8 +107,8 @@ def test_context_is_cut_to_the_branches_used(tiny_model, branches):
     schedule, _ = _setup(tiny_model, steps=1)
     seen = []
 
-    def record(x, t, context, fs):
-        seen.append((x.shape[0], context.shape[0], fs.shape[0]))
+    def record(x, t, context, frame_stride):
+        seen.append((x.shape[0], context.shape[0], frame_stride.shape[0]))
         return torch.zeros(x.shape[0], 4, *x.shape[2:])
 
     g = {1: Guidance(guidance_scale=1.0), 2: Guidance(), 3: Guidance(image_guidance_scale=2.0)}[branches]

@@ -5,19 +5,19 @@ import pytest
 import torch
 
 from dcrt.config import get_preset
-from dcrt.schedule import build_ddim_schedule, dynamic_rescale_table, schedule_buffers
+from dcrt.schedule import build_ddim_schedule, dynamic_rescale_table, schedule_tensors
 from dcrt.timesteps import ddim_timesteps
 
 
 def _schedule(preset: str, steps=50, spacing=None, eta=1.0):
     p = get_preset(preset)
     return build_ddim_schedule(
-        schedule_buffers(p.diffusion), p.diffusion, steps, spacing or p.sampling.timestep_spacing, eta
+        schedule_tensors(p.diffusion), p.diffusion, steps, spacing or p.sampling.timestep_spacing, eta
     )
 
 
 def test_training_schedules():
-    v, eps = schedule_buffers(get_preset("512").diffusion), schedule_buffers(get_preset("256").diffusion)
+    v, eps = schedule_tensors(get_preset("512").diffusion), schedule_tensors(get_preset("256").diffusion)
     assert v["alphas_cumprod"][999] == 0 and v["betas"][999] == 1.0
     assert v["alphas_cumprod"][0].item() == pytest.approx(0.99915, abs=1e-5)
     assert eps["alphas_cumprod"][0].item() == pytest.approx(0.99915, abs=1e-5)

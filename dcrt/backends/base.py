@@ -15,7 +15,7 @@ class Backend(ABC):
     Shapes (C = context width, T = 16 frames, h x w = latent size):
         encode_text     tokens [N, 77] int64                      -> [N, 77, C]
         encode_image    CLIP-normalised pixels [N, 3, 224, 224]   -> [N, 256, C] (CLIP tokens + resampler)
-        unet            x [B, 8, T, h, w], t [B], context [B, 77 + 16 T, C], fs [B] -> [B, 4, T, h, w]
+        unet            x [B, 8, T, h, w], t [B], context [B, 77 + 16 T, C], frame_stride [B] -> [B, 4, T, h, w]
         encode_latents  frames [N, 3, 8h, 8w] in [-1, 1]          -> [N, 4, h, w] (scaled posterior mean)
         decode_latents  z [N, 4, h, w]                            -> [N, 3, 8h, 8w]
 
@@ -39,7 +39,9 @@ class Backend(ABC):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor: ...
+    def unet(
+        self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, frame_stride: torch.Tensor
+    ) -> torch.Tensor: ...
 
     @abstractmethod
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor: ...
@@ -48,5 +50,5 @@ class Backend(ABC):
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+    def schedule_tensors(self) -> dict[str, torch.Tensor]:
         """The checkpoint's noise-schedule tensors (alphas_cumprod, ..., scale_arr), float32."""

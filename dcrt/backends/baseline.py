@@ -41,10 +41,11 @@ class BaselineBackend(Backend):
         with self._autocast():
             return self.inner.encode_image(pixels).float()
 
-    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, frame_stride: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             outs = [
-                self.inner.unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], fs[i : i + 1]) for i in range(len(x))
+                self.inner.unet(x[i : i + 1], t[i : i + 1], context[i : i + 1], frame_stride[i : i + 1])
+                for i in range(len(x))
             ]
         return torch.cat(outs)
 
@@ -60,5 +61,5 @@ class BaselineBackend(Backend):
         with self._autocast():
             return self.inner.decode_latents(z).float()
 
-    def schedule_buffers(self) -> dict[str, torch.Tensor]:
-        return self.inner.schedule_buffers()
+    def schedule_tensors(self) -> dict[str, torch.Tensor]:
+        return self.inner.schedule_tensors()

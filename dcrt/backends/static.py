@@ -56,13 +56,13 @@ class StaticShapeBackend(Backend):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._run("image_encoder", p[None]).clone() for p in pixels])
 
-    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, frame_stride: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         if batch == 3:
-            return self._run("unet_b3", x, t, context, fs)
+            return self._run("unet_image_guidance", x, t, context, frame_stride)
         if batch == 1:  # no guidance: run the batch-2 graph on a duplicate and keep one
-            return self._run("unet", *(v.expand(2, *v.shape[1:]) for v in (x, t, context, fs)))[:1]
-        return self._run("unet", x, t, context, fs)
+            return self._run("unet", *(v.expand(2, *v.shape[1:]) for v in (x, t, context, frame_stride)))[:1]
+        return self._run("unet", x, t, context, frame_stride)
 
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
         n = frames.shape[0]
@@ -74,5 +74,5 @@ class StaticShapeBackend(Backend):
         padded = torch.cat([z, z[-1:].expand(self.decode_chunk - n, -1, -1, -1)])
         return self._run("vae_decoder", padded)[:n]
 
-    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+    def schedule_tensors(self) -> dict[str, torch.Tensor]:
         return self._schedule

@@ -27,8 +27,8 @@ class TorchBackend(Backend):
         return self.model.resampler(self.model.image_encoder.encode_pixels(pixels.to(self.device)))
 
     @torch.inference_mode()
-    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
-        return self.model.unet(x, t, context, fs)
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, frame_stride: torch.Tensor) -> torch.Tensor:
+        return self.model.unet(x, t, context, frame_stride)
 
     @torch.inference_mode()
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
@@ -38,5 +38,5 @@ class TorchBackend(Backend):
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode_latents(z)
 
-    def schedule_buffers(self) -> dict[str, torch.Tensor]:
+    def schedule_tensors(self) -> dict[str, torch.Tensor]:
         return dict(self.model.schedule.named_buffers())

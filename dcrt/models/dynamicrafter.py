@@ -4,7 +4,7 @@ This is the API every backend and test uses:
 
     model.encode_text(["a prompt", ""])   # -> [N, 77, C]
     model.encode_image(image)             # [N, 3, H, W] in [-1, 1] -> [N, 256, C]
-    model.unet(x, t, context, fs)         # [B, 8, T, h, w] -> [B, 4, T, h, w]
+    model.unet(x, t, context, frame_stride)         # [B, 8, T, h, w] -> [B, 4, T, h, w]
     model.encode_latents(frames)          # [N, 3, H, W] in [-1, 1] -> [N, 4, H/8, W/8]
     model.decode_latents(z)               # [N, 4, h, w] -> [N, 3, H, W]
 """
@@ -20,7 +20,7 @@ from dcrt.models.resampler import Resampler
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.models.unet3d import UNet3D
 from dcrt.models.vae import AutoencoderKL
-from dcrt.schedule import schedule_buffers
+from dcrt.schedule import schedule_tensors
 
 NETWORKS = ("unet", "vae", "text_encoder", "image_encoder", "resampler")
 
@@ -30,7 +30,7 @@ class ScheduleBuffers(nn.Module):
 
     def __init__(self, preset: Preset):
         super().__init__()
-        for name, value in schedule_buffers(preset.diffusion).items():
+        for name, value in schedule_tensors(preset.diffusion).items():
             self.register_buffer(name, value)
 
 

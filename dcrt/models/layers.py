@@ -44,7 +44,7 @@ class ChannelLinear(nn.Module):
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoid of integer timesteps (or fs values), cosine half first, in fp32: [N] -> [N, dim]."""
+    """Sinusoid of integer timesteps (or frame_stride values), cosine half first, in fp32: [N] -> [N, dim]."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None]

@@ -172,16 +172,17 @@ class UNet3D(nn.Module):
         return torch.cat([text, image], dim=1)
 
     def forward(
-        self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, fs: torch.Tensor | None = None
+        self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, frame_stride: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x [B, 8, T, h, w], timesteps [B] int64, context [B, 77 + 16*T, C], fs [B] int64 -> [B, 4, T, h, w]."""
+        """x [B, 8, T, h, w], timesteps [B] int64, context [B, 77 + 16*T, C], frame_stride [B] int64 (the original's
+        `fs`) -> [B, 4, T, h, w]."""
         b, _, frames, _, _ = x.shape
         dtype = self.time_embed[0].weight.dtype
-        if fs is None:
-            fs = torch.full((b,), self.cfg.default_fs, dtype=torch.long, device=x.device)
+        if frame_stride is None:
+            frame_stride = torch.full((b,), self.cfg.default_frame_stride, dtype=torch.long, device=x.device)
         mc = self.cfg.model_channels
         emb = self.time_embed(timestep_embedding(timesteps, mc).to(dtype))
-        emb = emb + self.fps_embedding(timestep_embedding(fs, mc).to(dtype))
+        emb = emb + self.fps_embedding(timestep_embedding(frame_stride, mc).to(dtype))
         emb = emb.repeat_interleave(frames, dim=0)
         context = self.frame_context(context.to(dtype), frames)
 

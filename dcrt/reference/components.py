@@ -93,7 +93,7 @@ def unet_params(preset, dropout: float = 0.0) -> dict:
         addition_attention=True,
         image_cross_attention=True,
         image_cross_attention_scale_learnable=u.learnable_image_attn_scale,
-        default_fs=u.default_fs,
+        default_fs=u.default_frame_stride,
         fs_condition=True,
     )
 
@@ -187,7 +187,7 @@ def build_reference_components(
         with skip_init(), contextlib.redirect_stdout(io.StringIO()), quiet_logging():
             module = part.build(ref, preset)
         if state_dict is not None:
-            # The 256 checkpoints store the fs MLP under its older name (reference_spec 1.8).
+            # The 256 checkpoints store the fs MLP under its older name (docs/models.md §1.8).
             rename = {preset.fs_embed_checkpoint_name + ".": "fps_embedding."} if name == "unet" else None
             target = getattr(module, part.target) if part.target else module
             _load_strict(target, state_dict, part.prefix, rename)

@@ -11,7 +11,8 @@ Deviations from running the original script, each needed to run it on a CPU with
   `omegaconf`; open_clip towers built with `version=None` from a registered architecture; sequence-first
   attention restored; no random init), and `model.device` set to cpu (dcrt.reference.model).
 * `DDIMSampler.register_buffer` hard-codes `.to("cuda")`; it is patched to move tensors to the model's device.
-* `get_first_stage_encoding` uses the posterior MEAN instead of a CPU-generator sample (spec 4.8 / 7.4).
+* `get_first_stage_encoding` uses the posterior MEAN instead of a CPU-generator sample (docs/sampling.md §4.8,
+  docs/numerics.md §7.4).
 * `noise_like` (as imported into ddim.py and ddim_multiplecond.py) returns, in order, the tensors dcrt's
   `NoiseSource` draws after x_T: `torch.randn(shape, generator=torch.Generator().manual_seed(seed))`, one per
   step. x_T itself is passed through `image_guided_synthesis(**kwargs)` to `DDIMSampler.sample(x_T=...)`.

@@ -31,19 +31,19 @@ def test_batches_map_onto_the_static_graphs():
     backend = RecordingBackend()
     assert backend.unet(*_unet_inputs(backend, 1)).shape[0] == 1  # on the batch-2 graph
     assert backend.unet(*_unet_inputs(backend, 3)).shape[0] == 3
-    assert [(c, shapes[0][0]) for c, shapes in backend.calls] == [("unet", 2), ("unet_b3", 3)]
+    assert [(c, shapes[0][0]) for c, shapes in backend.calls] == [("unet", 2), ("unet_image_guidance", 3)]
     tokens = torch.zeros(3, 77, dtype=torch.int64)
     assert backend.encode_text(tokens)[:, 0, 0].tolist() == [3.0, 4.0, 5.0]  # a row per call, each kept
     z = torch.zeros(3, *backend.specs["vae_decoder"].inputs[0].shape[1:])
     assert backend.decode_latents(z).shape[0] == 3 and backend.calls[-1][1][0][0] == backend.decode_chunk
     frames = torch.zeros(1, *backend.specs["vae_encoder"].inputs[0].shape[1:])
     assert backend.encode_latents(frames).shape[0] == 1 and backend.calls[-1][1][0][0] == backend.encode_frames
-    assert set(backend.schedule_buffers()) == {"alphas_cumprod"}
+    assert set(backend.schedule_tensors()) == {"alphas_cumprod"}
 
 
 def test_another_shape_is_refused_before_the_graph_runs():
     backend = RecordingBackend()
-    x, t, context, fs = _unet_inputs(backend, 2)
+    x, t, context, frame_stride = _unet_inputs(backend, 2)
     with pytest.raises(UsageError, match=r"unet: input context must be \[2, 333, 64\], got \[2, 77, 64\]"):
-        backend.unet(x, t, context[:, :77], fs)
+        backend.unet(x, t, context[:, :77], frame_stride)
     assert backend.calls == []

@@ -53,7 +53,9 @@ def backend(bundle):
     return TensorRTBackend(bundle, "cuda")
 
 
-@pytest.mark.parametrize("name", ["text_encoder", "image_encoder", "unet", "unet_b3", "vae_encoder", "vae_decoder"])
+@pytest.mark.parametrize(
+    "name", ["text_encoder", "image_encoder", "unet", "unet_image_guidance", "vae_encoder", "vae_decoder"]
+)
 def test_each_engine_matches_pytorch(backend, name):
     preset = dcrt.get_preset("tiny")
     spec = io_table(preset)[name]

@@ -8,31 +8,31 @@ def _inputs(batch: int = 1, frames: int = 16, ctx: int = 64, size: int = 8):
     x = torch.randn(batch, 8, frames, size, size)
     t = torch.randint(0, 1000, (batch,))
     context = torch.randn(batch, 77 + 16 * frames, ctx)
-    fs = torch.randint(1, 30, (batch,))
-    return x, t, context, fs
+    frame_stride = torch.randint(1, 30, (batch,))
+    return x, t, context, frame_stride
 
 
 def test_output_shape_and_finite(tiny_model):
-    x, t, context, fs = _inputs()
-    out = tiny_model.unet(x, t, context, fs)
+    x, t, context, frame_stride = _inputs()
+    out = tiny_model.unet(x, t, context, frame_stride)
     assert out.shape == (1, 4, 16, 8, 8) and torch.isfinite(out).all()
 
 
 def test_cfg_batch_equals_separate_calls(tiny_model):
     # Every temporal / normalisation op acts within a batch element, so batching CFG branches is exact.
-    x, t, context, fs = _inputs()
+    x, t, context, frame_stride = _inputs()
     uncond = torch.randn_like(context)
-    both = tiny_model.unet(x.repeat(2, 1, 1, 1, 1), t.repeat(2), torch.cat([context, uncond]), fs.repeat(2))
-    torch.testing.assert_close(both[:1], tiny_model.unet(x, t, context, fs), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(both[1:], tiny_model.unet(x, t, uncond, fs), rtol=1e-5, atol=1e-5)
+    both = tiny_model.unet(x.repeat(2, 1, 1, 1, 1), t.repeat(2), torch.cat([context, uncond]), frame_stride.repeat(2))
+    torch.testing.assert_close(both[:1], tiny_model.unet(x, t, context, frame_stride), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(both[1:], tiny_model.unet(x, t, uncond, frame_stride), rtol=1e-5, atol=1e-5)
 
 
 def test_frames_interact_only_through_temporal_layers(tiny_model):
-    x, t, context, fs = _inputs()
-    base = tiny_model.unet(x, t, context, fs)
+    x, t, context, frame_stride = _inputs()
+    base = tiny_model.unet(x, t, context, frame_stride)
     x2 = x.clone()
     x2[:, :, 15] += 1.0
-    changed = (tiny_model.unet(x2, t, context, fs) - base).abs().amax(dim=(0, 1, 3, 4))
+    changed = (tiny_model.unet(x2, t, context, frame_stride) - base).abs().amax(dim=(0, 1, 3, 4))
     assert (changed > 1e-4).all()  # temporal attention spreads a change in the last frame to every frame
 
 
@@ -58,13 +58,13 @@ def test_fs_changes_the_output(tiny_model):
 
 
 def test_learnable_alpha_scales_the_image_branch(tiny_256_model):
-    x, t, context, fs = _inputs()
-    base = tiny_256_model.unet(x, t, context, fs)
+    x, t, context, frame_stride = _inputs()
+    base = tiny_256_model.unet(x, t, context, frame_stride)
     attn = tiny_256_model.unet.input_blocks[1][1].transformer_blocks[0].attn2
     saved = attn.alpha.clone()
     attn.alpha.fill_(-30.0)  # tanh -> -1: the image branch of this layer vanishes
     try:
-        assert (tiny_256_model.unet(x, t, context, fs) - base).abs().max() > 1e-5
+        assert (tiny_256_model.unet(x, t, context, frame_stride) - base).abs().max() > 1e-5
     finally:
         attn.alpha.copy_(saved)
 
@@ -76,7 +76,7 @@ def test_half_precision_unet_is_close_to_fp32(tiny_model, dtype, tolerance):
     import copy
 
     half = copy.deepcopy(tiny_model).place("cpu", dtype)
-    x, t, context, fs = _inputs()
-    ref = tiny_model.unet(x, t, context, fs)
-    out = half.unet(x, t, context, fs).float()
+    x, t, context, frame_stride = _inputs()
+    ref = tiny_model.unet(x, t, context, frame_stride)
+    out = half.unet(x, t, context, frame_stride).float()
     assert ((out - ref).norm() / ref.norm()) < tolerance
