@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dcrt.backends.select import check_backend_name
 from dcrt.config import DEFAULT_PRESET, Preset, get_preset
 from dcrt.errors import UsageError
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
-BACKENDS = ("auto", "trt", "ort", "torch")
 DEVICES = ("cpu", "cuda")  # and cuda:N
 WEIGHT_DTYPES = ("fp32", "fp16", "bf16")  # the keys of dcrt.checkpoint.WEIGHT_DTYPES, named without torch
 Log = Callable[[str], None]
@@ -83,8 +83,7 @@ class BackendRequest:
 
     def check_names(self) -> None:
         """Backend, device and dtype names and the weights flags: checked before torch is imported."""
-        if self.backend not in BACKENDS:
-            raise UsageError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_backend_name(self.backend)
         check_device_name(self.device)
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}; choose {', '.join(WEIGHT_DTYPES)}")

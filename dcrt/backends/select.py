@@ -113,6 +113,11 @@ def unfit(location: Path, engines: bool, request: Request, log: Log) -> tuple[Un
     return None, holds
 
 
+def check_backend_name(name: str) -> None:
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
 def choose_backend(
     preset: Preset,
     requested: str,
@@ -130,8 +135,7 @@ def choose_backend(
     `log` hears of a checkpoint hashed in full (a slow moment)."""
     from dcrt.engine_bundle import bundle_dir, preset_dirname
 
-    if requested not in BACKENDS:
-        raise UsageError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
+    check_backend_name(requested)
     request = Request(preset, height or preset.height, width or preset.width, weights)
     engines_root, export_dir = Path(engines_root), Path(export_dir)
     has_export = (export_dir / MANIFEST_FILE).is_file()
