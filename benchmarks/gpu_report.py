@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dcrt  # noqa: E402
-from dcrt import kernels  # noqa: E402
+from dcrt import kernel_compile, kernels  # noqa: E402
 from dcrt.backends import TorchBackend  # noqa: E402
 from dcrt.backends.baseline import BaselineBackend  # noqa: E402
 from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize  # noqa: E402
@@ -170,10 +170,10 @@ def start_watchdog(report: Report, grace_s: float) -> threading.Timer:
 def kernels_section(report: Report, device: torch.device) -> None:
     arch = "sm_90"
     if device.type == "cuda":
-        arch = kernels.arch_for_capability(*torch.cuda.get_device_capability(device))
+        arch = kernel_compile.arch_for_capability(*torch.cuda.get_device_capability(device))
     start = time.perf_counter()
-    kernels.compile_cubin(arch, cache=False)
-    report.record("kernels", "nvrtc", value={"version": kernels.nvrtc_version(), "arch": arch})
+    kernel_compile.compile_cubin(arch, cache=False)
+    report.record("kernels", "nvrtc", value={"version": kernel_compile.nvrtc_version(), "arch": arch})
     report.record("kernels", "compile_s", value=round(time.perf_counter() - start, 2))
     if device.type == "cuda":
         start = time.perf_counter()

@@ -71,7 +71,7 @@ def collect() -> EnvironmentReport:
 
 def _fused_kernels(gpus: list[Gpu], no_gpu: str) -> BackendStatus:
     """The graph runner's fused guidance + DDIM kernels (dcrt.kernels): compiled at run time by NVRTC."""
-    import dcrt.kernels as kernels
+    import dcrt.kernel_compile as kernels  # torch-free: `dcrt info` answers before torch loads
 
     name = "fused kernels"
     try:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcrt import kernels
+from dcrt import kernel_compile, kernels
 from dcrt.config import DiffusionConfig, ImageEncoderConfig
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_normalize
@@ -30,7 +30,7 @@ CMAKE = shutil.which("cmake")
 
 def _has_nvrtc() -> bool:
     try:
-        kernels.nvrtc_version()
+        kernel_compile.nvrtc_version()
         return True
     except Exception:
         return False
@@ -49,60 +49,60 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_sources_and_header_agree():
-    src = kernels.source_dir()
+    src = kernel_compile.source_dir()
     assert (src / "CMakeLists.txt").is_file()
-    c = kernels.launch_constants()
+    c = kernel_compile.launch_constants()
     assert [c[f"DCRT_DDIM_{name.upper()}"] for name in COEFFICIENT_ROWS] == list(range(len(COEFFICIENT_ROWS)))
     assert c["DCRT_DDIM_NUM_COEFS"] == len(COEFFICIENT_ROWS)
     declared = re.findall(r"__global__ void (\w+)\(", (src / "dcrt_kernels.h").read_text())
-    assert sorted(declared) == sorted(kernels.KERNEL_NAMES)
+    assert sorted(declared) == sorted(kernel_compile.KERNEL_NAMES)
 
 
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("name", kernels.KERNEL_FILES)
+@pytest.mark.parametrize("name", kernel_compile.KERNEL_FILES)
 def test_each_source_compiles_with_nvrtc(name, arch, cache):
-    cubin = kernels.compile_cubin(arch, (name,), cache=False)
+    cubin = kernel_compile.compile_cubin(arch, (name,), cache=False)
     assert cubin[:4] == b"\x7fELF"
 
 
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ARCHS)
 def test_module_compiles_and_is_cached(arch, cache, monkeypatch):
-    cubin = kernels.compile_cubin(arch)
+    cubin = kernel_compile.compile_cubin(arch)
     assert cubin[:4] == b"\x7fELF"
-    for name in kernels.KERNEL_NAMES:  # extern "C": the symbol is the plain name
+    for name in kernel_compile.KERNEL_NAMES:  # extern "C": the symbol is the plain name
         assert name.encode() + b"\0" in cubin, name
     assert [p.name.startswith(arch) for p in cache.iterdir()] == [True]
 
     def no_compile(*args):
         raise AssertionError("compiled again despite the cache")
 
-    monkeypatch.setattr(kernels, "_nvrtc_compile", no_compile)
-    assert kernels.compile_cubin(arch) == cubin
+    monkeypatch.setattr(kernel_compile, "_nvrtc_compile", no_compile)
+    assert kernel_compile.compile_cubin(arch) == cubin
 
 
 @needs_nvrtc
 def test_compile_error_is_reported(tmp_path, monkeypatch):
     (tmp_path / "bad.cu").write_text('extern "C" __global__ void bad() { undefined_thing(); }\n')
-    monkeypatch.setattr(kernels, "source_dir", lambda: tmp_path)
-    with pytest.raises(kernels.KernelError, match="undefined_thing"):
-        kernels.compile_cubin("sm_90", ("bad.cu",), cache=False)
+    monkeypatch.setattr(kernel_compile, "source_dir", lambda: tmp_path)
+    with pytest.raises(kernel_compile.KernelError, match="undefined_thing"):
+        kernel_compile.compile_cubin("sm_90", ("bad.cu",), cache=False)
 
 
 @needs_nvrtc
 def test_arch_for_capability():
-    assert kernels.arch_for_capability(9, 0) == "sm_90"
-    assert kernels.arch_for_capability(8, 6) == "sm_86"
-    assert kernels.arch_for_capability(8, 9) == "sm_89"
-    with pytest.raises(kernels.KernelError):
-        kernels.arch_for_capability(1, 0)
+    assert kernel_compile.arch_for_capability(9, 0) == "sm_90"
+    assert kernel_compile.arch_for_capability(8, 6) == "sm_86"
+    assert kernel_compile.arch_for_capability(8, 9) == "sm_89"
+    with pytest.raises(kernel_compile.KernelError):
+        kernel_compile.arch_for_capability(1, 0)
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not installed")
-@pytest.mark.parametrize("name", [*kernels.KERNEL_FILES, "launch.cu"])
+@pytest.mark.parametrize("name", [*kernel_compile.KERNEL_FILES, "launch.cu"])
 def test_each_source_compiles_with_nvcc(name, tmp_path):
-    src = kernels.source_dir()
+    src = kernel_compile.source_dir()
     cmd = [NVCC, "-arch=sm_90", "-std=c++17", "-c", f"-I{src}", str(src / name), "-o", str(tmp_path / "k.o")]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -116,7 +116,7 @@ def _cmake(*args, cwd=None):
 @pytest.mark.skipif(CMAKE is None or NVCC is None, reason="cmake or nvcc not installed")
 def test_cmake_builds_the_library(tmp_path):
     """`cmake -S kernels -B build && cmake --build build`, default architectures (80;86;89;90)."""
-    _cmake("-S", str(kernels.source_dir()), "-B", str(tmp_path), f"-DCMAKE_CUDA_COMPILER={NVCC}")
+    _cmake("-S", str(kernel_compile.source_dir()), "-B", str(tmp_path), f"-DCMAKE_CUDA_COMPILER={NVCC}")
     _cmake("--build", str(tmp_path), "-j2")
     assert (tmp_path / "libdcrt_kernels.a").is_file()
 
@@ -136,7 +136,7 @@ def test_cmake_host_links_the_launchers(tmp_path):
     """A C++ (not CUDA) host project: add_subdirectory(kernels), link dcrt::kernels and the launchers."""
     (tmp_path / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.18)\nproject(host LANGUAGES CXX)\n"
-        f'add_subdirectory("{kernels.source_dir()}" kernels)\n'
+        f'add_subdirectory("{kernel_compile.source_dir()}" kernels)\n'
         "add_executable(host main.cpp)\ntarget_link_libraries(host PRIVATE dcrt::kernels)\n"
     )
     (tmp_path / "main.cpp").write_text(HOST_MAIN)
