@@ -152,6 +152,9 @@ class SamplingDefaults:
     frame_stride_range: tuple[int, int] = (1, 60)
     timestep_spacing: str = "uniform_trailing"
     seeds: Seeds = field(default_factory=Seeds)
+    # Longer videos (dcrt.windows): frames shared by neighbouring windows. Half a window: every inner frame is
+    # seen by two windows (twice the UNet work of the frames), and every multiple of 8 from 16 on is reachable.
+    overlap: int = 8
 
 
 @dataclass(frozen=True)

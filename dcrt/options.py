@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from dcrt.config import SPACINGS, Preset
 from dcrt.errors import UsageError
 from dcrt.timesteps import ddim_timesteps
+from dcrt.windows import TemporalWindows, plan_windows
 
 # What torch.Generator.manual_seed accepts without remapping: a 64-bit unsigned integer.
 SEED_RANGE = (0, 2**64 - 1)
@@ -48,6 +49,14 @@ class SamplingRequest:
     seed: int | None = field(default=None, metadata=_help("noise seed, 0 to 2**64-1"))
     height: int | None = field(default=None, metadata=_help("output height, a multiple of 64"))
     width: int | None = field(default=None, metadata=_help("output width, a multiple of 64"))
+    frames: int | None = field(
+        default=None,
+        metadata=_help("frames of the video (a loop shows N - 1); beyond the window, sampled in overlapping windows"),
+    )
+    window: int | None = field(
+        default=None, metadata=_help("frames the UNet sees at once, at most the length the model was trained on")
+    )
+    overlap: int | None = field(default=None, metadata=_help("frames shared by neighbouring windows"))
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,13 @@ class SamplingOptions:
     seed: int
     height: int
     width: int
+    frames: int
+    window: int
+    overlap: int
+
+    def windows(self, mode: str) -> TemporalWindows:
+        """The temporal windows of this run (a loop's wrap around its end)."""
+        return plan_windows(self.frames, self.window, self.overlap, wrap=mode == "loop")
 
 
 def preset_default(preset: Preset, name: str, mode: str) -> object:
@@ -72,6 +88,8 @@ def preset_default(preset: Preset, name: str, mode: str) -> object:
         return preset.sampling.seeds.for_mode(mode)
     if name in ("height", "width"):
         return getattr(preset, name)
+    if name in ("frames", "window"):
+        return preset.frames
     return getattr(preset.sampling, name)
 
 
@@ -88,6 +106,12 @@ def resolve_options(
         **{name: preset_default(preset, name, mode) if value is None else value for name, value in asked.items()}
     )
     _check(opts, preset)
+    if opts.window > preset.frames or opts.frames < preset.frames:
+        raise UsageError(
+            f"preset {preset.name} was trained on {preset.frames} frames: frames must be at least that, and the "
+            f"window at most, got frames {opts.frames}, window {opts.window}"
+        )
+    opts.windows(mode)  # frames, window and overlap: a frame count the windows cannot cover is refused here
     return opts
 
 
@@ -133,6 +157,15 @@ def takes_sampling_options(function: Callable) -> Callable:
     ]
     function.__signature__ = signature.replace(parameters=[*own, *shared])
     return function
+
+
+def clip_prompts(prompt: str, extend: int | list[str]) -> list[str]:
+    """The prompts of the further clips: `extend` times `prompt`, or the list given."""
+    if isinstance(extend, int):
+        if extend < 0:
+            raise UsageError(f"extend must be a number of clips >= 0, got {extend}")
+        return [prompt] * extend
+    return list(extend)
 
 
 def check_size(height: int | None, width: int | None) -> None:

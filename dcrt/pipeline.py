@@ -10,9 +10,9 @@ image is VAE-encoded once (interp / loop: the two key frames), and the loop neve
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,12 @@ from dcrt.kernels import StepKernels
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
-from dcrt.options import SamplingOptions, resolve_options, takes_sampling_options
+from dcrt.options import SEED_RANGE, SamplingOptions, clip_prompts, resolve_options, takes_sampling_options
 from dcrt.runner import GraphRunner
-from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, StepCallback, sample
+from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, WindowedDenoiser, sample
 from dcrt.schedule import DDIMSchedule, build_ddim_schedule
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, write_video
+from dcrt.windows import TemporalWindows
 
 # `timer(stage)` -> a context manager around one stage of `Pipeline.generate` (dcrt.bench.StageClock).
 StageTimer = Callable[[str], AbstractContextManager]
@@ -117,21 +118,49 @@ class Pipeline:
         return self._schedules[key]
 
     def runner(
-        self, opts: SamplingOptions, guidance: Guidance, inputs: SamplerInputs, x_T: torch.Tensor
+        self,
+        opts: SamplingOptions,
+        guidance: Guidance,
+        inputs: SamplerInputs,
+        x_T: torch.Tensor,
+        windows: TemporalWindows | None = None,
     ) -> GraphRunner:
-        """One captured step per (schedule, guidance, shapes), reused across videos."""
-        key = (opts.steps, opts.timestep_spacing, opts.eta, guidance, tuple(x_T.shape), tuple(inputs.context.shape))
+        """One captured step per (schedule, guidance, windows, shapes), reused across videos."""
+        shapes = (tuple(x_T.shape), tuple(inputs.context.shape))
+        key = (opts.steps, opts.timestep_spacing, opts.eta, guidance, windows, shapes)
         if key not in self._runners:
             self._runners[key] = GraphRunner(
-                self.backend.unet, self.schedule(opts), guidance, inputs, x_T, opts.eta > 0, self.capture, self.kernels
+                self.denoiser(guidance, windows, x_T.device),
+                self.schedule(opts),
+                guidance,
+                inputs,
+                x_T,
+                opts.eta > 0,
+                self.capture,
+                self.kernels,
             )
         return self._runners[key]
 
+    def denoiser(self, guidance: Guidance, windows: TemporalWindows | None, device: torch.device) -> Denoiser:
+        """The backend's UNet, or for a video longer than its window, the UNet over overlapping windows."""
+        if windows is None or windows.frames == windows.window:
+            return self.backend.unet
+        if self.backend.unet_frames not in (None, windows.window):
+            raise UsageError(
+                f"the {type(self.backend).__name__} runs graphs of {self.backend.unet_frames} frames: "
+                f"use --window {self.backend.unet_frames}, or the torch backend"
+            )
+        limit = self.backend.max_unet_batch
+        unet = self.preset.unet
+        context_tokens = unet.text_tokens + unet.image_tokens_per_frame * windows.window
+        per_call = None if limit is None else limit // guidance.branches
+        return WindowedDenoiser(self.backend.unet, windows, context_tokens, per_call, device)
+
     def conditioning(
-        self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, frame_stride: int
+        self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, frame_stride: int, frames: int
     ) -> SamplerInputs:
-        """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs."""
-        frames = self.preset.frames
+        """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs for a video
+        of `frames` latent frames (key frames at the ends of the whole video)."""
         first = images[:1]
         text, image = self.encode_prompt(prompt), self.backend.encode_image(clip_pixels(first, self.preset.image))
         z = self.backend.encode_latents(images).float()  # [1 or 2, 4, h, w]: each key frame once
@@ -145,13 +174,16 @@ class Pipeline:
         branches = [torch.cat([text, image], 1), torch.cat([uc_text, uc_image], 1), torch.cat([uc_text, image], 1)]
         return SamplerInputs(context=torch.cat(branches[: guidance.branches]), concat=concat, frame_stride=frame_stride)
 
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call."""
+    def decoded_chunks(self, latents: torch.Tensor, mode: str) -> Iterator[np.ndarray]:
+        """[1, 4, T, h, w] -> uint8 [k, H, W, 3] chunks of `decode_chunk` frames, one VAE call each: memory for
+        decoding does not grow with T, and a writer can stream them. A loop's last frame (a repeat of its first,
+        which the original drops) is left out."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
-        # Each chunk is converted before the next call: a backend may reuse its output buffer.
-        return np.concatenate(
-            [to_uint8_frames(self.backend.decode_latents(c)) for c in z.split(self.backend.decode_chunk)]
-        )
+        if mode == "loop":
+            z = z[:-1]
+        for chunk in z.split(self.backend.decode_chunk):
+            # Converted before the next call: a backend may reuse its output buffer.
+            yield to_uint8_frames(self.backend.decode_latents(chunk))
 
     def denoise(
         self,
@@ -161,11 +193,42 @@ class Pipeline:
         x_T: torch.Tensor,
         noise: NoiseSource | None,
         on_step: StepCallback | None = None,
+        windows: TemporalWindows | None = None,
     ) -> torch.Tensor:
-        """The DDIM loop from x_T [1, 4, T, h, w]: the graph runner, or the eager sampler."""
+        """The DDIM loop from x_T [1, 4, T, h, w]: the graph runner, or the eager sampler. `windows`: the
+        temporal windows of a video longer than the model's window (None: the UNet sees all T frames)."""
         if self.cuda_graph:
-            return self.runner(opts, guidance, inputs, x_T).run(inputs, x_T, noise, on_step)
-        return sample(self.backend.unet, inputs, self.schedule(opts), guidance, x_T, noise, on_step)
+            return self.runner(opts, guidance, inputs, x_T, windows).run(inputs, x_T, noise, on_step)
+        denoise = self.denoiser(guidance, windows, x_T.device)
+        return sample(denoise, inputs, self.schedule(opts), guidance, x_T, noise, on_step)
+
+    def sample(
+        self,
+        images: list,
+        prompt: str,
+        mode: str,
+        opts: SamplingOptions,
+        x_T: torch.Tensor | None = None,
+        on_step: StepCallback | None = None,
+        timer: StageTimer | None = None,
+    ) -> torch.Tensor:
+        """Conditioning and denoising, each inside `timer(stage)` when a timer is given: the final latents
+        [1, 4, frames, h, w] (float32). `decoded_chunks` turns them into frames."""
+        self.preset.check_mode(mode)
+        timer = timer or _untimed
+        device = self.backend.device
+        guidance = guidance_for(opts)
+        windows = opts.windows(mode)
+        with timer("conditioning"):
+            pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
+            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride, opts.frames)
+        shape = (1, self.preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
+        if x_T is not None and tuple(x_T.shape) != shape:
+            raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
+        with timer("denoise"):
+            noise = NoiseSource(opts.seed, device)
+            x_T = noise.draw_initial(shape, windows, opts.seed) if x_T is None else x_T.to(device)
+            return self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step, windows)
 
     def generate(
         self,
@@ -177,25 +240,10 @@ class Pipeline:
         on_step: StepCallback | None = None,
         timer: StageTimer | None = None,
     ) -> VideoResult:
-        """Conditioning, denoising and decoding, each inside `timer(stage)` when a timer is given."""
-        self.preset.check_mode(mode)
-        timer = timer or _untimed
-        device = self.backend.device
-        guidance = guidance_for(opts)
-        with timer("conditioning"):
-            pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
-            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride)
-        shape = (1, self.preset.vae.z_channels, self.preset.frames, opts.height // 8, opts.width // 8)
-        if x_T is not None and tuple(x_T.shape) != shape:
-            raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
-        with timer("denoise"):
-            noise = NoiseSource(opts.seed, device)
-            x_T = noise.draw(shape) if x_T is None else x_T.to(device)
-            latents = self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step)
-        with timer("decode"):
-            frames = self.decode(latents)
-        if mode == "loop":
-            frames = frames[:-1]  # the original drops the last frame of a loop (it repeats the first)
+        """`sample`, then decoding (inside `timer("decode")`): the latents and all frames."""
+        latents = self.sample(images, prompt, mode, opts, x_T, on_step, timer)
+        with (timer or _untimed)("decode"):
+            frames = np.concatenate(list(self.decoded_chunks(latents, mode)))
         return VideoResult(latents=latents, frames=frames)
 
 
@@ -222,12 +270,28 @@ def _run(mode: str, model: Model, images: list, prompt: str, x_T, on_step, sampl
     return pipe.generate(images, prompt, mode, resolve_options(pipe.preset, mode, **sampling), x_T, on_step)
 
 
+def extend_video(
+    pipe: Pipeline, video: VideoResult, prompts: list[str], opts: SamplingOptions, on_step: StepCallback | None = None
+) -> VideoResult:
+    """`video` followed by one clip per prompt, each animated from the previous clip's last frame with seed
+    `opts.seed + k` (clip k), and joined without that frame twice (a clip's first frame repeats its image).
+    Cheap, but each clip sees only one frame of the past: motion may change and colours drift at the joins."""
+    latents, frames = [video.latents], [video.frames]
+    for k, prompt in enumerate(prompts, 1):
+        clip_opts = replace(opts, seed=(opts.seed + k) % (SEED_RANGE[1] + 1))
+        clip = pipe.generate([frames[-1][-1]], prompt, "animate", clip_opts, on_step=on_step)
+        latents.append(clip.latents[:, :, 1:])
+        frames.append(clip.frames[1:])
+    return VideoResult(latents=torch.cat(latents, dim=2), frames=np.concatenate(frames))
+
+
 @takes_sampling_options
 def animate(
     model: Model,
     image,
     prompt: str,
     *,
+    extend: int | list[str] = 0,
     x_T: torch.Tensor | None = None,
     on_step: StepCallback | None = None,
     **sampling,
@@ -238,8 +302,15 @@ def animate(
     out takes the preset's default (`dcrt.config.SamplingDefaults`). Noise: a generator seeded with `seed`
     draws x_T, then one tensor per step after the UNet call (the original's order). With `x_T` given, the
     per-step draws start at the generator's beginning.
+
+    `extend`: that many further clips with the same prompt, or a list of their prompts (`extend_video`).
     """
-    return _run("animate", model, [image], prompt, x_T, on_step, sampling)
+    prompts = clip_prompts(prompt, extend)
+    video = _run("animate", model, [image], prompt, x_T, on_step, sampling)
+    if not prompts:
+        return video
+    pipe = pipeline_for(model)
+    return extend_video(pipe, video, prompts, resolve_options(pipe.preset, "animate", **sampling), on_step)
 
 
 @takes_sampling_options

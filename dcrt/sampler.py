@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from dcrt.schedule import DDIMCoefficients, DDIMSchedule
+from dcrt.windows import TemporalWindows
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int], None]
@@ -85,6 +86,44 @@ class SamplerInputs:
     frame_stride: int
 
 
+class WindowedDenoiser:
+    """A `Denoiser` over N > window latent frames: the wrapped UNet runs on each window of `windows`
+    (dcrt.windows; windows of one step batched `windows_per_call` at a time), and the outputs are fused
+    with the windows' weights before guidance and the DDIM update (docs/sampling.md §4.10). Static
+    shapes and torch ops only, so a step that calls it can be captured as a CUDA graph."""
+
+    def __init__(
+        self,
+        denoise: Denoiser,
+        windows: TemporalWindows,
+        context_tokens: int,
+        windows_per_call: int | None,
+        device: torch.device | str,
+    ):
+        """`context_tokens`: the context rows a window reads (text + the image tokens of `windows.window` frames)."""
+        self.denoise, self.windows, self.context_tokens = denoise, windows, context_tokens
+        self.indices = torch.tensor(windows.frame_indices(), dtype=torch.long, device=device)  # [K, W]
+        self.weights = torch.tensor(windows.weights(), dtype=torch.float32, device=device)  # [K, W]
+        per_call = windows.count if windows_per_call is None else max(1, windows_per_call)
+        self.groups = [list(range(k, min(k + per_call, windows.count))) for k in range(0, windows.count, per_call)]
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, frame_stride: torch.Tensor):
+        """x [n, C, N, h, w] (n guidance branches) -> fused model output [n, C_out, N, h, w], float32."""
+        n = x.shape[0]
+        context = context[:, : self.context_tokens]
+        fused = None
+        for group in self.groups:
+            k = len(group)  # the call's batch: window-major, each window's n branches together
+            x_in = torch.cat([x.index_select(2, self.indices[w]) for w in group])
+            out = self.denoise(x_in, t.repeat(k), context.repeat(k, 1, 1), frame_stride.repeat(k)).float()
+            out = out.view(k, n, *out.shape[1:])  # [k, n, C_out, W, h, w]
+            if fused is None:
+                fused = torch.zeros((n, out.shape[2], x.shape[2], *out.shape[4:]), device=x.device)
+            for j, w in enumerate(group):
+                fused.index_add_(2, self.indices[w], out[j] * self.weights[w].view(1, 1, -1, 1, 1))
+        return fused
+
+
 class NoiseSource:
     """Seeded Gaussian noise in the documented order: x_T first, then one draw per step.
 
@@ -97,6 +136,24 @@ class NoiseSource:
 
     def draw(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device, dtype=torch.float32)
+
+    def draw_initial(self, shape: tuple[int, ...], windows: TemporalWindows, seed: int) -> torch.Tensor:
+        """x_T [B, C, N, h, w]. One window's worth is drawn as for a video of that length; beyond it, noise is
+        rescheduled as FreeNoise does (Qiu et al. 2023, arXiv:2310.15169; docs/sampling.md §4.10): each block
+        of `stride` frames from frame `window` on repeats the block `window` frames earlier, shuffled by a
+        permutation seeded with `seed`. Overlapping windows so start from the same few noise frames, which
+        keeps the long video coherent; the per-step draws (eta > 0) stay independent for all N frames."""
+        frames, window, stride = shape[2], windows.window, windows.stride
+        if frames == window:
+            return self.draw(shape)
+        x = torch.empty(shape, dtype=torch.float32, device=self.device)
+        x[:, :, :window] = self.draw((*shape[:2], window, *shape[3:]))
+        order = torch.Generator().manual_seed(seed)  # on the CPU: the same permutations on every device
+        for start in range(window, frames, stride):
+            length = min(stride, frames - start)
+            source = (start - window + torch.randperm(length, generator=order)).to(self.device)
+            x[:, :, start : start + length] = x[:, :, source]
+        return x
 
 
 def sample(

@@ -6,7 +6,9 @@ interrupted run never leaves a half-written video.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,11 +63,19 @@ def check_output_path(path: Path, fmt: str) -> None:
         raise UsageError(f"output path {path} is {'a non-empty' if fmt == 'png' else 'a'} directory")
 
 
-def _write_mp4(frames: np.ndarray, path: str, fps: int, quality: int) -> None:
+def _single_frames(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for chunk in chunks:
+        yield from chunk
+
+
+def _write_mp4(frames: Iterator[np.ndarray], path: str, fps: int, quality: int) -> None:
     import imageio_ffmpeg
     import numpy as np
 
-    t, h, w, _ = frames.shape
+    first = next(frames, None)
+    if first is None:
+        raise UsageError("there are no frames to write")
+    h, w, _ = first.shape
     writer = imageio_ffmpeg.write_frames(
         path,
         (w, h),
@@ -77,12 +87,12 @@ def _write_mp4(frames: np.ndarray, path: str, fps: int, quality: int) -> None:
         ffmpeg_log_level="error",
     )
     writer.send(None)
-    for frame in frames:
+    for frame in itertools.chain([first], frames):
         writer.send(np.ascontiguousarray(frame))
     writer.close()
 
 
-def _write_animated(frames: np.ndarray, path: str, fps: int, fmt: str, quality: int) -> None:
+def _write_animated(frames: Iterator[np.ndarray], path: str, fps: int, fmt: str, quality: int) -> None:
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
@@ -90,7 +100,7 @@ def _write_animated(frames: np.ndarray, path: str, fps: int, fmt: str, quality: 
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, **options)
 
 
-def _write_pngs(frames: np.ndarray, directory: str) -> None:
+def _write_pngs(frames: Iterator[np.ndarray], directory: str) -> None:
     from PIL import Image
 
     for i, frame in enumerate(frames):
@@ -98,17 +108,20 @@ def _write_pngs(frames: np.ndarray, directory: str) -> None:
 
 
 def write_video(
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     path: str | Path,
     fmt: str | None = None,
     fps: int = DEFAULT_FPS,
     quality: int = DEFAULT_QUALITY,
 ) -> Path:
-    """uint8 [T, H, W, 3] -> file (or png folder). `quality` is x264's CRF (lower is better; 10 as the original)."""
+    """uint8 [T, H, W, 3], or an iterable of such chunks (written as they come: mp4 and png stream, gif and
+    webp collect their frames) -> file (or png folder). `quality` is x264's CRF (lower is better; 10 as the
+    original)."""
     path = Path(path)
     fmt = format_for(path, fmt)
     check_video_options(fmt, fps, quality)
     check_output_path(path, fmt)
+    frames = _single_frames([frames] if hasattr(frames, "shape") else frames)
     if fmt == "png":
         with atomic_dir(path) as tmp:
             _write_pngs(frames, str(tmp))

@@ -61,6 +61,24 @@ def test_mp4_is_h264_at_8_fps(picture, tmp_path, run_cli):
     assert sum(1 for _ in reader) == 16
 
 
+def test_longer_videos_stream_to_the_writer(picture, tmp_path, run_cli):
+    import imageio_ffmpeg
+
+    target = tmp_path / "long.mp4"
+    assert run_cli(["animate", str(picture), "a cat", *TINY, "--frames", "24", "-o", str(target)])[0] == 0
+    reader = imageio_ffmpeg.read_frames(str(target))
+    next(reader)
+    assert sum(1 for _ in reader) == 24
+    prompts = tmp_path / "clips.txt"
+    prompts.write_text("a dog\n\na bird\n")
+    code, _, err = run_cli(
+        ["animate", str(picture), "a cat", *TINY, "--extend-prompts", str(prompts), "-o", str(tmp_path / "e.gif")]
+    )
+    assert code == 0, err
+    with Image.open(tmp_path / "e.gif") as gif:
+        assert gif.n_frames == 16 + 15 + 15
+
+
 def test_interpolate_loop_and_batch(picture, tmp_path, run_cli):
     assert run_cli(["interpolate", str(picture), str(picture), "x", *TINY, "-o", str(tmp_path / "i.gif")])[0] == 0
     assert run_cli(["loop", str(picture), "x", *TINY, "-o", str(tmp_path / "l.gif")])[0] == 0
@@ -131,6 +149,11 @@ def _bad_inputs(tmp_path, picture):
         ),
         (["animate", p, "x", *TINY, "--seed", str(2**64), "-o", out], "seed must be an integer from 0 to 2**64 - 1"),
         (["animate", p, "x", *TINY, "--seed", "-1", "-o", out], "seed must be an integer from 0"),
+        (["animate", p, "x", *TINY, "--frames", "20", "-o", out], "20 frames cannot be covered exactly"),
+        (["animate", p, "x", *TINY, "--frames", "8", "-o", out], "frames must be at least that"),
+        (["loop", p, "x", *TINY, "--frames", "36", "-o", out], "a loop needs a multiple of 8"),
+        (["animate", p, "x", *TINY, "--extend", "-1", "-o", out], "extend must be a number of clips"),
+        (["animate", p, "x", *TINY, "--extend", "2", "--extend-prompts", p, "-o", out], "prompts, one per further"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.gif")], "fps must be from 1 to 100"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.webp")], "fps must be from 1 to 1000"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", out], "fps must be at least 1 for mp4"),

@@ -28,6 +28,9 @@ def test_every_default_comes_from_the_preset_table(name):
             seed=d.seeds.for_mode(mode),
             height=preset.height,
             width=preset.width,
+            frames=preset.frames,
+            window=preset.frames,
+            overlap=d.overlap,
         )
 
 

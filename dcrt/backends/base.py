@@ -31,6 +31,10 @@ class Backend(ABC):
     precision: str = "float32"  # what the networks compute in, in words (reports and the run's one-line summary)
     # Frames decoded per VAE call: bounds peak memory of the full-resolution decoder activations.
     decode_chunk: int = 4
+    # The largest batch one `unet` call takes (None: any). Long videos batch their windows up to it.
+    max_unet_batch: int | None = None
+    # The frames one `unet` call takes (None: any): graphs and engines are built for the model's window.
+    unet_frames: int | None = None
 
     @abstractmethod
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...

@@ -36,6 +36,8 @@ class StaticShapeBackend(Backend):
         self._schedule = schedule
         self.decode_chunk = specs["vae_decoder"].batch  # frames per decoder call: what the graph takes
         self.encode_frames = specs["vae_encoder"].batch
+        self.max_unet_batch = max(specs[name].batch for name in ("unet", "unet_image_guidance"))
+        self.unet_frames = preset.frames
 
     @abstractmethod
     def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -16,6 +16,7 @@ from dcrt.cli.app import app, log
 from dcrt.cli.options import (
     BATCH,
     IMAGE_NOTE,
+    SAMPLING,
     First,
     GroupedCommand,
     Image,
@@ -30,7 +31,10 @@ from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
 
 
-@app.command(cls=GroupedCommand, help=f"Animate IMAGE following PROMPT into a 16-frame video. {IMAGE_NOTE}")
+@app.command(
+    cls=GroupedCommand,
+    help="Animate IMAGE following PROMPT into a video (16 frames; longer with --frames or --extend). " + IMAGE_NOTE,
+)
 @takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
 def animate(
     image: Image,
@@ -38,8 +42,23 @@ def animate(
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    extend: Annotated[
+        int,
+        typer.Option(
+            help="further clips, each animated from the last frame of the one before (cheap; drifts at the joins)",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = 0,
+    extend_prompts: Annotated[
+        Path | None,
+        typer.Option(
+            help="a text file with one prompt per further clip (sets --extend to its line count)",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None,
 ) -> None:
-    generate("animate", [Job([image], prompt, image.stem)], model, sampling, output)
+    job = Job([image], prompt, image.stem)
+    generate("animate", [job], model, sampling, output, further=_further_prompts(prompt, extend, extend_prompts))
 
 
 @app.command(cls=GroupedCommand, help=f"Generate the 16 frames from FIRST to LAST (the 512-interp model). {IMAGE_NOTE}")
@@ -96,6 +115,20 @@ def batch(
     generate(mode, read_prompt_dir(directory, mode, prompts), model, sampling, output, out_dir=out_dir)
 
 
+def _further_prompts(prompt: str, extend: int, prompt_file: Path | None) -> list[str]:
+    """The prompts of the clips `--extend` adds: from the file, else `extend` times the video's prompt."""
+    from dcrt.options import clip_prompts
+
+    if prompt_file is None:
+        return clip_prompts(prompt, extend)
+    if not prompt_file.is_file():
+        raise UsageError(f"prompt file {prompt_file} does not exist")
+    lines = [line.strip() for line in prompt_file.read_text(errors="replace").splitlines() if line.strip()]
+    if not lines or (extend and extend != len(lines)):
+        raise UsageError(f"{prompt_file} has {len(lines)} prompts, one per further clip; --extend says {extend}")
+    return lines
+
+
 def generate(
     mode: str,
     jobs: list[Job],
@@ -103,8 +136,10 @@ def generate(
     sampling: SamplingRequest,
     output: OutputOptions,
     out_dir: Path | None = None,
+    further: list[str] | None = None,
 ) -> None:
-    """Check every option and input, then open the backend once, sample each job and write its video."""
+    """Check every option and input, then open the backend once, sample each job and write its video (as its
+    frames are decoded). `further`: the prompts of the clips `--extend` chains after each video."""
     from dcrt.images import open_image
     from dcrt.options import resolve_options
     from dcrt.video import check_output_path, check_video_options, format_for
@@ -127,7 +162,7 @@ def generate(
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.loading import open_backend
-    from dcrt.pipeline import pipeline_for
+    from dcrt.pipeline import extend_video, pipeline_for
     from dcrt.video import write_video
 
     pipe = pipeline_for(open_backend(model, opts.height, opts.width, log=log))
@@ -135,8 +170,12 @@ def generate(
         out_dir.mkdir(parents=True, exist_ok=True)
     for job, images, target in zip(jobs, pictures, targets):
         with _progress() as on_step:
-            result = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
-        write_video(result.frames, target, fmt, fps=output.fps, quality=output.quality)
+            if further:
+                video = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
+                frames = extend_video(pipe, video, further, opts, on_step).frames
+            else:  # streamed: each chunk of frames is written as it is decoded
+                frames = pipe.decoded_chunks(pipe.sample(images, job.prompt, mode, opts, on_step=on_step), mode)
+            write_video(frames, target, fmt, fps=output.fps, quality=output.quality)
         typer.echo(str(target))
 
 
@@ -149,9 +188,11 @@ def _progress():
     bars = []
 
     def on_step(step: int, total: int) -> None:
-        if not bars:
+        if step == 1:  # a new video or clip: a bar of its own
+            if bars:
+                bars.pop().close()
             bars.append(tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, dynamic_ncols=True))
-        bars[0].update(1)
+        bars[-1].update(1)
 
     try:
         yield on_step
