@@ -81,7 +81,9 @@ COMPARISONS = (
     ("graph-fused-bf16", "fp32-reference"),  # bf16 weights
 )
 # Seconds of budget a section needs to start (rough full-size costs on an H200; the rest is skipped by name).
-RESERVE_S = {"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120}
+RESERVE_S = {"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120, "long-video": 60}
+LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
+LONG_VIDEO_MODE = "graph-fused-fp16"
 DEFAULT_RESERVE_S = 60
 
 
@@ -233,7 +235,10 @@ def pipeline_for_mode(model, mode: Mode, dry_run: bool) -> Pipeline:
     return Pipeline(backend, cache_unconditional=not mode.baseline, cuda_graph=mode.cuda_graph, fused_kernels=fused)
 
 
-def measure_mode(report: Report, preset_name: str, mode: Mode, model, opts, image, dry_run: bool) -> ModeResult:
+def measure_mode(
+    report: Report, preset_name: str, mode: Mode, model, opts, image, dry_run: bool, label: str | None = None
+) -> ModeResult:
+    """Warm up, then time one run of `mode`; recorded as `label` (default: the mode's name) in `preset_name`."""
     device = model.device
     pipeline = pipeline_for_mode(model, mode, dry_run)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -252,7 +257,7 @@ def measure_mode(report: Report, preset_name: str, mode: Mode, model, opts, imag
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     timed = runs[-1]
     ms_per_step = timed["denoise"] * 1000 / opts.steps
-    evaluations = opts.steps * guidance_for(opts).branches
+    evaluations = opts.steps * guidance_for(opts).branches * opts.windows("animate").count
     latents = result.latents.float().cpu()
     entry = {
         "precision": pipeline.backend.precision,
@@ -264,6 +269,7 @@ def measure_mode(report: Report, preset_name: str, mode: Mode, model, opts, imag
         f"computed_{STEPS_COMPUTED}_step_s": round(
             timed["conditioning"] + ms_per_step * STEPS_COMPUTED / 1000 + timed["decode"], 2
         ),
+        "ms_per_frame": round(timed["end_to_end"] * 1000 / opts.frames, 2),
         "unet_tflops_effective": round(
             unet_flops(model.preset, 1, opts.height, opts.width) * evaluations / timed["denoise"] / 1e12, 2
         ),
@@ -271,9 +277,9 @@ def measure_mode(report: Report, preset_name: str, mode: Mode, model, opts, imag
         "latents_finite": bool(torch.isfinite(latents).all()),
         "black_frames": int((result.frames.reshape(len(result.frames), -1).max(axis=1) < 8).sum()),
     }
-    report.record(preset_name, "modes", mode.name, value=entry)
+    report.record(preset_name, "modes", label or mode.name, value=entry)
     report.log(
-        f"{mode.name}: {ms_per_step:.1f} ms/step, conditioning {timed['conditioning']:.2f} s, "
+        f"{label or mode.name}: {ms_per_step:.1f} ms/step, conditioning {timed['conditioning']:.2f} s, "
         f"decode {timed['decode']:.2f} s, peak {entry['peak_memory_gib']} GiB"
     )
     return ModeResult(latents, result.frames)
@@ -349,6 +355,22 @@ def preset_section(report: Report, preset_name: str, device: torch.device, steps
         raise RuntimeError(f"modes failed: {', '.join(failed)}")
 
 
+def long_video_section(report: Report, preset_name: str, device: torch.device, steps: int, dry_run: bool) -> None:
+    """The fastest mode at 16 and at LONG_VIDEO_FRAMES frames, side by side: ms per step and per frame grow with
+    the number of windows (docs/sampling.md §4.10), and the long video stays finite."""
+    preset = dcrt.get_preset(preset_name)
+    mode = next(m for m in MODES if m.name == LONG_VIDEO_MODE)
+    model = dcrt.random_model(preset, seed=0, device=device, dtype=WEIGHT_DTYPES[mode.dtype])
+    sizes = {"height": preset.height, "width": preset.width, "steps": steps}
+    report.record("long-video", "settings", value=sizes | {"preset": preset_name, "frames": f"16, {LONG_VIDEO_FRAMES}"})
+    for frames in (preset.frames, LONG_VIDEO_FRAMES):
+        opts = resolve_options(preset, steps=steps, seed=123, frames=frames)
+        label = f"{mode.name}, {frames} frames ({opts.windows('animate').count} windows)"
+        report.section = f"long-video/{label}"
+        measure_mode(report, "long-video", mode, model, opts, test_image(opts.height, opts.width), dry_run, label)
+        _empty_cache(device)
+
+
 def _empty_cache(device: torch.device) -> None:
     synchronize(device)
     if device.type == "cuda":
@@ -378,11 +400,12 @@ def markdown(data: dict) -> str:
         settings = section.get("settings", {})
         lines += [
             "",
-            f"## {name} ({settings.get('height')}x{settings.get('width')}, measured at {settings.get('steps')} steps)",
+            f"## {name} ({settings.get('height')}x{settings.get('width')}, {settings.get('frames', 16)} frames, "
+            f"measured at {settings.get('steps')} steps)",
             "",
-            f"| mode | ms/step | conditioning s | decode s | measured end-to-end s | {computed} (computed) "
+            f"| mode | ms/step | ms/frame | conditioning s | decode s | measured end-to-end s | {computed} (computed) "
             "| UNet TFLOP/s | peak GiB | finite | black frames |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, m in modes.items():
             if not isinstance(m, dict):
@@ -390,7 +413,8 @@ def markdown(data: dict) -> str:
                 continue
             s = m["seconds"]
             lines.append(
-                f"| {mode} | {m['ms_per_step']} | {s['conditioning']:.3f} | {s['decode']:.3f} | {s['end_to_end']:.3f} "
+                f"| {mode} | {m['ms_per_step']} | {m.get('ms_per_frame', '-')} | {s['conditioning']:.3f} "
+                f"| {s['decode']:.3f} | {s['end_to_end']:.3f} "
                 f"| {m[computed]} | {m['unet_tflops_effective']} | {m['peak_memory_gib']} | {m['latents_finite']} "
                 f"| {m['black_frames']} |"
             )
@@ -410,11 +434,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole report (default 480)")
     parser.add_argument("--presets", default=None, help="comma-separated (default 256,512,1024; tiny on --dry-run)")
     parser.add_argument("--steps", type=int, default=None, help="measured steps per run (default 4; 2 on --dry-run)")
+    parser.add_argument(
+        "--long-video", default=None, help=f"preset of the {LONG_VIDEO_FRAMES}-frame run (default 512; tiny: --dry-run)"
+    )
     parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `pytest -m gpu`")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny preset: checks this script")
     args = parser.parse_args(argv)
     args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024")).split(",")
     args.steps = args.steps or (2 if args.dry_run else 4)
+    args.long_video = args.long_video or ("tiny" if args.dry_run else "512")
     return args
 
 
@@ -443,6 +471,11 @@ def run_report(report: Report, args: argparse.Namespace, device: torch.device, a
     report.run_section("gpu-tests", "gpu-tests", lambda: gpu_tests_section(report, args.dry_run, args.tests_timeout))
     for name in args.presets:
         report.run_section(name, name, lambda name=name: preset_section(report, name, device, args.steps, args.dry_run))
+    report.run_section(
+        "long-video",
+        "long-video",
+        lambda: long_video_section(report, args.long_video, device, args.steps, args.dry_run),
+    )
     report.section = "end"
     failed = [n for n, s in report.data["sections"].items() if not str(s.get("status")).startswith(("done", "skipped"))]
     report.data["status"] = f"failed sections: {', '.join(failed)}" if failed else "done"

@@ -139,8 +139,9 @@ class BenchReport:
     warmup: int
     command: str
     environment: dict
-    unet_flops_per_sample: int
+    unet_flops_per_sample: int  # one UNet call on one window of the model's frames
     results: list[BackendResult]
+    frames: int = 16  # latent frames of each video (--frames)
 
     def speedup(self, backend: str, stage: str, baseline: str = "baseline") -> float | None:
         by_name = {r.backend: r for r in self.results}
@@ -157,6 +158,10 @@ class BenchReport:
     def ms_per_step(self, result: BackendResult) -> float:
         return result.median("denoise") * 1000 / self.steps
 
+    def ms_per_frame(self, result: BackendResult) -> float:
+        """End to end over the video's frames: what longer videos cost per frame."""
+        return result.median("end_to_end") * 1000 / self.frames
+
     def to_json(self) -> dict:
         data = asdict(self)
         for entry, result in zip(data["results"], self.results):
@@ -164,6 +169,7 @@ class BenchReport:
             entry["spread_s"] = {s: list(result.spread(s)) for s in STAGES}
             entry["unet_tflops"] = self.unet_tflops(result)
             entry["ms_per_step"] = self.ms_per_step(result)
+            entry["ms_per_frame"] = self.ms_per_frame(result)
             entry["speedup_vs_baseline"] = {s: self.speedup(result.backend, s) for s in STAGES}
         return data
 
@@ -253,7 +259,8 @@ def run_backend(
     mode = pipeline.preset.modes[0]
     device = pipeline.backend.device
     result = BackendResult(name, pipeline_settings(pipeline))
-    result.unet_evaluations_per_run = opts.steps * guidance_for(opts).branches
+    windows = opts.windows(mode).count  # a longer video runs the UNet on each window every step
+    result.unet_evaluations_per_run = opts.steps * guidance_for(opts).branches * windows
     for i in range(warmup + repeat):
         if i == warmup:
             peak_memory_reset(device)
@@ -272,9 +279,10 @@ def run_backend(
 
 def markdown(report: BenchReport) -> str:
     head = ["backend", "graph", "fused"] + [f"{s} (s)" for s in STAGES]
-    head += ["ms/step", "UNet TFLOP/s", "peak mem (GiB)", "end-to-end vs baseline"]
+    head += ["ms/step", "ms/frame", "UNet TFLOP/s", "peak mem (GiB)", "end-to-end vs baseline"]
     lines = [
-        f"**{report.preset}** at {report.height}x{report.width}, {report.steps} steps, median of {report.repeat} "
+        f"**{report.preset}** at {report.height}x{report.width}, {report.frames} frames, {report.steps} steps, "
+        f"median of {report.repeat} "
         f"(after {report.warmup} warm-up) on {report.environment['device']}",
         "",
         "| " + " | ".join(head) + " |",
@@ -292,6 +300,7 @@ def markdown(report: BenchReport) -> str:
         speed = report.speedup(r.backend, "end_to_end")
         cells += [
             f"{report.ms_per_step(r):.1f}",
+            f"{report.ms_per_frame(r):.1f}",
             f"{report.unet_tflops(r):.3f}",
             f"{r.peak_memory_bytes / 2**30:.2f}",
             f"{speed:.2f}x" if speed else "-",

@@ -78,10 +78,19 @@ def test_dry_run_passes_every_section_without_the_missing_packages(dry_run):
         "kernels": "done",
         "gpu-tests": "done",
         "tiny": "done",
+        "long-video": "done",
     }
     assert "collected" in data["sections"]["gpu-tests"]["summary"]  # every -m gpu test module imports there
     for name in ("gpu-report.json", "gpu-report.md", "gpu-report.log", "gpu-tests.xml", "gpu-tests.log"):
         assert (out / name).is_file(), name
+
+
+def test_dry_run_measures_a_long_video_beside_a_short_one(dry_run):
+    _, _, data, _ = dry_run
+    runs = list(data["sections"]["long-video"]["modes"].values())
+    assert len(runs) == 2 and all(run["latents_finite"] for run in runs)
+    short, long = runs
+    assert long["seconds"]["denoise"] > short["seconds"]["denoise"] and long["ms_per_frame"] > 0
 
 
 def test_dry_run_measures_every_mode_and_comparison(dry_run):
@@ -107,7 +116,7 @@ def test_budget_skips_sections_by_name(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "gpu-report.json").read_text())
     assert code == 0 and data["status"] == "done"
     assert all(s["status"].startswith("skipped (budget") for s in data["sections"].values())
-    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny"}
+    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny", "long-video"}
     assert "skipped" in (tmp_path / "gpu-report.md").read_text()
 
 
@@ -119,6 +128,6 @@ def test_a_failing_mode_fails_its_section_and_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_report, "gpu_tests_section", lambda *args: None)
     code = gpu_report.main(["--dry-run", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "gpu-report.json").read_text())
-    assert code == 1 and data["status"] == "failed sections: tiny"
+    assert code == 1 and data["status"] == "failed sections: tiny, long-video"
     assert data["sections"]["tiny"]["modes"]["baseline"].startswith("failed: RuntimeError: simulated failure")
     assert "RuntimeError" in (tmp_path / "gpu-report.log").read_text()

@@ -37,7 +37,7 @@ def info(model: BackendRequest) -> None:
 @takes(
     notes={"preset": BENCH_PRESET},
     model=(BackendRequest, (*WEIGHTS, "device", "dtype", "export_dir", "engines", "verify")),
-    sampling=(SamplingRequest, ("steps", "height", "width")),
+    sampling=(SamplingRequest, ("steps", "height", "width", "frames", "overlap")),
 )
 def bench(
     model: BackendRequest,
@@ -101,6 +101,7 @@ def bench(
         environment=machine,
         unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width),
         results=results,
+        frames=opts.frames,
     )
     typer.echo(markdown(report))
     for path in write_report(report, out):
