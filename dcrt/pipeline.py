@@ -23,6 +23,8 @@ from dcrt.backends import Backend, TorchBackend
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.kernels import StepKernels
+from dcrt.keyframes import decode_clip
+from dcrt.models.autoencoder import References
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
@@ -129,12 +131,18 @@ class Pipeline:
 
     def conditioning(
         self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, frame_stride: int
-    ) -> SamplerInputs:
-        """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs."""
+    ) -> tuple[SamplerInputs, References | None]:
+        """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> (the sampler's inputs, the
+        decoder's reference features of the first and last image: a dual-ref decoder's, else None)."""
         frames = self.preset.frames
         first = images[:1]
         text, image = self.encode_prompt(prompt), self.backend.encode_image(clip_pixels(first, self.preset.image))
-        z = self.backend.encode_latents(images).float()  # [1 or 2, 4, h, w]: each key frame once
+        references = None
+        if self.preset.vae.dual_ref is None:
+            z = self.backend.encode_latents(images).float()  # [1 or 2, 4, h, w]: each key frame once
+        else:  # one encoder pass gives both (docs/models.md §6.2); loop: the one image at both ends
+            z, features = self.backend.encode_keyframes(images)
+            z, references = z.float(), tuple(r[[0, -1]].clone() for r in features)
         if mode == "animate":
             concat = z[:1, :, None].expand(-1, -1, frames, -1, -1)
         else:
@@ -143,11 +151,15 @@ class Pipeline:
             concat[:, :, -1] = z[-1]  # loop: the same image at both ends
         uc_text, uc_image = self.unconditional()
         branches = [torch.cat([text, image], 1), torch.cat([uc_text, uc_image], 1), torch.cat([uc_text, image], 1)]
-        return SamplerInputs(context=torch.cat(branches[: guidance.branches]), concat=concat, frame_stride=frame_stride)
+        context = torch.cat(branches[: guidance.branches])
+        return SamplerInputs(context=context, concat=concat, frame_stride=frame_stride), references
 
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call."""
+    def decode(self, latents: torch.Tensor, references: References | None = None) -> np.ndarray:
+        """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call; with a dual-ref decoder's
+        `references`, the whole clip per call (`dcrt.keyframes.decode_clip`)."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
+        if references is not None:
+            return decode_clip(self.backend, z, references)
         # Each chunk is converted before the next call: a backend may reuse its output buffer.
         return np.concatenate(
             [to_uint8_frames(self.backend.decode_latents(c)) for c in z.split(self.backend.decode_chunk)]
@@ -184,7 +196,7 @@ class Pipeline:
         guidance = guidance_for(opts)
         with timer("conditioning"):
             pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
-            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride)
+            inputs, references = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride)
         shape = (1, self.preset.vae.z_channels, self.preset.frames, opts.height // 8, opts.width // 8)
         if x_T is not None and tuple(x_T.shape) != shape:
             raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
@@ -193,7 +205,7 @@ class Pipeline:
             x_T = noise.draw(shape) if x_T is None else x_T.to(device)
             latents = self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step)
         with timer("decode"):
-            frames = self.decode(latents)
+            frames = self.decode(latents, references)
         if mode == "loop":
             frames = frames[:-1]  # the original drops the last frame of a loop (it repeats the first)
         return VideoResult(latents=latents, frames=frames)
