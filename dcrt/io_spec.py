@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dcrt.clip_decode import second_pass_frames
 from dcrt.config import Preset
-from dcrt.keyframes import second_pass_frames
 
 # Frames per VAE-decoder call. 4 frames of the 1024 preset's full-resolution 128-channel activations
 # are ~1.2 GB in fp16 per tensor; 16 at once is what produced out-of-memory and black videos upstream.

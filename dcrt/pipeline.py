@@ -20,10 +20,10 @@ import torch
 
 import dcrt.kernels as kernel_library  # load_kernels looked up at call time: tests substitute it
 from dcrt.backends import Backend, TorchBackend
+from dcrt.clip_decode import decode_clip
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.kernels import StepKernels
-from dcrt.keyframes import decode_clip
 from dcrt.models.autoencoder import References
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
@@ -156,7 +156,7 @@ class Pipeline:
 
     def decode(self, latents: torch.Tensor, references: References | None = None) -> np.ndarray:
         """[1, 4, T, h, w] -> uint8 [T, H, W, 3], `decode_chunk` frames per VAE call; with a dual-ref decoder's
-        `references`, the whole clip per call (`dcrt.keyframes.decode_clip`)."""
+        `references`, the whole clip per call (`dcrt.clip_decode.decode_clip`)."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
         if references is not None:
             return decode_clip(self.backend, z, references)

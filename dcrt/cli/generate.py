@@ -16,10 +16,9 @@ from dcrt.cli.app import app, log
 from dcrt.cli.options import (
     BATCH,
     IMAGE_NOTE,
-    First,
     GroupedCommand,
     Image,
-    Last,
+    KeyframesAndPrompt,
     OutputOptions,
     Prompt,
     takes,
@@ -42,17 +41,38 @@ def animate(
     generate("animate", [Job([image], prompt, image.stem)], model, sampling, output)
 
 
-@app.command(cls=GroupedCommand, help=f"Generate the 16 frames from FIRST to LAST (the 512-interp model). {IMAGE_NOTE}")
+@app.command(
+    cls=GroupedCommand,
+    help="Generate the 16 frames from FIRST to LAST (the 512-interp and tooncrafter models); with more key frames, "
+    "one clip per consecutive pair, joined on the key frame they share (15 frames per pair, plus one). "
+    f"{IMAGE_NOTE}",
+)
 @takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
 def interpolate(
-    first: First,
-    last: Last,
-    prompt: Prompt,
+    inputs: KeyframesAndPrompt,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="prompt file, one line per consecutive pair; then every argument is a key frame"),
+    ] = None,
 ) -> None:
-    generate("interpolate", [Job([first, last], prompt, first.stem)], model, sampling, output)
+    generate("interpolate", [keyframes_job(inputs, prompts)], model, sampling, output)
+
+
+def keyframes_job(inputs: list[str], prompts_file: Path | None) -> Job:
+    """FIRST LAST [KEYFRAME...] PROMPT, or with --prompts only key frames."""
+    from dcrt.keyframes import read_pair_prompts
+
+    images = [Path(p) for p in (inputs if prompts_file else inputs[:-1])]
+    if len(images) < 2:
+        usage = "FIRST LAST [KEYFRAME...]" + ("" if prompts_file else " PROMPT")
+        raise UsageError(f"interpolate needs {usage}: at least two key frames, got {len(images)}")
+    if prompts_file is None:
+        return Job(images, inputs[-1], images[0].stem)
+    pair_prompts = read_pair_prompts(prompts_file, len(images))
+    return Job(images, pair_prompts[0], images[0].stem, pair_prompts)
 
 
 @app.command(
@@ -126,6 +146,7 @@ def generate(
     pictures = [[open_image(p) for p in job.images] for job in jobs]
 
     # Everything checked: now the slow part (torch, the model, sampling).
+    from dcrt.keyframes import generate_keyframes, pair_prompts
     from dcrt.loading import open_backend
     from dcrt.pipeline import pipeline_for
     from dcrt.video import write_video
@@ -135,7 +156,11 @@ def generate(
         out_dir.mkdir(parents=True, exist_ok=True)
     for job, images, target in zip(jobs, pictures, targets):
         with _progress() as on_step:
-            result = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
+            if len(images) > 2:
+                prompts = pair_prompts(job.pair_prompts or job.prompt, len(images))
+                result = generate_keyframes(pipe, images, prompts, opts, on_step)
+            else:
+                result = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
         write_video(result.frames, target, fmt, fps=output.fps, quality=output.quality)
         typer.echo(str(target))
 
