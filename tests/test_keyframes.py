@@ -106,3 +106,16 @@ def test_cli_keyframe_errors_are_one_line(keyframe_files, tmp_path, run_cli):
     ):
         code, _, err = run_cli(["interpolate", *args, *TOON])
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_baseline_backend_runs_the_dual_ref_decoder_the_original_way(toon):
+    # the original encodes its 16-frame conditioning video in one batch; same latents and frames as dcrt's path
+    from dcrt.backends.baseline import BaselineBackend
+    from dcrt.export import relative_error
+    from dcrt.pipeline import Pipeline
+
+    first, last = _keyframes(2)
+    ours = dcrt.interpolate(toon, first, last, "a", steps=2)
+    baseline = dcrt.interpolate(Pipeline(BaselineBackend(toon)), first, last, "a", steps=2)
+    assert relative_error(baseline.latents, ours.latents) < 1e-5
+    assert np.abs(baseline.frames.astype(int) - ours.frames.astype(int)).max() <= 1
