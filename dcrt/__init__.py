@@ -25,6 +25,7 @@ _API = {
     "VideoResult": "dcrt.pipeline",
     "animate": "dcrt.pipeline",
     "interpolate": "dcrt.pipeline",
+    "interpolate_keyframes": "dcrt.keyframes",
     "loop": "dcrt.pipeline",
 }
 

@@ -18,6 +18,8 @@ class Job:
     images: list[Path]
     prompt: str
     name: str  # output file stem
+    # interpolate through more than two key frames: one prompt per consecutive pair (None: `prompt` for each)
+    pair_prompts: list[str] | None = None
 
 
 def read_prompt_dir(directory: Path, mode: str, prompts_file: Path | None = None) -> list[Job]:

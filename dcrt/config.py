@@ -37,8 +37,20 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
+class DualRefDecoderConfig:
+    """ToonCrafter's video decoder (docs/models.md §6.2): temporal mixing in every ResnetBlock and the output
+    conv, and the two key frames' encoder features fed into each level, by cross-attention at
+    `fusion_levels` and by an added 1x1 conv elsewhere. The original fixes the attention at 8 heads of 64."""
+
+    fusion_levels: tuple[int, ...] = (2, 3)
+    fusion_heads: int = 8
+    fusion_head_channels: int = 64
+    temporal_kernel: int = 3  # frames seen by each temporal conv
+
+
+@dataclass(frozen=True)
 class VAEConfig:
-    """SD-2.x KL-f8 `AutoencoderKL` (docs/models.md §3.6)."""
+    """SD-2.x KL-f8 `AutoencoderKL` (docs/models.md §3.6), with ToonCrafter's decoder when `dual_ref` is set."""
 
     ch: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 4, 4)
@@ -47,6 +59,7 @@ class VAEConfig:
     out_channels: int = 3
     z_channels: int = 4
     scale_factor: float = 0.18215
+    dual_ref: DualRefDecoderConfig | None = None
 
     @property
     def downscale(self) -> int:
@@ -196,6 +209,9 @@ _EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_res
 _SAMPLING_256 = SamplingDefaults(
     frame_stride=3, frame_stride_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0
 )
+# ToonCrafter's one script (run.sh, --interp) uses seed 123; its loop mode has no script of its own.
+_SAMPLING_TOON = SamplingDefaults(frame_stride=10, seeds=Seeds(interpolate=123, loop=123))
+_TOON_VAE = VAEConfig(dual_ref=DualRefDecoderConfig())
 
 # Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
 # two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
@@ -248,6 +264,16 @@ PRESETS: dict[str, Preset] = {
             modes=("interpolate", "loop"),
         ),
         Preset(
+            name="tooncrafter",
+            height=320,
+            width=512,
+            vae=_TOON_VAE,
+            sampling=_SAMPLING_TOON,
+            hf_repo="Doubiiu/ToonCrafter",
+            checkpoint_dir_name="tooncrafter_512_interp_v1",
+            modes=("interpolate", "loop"),
+        ),
+        Preset(
             name="tiny",
             height=64,
             width=64,
@@ -271,6 +297,18 @@ PRESETS: dict[str, Preset] = {
             sampling=_SAMPLING_256,
             fs_embed_checkpoint_name="framestride_embed",
             modes=MODES,
+        ),
+        Preset(
+            name="tiny-tooncrafter",
+            height=64,
+            width=64,
+            unet=_TINY_UNET,
+            vae=replace(_TINY_VAE, dual_ref=DualRefDecoderConfig()),
+            text=_TINY_TEXT,
+            image=_TINY_IMAGE,
+            resampler=_TINY_RESAMPLER,
+            sampling=_SAMPLING_TOON,
+            modes=("interpolate", "loop"),
         ),
     )
 }

@@ -10,7 +10,8 @@ built strongly typed (the flag is required on TensorRT 10 and ignored on 11). An
 from an fp16 export (`dcrt export --precision fp16`), whose GroupNorm/LayerNorm already run in fp32
 between casts (dcrt/models/layers.py, docs/numerics.md §7.1). For the components in `BuildConfig.fp32_softmax`
 (the VAE by default: its mid attention over h*w tokens is where the 1024 black frames were
-reported) the build also lifts every Softmax of an fp16 graph to fp32 by inserting casts around it.
+reported; ToonCrafter's decoders add cross-attention to 2*h*w key-frame tokens, docs/models.md §6.2) the
+build also lifts every Softmax of an fp16 graph to fp32 by inserting casts around it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class BuildConfig:
     opt_level: int = 3  # builder_optimization_level: 0 (fast build) .. 5 (slowest build, fastest engine)
     workspace_gb: float | None = None  # WORKSPACE pool limit; None = TensorRT's default (the device's memory)
     timing_cache: Path | None = None  # None = <target dir>/timing.cache, shared by every preset on that GPU
-    fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder")
+    fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder", "vae_decoder_second_pass")
 
     def __post_init__(self):
         if not 0 <= self.opt_level <= 5:

@@ -44,16 +44,17 @@ class GraphModule(nn.Module):
         self.run = forward
         self.dtype = dtype
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         cast = [x.to(self.dtype) if x.is_floating_point() else x for x in inputs]
-        return self.run(*cast).float()
+        out = self.run(*cast)
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
 def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphModule]:
     """The computation of each IO-table component, in terms of the reference modules."""
     m = model
     unet = GraphModule(lambda x, t, c, frame_stride: m.unet(x, t, c, frame_stride), {"unet": m.unet}, dtype)
-    return {
+    graphs = {
         "text_encoder": GraphModule(lambda tokens: m.text_encoder(tokens), {"text": m.text_encoder}, dtype),
         "image_encoder": GraphModule(
             lambda pixels: m.resampler(m.image_encoder.encode_pixels(pixels)),
@@ -62,9 +63,24 @@ def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphMo
         ),
         "unet": unet,
         "unet_image_guidance": unet,
-        "vae_encoder": GraphModule(lambda frames: m.vae.encode(frames), {"vae": m.vae}, dtype),
-        "vae_decoder": GraphModule(lambda z: m.vae.decode(z), {"vae": m.vae}, dtype),
     }
+    if m.preset.vae.dual_ref is None:
+        return graphs | {
+            "vae_encoder": GraphModule(lambda frames: m.vae.encode(frames), {"vae": m.vae}, dtype),
+            "vae_decoder": GraphModule(lambda z: m.vae.decode(z), {"vae": m.vae}, dtype),
+        }
+    # docs/models.md §6.2: latents and references in one encoder pass; a whole clip per decoder call, two lengths
+    decoder = GraphModule(lambda z, *references: m.vae.decode(z, references), {"vae": m.vae}, dtype)
+    return graphs | {
+        "vae_encoder": GraphModule(lambda frames: _flat(m.vae.encode_keyframes(frames)), {"vae": m.vae}, dtype),
+        "vae_decoder": decoder,
+        "vae_decoder_second_pass": decoder,
+    }
+
+
+def _flat(encoded: tuple[torch.Tensor, tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """(latents, references) -> the encoder graph's outputs: latents, reference_0, reference_1, ..."""
+    return (encoded[0], *encoded[1])
 
 
 def _fold_constants(graph):
@@ -160,13 +176,25 @@ def parity_session(model: str):
     return ort.InferenceSession(model, parity_session_options(), providers=["CPUExecutionProvider"])
 
 
-def run_onnx(path: Path, spec: ComponentSpec, inputs: list[torch.Tensor]) -> torch.Tensor:
+def run_onnx(path: Path, spec: ComponentSpec, inputs: list[torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """The graph's output, or its outputs as a tuple when it has several (as `GraphModule` returns them)."""
     values = {t.name: x.numpy() for t, x in zip(spec.inputs, inputs)}
-    return torch.from_numpy(parity_session(str(path)).run([spec.outputs[0].name], values)[0])
+    outputs = parity_session(str(path)).run([t.name for t in spec.outputs], values)
+    outputs = tuple(torch.from_numpy(o) for o in outputs)
+    return outputs if len(outputs) > 1 else outputs[0]
 
 
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+def relative_error(out: torch.Tensor | tuple, ref: torch.Tensor | tuple) -> float:
+    """||out - ref|| / ||ref||; for tuples of outputs, the largest over the pairs."""
+    if isinstance(ref, tuple):
+        return max(relative_error(o, r) for o, r in zip(out, ref, strict=True))
     return float((out.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
+
+
+def _max_abs(out: torch.Tensor | tuple, ref: torch.Tensor | tuple) -> float:
+    if isinstance(ref, tuple):
+        return max(_max_abs(o, r) for o, r in zip(out, ref, strict=True))
+    return float((out - ref).abs().max())
 
 
 @dataclass(frozen=True)
@@ -254,7 +282,7 @@ def kept_export(out: Path, request: ExportRequest) -> ExportManifest:
 
 
 def _checked_entry(
-    spec: ComponentSpec, files: list[Path], inputs: list[torch.Tensor], reference: torch.Tensor, precision: str
+    spec: ComponentSpec, files: list[Path], inputs: list[torch.Tensor], reference: torch.Tensor | tuple, precision: str
 ) -> ComponentEntry:
     """The manifest entry of one exported graph, after checking it in ONNX Runtime against `reference`."""
     result = run_onnx(files[0], spec, inputs)
@@ -269,7 +297,7 @@ def _checked_entry(
         files={f.name: sha256_file(f) for f in files},
         sizes={f.name: f.stat().st_size for f in files},
         bytes=sum(f.stat().st_size for f in files),
-        parity={"rel_error": error, "max_abs": float((result - reference).abs().max()), "tolerance": tolerance},
+        parity={"rel_error": error, "max_abs": _max_abs(result, reference), "tolerance": tolerance},
     )
 
 

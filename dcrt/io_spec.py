@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dcrt.clip_decode import second_pass_frames
 from dcrt.config import Preset
 
 # Frames per VAE-decoder call. 4 frames of the 1024 preset's full-resolution 128-channel activations
@@ -93,18 +94,53 @@ def io_table(preset: Preset, height: int | None = None, width: int | None = None
         ),
         unet("unet", 2),  # conditional + unconditional guidance branches
         unet("unet_image_guidance", 3),  # + the image-only branch of multi-condition guidance
+    ]
+    if preset.vae.dual_ref is None:
+        specs += [
+            ComponentSpec(
+                "vae_encoder",
+                inputs=(TensorSpec("frames", "float32", (VAE_ENCODE_FRAMES, 3, height, width)),),
+                outputs=(TensorSpec("latents", "float32", (VAE_ENCODE_FRAMES, z, h, w)),),
+            ),
+            ComponentSpec(
+                "vae_decoder",
+                inputs=(TensorSpec("latents", "float32", (VAE_DECODE_CHUNK, z, h, w)),),
+                outputs=(TensorSpec("frames", "float32", (VAE_DECODE_CHUNK, 3, height, width)),),
+            ),
+        ]
+    else:
+        specs += _dual_ref_vae(preset, height, width)
+    return {s.name: s for s in specs}
+
+
+def _dual_ref_vae(preset: Preset, height: int, width: int) -> list[ComponentSpec]:
+    """ToonCrafter's VAE graphs (docs/models.md §6.2, 6.3): the encoder also returns the two key frames' reference
+    features; the decoder takes a whole clip and the references, at the two clip lengths the decode visits."""
+    vae, f = preset.vae, preset.vae.downscale
+    h, w, z = height // f, width // f, vae.z_channels
+    # one per decoder level (full resolution first), then conv_in's output: [2 key frames, C, H_k, W_k]
+    shapes = [(vae.ch * m, height // 2**level, width // 2**level) for level, m in enumerate(vae.ch_mult)]
+    references = tuple(
+        TensorSpec(f"reference_{i}", "float32", (VAE_ENCODE_FRAMES, *shape))
+        for i, shape in enumerate([*shapes, (vae.ch, height, width)])
+    )
+
+    def decoder(name: str, frames: int) -> ComponentSpec:
+        return ComponentSpec(
+            name,
+            inputs=(TensorSpec("latents", "float32", (frames, z, h, w)), *references),
+            outputs=(TensorSpec("frames", "float32", (frames, 3, height, width)),),
+        )
+
+    return [
         ComponentSpec(
             "vae_encoder",
             inputs=(TensorSpec("frames", "float32", (VAE_ENCODE_FRAMES, 3, height, width)),),
-            outputs=(TensorSpec("latents", "float32", (VAE_ENCODE_FRAMES, z, h, w)),),
+            outputs=(TensorSpec("latents", "float32", (VAE_ENCODE_FRAMES, z, h, w)), *references),
         ),
-        ComponentSpec(
-            "vae_decoder",
-            inputs=(TensorSpec("latents", "float32", (VAE_DECODE_CHUNK, z, h, w)),),
-            outputs=(TensorSpec("frames", "float32", (VAE_DECODE_CHUNK, 3, height, width)),),
-        ),
+        decoder("vae_decoder", preset.frames),
+        decoder("vae_decoder_second_pass", len(second_pass_frames(preset.frames))),
     ]
-    return {s.name: s for s in specs}
 
 
 def sample_inputs(spec: ComponentSpec, preset: Preset, seed: int = 0) -> list[torch.Tensor]:

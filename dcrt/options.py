@@ -111,6 +111,11 @@ def resolve_options(
             f"preset {preset.name} was trained on {preset.frames} frames: frames must be at least that, and the "
             f"window at most, got frames {opts.frames}, window {opts.window}"
         )
+    if preset.vae.dual_ref is not None and opts.frames != preset.frames:
+        raise UsageError(
+            f"preset {preset.name}'s decoder decodes one {preset.frames}-frame clip at once: for a longer video, "
+            "interpolate through more key frames"
+        )
     opts.windows(mode)  # frames, window and overlap: a frame count the windows cannot cover is refused here
     return opts
 

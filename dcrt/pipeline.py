@@ -20,9 +20,11 @@ import torch
 
 import dcrt.kernels as kernel_library  # load_kernels looked up at call time: tests substitute it
 from dcrt.backends import Backend, TorchBackend
+from dcrt.clip_decode import decode_clip
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.kernels import StepKernels
+from dcrt.models.autoencoder import References
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
@@ -158,12 +160,18 @@ class Pipeline:
 
     def conditioning(
         self, images: torch.Tensor, prompt: str, mode: str, guidance: Guidance, frame_stride: int, frames: int
-    ) -> SamplerInputs:
-        """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> the sampler's inputs for a video
-        of `frames` latent frames (key frames at the ends of the whole video)."""
+    ) -> tuple[SamplerInputs, References | None]:
+        """images [1 or 2, 3, H, W] in [-1, 1] (interpolate: first and last) -> (the sampler's inputs for a video
+        of `frames` latent frames, key frames at its ends; the decoder's reference features of the first and
+        last image: a dual-ref decoder's, else None)."""
         first = images[:1]
         text, image = self.encode_prompt(prompt), self.backend.encode_image(clip_pixels(first, self.preset.image))
-        z = self.backend.encode_latents(images).float()  # [1 or 2, 4, h, w]: each key frame once
+        references = None
+        if self.preset.vae.dual_ref is None:
+            z = self.backend.encode_latents(images).float()  # [1 or 2, 4, h, w]: each key frame once
+        else:  # one encoder pass gives both (docs/models.md §6.2); loop: the one image at both ends
+            z, features = self.backend.encode_keyframes(images)
+            z, references = z.float(), tuple(r[[0, -1]].clone() for r in features)
         if mode == "animate":
             concat = z[:1, :, None].expand(-1, -1, frames, -1, -1)
         else:
@@ -172,13 +180,21 @@ class Pipeline:
             concat[:, :, -1] = z[-1]  # loop: the same image at both ends
         uc_text, uc_image = self.unconditional()
         branches = [torch.cat([text, image], 1), torch.cat([uc_text, uc_image], 1), torch.cat([uc_text, image], 1)]
-        return SamplerInputs(context=torch.cat(branches[: guidance.branches]), concat=concat, frame_stride=frame_stride)
+        context = torch.cat(branches[: guidance.branches])
+        return SamplerInputs(context=context, concat=concat, frame_stride=frame_stride), references
 
-    def decoded_chunks(self, latents: torch.Tensor, mode: str) -> Iterator[np.ndarray]:
+    def decoded_chunks(
+        self, latents: torch.Tensor, mode: str, references: References | None = None
+    ) -> Iterator[np.ndarray]:
         """[1, 4, T, h, w] -> uint8 [k, H, W, 3] chunks of `decode_chunk` frames, one VAE call each: memory for
-        decoding does not grow with T, and a writer can stream them. A loop's last frame (a repeat of its first,
-        which the original drops) is left out."""
+        decoding does not grow with T, and a writer can stream them. With a dual-ref decoder's `references`, the
+        whole clip at once (`dcrt.clip_decode.decode_clip`). A loop's last frame (a repeat of its first, which
+        the original drops) is left out."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
+        if references is not None:
+            frames = decode_clip(self.backend, z, references)
+            yield frames[:-1] if mode == "loop" else frames
+            return
         if mode == "loop":
             z = z[:-1]
         for chunk in z.split(self.backend.decode_chunk):
@@ -211,9 +227,10 @@ class Pipeline:
         x_T: torch.Tensor | None = None,
         on_step: StepCallback | None = None,
         timer: StageTimer | None = None,
-    ) -> torch.Tensor:
-        """Conditioning and denoising, each inside `timer(stage)` when a timer is given: the final latents
-        [1, 4, frames, h, w] (float32). `decoded_chunks` turns them into frames."""
+    ) -> tuple[torch.Tensor, References | None]:
+        """Conditioning and denoising, each inside `timer(stage)` when a timer is given: (the final latents
+        [1, 4, frames, h, w] float32, a dual-ref decoder's reference features). `decoded_chunks` turns them
+        into frames."""
         self.preset.check_mode(mode)
         timer = timer or _untimed
         device = self.backend.device
@@ -221,14 +238,15 @@ class Pipeline:
         windows = opts.windows(mode)
         with timer("conditioning"):
             pixels = torch.cat([load_image(im, opts.height, opts.width) for im in images]).to(device)
-            inputs = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride, opts.frames)
+            inputs, references = self.conditioning(pixels, prompt, mode, guidance, opts.frame_stride, opts.frames)
         shape = (1, self.preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
         if x_T is not None and tuple(x_T.shape) != shape:
             raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
         with timer("denoise"):
             noise = NoiseSource(opts.seed, device)
             x_T = noise.draw_initial(shape, windows, opts.seed) if x_T is None else x_T.to(device)
-            return self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step, windows)
+            latents = self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step, windows)
+        return latents, references
 
     def generate(
         self,
@@ -241,9 +259,9 @@ class Pipeline:
         timer: StageTimer | None = None,
     ) -> VideoResult:
         """`sample`, then decoding (inside `timer("decode")`): the latents and all frames."""
-        latents = self.sample(images, prompt, mode, opts, x_T, on_step, timer)
+        latents, references = self.sample(images, prompt, mode, opts, x_T, on_step, timer)
         with (timer or _untimed)("decode"):
-            frames = np.concatenate(list(self.decoded_chunks(latents, mode)))
+            frames = np.concatenate(list(self.decoded_chunks(latents, mode, references)))
         return VideoResult(latents=latents, frames=frames)
 
 

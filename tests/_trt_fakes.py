@@ -26,6 +26,7 @@ DEVICE_MEMORY = {
     "unet_image_guidance": 12 << 20,
     "vae_encoder": 4 << 20,
     "vae_decoder": 10 << 20,
+    "vae_decoder_second_pass": 9 << 20,  # ToonCrafter's 14-frame clip decoder
 }
 
 

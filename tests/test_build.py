@@ -366,3 +366,20 @@ def test_every_cuda_runtime_name_used_exists():
     enums = [runtime.cudaError_t, runtime.cudaMemcpyKind]
     missing = sorted(n for n in used if not hasattr(runtime, n) and not any(hasattr(e, n) for e in enums))
     assert not missing, f"not in cuda.bindings.runtime: {missing}"
+
+
+def test_tooncrafter_plan_builds_both_clip_decoders_with_fp32_softmax(tmp_path):
+    # docs/models.md §6.3: a decoder engine per clip length, each with the fp16 graph's softmaxes lifted to fp32
+    make_export(tmp_path / "export" / "tiny-tooncrafter", preset="tiny-tooncrafter")
+    builder = FakeBuilder()
+    report = _build(tmp_path / "export" / "tiny-tooncrafter", tmp_path / "engines", builder=builder)
+    assert set(report.built) == set(io_table(dcrt.get_preset("tiny-tooncrafter")))
+    softmax = {name: soft for name, soft, _ in builder.calls}
+    assert softmax["vae_decoder"] and softmax["vae_decoder_second_pass"] and softmax["vae_encoder"]
+    assert not softmax["unet"]
+    assert profile_for(io_table(dcrt.get_preset("tooncrafter"))["vae_decoder_second_pass"])["latents"][0] == (
+        14,
+        4,
+        40,
+        64,
+    )

@@ -209,3 +209,31 @@ def test_loading_does_not_copy_the_file_into_memory(tmp_path):
     grown_mb = float(subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, check=True).stdout)
     assert size_mb > 100
     assert grown_mb < 0.25 * size_mb, (grown_mb, size_mb)
+
+
+def test_tooncrafter_layout_is_detected():
+    # docs/models.md §6.2: the 512 keys plus 148 decoder keys (mix factors, temporal blocks, refinements)
+    from dcrt.checkpoint import detect_preset
+
+    toon, released = expected_shapes("tooncrafter"), expected_shapes("512")
+    assert len(toon) == len(released) + 148 and set(released) <= set(toon)
+    assert {k.split(".")[2] for k in set(toon) - set(released)} == {"mid", "up", "conv_out", "attn_refinement"}
+    assert detect_preset(toon).name == "tooncrafter"
+
+
+@pytest.fixture(scope="module")
+def tiny_toon_ckpt(tmp_path_factory):
+    return dcrt.save_checkpoint(dcrt.random_model("tiny-tooncrafter", seed=0), tmp_path_factory.mktemp("t") / "m.ckpt")
+
+
+def test_tooncrafter_round_trip_and_detection(tiny_toon_ckpt):
+    model = dcrt.load_model(tiny_toon_ckpt)
+    assert model.preset.name == "tiny-tooncrafter"
+    _same_weights(model, dcrt.random_model("tiny-tooncrafter", seed=0))
+
+
+def test_dynamicrafter_and_tooncrafter_checkpoints_are_not_interchangeable(tiny_ckpt, tiny_toon_ckpt):
+    with pytest.raises(CheckpointError, match=r"preset 'tiny-tooncrafter': 148 missing: first_stage_model\.decoder"):
+        dcrt.load_model(tiny_ckpt, preset="tiny-tooncrafter")
+    with pytest.raises(CheckpointError, match=r"preset 'tiny': 148 unexpected: first_stage_model\.decoder"):
+        dcrt.load_model(tiny_toon_ckpt, preset="tiny")

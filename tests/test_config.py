@@ -35,3 +35,26 @@ def test_group_norm_channels_divide_by_32_in_every_preset():
 def test_unknown_preset_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown preset '2048'"):
         get_preset("2048")
+
+
+def test_tooncrafter_presets():
+    # docs/models.md §6.1: the 512-interp model's architecture and sampling but FS 10 and seed 123; §6.2: the
+    # dual-ref decoder
+    toon, interp, tiny = (PRESETS[n] for n in ("tooncrafter", "512-interp", "tiny-tooncrafter"))
+    assert (toon.height, toon.width, toon.frames) == (320, 512, 16)
+    assert toon.unet.default_frame_stride == 24 and toon.unet.context_dim == interp.unet.context_dim
+    assert toon.diffusion == interp.diffusion
+    s = toon.sampling
+    assert (s.steps, s.eta, s.guidance_scale, s.frame_stride, s.timestep_spacing, s.guidance_rescale) == (
+        50,
+        1.0,
+        7.5,
+        10,
+        "uniform_trailing",
+        0.7,
+    )
+    assert s.seeds.for_mode("interpolate") == 123
+    assert toon.modes == tiny.modes == ("interpolate", "loop")
+    assert toon.hf_repo == "Doubiiu/ToonCrafter" and toon.checkpoint_dir_name == "tooncrafter_512_interp_v1"
+    assert toon.vae.dual_ref is not None and tiny.vae.dual_ref == toon.vae.dual_ref
+    assert interp.vae.dual_ref is None and tiny.sampling == toon.sampling

@@ -272,3 +272,33 @@ def test_parity_session_frees_each_tensor_at_its_last_use(tmp_path):
 
     assert resident_tensors(ort.InferenceSession(path, providers=["CPUExecutionProvider"])) > levels - 1
     assert resident_tensors(parity_session(path)) < 3
+
+
+@pytest.fixture(scope="module")
+def exported_tooncrafter(tmp_path_factory):
+    model = dcrt.random_model("tiny-tooncrafter", seed=0)
+    out = tmp_path_factory.mktemp("export") / "tiny-tooncrafter"
+    return model, out, export_model(model, out, ExportRequest(model.preset, "fp32", "random:tiny-tooncrafter:seed0"))
+
+
+def test_dual_ref_vae_graphs_match_pytorch(exported_tooncrafter):
+    # docs/models.md §6.2, 6.3: the encoder's five reference outputs and both clip lengths of the decoder
+    model, out, manifest = exported_tooncrafter
+    specs = io_table(model.preset)
+    assert [t.name for t in specs["vae_encoder"].outputs] == ["latents"] + [f"reference_{i}" for i in range(5)]
+    assert specs["vae_decoder"].inputs[0].shape[0] == 16 and specs["vae_decoder_second_pass"].inputs[0].shape[0] == 14
+    for name in ("vae_encoder", "vae_decoder", "vae_decoder_second_pass"):
+        assert manifest.components[name].parity["rel_error"] < 1e-4, name
+
+
+def test_ort_pipeline_matches_torch_with_the_dual_ref_decoder(exported_tooncrafter):
+    model, out, _ = exported_tooncrafter
+    ort = Pipeline(OnnxRuntimeBackend(out))
+    image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
+    for run in (
+        lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "a cat", steps=3),
+        lambda m: dcrt.loop(m, image, "a cat", steps=2),
+    ):
+        a, b = run(model), run(ort)
+        assert relative_error(b.latents, a.latents) < 1e-4
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1

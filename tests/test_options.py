@@ -68,3 +68,8 @@ def test_python_api_shows_the_sampling_fields():
 
 def test_default_preset_per_mode():
     assert [default_preset(mode) for mode in MODES] == ["512", "512-interp", "512-interp"]
+
+
+def test_a_clip_decoder_keeps_its_clip_length():
+    with pytest.raises(UsageError, match="decodes one 16-frame clip at once"):
+        resolve_options(PRESETS["tiny-tooncrafter"], "interpolate", frames=24)

@@ -110,7 +110,7 @@ def test_key_frames_sit_at_the_ends_of_the_whole_video(tiny_model, image):
     pipe = Pipeline(TorchBackend(tiny_model))
     opts = dcrt.pipeline.resolve_options(pipe.preset, "interpolate", frames=32, steps=2)
     pixels = torch.cat([dcrt.images.load_image(image, 64, 64)] * 2)
-    inputs = pipe.conditioning(pixels, "x", "interpolate", dcrt.pipeline.guidance_for(opts), 24, opts.frames)
+    inputs, _ = pipe.conditioning(pixels, "x", "interpolate", dcrt.pipeline.guidance_for(opts), 24, opts.frames)
     nonzero = [int(inputs.concat[0, :, f].abs().sum() > 0) for f in range(32)]
     assert nonzero == [1] + [0] * 30 + [1]
     looped = dcrt.loop(pipe, image, "a cat", steps=2, frames=32)

@@ -19,6 +19,12 @@ class Backend(ABC):
         encode_latents  frames [N, 3, 8h, 8w] in [-1, 1]          -> [N, 4, h, w] (scaled posterior mean)
         decode_latents  z [N, 4, h, w]                            -> [N, 3, 8h, 8w]
 
+    and for a preset with ToonCrafter's dual-reference decoder (`preset.vae.dual_ref`, docs/models.md §6.2):
+        encode_keyframes  key frames [N <= 2, 3, 8h, 8w]          -> (latents [N, 4, h, w], references)
+        decode_latents    one whole clip z [T, 4, h, w], references -> [T, 3, 8h, 8w]
+    where references are the decoder's reference features of the first and the last key frame, a tuple of
+    [2, C_k, H_k, W_k] (`dcrt.models.autoencoder.References`).
+
     A returned tensor may be a buffer that the next call of the same method overwrites (backends
     that preallocate their outputs do this): copy what you keep.
     """
@@ -51,7 +57,10 @@ class Backend(ABC):
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor: ...
+    def encode_keyframes(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]: ...
+
+    @abstractmethod
+    def decode_latents(self, z: torch.Tensor, references: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor: ...
 
     @abstractmethod
     def schedule_tensors(self) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 
 from dcrt.backends.base import Backend
 from dcrt.backends.torch_backend import TorchBackend
+from dcrt.models.autoencoder import References
 from dcrt.models.dynamicrafter import DynamiCrafter
 
 
@@ -57,9 +58,17 @@ class BaselineBackend(Backend):
             z = torch.cat([self.inner.encode_latents(f[None]).float() for f in video])
         return z[[0, -1]] if frames.shape[0] == 2 else z[:1]
 
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+    def encode_keyframes(self, frames: torch.Tensor) -> tuple[torch.Tensor, References]:
+        """ToonCrafter's original encodes its whole conditioning video in one batch and keeps frames 0 and 15."""
+        video = frames.repeat_interleave(self.preset.frames // frames.shape[0], dim=0)
         with self._autocast():
-            return self.inner.decode_latents(z).float()
+            z, references = self.inner.encode_keyframes(video)
+        keep = [0, -1] if frames.shape[0] == 2 else [0]
+        return z[keep].float(), tuple(r[keep] for r in references)
+
+    def decode_latents(self, z: torch.Tensor, references: References | None = None) -> torch.Tensor:
+        with self._autocast():
+            return self.inner.decode_latents(z, references).float()
 
     def schedule_tensors(self) -> dict[str, torch.Tensor]:
         return self.inner.schedule_tensors()

@@ -56,8 +56,8 @@ class BoundGraph:
     def _device_id(self) -> int:
         return self.device.index or 0
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Run on inputs of the spec's shapes (StaticShapeBackend checks them); returns the output buffer (valid
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run on inputs of the spec's shapes (StaticShapeBackend checks them); returns the output buffers (valid
         until the next call)."""
         import numpy as np
 
@@ -71,7 +71,7 @@ class BoundGraph:
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch kernels must be done
         self.session.run_with_iobinding(self.binding)
-        return self.outputs[0]
+        return tuple(self.outputs)
 
 
 class OnnxRuntimeBackend(StaticShapeBackend):
@@ -102,5 +102,5 @@ class OnnxRuntimeBackend(StaticShapeBackend):
         }
         super().__init__(preset, specs, load_schedule(export_dir, self.manifest.schedule))
 
-    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return self.graphs[component](*inputs)

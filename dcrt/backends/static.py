@@ -40,17 +40,21 @@ class StaticShapeBackend(Backend):
         self.unet_frames = preset.frames
 
     @abstractmethod
-    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Run `component` on inputs of exactly its spec's shapes (checked); return its output buffer."""
+    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Run `component` on inputs of exactly its spec's shapes (checked); return its output buffers."""
 
-    def _run(self, component: str, *inputs: torch.Tensor) -> torch.Tensor:
-        """Run one graph; the result is its output buffer, overwritten by the next call of the same component.
+    def _run_all(self, component: str, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run one graph; the results are its output buffers, overwritten by the next call of the same component.
         Shapes are checked here: a static graph given another shape fails deep inside its runtime (or, for an
         engine's raw buffers, reads past them), so the error names the input instead."""
         for t, x in zip(self.specs[component].inputs, inputs):
             if tuple(x.shape) != t.shape:
                 raise UsageError(f"{component}: input {t.name} must be {list(t.shape)}, got {list(x.shape)}")
         return self._execute(component, inputs)
+
+    def _run(self, component: str, *inputs: torch.Tensor) -> torch.Tensor:
+        """`_run_all`'s first output."""
+        return self._run_all(component, *inputs)[0]
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._run("text_encoder", row[None]).clone() for row in tokens])
@@ -71,7 +75,18 @@ class StaticShapeBackend(Backend):
         padded = torch.cat([frames, frames[-1:].expand(self.encode_frames - n, -1, -1, -1)])
         return self._run("vae_encoder", padded)[:n].clone()
 
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+    def encode_keyframes(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        n = frames.shape[0]
+        padded = torch.cat([frames, frames[-1:].expand(self.encode_frames - n, -1, -1, -1)])
+        z, *references = (out[:n].clone() for out in self._run_all("vae_encoder", padded))
+        return z, tuple(references)
+
+    def decode_latents(self, z: torch.Tensor, references: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        if references is not None:  # a whole clip, on the decoder graph of its length
+            graphs = {self.specs[c].batch: c for c in ("vae_decoder", "vae_decoder_second_pass")}
+            if z.shape[0] not in graphs:
+                raise UsageError(f"the dual-ref decoder graphs take clips of {sorted(graphs)} frames, not {z.shape[0]}")
+            return self._run(graphs[z.shape[0]], z, *references)
         n = z.shape[0]
         padded = torch.cat([z, z[-1:].expand(self.decode_chunk - n, -1, -1, -1)])
         return self._run("vae_decoder", padded)[:n]

@@ -45,10 +45,10 @@ class TensorRTBackend(StaticShapeBackend):
         self.io[(component, t.name)] = tensor
         return tensor.data_ptr()
 
-    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Copy inputs into the bound buffers and enqueue, all on the caller's current stream."""
         runner = self.engines[component]
         for t, x in zip(runner.spec.inputs, inputs):
             self.io[(component, t.name)].copy_(x, non_blocking=True)  # casts dtype / moves device if needed
         runner.enqueue(torch.cuda.current_stream(self.device).cuda_stream)
-        return self.io[(component, runner.spec.outputs[0].name)]
+        return tuple(self.io[(component, t.name)] for t in runner.spec.outputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dcrt.backends.base import Backend
+from dcrt.models.autoencoder import References
 from dcrt.models.dynamicrafter import DynamiCrafter
 
 
@@ -35,8 +36,12 @@ class TorchBackend(Backend):
         return self.model.encode_latents(frames)
 
     @torch.inference_mode()
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode_latents(z)
+    def encode_keyframes(self, frames: torch.Tensor) -> tuple[torch.Tensor, References]:
+        return self.model.encode_keyframes(frames)
+
+    @torch.inference_mode()
+    def decode_latents(self, z: torch.Tensor, references: References | None = None) -> torch.Tensor:
+        return self.model.decode_latents(z, references)
 
     def schedule_tensors(self) -> dict[str, torch.Tensor]:
         return dict(self.model.schedule.named_buffers())

@@ -17,10 +17,9 @@ from dcrt.cli.options import (
     BATCH,
     IMAGE_NOTE,
     SAMPLING,
-    First,
     GroupedCommand,
     Image,
-    Last,
+    KeyframesAndPrompt,
     OutputOptions,
     Prompt,
     takes,
@@ -61,17 +60,38 @@ def animate(
     generate("animate", [job], model, sampling, output, further=_further_prompts(prompt, extend, extend_prompts))
 
 
-@app.command(cls=GroupedCommand, help=f"Generate the 16 frames from FIRST to LAST (the 512-interp model). {IMAGE_NOTE}")
+@app.command(
+    cls=GroupedCommand,
+    help="Generate the 16 frames from FIRST to LAST (the 512-interp and tooncrafter models); with more key frames, "
+    "one clip per consecutive pair, joined on the key frame they share (15 frames per pair, plus one). "
+    f"{IMAGE_NOTE}",
+)
 @takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
 def interpolate(
-    first: First,
-    last: Last,
-    prompt: Prompt,
+    inputs: KeyframesAndPrompt,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="prompt file, one line per consecutive pair; then every argument is a key frame"),
+    ] = None,
 ) -> None:
-    generate("interpolate", [Job([first, last], prompt, first.stem)], model, sampling, output)
+    generate("interpolate", [keyframes_job(inputs, prompts)], model, sampling, output)
+
+
+def keyframes_job(inputs: list[str], prompts_file: Path | None) -> Job:
+    """FIRST LAST [KEYFRAME...] PROMPT, or with --prompts only key frames."""
+    from dcrt.keyframes import read_pair_prompts
+
+    images = [Path(p) for p in (inputs if prompts_file else inputs[:-1])]
+    if len(images) < 2:
+        usage = "FIRST LAST [KEYFRAME...]" + ("" if prompts_file else " PROMPT")
+        raise UsageError(f"interpolate needs {usage}: at least two key frames, got {len(images)}")
+    if prompts_file is None:
+        return Job(images, inputs[-1], images[0].stem)
+    pair_prompts = read_pair_prompts(prompts_file, len(images))
+    return Job(images, pair_prompts[0], images[0].stem, pair_prompts)
 
 
 @app.command(
@@ -161,6 +181,7 @@ def generate(
     pictures = [[open_image(p) for p in job.images] for job in jobs]
 
     # Everything checked: now the slow part (torch, the model, sampling).
+    from dcrt.keyframes import generate_keyframes, pair_prompts
     from dcrt.loading import open_backend
     from dcrt.pipeline import extend_video, pipeline_for
     from dcrt.video import write_video
@@ -170,11 +191,15 @@ def generate(
         out_dir.mkdir(parents=True, exist_ok=True)
     for job, images, target in zip(jobs, pictures, targets):
         with _progress() as on_step:
-            if further:
+            if len(images) > 2:  # key frames: one clip per pair, joined on the frame they share
+                prompts = pair_prompts(job.pair_prompts or job.prompt, len(images))
+                frames = generate_keyframes(pipe, images, prompts, opts, on_step).frames
+            elif further:
                 video = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
                 frames = extend_video(pipe, video, further, opts, on_step).frames
             else:  # streamed: each chunk of frames is written as it is decoded
-                frames = pipe.decoded_chunks(pipe.sample(images, job.prompt, mode, opts, on_step=on_step), mode)
+                latents, references = pipe.sample(images, job.prompt, mode, opts, on_step=on_step)
+                frames = pipe.decoded_chunks(latents, mode, references)
             write_video(frames, target, fmt, fps=output.fps, quality=output.quality)
         typer.echo(str(target))
 

@@ -172,8 +172,14 @@ def argument(name: str, help_text: str):
 
 
 Image = argument("IMAGE", IMAGE_HELP)
-First = argument("FIRST", f"first frame: {IMAGE_HELP}")
-Last = argument("LAST", f"last frame: {IMAGE_HELP}")
+KeyframesAndPrompt = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="FIRST LAST [KEYFRAME]... PROMPT",
+        help=f"key frames in order ({IMAGE_HELP}), then the prompt (without --prompts)",
+        show_default=False,
+    ),
+]
 Prompt = Annotated[str, typer.Argument(metavar="PROMPT", help=PROMPT_HELP, show_default=False)]
 # The model options of the commands that make artifacts from weights (fetch, export, build, bench, info).
 WEIGHTS = ("preset", "checkpoint", "random_weights")

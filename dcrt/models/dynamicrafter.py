@@ -7,6 +7,11 @@ This is the API every backend and test uses:
     model.unet(x, t, context, frame_stride)         # [B, 8, T, h, w] -> [B, 4, T, h, w]
     model.encode_latents(frames)          # [N, 3, H, W] in [-1, 1] -> [N, 4, H/8, W/8]
     model.decode_latents(z)               # [N, 4, h, w] -> [N, 3, H, W]
+
+and, for a preset with ToonCrafter's dual-reference decoder (docs/models.md §6.2):
+
+    model.encode_keyframes(frames)        # [2, 3, H, W] -> (latents [2, 4, h, w], references)
+    model.decode_latents(z, references)   # one clip [T, 4, h, w] -> [T, 3, H, W]
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import torch
 from torch import nn
 
 from dcrt.config import Preset
+from dcrt.models.autoencoder import AutoencoderKL, References
 from dcrt.models.clip import ImageEncoder, TextEncoder
 from dcrt.models.resampler import Resampler
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.models.unet3d import UNet3D
-from dcrt.models.vae import AutoencoderKL
 from dcrt.schedule import schedule_tensors
 
 NETWORKS = ("unet", "vae", "text_encoder", "image_encoder", "resampler")
@@ -74,5 +79,8 @@ class DynamiCrafter(nn.Module):
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(frames.to(self.device, self.dtype))
 
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(z.to(self.device, self.dtype))
+    def encode_keyframes(self, frames: torch.Tensor) -> tuple[torch.Tensor, References]:
+        return self.vae.encode_keyframes(frames.to(self.device, self.dtype))
+
+    def decode_latents(self, z: torch.Tensor, references: References | None = None) -> torch.Tensor:
+        return self.vae.decode(z.to(self.device, self.dtype), references)

@@ -1,4 +1,5 @@
-"""The KL-f8 autoencoder (`first_stage_model`, docs/models.md §3.6). Purely per-frame: frames are the batch."""
+"""The KL-f8 autoencoder's networks (`first_stage_model`, docs/models.md §3.6). Purely per-frame: frames are the
+batch. `dcrt.models.autoencoder` assembles them (and ToonCrafter's video decoder, `vae_dualref`)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from dcrt.config import VAEConfig
 from dcrt.models.layers import GroupNorm
 
 
-def _norm(channels: int) -> GroupNorm:
+def group_norm(channels: int) -> GroupNorm:
     return GroupNorm(32, channels, eps=1e-6)
 
 
 class ResnetBlock(nn.Module):
     def __init__(self, channels: int, out_channels: int):
         super().__init__()
-        self.norm1 = _norm(channels)
+        self.norm1 = group_norm(channels)
         self.conv1 = nn.Conv2d(channels, out_channels, 3, padding=1)
-        self.norm2 = _norm(out_channels)
+        self.norm2 = group_norm(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.nin_shortcut = nn.Conv2d(channels, out_channels, 1) if channels != out_channels else nn.Identity()
 
@@ -34,7 +35,7 @@ class AttnBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = _norm(channels)
+        self.norm = group_norm(channels)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
@@ -109,13 +110,29 @@ class Encoder(nn.Module):
             self.down.append(Level(blocks, *down))
             c_in = c_out
         self.mid = Mid(chans[-1])
-        self.norm_out = _norm(chans[-1])
+        self.norm_out = group_norm(chans[-1])
         self.conv_out = nn.Conv2d(chans[-1], 2 * cfg.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for level in self.down:
             h = level(h)
+        return self._out(h)
+
+    def forward_with_references(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the encoder output, the dual-ref decoder's reference features of each frame): the output of every
+        level before its downsample (full resolution first), then `conv_in`'s output (docs/models.md §6.2)."""
+        first = h = self.conv_in(x)
+        references = []
+        for level in self.down:
+            for block in level.block:
+                h = block(h)
+            references.append(h)
+            if level.resample_name is not None:
+                h = level.downsample(h)
+        return self._out(h), [*references, first]
+
+    def _out(self, h: torch.Tensor) -> torch.Tensor:
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
 
 
@@ -135,7 +152,7 @@ class Decoder(nn.Module):
             levels[level] = Level(blocks, *up)
             c_in = c_out
         self.up = nn.ModuleList([levels[i] for i in range(len(chans))])
-        self.norm_out = _norm(chans[0])
+        self.norm_out = group_norm(chans[0])
         self.conv_out = nn.Conv2d(chans[0], cfg.out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -143,26 +160,3 @@ class Decoder(nn.Module):
         for level in reversed(self.up):
             h = level(h)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-class AutoencoderKL(nn.Module):
-    def __init__(self, cfg: VAEConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
-        self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.z_channels, 1)
-        self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 1)
-
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [-1, 1] -> scaled posterior mean [N, 4, H/8, W/8].
-
-        The original draws a posterior *sample* from the CPU generator; its std term is tiny and
-        not reproducible outside that process (docs/sampling.md §4.8), so the mean is the reference here.
-        """
-        moments = self.quant_conv(self.encoder(frames))
-        return moments[:, : self.cfg.z_channels] * self.cfg.scale_factor
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Scaled latents [N, 4, h, w] -> frames [N, 3, 8h, 8w], roughly in [-1, 1] (not clamped)."""
-        return self.decoder(self.post_quant_conv(z / self.cfg.scale_factor))

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dcrt.reference import dual_ref
 from dcrt.reference.original import (
     import_reference,
     open_clip_arch,
@@ -137,7 +138,9 @@ def _ref_unet(ref, preset):
 
 
 def _ref_vae(ref, preset):
-    return ref.AutoencoderKL(**vae_params(preset))
+    if preset.vae.dual_ref is None:
+        return ref.AutoencoderKL(**vae_params(preset))
+    return dual_ref.build_reference_vae(ref, preset, vae_params(preset))
 
 
 def _ref_text(ref, preset):
@@ -179,7 +182,7 @@ def build_reference_components(
 
     `state_dict=None` builds without loading (only for inspecting key layouts; weights are then garbage).
     """
-    ref = import_reference(repo or reference_repo())
+    ref = import_reference(repo or reference_repo(preset))
     out = {}
     for name in parts:
         part = PARTS[name]
@@ -288,7 +291,9 @@ def measure_components(model, ref: dict[str, nn.Module], sizes: ParitySizes = Pa
                 context=list(context.shape),
                 fs=p.sampling.frame_stride,
             )
-    if "vae" in ref:
+    if "vae" in ref and p.vae.dual_ref is not None:
+        res.update(dual_ref.measure_vae(model, ref["vae"], _rand_pm1(gen, 2, p.vae.in_channels, *sizes.vae_hw), diff))
+    elif "vae" in ref:
         (h, w), n, f = sizes.vae_hw, max(sizes.batch, 2), p.vae.scale_factor
         frames = _rand_pm1(gen, n, p.vae.in_channels, h, w)
         res["vae_encoder"] = diff(

@@ -25,6 +25,7 @@ from dcrt.reference.original import (
     open_clip_arch,
     patch_visual_tower,
     quiet_logging,
+    reference_repo,
     restore_sequence_first,
     skip_init,
 )
@@ -68,7 +69,8 @@ def model_config(preset) -> _Cfg:
         uncond_type="empty_seq",
         unet_config={"target": "lvdm.modules.networks.openaimodel3d.UNetModel", "params": unet},
         first_stage_config={
-            "target": "lvdm.models.autoencoder.AutoencoderKL",
+            "target": "lvdm.models.autoencoder."
+            + ("AutoencoderKL" if preset.vae.dual_ref is None else "AutoencoderKL_Dualref"),
             "params": dict(vae_params(preset), monitor="val/rec_loss"),
         },
         # version=None: no download (weights come from the checkpoint); device: the yaml default is cuda.
@@ -102,7 +104,7 @@ class ReferenceModel:
 
 def build_reference_model(preset, state_dict: dict, repo: Path | None = None) -> ReferenceModel:
     """LatentVisualDiffusion for `preset`, strictly loaded from `state_dict` (tensors aliased, not copied)."""
-    ref = import_reference_sampling(repo)
+    ref = import_reference_sampling(repo or reference_repo(preset))
     instantiate = ref.inference.instantiate_from_config
     with skip_init(), contextlib.redirect_stdout(io.StringIO()), quiet_logging():
         model = instantiate(model_config(preset))

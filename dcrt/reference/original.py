@@ -1,7 +1,9 @@
 """Locating and importing the ORIGINAL DynamiCrafter code, and the stubs and patches that let it run here.
 
 For parity checks only; never imported by dcrt's runtime. The original code (github.com/Doubiiu/DynamiCrafter)
-is never copied into this project: it is imported from the checkout named by $DCRT_REFERENCE_REPO.
+is never copied into this project: it is imported from the checkout named by $DCRT_REFERENCE_REPO, or for a
+preset with ToonCrafter's dual-ref decoder from a github.com/ToonCrafter/ToonCrafter checkout named by
+$DCRT_TOONCRAFTER_REPO (`reference_repo(preset)`).
 
 Deviations from running the original scripts, each needed to run the original code at all:
 * Stub modules for `pytorch_lightning`, `cv2` and `transformers` (see `_STUBS`), installed only when the
@@ -15,6 +17,10 @@ Deviations from running the original scripts, each needed to run the original co
   open_clip 2.22) feeds them sequence-first tensors. `restore_sequence_first` flips the flag back.
 * Random initialisation is skipped while building (`skip_init`): every tensor is overwritten by the
   strict load, and initialising 2.6 B parameters on a CPU takes minutes.
+* ToonCrafter's decoder calls `xformers.ops.memory_efficient_attention` with no fallback. Where xformers is
+  absent, a stub (`_stub_xformers`: the same softmax attention by `scaled_dot_product_attention`, default scale
+  1/sqrt(d)) is importable only while `lvdm.models.autoencoder` is imported, so the UNet's attention keeps the
+  non-xformers path that the DynamiCrafter harness runs (the same math).
 """
 
 from __future__ import annotations
@@ -31,23 +37,34 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ENV_VAR = "DCRT_REFERENCE_REPO"
+TOONCRAFTER_ENV_VAR = "DCRT_TOONCRAFTER_REPO"
+_DUAL_REF_MODULE = Path("lvdm") / "models" / "autoencoder_dualref.py"
 
 
 # ------------------------------------------------------------------------------------------------
 # Locating the checkout
 
 
-def reference_repo() -> Path | None:
-    """The original checkout named by $DCRT_REFERENCE_REPO, or None when the variable is unset."""
-    value = os.environ.get(ENV_VAR)
+def env_var_for(preset=None) -> str:
+    """The variable naming the original checkout for `preset`: ToonCrafter's for a dual-ref decoder."""
+    return TOONCRAFTER_ENV_VAR if preset is not None and preset.vae.dual_ref is not None else ENV_VAR
+
+
+def reference_repo(preset=None) -> Path | None:
+    """The original checkout for `preset` (default: DynamiCrafter's), or None when its variable is unset."""
+    var = env_var_for(preset)
+    value = os.environ.get(var)
     if not value:
         return None
     repo = Path(value).expanduser().resolve()
     if not (repo / "lvdm" / "modules" / "networks" / "openaimodel3d.py").is_file():
-        raise FileNotFoundError(f"${ENV_VAR}={value} is not a DynamiCrafter checkout (no lvdm/ package)")
+        raise FileNotFoundError(f"${var}={value} is not a DynamiCrafter or ToonCrafter checkout (no lvdm/ package)")
+    if var == TOONCRAFTER_ENV_VAR and not (repo / _DUAL_REF_MODULE).is_file():
+        raise FileNotFoundError(f"${var}={value} is not a ToonCrafter checkout (no {_DUAL_REF_MODULE})")
     return repo
 
 
@@ -78,7 +95,8 @@ def environment(repo: Path) -> dict:
         "threads": torch.get_num_threads(),
         "dtype": "float32",
         "device": "cpu",
-        "reference_repo": "github.com/Doubiiu/DynamiCrafter",
+        "reference_repo": "github.com/"
+        + ("ToonCrafter/ToonCrafter" if (repo / _DUAL_REF_MODULE).is_file() else "Doubiiu/DynamiCrafter"),
         "reference_commit": reference_commit(repo),
     }
 
@@ -118,6 +136,29 @@ def _stub_transformers() -> types.ModuleType:
     return mod
 
 
+def _stub_xformers() -> types.ModuleType:
+    # ToonCrafter's decoder attention; memory_efficient_attention on [B, M, K] is softmax(q k^T / sqrt(K)) v.
+    mod, ops = types.ModuleType("xformers"), types.ModuleType("xformers.ops")
+    mod.__version__ = "0.0.0+dcrt.stub"
+    ops.memory_efficient_attention = lambda q, k, v, attn_bias=None, op=None: F.scaled_dot_product_attention(q, k, v)
+    mod.ops = ops
+    return mod
+
+
+@contextlib.contextmanager
+def _xformers_while_importing():
+    """xformers (the stub where it is absent) importable inside the block only."""
+    if importlib.util.find_spec("xformers") is not None:
+        yield
+        return
+    stub = _stub_xformers()
+    sys.modules["xformers"], sys.modules["xformers.ops"] = stub, stub.ops
+    try:
+        yield
+    finally:
+        del sys.modules["xformers"], sys.modules["xformers.ops"]
+
+
 _STUBS = {"pytorch_lightning": _stub_pytorch_lightning, "cv2": _stub_cv2, "transformers": _stub_transformers}
 # Top-level names of the original checkout; `utils` is generic enough to collide with other packages.
 _REF_PACKAGES = ("lvdm", "utils")
@@ -143,14 +184,18 @@ def import_reference(repo: Path) -> SimpleNamespace:
     def load(module: str, attr: str):
         return getattr(importlib.import_module(module), attr)
 
-    return SimpleNamespace(
+    ref = SimpleNamespace(
         repo=repo,
         UNetModel=load("lvdm.modules.networks.openaimodel3d", "UNetModel"),
         FrozenOpenCLIPEmbedder=load("lvdm.modules.encoders.condition", "FrozenOpenCLIPEmbedder"),
         FrozenOpenCLIPImageEmbedderV2=load("lvdm.modules.encoders.condition", "FrozenOpenCLIPImageEmbedderV2"),
         Resampler=load("lvdm.modules.encoders.resampler", "Resampler"),
-        AutoencoderKL=load("lvdm.models.autoencoder", "AutoencoderKL"),
     )
+    with _xformers_while_importing() if (repo / _DUAL_REF_MODULE).is_file() else contextlib.nullcontext():
+        autoencoder = importlib.import_module("lvdm.models.autoencoder")
+    ref.AutoencoderKL = autoencoder.AutoencoderKL
+    ref.AutoencoderKL_Dualref = getattr(autoencoder, "AutoencoderKL_Dualref", None)  # ToonCrafter only
+    return ref
 
 
 def _ensure_extra_stubs() -> None:

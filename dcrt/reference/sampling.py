@@ -16,7 +16,8 @@ Deviations from running the original script, each needed to run it on a CPU with
 * `noise_like` (as imported into ddim.py and ddim_multiplecond.py) returns, in order, the tensors dcrt's
   `NoiseSource` draws after x_T: `torch.randn(shape, generator=torch.Generator().manual_seed(seed))`, one per
   step. x_T itself is passed through `image_guided_synthesis(**kwargs)` to `DDIMSampler.sample(x_T=...)`.
-* `decode_first_stage` records the latents and skips the VAE decode (only the latents are compared).
+* `decode_first_stage` records the latents and skips the VAE decode (only the latents are compared), except
+  with ToonCrafter's dual-ref decoder, whose two-pass decode runs: its frames are compared too (as uint8).
 * No CUDA autocast: the original runs fp32 on a CPU.
 """
 
@@ -28,8 +29,10 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from dcrt.images import to_uint8_frames
 from dcrt.reference.components import diff, load_checkpoint_state_dict
 from dcrt.reference.model import ReferenceModel, build_reference_model
 
@@ -63,6 +66,7 @@ class SamplerDiff:
     conditioning: dict[str, float]  # context per branch, c_concat, fs
     model_outputs: list[float]  # rel error of each UNet branch output, in the original's call order
     inputs: dict = field(default_factory=dict)
+    frame_levels: int | None = None  # dual-ref decoder: largest uint8 difference of the decoded frames
 
 
 def case_inputs(preset, case: SamplerCase, height: int, width: int, seed: int = 0):
@@ -157,8 +161,13 @@ def run_reference(
     def first_stage_mean(encoder_posterior, noise=None):
         return model.scale_factor * encoder_posterior.mode()
 
+    decode = model.decode_first_stage
+
     def capture_decode(z, **kwargs):
-        captured["samples"] = z.clone()
+        captured.setdefault("samples", z.clone())  # the dual-ref decode's second pass sees fewer frames
+        if "ref_context" in kwargs:
+            captured["decoded"] = True
+            return decode(z, **kwargs)
         b, _, t, h, w = z.shape
         return torch.zeros(b, 3, t, h * 8, w * 8)
 
@@ -170,7 +179,7 @@ def run_reference(
         stack.enter_context(_patched(model, "get_first_stage_encoding", first_stage_mean))
         stack.enter_context(_patched(model, "decode_first_stage", capture_decode))
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-        ref.inference.image_guided_synthesis(
+        videos = ref.inference.image_guided_synthesis(
             model,
             [prompt],
             videos,
@@ -190,7 +199,8 @@ def run_reference(
             x_T=x_T.clone(),
         )
     assert not queue, f"the original drew {case.steps - len(queue)} of {case.steps} per-step noises"
-    return captured["samples"], calls
+    frames = videos[0, 0].transpose(0, 1) if captured.get("decoded") else None
+    return captured["samples"], calls, frames  # frames: [T, 3, H, W], or None where the decode was skipped
 
 
 @torch.no_grad()
@@ -238,7 +248,7 @@ def run_dcrt(
             result = interpolate(model, images[0], images[1], prompt, **kwargs)
         else:
             result = loop(model, images[0], prompt, **kwargs)
-    return result.latents, calls
+    return result, calls
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -253,8 +263,13 @@ def compare_case(
     d = preset.sampling
     images, x_T, noise_seed = case_inputs(preset, case, height, width, seed)
     common = (images, prompt, x_T, noise_seed, d.frame_stride, d.timestep_spacing, d.guidance_rescale)
-    ref_latents, ref_calls = run_reference(rm, case, *common)
-    out_latents, dcrt_calls = run_dcrt(model, case, *common)
+    ref_latents, ref_calls, ref_frames = run_reference(rm, case, *common)
+    result, dcrt_calls = run_dcrt(model, case, *common)
+    out_latents = result.latents
+    frame_levels = None
+    if ref_frames is not None:
+        ref_frames = to_uint8_frames(ref_frames)[: len(result.frames)]  # loop: dcrt drops the last frame
+        frame_levels = int(np.abs(ref_frames.astype(int) - result.frames.astype(int)).max())
 
     branches = 3 if case.multi_cond else 2
     zc = preset.vae.z_channels
@@ -291,6 +306,7 @@ def compare_case(
             cfg_img=case.cfg_img if case.multi_cond else None,
             steps=case.steps,
         ),
+        frame_levels=frame_levels,
     )
 
 

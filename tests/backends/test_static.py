@@ -12,14 +12,14 @@ from dcrt.io_spec import io_table
 class RecordingBackend(StaticShapeBackend):
     """Each graph returns a buffer of its output shape filled with the call number, and records its input shapes."""
 
-    def __init__(self):
-        preset = dcrt.get_preset("tiny")
+    def __init__(self, preset="tiny"):
+        preset = dcrt.get_preset(preset)
         super().__init__(preset, io_table(preset), {"alphas_cumprod": torch.ones(3)})
         self.calls = []
 
     def _execute(self, component, inputs):
         self.calls.append((component, [tuple(x.shape) for x in inputs]))
-        return torch.full(self.specs[component].outputs[0].shape, float(len(self.calls)))
+        return tuple(torch.full(t.shape, float(len(self.calls))) for t in self.specs[component].outputs)
 
 
 def _unet_inputs(backend, batch):
@@ -47,3 +47,18 @@ def test_another_shape_is_refused_before_the_graph_runs():
     with pytest.raises(UsageError, match=r"unet: input context must be \[2, 333, 64\], got \[2, 77, 64\]"):
         backend.unet(x, t, context[:, :77], frame_stride)
     assert backend.calls == []
+
+
+def test_dual_ref_clips_run_on_the_graph_of_their_length():
+    # docs/models.md §6.3: the decoder graphs take a whole clip (16 frames) or the second pass's 14
+    backend = RecordingBackend("tiny-tooncrafter")
+    frames = torch.zeros(1, *backend.specs["vae_encoder"].inputs[0].shape[1:])
+    z, references = backend.encode_keyframes(frames)  # one key frame (loop), padded to the graph's two
+    assert z.shape[0] == 1 and [r.shape[0] for r in references] == [1] * 5
+    assert backend.calls == [("vae_encoder", [(2, 3, 64, 64)])]
+    references = tuple(r.expand(2, -1, -1, -1) for r in references)
+    for frames, graph in ((16, "vae_decoder"), (14, "vae_decoder_second_pass")):
+        assert backend.decode_latents(torch.zeros(frames, 4, 8, 8), references).shape == (frames, 3, 64, 64)
+        assert backend.calls[-1][0] == graph and backend.calls[-1][1][1:] == [tuple(r.shape) for r in references]
+    with pytest.raises(UsageError, match=r"clips of \[14, 16\] frames, not 4"):
+        backend.decode_latents(torch.zeros(4, 4, 8, 8), references)

@@ -1,0 +1,173 @@
+"""ToonCrafter's dual-reference video decoder (the original's `AutoencoderKL_Dualref` decoder, docs/models.md §6.2).
+
+The image decoder of docs/models.md §3.6 with three changes: every ResnetBlock mixes in a temporal residual
+block over the clip's frames, the output conv is followed by a temporal conv, and each level receives the two
+key frames' encoder features (`references`): by cross-attention at `fusion_levels`, elsewhere by adding a 1x1
+conv of them to the clip's first and last frame. Frames are the batch, as in the image decoder, but a batch
+is one clip: the frames are decoded together, never in chunks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcrt.config import VAEConfig
+from dcrt.errors import UsageError
+from dcrt.models.layers import GroupNorm, attention
+from dcrt.models.vae import AttnBlock, ResnetBlock, Upsample, group_norm
+
+
+def _to_clip(x: torch.Tensor) -> torch.Tensor:
+    """Frames [T, C, H, W] -> one clip [1, C, T, H, W] for the temporal layers."""
+    return x.transpose(0, 1)[None]
+
+
+def _to_frames(x: torch.Tensor) -> torch.Tensor:
+    return x[0].transpose(0, 1)
+
+
+class TemporalResBlock(nn.Module):
+    """`time_stack`: GN, SiLU, Conv3d over frames only, twice, plus the input. The Sequential indices are the
+    checkpoint's (the original holds a dropout at `out_layers.2`)."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+
+        def conv() -> nn.Conv3d:
+            return nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0))
+
+        # GroupNorm eps 1e-5 here (the UNet-style norm), 1e-6 in the rest of the VAE.
+        self.in_layers = nn.Sequential(GroupNorm(32, channels), nn.SiLU(), conv())
+        self.out_layers = nn.Sequential(GroupNorm(32, channels), nn.SiLU(), nn.Identity(), conv())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [1, C, T, H, W]
+        return x + self.out_layers(self.in_layers(x))
+
+
+class VideoResnetBlock(ResnetBlock):
+    """The per-frame ResnetBlock, then a learned blend with a temporal block over its output:
+    sigmoid(mix_factor) * time_stack(s) + (1 - sigmoid(mix_factor)) * s."""
+
+    def __init__(self, channels: int, out_channels: int, kernel: int):
+        super().__init__(channels, out_channels)
+        self.time_stack = TemporalResBlock(out_channels, kernel)
+        self.mix_factor = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = super().forward(x)  # [T, C, H, W]
+        alpha = torch.sigmoid(self.mix_factor)
+        return alpha * _to_frames(self.time_stack(_to_clip(s))) + (1.0 - alpha) * s
+
+
+class VideoConv(nn.Conv2d):
+    """The output conv: a per-frame 3x3 Conv2d, then `time_mix_conv`, a Conv3d over frames only."""
+
+    def __init__(self, channels: int, out_channels: int, kernel: int):
+        super().__init__(channels, out_channels, 3, padding=1)
+        self.time_mix_conv = nn.Conv3d(out_channels, out_channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _to_frames(self.time_mix_conv(_to_clip(super().forward(x))))
+
+
+class ReferenceCombiner(nn.Module):
+    """A 1x1 conv of the two key frames' features, added to the clip's first and last frame only."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        # x: [T, C, H, W]; references: [2, C, H, W] (first, last key frame)
+        r = self.conv(references)
+        return torch.cat([x[:1] + r[:1], x[1:-1], x[-1:] + r[1:]])
+
+
+class ReferenceFusion(nn.Module):
+    """Cross-attention of every frame to both key frames: queries from the normalised frame's h*w positions,
+    keys and values from the un-normalised features of the two key frames (2*h*w tokens), scale 1/sqrt(64)."""
+
+    def __init__(self, channels: int, heads: int, head_channels: int):
+        super().__init__()
+        inner = heads * head_channels
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.to_q = nn.Linear(channels, inner, bias=False)
+        self.to_k = nn.Linear(channels, inner, bias=False)
+        self.to_v = nn.Linear(channels, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, channels))
+
+    def forward(self, x: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        t, c, h, w = x.shape
+        q = self.to_q(self.norm(x).flatten(2).transpose(1, 2))  # [T, h*w, inner]
+        keys = references.flatten(2).transpose(1, 2).reshape(1, 2 * h * w, c)  # first's tokens, then last's
+        k, v = self.to_k(keys).expand(t, -1, -1), self.to_v(keys).expand(t, -1, -1)
+        out = self.to_out(attention(q, k, v, self.heads))  # [T, h*w, C]
+        return x + out.transpose(1, 2).reshape(t, c, h, w)
+
+
+class UpLevel(nn.Module):
+    """One decoder level: `block` list and an optional `upsample` (the checkpoint's keys)."""
+
+    def __init__(self, blocks: list[VideoResnetBlock], upsample: Upsample | None):
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        if upsample is not None:
+            self.upsample = upsample
+
+
+class Mid(nn.Module):
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.block_1 = VideoResnetBlock(channels, channels, kernel)
+        self.attn_1 = AttnBlock(channels)
+        self.block_2 = VideoResnetBlock(channels, channels, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+class DualRefDecoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        ref, k = cfg.dual_ref, cfg.dual_ref.temporal_kernel
+        chans = [cfg.ch * m for m in cfg.ch_mult]
+        self.conv_in = nn.Conv2d(cfg.z_channels, chans[-1], 3, padding=1)
+        self.mid = Mid(chans[-1], k)
+        levels, c_in = {}, chans[-1]
+        for level in reversed(range(len(chans))):
+            c_out = chans[level]
+            blocks = [VideoResnetBlock(c_in if i == 0 else c_out, c_out, k) for i in range(cfg.num_res_blocks + 1)]
+            levels[level] = UpLevel(blocks, Upsample(c_out) if level > 0 else None)
+            c_in = c_out
+        self.up = nn.ModuleList([levels[i] for i in range(len(chans))])
+        # One refinement per level (index = level), then one after `norm_out` at full resolution.
+        self.attn_refinement = nn.ModuleList(
+            [
+                ReferenceFusion(c, ref.fusion_heads, ref.fusion_head_channels)
+                if level in ref.fusion_levels
+                else ReferenceCombiner(c)
+                for level, c in enumerate(chans)
+            ]
+            + [ReferenceCombiner(chans[0])]
+        )
+        self.norm_out = group_norm(chans[0])
+        self.conv_out = VideoConv(chans[0], cfg.out_channels, k)
+
+    def forward(self, z: torch.Tensor, references: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """z [T, 4, h, w] (unscaled latents of one clip, no post_quant_conv), references as
+        `dcrt.models.autoencoder.References` -> frames [T, 3, 8h, 8w]."""
+        if references is None or len(references) != len(self.attn_refinement):
+            raise UsageError(f"the dual-ref decoder needs {len(self.attn_refinement)} reference features")
+        h = self.mid(self.conv_in(z))
+        for level in reversed(range(len(self.up))):
+            for block in self.up[level].block:
+                h = block(h)
+            h = self.attn_refinement[level](h, references[level])
+            if level > 0:
+                h = self.up[level].upsample(h)
+        h = self.attn_refinement[-1](F.silu(self.norm_out(h)), references[-1])
+        return self.conv_out(h)
