@@ -12,6 +12,12 @@ HERE = Path(__file__).parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+def _frames(data: dict) -> str:
+    """ ", 64 frames" for a longer video (reports before `--frames` existed are 16-frame runs)."""
+    frames = data.get("frames", 16)
+    return "" if frames == 16 else f", {frames} frames"
+
+
 def rows() -> list[str]:
     lines = [
         "| report | device | preset | size | steps | backends (end-to-end s, vs baseline) |",
@@ -25,7 +31,7 @@ def rows() -> list[str]:
             cells.append(f"{r['backend']} {r['median_s']['end_to_end']:.2f}" + (f" ({speed:.2f}x)" if speed else ""))
         lines.append(
             f"| [{path.stem}](results/{path.stem}.md) | {data['environment']['device']} | {data['preset']} | "
-            f"{data['height']}x{data['width']} | {data['steps']} | {', '.join(cells)} |"
+            f"{data['height']}x{data['width']}{_frames(data)} | {data['steps']} | {', '.join(cells)} |"
         )
     described = {
         "parity": "parity vs the original",

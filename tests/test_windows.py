@@ -50,6 +50,18 @@ def _window_dependent_unet(x, t, context, frame_stride):
     return x[:, :4] * 0.5 + x[:, :4].mean(dim=2, keepdim=True) + t.view(-1, 1, 1, 1, 1) * 1e-3 + context.mean()
 
 
+def _direct_fusion(unet, plan, x, t, context, fs):
+    """The documented weighting (docs/sampling.md §4.10), one window and one frame at a time, in float64."""
+    expected = None
+    for indices, weights in zip(plan.frame_indices(), plan.weights()):
+        out = unet(x[:, :, indices], t, context, fs).double()
+        if expected is None:
+            expected = torch.zeros(x.shape[0], out.shape[1], plan.frames, *out.shape[3:], dtype=torch.float64)
+        for j, f in enumerate(indices):
+            expected[:, :, f] += weights[j] * out[:, :, j]
+    return expected
+
+
 @pytest.mark.parametrize("per_call", [None, 1, 2])
 @pytest.mark.parametrize("wrap", [False, True])
 def test_fusion_equals_a_direct_computation(per_call, wrap):
@@ -60,13 +72,20 @@ def test_fusion_equals_a_direct_computation(per_call, wrap):
     context = torch.randn(n, 77 + 16 * 16, 8)
     fs = torch.full((n,), 24)
     fused = WindowedDenoiser(_window_dependent_unet, plan, 77 + 16 * 16, per_call, "cpu")(x, t, context, fs)
-
-    expected = torch.zeros(n, 4, frames, 2, 3, dtype=torch.float64)
-    for indices, weights in zip(plan.frame_indices(), plan.weights()):
-        out = _window_dependent_unet(x[:, :, indices], t, context, fs).double()
-        for j, f in enumerate(indices):
-            expected[:, :, f] += weights[j] * out[:, :, j]
+    expected = _direct_fusion(_window_dependent_unet, plan, x, t, context, fs)
     torch.testing.assert_close(fused.double(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_fusion_of_the_tiny_unet_equals_a_direct_computation(tiny_model):
+    plan = plan_windows(32, 16, 8)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 32, 8, 8, generator=generator)
+    t, fs = torch.tensor([700, 700]), torch.tensor([24, 24])
+    context = torch.randn(2, 77 + 16 * 16, tiny_model.preset.unet.context_dim, generator=generator)
+    with torch.no_grad():
+        fused = WindowedDenoiser(tiny_model.unet, plan, 77 + 16 * 16, None, "cpu")(x, t, context, fs)
+        expected = _direct_fusion(tiny_model.unet, plan, x, t, context, fs)
+    torch.testing.assert_close(fused.double(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_sixteen_frames_take_the_path_of_a_sixteen_frame_video(tiny_model, image):
