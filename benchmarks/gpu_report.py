@@ -46,7 +46,8 @@ from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_r
 from dcrt.checkpoint import WEIGHT_DTYPES  # noqa: E402
 from dcrt.export import relative_error  # noqa: E402
 from dcrt.flops import unet_flops  # noqa: E402
-from dcrt.pipeline import Pipeline, guidance_for, resolve_options  # noqa: E402
+from dcrt.options import resolve_options  # noqa: E402
+from dcrt.pipeline import Pipeline, guidance_for  # noqa: E402
 
 PROMPT = "a boat sailing on a calm sea at sunset"
 STEPS_COMPUTED = 50  # the released models' default: the figure computed from the measured parts

@@ -23,10 +23,10 @@ _API = {
     "get_preset": "dcrt.config",
     "DynamiCrafter": "dcrt.models",
     "VideoResult": "dcrt.pipeline",
-    "animate": "dcrt.pipeline",
-    "interpolate": "dcrt.pipeline",
-    "interpolate_keyframes": "dcrt.keyframes",
-    "loop": "dcrt.pipeline",
+    "animate": "dcrt.api",
+    "interpolate": "dcrt.api",
+    "interpolate_keyframes": "dcrt.api",
+    "loop": "dcrt.api",
 }
 
 __all__ = ["__version__", *sorted(_API)]

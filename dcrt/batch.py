@@ -1,10 +1,10 @@
-"""The original's `prompt_dir` convention: images sorted by name, one prompt per line of a .txt file.
-
-Image i pairs with prompt i; for interpolation images 2i and 2i+1 pair with prompt i.
-"""
+"""Jobs and prompt files. The original's `prompt_dir` convention: images sorted by name, one prompt per line of
+a .txt file; image i pairs with prompt i, for interpolation images 2i and 2i+1 with prompt i. Chained clips
+(`interpolate --prompts`, `animate --extend-prompts`) read one prompt per clip the same way. Torch-free."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +31,7 @@ def read_prompt_dir(directory: Path, mode: str, prompts_file: Path | None = None
         if not texts:
             raise UsageError(f"{directory} has no .txt prompt file (one prompt per line)")
         prompts_file = texts[0]
-    if not prompts_file.is_file():
-        raise UsageError(f"prompt file {prompts_file} does not exist")
-    prompts = [line.strip() for line in prompts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    prompts = read_prompt_lines(prompts_file, None, "image" if mode != "interpolate" else "pair of images")
     per_job = 2 if mode == "interpolate" else 1
     if not images:
         raise UsageError(f"{directory} has no .jpg/.jpeg/.png images")
@@ -44,3 +42,28 @@ def read_prompt_dir(directory: Path, mode: str, prompts_file: Path | None = None
         )
     groups = [images[i : i + per_job] for i in range(0, len(images), per_job)]
     return [Job(group, prompt, group[0].stem) for group, prompt in zip(groups, prompts)]
+
+
+def read_prompt_lines(path: Path, clips: int | None, what: str) -> list[str]:
+    """A prompt file: one non-empty line per clip (`clips` of them; None: any number but none), `what` says
+    which clips in an error."""
+    if not path.is_file():
+        raise UsageError(f"prompt file {path} does not exist")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    if not lines or (clips is not None and len(lines) != clips):
+        count = f", {clips}" if clips else ""
+        raise UsageError(f"{path} has {len(lines)} prompts: it needs one line per {what}{count}")
+    return lines
+
+
+def pair_prompts(prompts: str | Sequence[str], keyframes: int) -> list[str]:
+    """One prompt per consecutive pair: a single prompt is used for every pair."""
+    if keyframes < 2:
+        raise UsageError(f"interpolation needs at least two key frames, got {keyframes}")
+    if isinstance(prompts, str):
+        return [prompts] * (keyframes - 1)
+    if len(prompts) != keyframes - 1:
+        raise UsageError(
+            f"{keyframes} key frames make {keyframes - 1} clips: give one prompt per clip, not {len(prompts)}"
+        )
+    return list(prompts)

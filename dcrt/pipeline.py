@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from dcrt.models.autoencoder import References
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
-from dcrt.options import SEED_RANGE, SamplingOptions, clip_prompts, resolve_options, takes_sampling_options
+from dcrt.options import SamplingOptions
 from dcrt.runner import GraphRunner
 from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, WindowedDenoiser, sample
 from dcrt.schedule import DDIMSchedule, build_ddim_schedule
@@ -278,85 +278,3 @@ def pipeline_for(model: DynamiCrafter | Backend | Pipeline) -> Pipeline:
     if getattr(model, "_pipeline", None) is None:
         model._pipeline = Pipeline(TorchBackend(model))
     return model._pipeline
-
-
-Model = DynamiCrafter | Backend | Pipeline
-
-
-def _run(mode: str, model: Model, images: list, prompt: str, x_T, on_step, sampling: dict) -> VideoResult:
-    pipe = pipeline_for(model)
-    return pipe.generate(images, prompt, mode, resolve_options(pipe.preset, mode, **sampling), x_T, on_step)
-
-
-def extend_video(
-    pipe: Pipeline, video: VideoResult, prompts: list[str], opts: SamplingOptions, on_step: StepCallback | None = None
-) -> VideoResult:
-    """`video` followed by one clip per prompt, each animated from the previous clip's last frame with seed
-    `opts.seed + k` (clip k), and joined without that frame twice (a clip's first frame repeats its image).
-    Cheap, but each clip sees only one frame of the past: motion may change and colours drift at the joins."""
-    latents, frames = [video.latents], [video.frames]
-    for k, prompt in enumerate(prompts, 1):
-        clip_opts = replace(opts, seed=(opts.seed + k) % (SEED_RANGE[1] + 1))
-        clip = pipe.generate([frames[-1][-1]], prompt, "animate", clip_opts, on_step=on_step)
-        latents.append(clip.latents[:, :, 1:])
-        frames.append(clip.frames[1:])
-    return VideoResult(latents=torch.cat(latents, dim=2), frames=np.concatenate(frames))
-
-
-@takes_sampling_options
-def animate(
-    model: Model,
-    image,
-    prompt: str,
-    *,
-    extend: int | list[str] = 0,
-    x_T: torch.Tensor | None = None,
-    on_step: StepCallback | None = None,
-    **sampling,
-) -> VideoResult:
-    """Image-to-video: `image` (a path, PIL image or uint8 array) animated following `prompt`.
-
-    `sampling`: the fields of `dcrt.options.SamplingRequest` (steps, guidance_scale, seed, ...); a field left
-    out takes the preset's default (`dcrt.config.SamplingDefaults`). Noise: a generator seeded with `seed`
-    draws x_T, then one tensor per step after the UNet call (the original's order). With `x_T` given, the
-    per-step draws start at the generator's beginning.
-
-    `extend`: that many further clips with the same prompt, or a list of their prompts (`extend_video`).
-    """
-    prompts = clip_prompts(prompt, extend)
-    video = _run("animate", model, [image], prompt, x_T, on_step, sampling)
-    if not prompts:
-        return video
-    pipe = pipeline_for(model)
-    return extend_video(pipe, video, prompts, resolve_options(pipe.preset, "animate", **sampling), on_step)
-
-
-@takes_sampling_options
-def interpolate(
-    model: Model,
-    first,
-    last,
-    prompt: str,
-    *,
-    x_T: torch.Tensor | None = None,
-    on_step: StepCallback | None = None,
-    **sampling,
-) -> VideoResult:
-    """16 frames from `first` to `last` (the 512-interp model): latent frames 0 and 15 conditioned.
-    `sampling` as for `animate`."""
-    return _run("interpolate", model, [first, last], prompt, x_T, on_step, sampling)
-
-
-@takes_sampling_options
-def loop(
-    model: Model,
-    image,
-    prompt: str,
-    *,
-    x_T: torch.Tensor | None = None,
-    on_step: StepCallback | None = None,
-    **sampling,
-) -> VideoResult:
-    """A looping video that starts and ends on `image`: 15 frames (the original drops the 16th).
-    `sampling` as for `animate`."""
-    return _run("loop", model, [image], prompt, x_T, on_step, sampling)

@@ -25,7 +25,8 @@ from dcrt.backends import TorchBackend
 from dcrt.backends.baseline import BaselineBackend
 from dcrt.errors import UsageError
 from dcrt.export import relative_error
-from dcrt.pipeline import Pipeline, resolve_options
+from dcrt.options import resolve_options
+from dcrt.pipeline import Pipeline
 from dcrt.runner import GraphRunner
 from dcrt.sampler import Guidance, SamplerInputs
 from dcrt.schedule import build_ddim_schedule

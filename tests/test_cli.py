@@ -153,7 +153,7 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "x", *TINY, "--frames", "8", "-o", out], "frames must be at least that"),
         (["loop", p, "x", *TINY, "--frames", "36", "-o", out], "a loop needs a multiple of 8"),
         (["animate", p, "x", *TINY, "--extend", "-1", "-o", out], "extend must be a number of clips"),
-        (["animate", p, "x", *TINY, "--extend", "2", "--extend-prompts", p, "-o", out], "prompts, one per further"),
+        (["animate", p, "x", *TINY, "--extend", "2", "--extend-prompts", p, "-o", out], "per further clip (--extend)"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.gif")], "fps must be from 1 to 100"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", str(tmp_path / "out.webp")], "fps must be from 1 to 1000"),
         (["animate", p, "x", *TINY, "--fps", "0", "-o", out], "fps must be at least 1 for mp4"),

@@ -88,7 +88,7 @@ def test_mode_must_suit_the_preset():
     object.__setattr__(pipe, "preset", dcrt.get_preset("512"))  # a 512 model cannot interpolate
     with pytest.raises(UsageError, match="cannot interpolate"):
         pipe.generate(
-            [np.zeros((64, 64, 3), np.uint8)] * 2, "x", "interpolate", dcrt.pipeline.resolve_options(pipe.preset)
+            [np.zeros((64, 64, 3), np.uint8)] * 2, "x", "interpolate", dcrt.options.resolve_options(pipe.preset)
         )
 
 

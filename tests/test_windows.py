@@ -90,7 +90,7 @@ def test_fusion_of_the_tiny_unet_equals_a_direct_computation(tiny_model):
 
 def test_sixteen_frames_take_the_path_of_a_sixteen_frame_video(tiny_model, image):
     pipe = Pipeline(TorchBackend(tiny_model))
-    opts = dcrt.pipeline.resolve_options(pipe.preset, "animate", frames=16)
+    opts = dcrt.options.resolve_options(pipe.preset, "animate", frames=16)
     assert pipe.denoiser(dcrt.pipeline.guidance_for(opts), opts.windows("animate"), "cpu") == pipe.backend.unet
     default = dcrt.animate(pipe, image, "a cat", steps=3)
     explicit = dcrt.animate(pipe, image, "a cat", steps=3, frames=16, overlap=4)
@@ -127,7 +127,7 @@ def test_graph_runner_step_equals_the_eager_loop_on_windows(tiny_model, image):
 
 def test_key_frames_sit_at_the_ends_of_the_whole_video(tiny_model, image):
     pipe = Pipeline(TorchBackend(tiny_model))
-    opts = dcrt.pipeline.resolve_options(pipe.preset, "interpolate", frames=32, steps=2)
+    opts = dcrt.options.resolve_options(pipe.preset, "interpolate", frames=32, steps=2)
     pixels = torch.cat([dcrt.images.load_image(image, 64, 64)] * 2)
     inputs, _ = pipe.conditioning(pixels, "x", "interpolate", dcrt.pipeline.guidance_for(opts), 24, opts.frames)
     nonzero = [int(inputs.concat[0, :, f].abs().sum() > 0) for f in range(32)]

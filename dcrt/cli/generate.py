@@ -82,7 +82,7 @@ def interpolate(
 
 def keyframes_job(inputs: list[str], prompts_file: Path | None) -> Job:
     """FIRST LAST [KEYFRAME...] PROMPT, or with --prompts only key frames."""
-    from dcrt.keyframes import read_pair_prompts
+    from dcrt.batch import read_prompt_lines
 
     images = [Path(p) for p in (inputs if prompts_file else inputs[:-1])]
     if len(images) < 2:
@@ -90,7 +90,7 @@ def keyframes_job(inputs: list[str], prompts_file: Path | None) -> Job:
         raise UsageError(f"interpolate needs {usage}: at least two key frames, got {len(images)}")
     if prompts_file is None:
         return Job(images, inputs[-1], images[0].stem)
-    pair_prompts = read_pair_prompts(prompts_file, len(images))
+    pair_prompts = read_prompt_lines(prompts_file, len(images) - 1, "consecutive pair of key frames")
     return Job(images, pair_prompts[0], images[0].stem, pair_prompts)
 
 
@@ -137,16 +137,12 @@ def batch(
 
 def _further_prompts(prompt: str, extend: int, prompt_file: Path | None) -> list[str]:
     """The prompts of the clips `--extend` adds: from the file, else `extend` times the video's prompt."""
+    from dcrt.batch import read_prompt_lines
     from dcrt.options import clip_prompts
 
     if prompt_file is None:
         return clip_prompts(prompt, extend)
-    if not prompt_file.is_file():
-        raise UsageError(f"prompt file {prompt_file} does not exist")
-    lines = [line.strip() for line in prompt_file.read_text(errors="replace").splitlines() if line.strip()]
-    if not lines or (extend and extend != len(lines)):
-        raise UsageError(f"{prompt_file} has {len(lines)} prompts, one per further clip; --extend says {extend}")
-    return lines
+    return read_prompt_lines(prompt_file, extend or None, "further clip (--extend)")
 
 
 def generate(
@@ -181,9 +177,10 @@ def generate(
     pictures = [[open_image(p) for p in job.images] for job in jobs]
 
     # Everything checked: now the slow part (torch, the model, sampling).
-    from dcrt.keyframes import generate_keyframes, pair_prompts
+    from dcrt.batch import pair_prompts
+    from dcrt.chaining import extend_video, generate_keyframes
     from dcrt.loading import open_backend
-    from dcrt.pipeline import extend_video, pipeline_for
+    from dcrt.pipeline import pipeline_for
     from dcrt.video import write_video
 
     pipe = pipeline_for(open_backend(model, opts.height, opts.width, log=log))

@@ -101,7 +101,7 @@ def test_cli_keyframe_errors_are_one_line(keyframe_files, tmp_path, run_cli):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("only one\n")
     for args, message in (
-        ([*keyframe_files, "--prompts", str(prompts)], "1 prompts for 3 key frames (one line per pair: 2)"),
+        ([*keyframe_files, "--prompts", str(prompts)], "one line per consecutive pair of key frames, 2"),
         ([keyframe_files[0], "a cat"], "at least two key frames, got 1"),
     ):
         code, _, err = run_cli(["interpolate", *args, *TOON])

@@ -1,0 +1,101 @@
+"""The Python API: `dcrt.animate`, `interpolate`, `loop` and `interpolate_keyframes` over a model, a backend or a
+pipeline. Each takes the fields of `dcrt.options.SamplingRequest` as keywords; one left out is the preset's
+default (`dcrt.config.SamplingDefaults`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from dcrt.backends import Backend
+from dcrt.batch import pair_prompts
+from dcrt.chaining import extend_video, generate_keyframes
+from dcrt.models.dynamicrafter import DynamiCrafter
+from dcrt.options import clip_prompts, resolve_options, takes_sampling_options
+from dcrt.pipeline import Pipeline, VideoResult, pipeline_for
+from dcrt.sampler import StepCallback
+
+Model = DynamiCrafter | Backend | Pipeline
+
+
+def _run(mode: str, model: Model, images: list, prompt: str, x_T, on_step, sampling: dict) -> VideoResult:
+    pipe = pipeline_for(model)
+    return pipe.generate(images, prompt, mode, resolve_options(pipe.preset, mode, **sampling), x_T, on_step)
+
+
+@takes_sampling_options
+def animate(
+    model: Model,
+    image,
+    prompt: str,
+    *,
+    extend: int | list[str] = 0,
+    x_T: torch.Tensor | None = None,
+    on_step: StepCallback | None = None,
+    **sampling,
+) -> VideoResult:
+    """Image-to-video: `image` (a path, PIL image or uint8 array) animated following `prompt`.
+
+    `sampling`: the fields of `dcrt.options.SamplingRequest` (steps, guidance_scale, seed, ...); a field left
+    out takes the preset's default (`dcrt.config.SamplingDefaults`). Noise: a generator seeded with `seed`
+    draws x_T, then one tensor per step after the UNet call (the original's order). With `x_T` given, the
+    per-step draws start at the generator's beginning.
+
+    `extend`: that many further clips with the same prompt, or a list of their prompts (`extend_video`).
+    """
+    prompts = clip_prompts(prompt, extend)
+    video = _run("animate", model, [image], prompt, x_T, on_step, sampling)
+    if not prompts:
+        return video
+    pipe = pipeline_for(model)
+    return extend_video(pipe, video, prompts, resolve_options(pipe.preset, "animate", **sampling), on_step)
+
+
+@takes_sampling_options
+def interpolate(
+    model: Model,
+    first,
+    last,
+    prompt: str,
+    *,
+    x_T: torch.Tensor | None = None,
+    on_step: StepCallback | None = None,
+    **sampling,
+) -> VideoResult:
+    """16 frames from `first` to `last` (the 512-interp model): latent frames 0 and 15 conditioned.
+    `sampling` as for `animate`."""
+    return _run("interpolate", model, [first, last], prompt, x_T, on_step, sampling)
+
+
+@takes_sampling_options
+def loop(
+    model: Model,
+    image,
+    prompt: str,
+    *,
+    x_T: torch.Tensor | None = None,
+    on_step: StepCallback | None = None,
+    **sampling,
+) -> VideoResult:
+    """A looping video that starts and ends on `image`: 15 frames (the original drops the 16th).
+    `sampling` as for `animate`."""
+    return _run("loop", model, [image], prompt, x_T, on_step, sampling)
+
+
+@takes_sampling_options
+def interpolate_keyframes(
+    model: Model,
+    keyframes: Sequence,
+    prompts: str | Sequence[str],
+    *,
+    on_step: StepCallback | None = None,
+    **sampling,
+) -> VideoResult:
+    """A video through every key frame (paths, PIL images or uint8 arrays), in order: n key frames give
+    15 (n - 1) + 1 frames. `prompts`: one for all clips, or one per consecutive pair. `sampling` as for
+    `dcrt.animate`; clip i uses seed + i."""
+    pipe = pipeline_for(model)
+    prompts = pair_prompts(prompts, len(keyframes))
+    opts = resolve_options(pipe.preset, "interpolate", **sampling)
+    return generate_keyframes(pipe, list(keyframes), prompts, opts, on_step)
