@@ -142,3 +142,20 @@ def start_server(repository: Path, host: str = "127.0.0.1", port: int = 8000, lo
         command, env=server_environment(triton), stdout=log, stderr=subprocess.STDOUT if log else None
     )
     return Server(process, f"http://{host}:{port}", scratch)
+
+
+def free_port(host: str = "127.0.0.1", attempts: int = 100) -> int:
+    """A free port whose next two are free as well (a server's HTTP, gRPC and metrics ports)."""
+    import random
+    import socket
+
+    for _ in range(attempts):
+        port = random.randint(20000, 60000)
+        try:
+            for offset in range(3):
+                with socket.socket() as s:
+                    s.bind((host, port + offset))
+            return port
+        except OSError:
+            continue
+    raise BackendUnavailable(f"no three free ports in a row on {host}")

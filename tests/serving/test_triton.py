@@ -5,9 +5,7 @@ at once, a restart serving again, and `dcrt client`. Every wait is bounded; ever
 from __future__ import annotations
 
 import io
-import random
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,27 +21,13 @@ from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
 from dcrt.serving.client import generate_remote, request_inputs
 from dcrt.serving.repository import ServeOptions, write_repository
-from dcrt.serving.server import start_server
+from dcrt.serving.server import Server, free_port, start_server
 from dcrt.serving.service import VideoService
 
 pytestmark = pytest.mark.serve
 REPO = Path(__file__).resolve().parents[2]
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
 TINY = ["--res", "tiny", "--random-weights", "--backend", "torch", "--device", "cpu"]
-
-
-def free_port() -> int:
-    """A port with the next two free as well (gRPC and metrics)."""
-    for _ in range(100):
-        port = random.randint(20000, 60000)
-        try:
-            for offset in range(3):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no three free ports in a row")
 
 
 def png(colour: str) -> bytes:
@@ -135,8 +119,6 @@ def test_dcrt_serve_refuses_when_its_queue_is_full_and_stops_with_its_server(tmp
         dcrt_serve = subprocess.Popen([sys.executable, "-m", "dcrt", "serve", *TINY, *options], stdout=log, stderr=log)
     try:
         url = f"http://127.0.0.1:{port}"
-        from dcrt.serving.server import Server
-
         Server(dcrt_serve, url, tmp_path).wait_ready(timeout_s=180)
         triton = _children(dcrt_serve.pid)
 
