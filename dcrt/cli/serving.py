@@ -113,3 +113,34 @@ def client(
     frames = generate_remote(url, [p.read_bytes() for p in images], prompt, mode, sampling)["FRAMES"]
     write_video(frames, target, fmt, fps=output.fps, quality=output.quality)
     typer.echo(str(target))
+
+
+@app.command(cls=GroupedCommand)
+@takes(model=(BackendRequest, ("preset", "checkpoint", "random_weights", "backend", "device", "dtype", "export_dir")))
+def ui(
+    model: BackendRequest,
+    server: Annotated[
+        str | None,
+        typer.Option(help="a `dcrt serve` URL to send the work to (default: run it in this process)"),
+    ] = None,
+    host: Annotated[str, typer.Option(help=HOST_HELP, rich_help_panel=SERVER)] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="the page's port", rich_help_panel=SERVER)] = 7860,
+) -> None:
+    """The DynamiCrafter demo page (Gradio): image to video, and interpolation / loop with two images. Runs the
+    pipeline in this process, or on a `dcrt serve` endpoint with --server (then --res names the server's preset,
+    for the controls' defaults). Analytics are off."""
+    model = replace(model, preset=model.preset or "512")
+    preset = model.preset_config()
+    model.check_names()
+    if server is None:
+        model.required_weights()
+    from dcrt.ui import build_ui, in_process, remote
+
+    if server is not None:
+        generate = remote(server)
+    else:
+        from dcrt.serving.service import VideoService
+
+        generate = in_process(VideoService(model, log=log))
+    log(f"the page: http://{host}:{port} (Ctrl-C stops)")
+    build_ui(generate, preset).queue().launch(server_name=host, server_port=port, share=False, quiet=True)

@@ -101,10 +101,15 @@ class VideoService:
         return images, _text(inputs, "PROMPT", ""), mode, sampling_request(_text(inputs, "OPTIONS", ""))
 
     def run(
-        self, inputs: Inputs, outputs: tuple[str, ...] = ("FRAMES",), cancelled: Callable[[], bool] | None = None
+        self,
+        inputs: Inputs,
+        outputs: tuple[str, ...] = ("FRAMES",),
+        cancelled: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, np.ndarray]:
         """One request -> the asked outputs (FRAMES uint8 [1, T, H, W, 3], VIDEO uint8 [1, n] mp4). Raises
-        UsageError for a bad request, Cancelled when `cancelled()` turns true between denoising steps."""
+        UsageError for a bad request, Cancelled when `cancelled()` turns true between denoising steps.
+        `progress(step, total)` hears each step."""
         from dcrt.options import resolve_options
 
         images, prompt, mode, request = self.parse(inputs)
@@ -113,6 +118,8 @@ class VideoService:
         def on_step(step: int, total: int) -> None:
             if cancelled is not None and cancelled():
                 raise Cancelled(f"cancelled at step {step} of {total}")
+            if progress is not None:
+                progress(step, total)
 
         frames = self.pipe.generate(images, prompt, mode, opts, on_step=on_step).frames
         result = {"FRAMES": frames[None]}

@@ -12,6 +12,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -137,3 +138,25 @@ def test_dcrt_serve_refuses_when_its_queue_is_full_and_stops_with_its_server(tmp
         dcrt_serve.send_signal(signal.SIGTERM)
         dcrt_serve.wait(60)
     assert triton and not any(Path(f"/proc/{pid}").exists() for pid in triton)
+
+
+def test_the_page_sends_its_work_to_the_server(server, tmp_path):
+    """`dcrt ui --server URL`: the same page, the video made by Triton (the same frames as in-process)."""
+    from gradio_client import Client, handle_file
+
+    from dcrt.config import get_preset
+    from dcrt.ui import build_ui, remote
+
+    image = tmp_path / "a.png"
+    image.write_bytes(png("teal"))
+    page = build_ui(remote(server.url), get_preset("tiny"))
+    page.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        video = Client(page.local_url, verbose=False).predict(
+            handle_file(str(image)), "a boat", 2, 7.5, 1.0, 24, 5, api_name="/animate"
+        )
+    finally:
+        page.close()
+    reader = imageio_ffmpeg.read_frames(video["video"] if isinstance(video, dict) else video)
+    next(reader)  # the metadata
+    assert sum(1 for _ in reader) == 16
