@@ -20,9 +20,9 @@ HOST_HELP = "address to bind (default: loopback only; 0.0.0.0 serves every inter
 
 def _dcrt_root() -> str:
     """The folder that holds the running dcrt package: the server's model runs the same dcrt."""
-    import dcrt
+    import dcrt.version as version
 
-    return str(Path(dcrt.__file__).resolve().parent.parent)
+    return str(Path(version.__file__).resolve().parent.parent)
 
 
 @app.command(cls=GroupedCommand)
