@@ -37,6 +37,7 @@ def rows() -> list[str]:
         "parity": "parity vs the original",
         "export": "full-size ONNX export: time, RSS, sizes, parity",
         "onnx": "graph forward memory: PyTorch vs ONNX Runtime",
+        "serve": "dcrt serve under load: requests/s, p50 / p95 latency",
         "gpu": "GPU report: the GPU tests, every sampling mode at 256 / 512 / 1024",
     }
     for path in sorted((HERE / "results").glob("*.json")):

@@ -24,24 +24,39 @@ def open_image(path: str | Path):
     """Open an image file as an RGB PIL image, honouring EXIF rotation. Raises UsageError.
 
     Torch-free: the command line opens its images before it imports torch or loads a model."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path} is a directory, expected an image file")
     if not path.is_file():
         raise UsageError(f"image {path} does not exist")
+    # The file is opened here, not by PIL: closed however the decode ends, Ctrl-C included.
     try:
-        # The file is opened here, not by PIL: closed however the decode ends, Ctrl-C included.
-        with open(path, "rb") as file, Image.open(file) as img:
-            img.load()
-            return to_rgb(ImageOps.exif_transpose(img), str(path))
-    except UnidentifiedImageError:
-        raise UsageError(f"{path} is not an image PIL can read") from None
-    except Image.DecompressionBombError as exc:  # PIL refuses to decode it: a hostile or absurd size
-        raise UsageError(f"image {path} is too large to decode safely ({exc}); downscale it first") from None
+        with open(path, "rb") as file:
+            return _decode(file, str(path))
     except OSError as exc:
         raise UsageError(f"cannot read image {path}: {exc}") from None
+
+
+def decode_image(data: bytes, name: str = "image"):
+    """An image file's bytes (a server's request) -> RGB PIL image, as `open_image`. Raises UsageError."""
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(file, name: str):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as img:
+            img.load()
+            return to_rgb(ImageOps.exif_transpose(img), name)
+    except UnidentifiedImageError:
+        raise UsageError(f"{name} is not an image PIL can read") from None
+    except Image.DecompressionBombError as exc:  # PIL refuses to decode it: a hostile or absurd size
+        raise UsageError(f"{name} is too large to decode safely ({exc}); downscale it first") from None
+    except OSError as exc:  # truncated or corrupt data
+        raise UsageError(f"cannot read {name}: {exc}") from None
 
 
 def to_rgb(img, name: str = "image"):

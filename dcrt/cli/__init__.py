@@ -6,12 +6,13 @@ the work to the library (dcrt.loading, dcrt.pipeline, dcrt.export, dcrt.engine_b
     generate.py   animate, interpolate, loop, batch
     artifacts.py  fetch, export, build
     machine.py    info, bench
+    serving.py    serve, client, ui
 
 Importing this package imports typer and the dcrt option tables only: torch and the models are imported by
 a command after its options and inputs are checked, so help and bad arguments answer at once.
 """
 
-from dcrt.cli import artifacts, generate, machine  # noqa: F401  (each registers its commands on `app`)
+from dcrt.cli import artifacts, generate, machine, serving  # noqa: F401  (each registers its commands on `app`)
 from dcrt.cli.app import app, main
 
 __all__ = ["app", "main"]

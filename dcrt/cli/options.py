@@ -25,8 +25,8 @@ from dcrt.loading import BACKEND, MODEL
 from dcrt.options import SamplingRequest, preset_default
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 
-BATCH, SAMPLING, OUTPUT = "Batch", "Sampling", "Output"
-PANELS = ("Arguments", BATCH, MODEL, SAMPLING, OUTPUT, BACKEND, "Other")
+BATCH, SAMPLING, OUTPUT, SERVER = "Batch", "Sampling", "Output", "Server"
+PANELS = ("Arguments", BATCH, MODEL, SAMPLING, OUTPUT, BACKEND, SERVER, "Other")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""`dcrt ui`: the original demo's Gradio page with dcrt underneath. An image-to-video tab and an
+interpolation / loop tab (two images); prompt, steps, guidance scale, eta, frame stride and seed; progress
+per denoising step; the video. The work runs in this process (`VideoService`), or on a `dcrt serve`
+endpoint (`--server`): both take the same request, so the page cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dcrt.config import Preset
+from dcrt.errors import DcrtError
+from dcrt.options import SamplingRequest, resolve_options
+from dcrt.serving.client import request_inputs
+from dcrt.serving.service import mp4_bytes
+
+# Gradio reads this when it is imported: the page reports nothing to anyone.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+# (image bytes, prompt, mode, sampling request, progress(step, total)) -> uint8 frames [T, H, W, 3]
+Generate = Callable[[list[bytes], str, str, SamplingRequest, Callable[[int, int], None]], np.ndarray]
+
+
+def in_process(service) -> Generate:
+    """Run requests on a `dcrt.serving.service.VideoService` in this process."""
+
+    def generate(images, prompt, mode, sampling, progress):
+        return service.run(request_inputs(images, prompt, mode, sampling), progress=progress)["FRAMES"][0]
+
+    return generate
+
+
+def remote(url: str) -> Generate:
+    """Send requests to a `dcrt serve` endpoint (no per-step progress: Triton answers once)."""
+    from dcrt.serving.client import generate_remote
+
+    def generate(images, prompt, mode, sampling, progress):
+        return generate_remote(url, images, prompt, mode, sampling)["FRAMES"]
+
+    return generate
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_ui(generate: Generate, preset: Preset):
+    """The page (a gr.Blocks); its two buttons are also API endpoints: /animate and /interpolate."""
+    import gradio as gr
+
+    modes = [m for m in ("interpolate", "loop") if m in preset.modes]
+    defaults = resolve_options(preset, preset.modes[0])
+    out_dir = Path(tempfile.mkdtemp(prefix="dcrt-ui-"))
+
+    def run(images, prompt, mode, steps, guidance_scale, eta, frame_stride, seed, progress=gr.Progress()):
+        if any(image is None for image in images):
+            raise gr.Error("upload an image first" if len(images) == 1 else "upload both images first")
+        sampling = SamplingRequest(
+            steps=int(steps), guidance_scale=float(guidance_scale), eta=float(eta),
+            frame_stride=int(frame_stride), seed=int(seed),
+        )  # fmt: skip
+        try:
+            frames = generate([_png(i) for i in images], prompt, mode, sampling, lambda s, t: progress((s, t)))
+        except DcrtError as exc:
+            raise gr.Error(str(exc)) from None
+        path = Path(tempfile.mkstemp(suffix=".mp4", dir=out_dir)[1])
+        path.write_bytes(mp4_bytes(frames))
+        return str(path)
+
+    def sampling_controls():
+        lo, hi = preset.sampling.frame_stride_range
+        return [
+            gr.Slider(1, 1000 if defaults.steps > 60 else 60, value=defaults.steps, step=1, label="Sampling steps"),
+            gr.Slider(1.0, 15.0, value=defaults.guidance_scale, step=0.5, label="CFG scale"),
+            gr.Slider(0.0, 1.0, value=defaults.eta, step=0.1, label="ETA"),
+            gr.Slider(lo, hi, value=defaults.frame_stride, step=1, label="Frame stride / FPS"),
+            gr.Number(value=defaults.seed, precision=0, label="Seed"),
+        ]
+
+    with gr.Blocks(title=f"dcrt: DynamiCrafter {preset.name}", analytics_enabled=False) as page:
+        gr.Markdown(f"# DynamiCrafter ({preset.name}) on dcrt")
+        if "animate" in preset.modes:
+            with gr.Tab("Image to video"):
+                with gr.Row():
+                    with gr.Column():
+                        image = gr.Image(type="pil", label="Input image")
+                        prompt = gr.Textbox(label="Prompt")
+                        controls = sampling_controls()
+                        button = gr.Button("Generate", variant="primary")
+                    video = gr.Video(label="Generated video", autoplay=True)
+                button.click(
+                    lambda im, p, *s, progress=gr.Progress(): run([im], p, "animate", *s, progress=progress),
+                    [image, prompt, *controls], video, api_name="animate",
+                )  # fmt: skip
+        if modes:
+            with gr.Tab("Interpolation / loop"):
+                with gr.Row():
+                    with gr.Column():
+                        first, last = (
+                            gr.Image(type="pil", label="First frame"),
+                            gr.Image(type="pil", label="Last frame"),
+                        )
+                        prompt2 = gr.Textbox(label="Prompt")
+                        mode = gr.Radio(modes, value=modes[0], label="Mode (loop uses the first frame only)")
+                        controls2 = sampling_controls()
+                        button2 = gr.Button("Generate", variant="primary")
+                    video2 = gr.Video(label="Generated video", autoplay=True)
+
+                def run_pair(a, b, p, m, *s, progress=gr.Progress()):
+                    return run([a, b] if m == "interpolate" else [a], p, m, *s, progress=progress)
+
+                button2.click(run_pair, [first, last, prompt2, mode, *controls2], video2, api_name="interpolate")
+    return page

@@ -1,0 +1,79 @@
+"""`dcrt ui`: the Gradio page driven end to end by gradio_client (both tabs, 16-frame videos), in this process
+and as the command (loopback only, stopped by PID)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import imageio_ffmpeg
+import pytest
+from PIL import Image
+
+from dcrt.config import get_preset
+from dcrt.loading import BackendRequest
+from dcrt.serving.server import free_port
+from dcrt.serving.service import VideoService
+from dcrt.ui import build_ui, in_process
+
+pytestmark = pytest.mark.ui
+REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
+
+
+def frame_count(video: str | dict) -> int:
+    """Frames in the video gradio_client returned (a path, or {"video": path} in older clients)."""
+    reader = imageio_ffmpeg.read_frames(video["video"] if isinstance(video, dict) else video)
+    next(reader)  # the metadata
+    return sum(1 for _ in reader)
+
+
+@pytest.fixture(scope="module")
+def page():
+    app = build_ui(in_process(VideoService(REQUEST)), get_preset("tiny"))
+    app.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def test_both_tabs_make_16_frame_videos(page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    teal, orange = tmp_path / "teal.png", tmp_path / "orange.png"
+    Image.new("RGB", (80, 64), "teal").save(teal)
+    Image.new("RGB", (80, 64), "orange").save(orange)
+    client = Client(page.local_url, verbose=False)
+    # steps, guidance scale, eta, frame stride, seed
+    video = client.predict(handle_file(str(teal)), "a boat", 2, 7.5, 1.0, 24, 123, api_name="/animate")
+    assert frame_count(video) == 16
+    pair = client.predict(
+        handle_file(str(teal)), handle_file(str(orange)), "a boat", "interpolate", 2, 7.5, 1.0, 24, 7,
+        api_name="/interpolate",
+    )  # fmt: skip
+    assert frame_count(pair) == 16
+    with pytest.raises(Exception, match="seed must be an integer from 0"):
+        client.predict(handle_file(str(teal)), "a boat", 2, 7.5, 1.0, 24, -1, api_name="/animate")
+
+
+def test_dcrt_ui_serves_the_page_on_loopback(tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "dcrt", "ui", "--res", "tiny", "--random-weights", "--backend", "torch"]
+    with open(tmp_path / "ui.log", "wb") as log:
+        process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log)
+    try:
+        deadline, page = time.monotonic() + 120, None
+        while page is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    page = response.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, (tmp_path / "ui.log").read_text()
+        assert "DynamiCrafter" in page or "gradio" in page.lower()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
