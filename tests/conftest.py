@@ -99,3 +99,17 @@ def run_cli(capsys, monkeypatch):
         return exit_info.value.code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def frame_count():
+    """Frames in a video file (gradio_client returns a path, or {"video": path} in older clients)."""
+
+    def count(video: str | dict) -> int:
+        import imageio_ffmpeg  # absent where only the GPU tests are collected
+
+        reader = imageio_ffmpeg.read_frames(video["video"] if isinstance(video, dict) else video)
+        next(reader)  # the metadata
+        return sum(1 for _ in reader)
+
+    return count

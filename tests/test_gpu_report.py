@@ -22,7 +22,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_report  # noqa: E402
 
 # Not on the lent GPU machine (its image's package list, 2026-11) and not carried by benchmarks/gpu_wheels.sh.
-MISSING_ON_THE_GPU_MACHINE = ("imageio_ffmpeg", "onnx_graphsurgeon", "kornia", "tensorrt", "polygraphy")
+MISSING_ON_THE_GPU_MACHINE = (
+    *("imageio_ffmpeg", "onnx_graphsurgeon", "kornia", "tensorrt", "polygraphy"),
+    *("gradio", "gradio_client", "tritonclient", "pytriton"),  # the [serve] and [ui] extras
+)
 
 # Hides the packages from the path finder: `import x` fails and importlib.util.find_spec(x) is None, as
 # where they are not installed (torch probes optional modules with find_spec).

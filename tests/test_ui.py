@@ -9,7 +9,6 @@ import sys
 import time
 import urllib.request
 
-import imageio_ffmpeg
 import pytest
 from PIL import Image
 
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.ui
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
 
 
-def frame_count(video: str | dict) -> int:
-    """Frames in the video gradio_client returned (a path, or {"video": path} in older clients)."""
-    reader = imageio_ffmpeg.read_frames(video["video"] if isinstance(video, dict) else video)
-    next(reader)  # the metadata
-    return sum(1 for _ in reader)
-
-
 @pytest.fixture(scope="module")
 def page():
     app = build_ui(in_process(VideoService(REQUEST)), get_preset("tiny"))
@@ -40,7 +32,7 @@ def page():
         app.close()
 
 
-def test_both_tabs_make_16_frame_videos(page, tmp_path):
+def test_both_tabs_make_16_frame_videos(page, tmp_path, frame_count):
     from gradio_client import Client, handle_file
 
     teal, orange = tmp_path / "teal.png", tmp_path / "orange.png"
