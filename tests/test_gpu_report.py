@@ -24,7 +24,7 @@ import gpu_report  # noqa: E402
 # Not on the lent GPU machine (its image's package list, 2026-11) and not carried by benchmarks/gpu_wheels.sh.
 MISSING_ON_THE_GPU_MACHINE = (
     *("imageio_ffmpeg", "onnx_graphsurgeon", "kornia", "tensorrt", "polygraphy"),
-    *("gradio", "gradio_client", "tritonclient", "pytriton"),  # the [serve] and [ui] extras
+    *("gradio", "gradio_client", "tritonclient", "pytriton", "playwright"),  # the [serve], [ui] extras; a test tool
 )
 
 # Hides the packages from the path finder: `import x` fails and importlib.util.find_spec(x) is None, as

@@ -69,3 +69,32 @@ def test_dcrt_ui_serves_the_page_on_loopback(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+
+
+def test_a_browser_uploads_an_image_and_finds_the_video(page, tmp_path):
+    """Headless Chromium (the system's: `.ci/run` installs it) loads the page, uploads an image, clicks Generate and
+    finds the video element. The screenshot stays in the test's temp dir as the run's artifact."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "no chromium on PATH: `.ci/run` installs it (apt-get install chromium)"
+    image = tmp_path / "teal.png"
+    Image.new("RGB", (80, 64), "teal").save(image)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page()
+            tab.goto(page.local_url)
+            tab.locator("input[type=file]").first.set_input_files(str(image))
+            tab.get_by_label("Prompt").first.fill("a boat")
+            tab.get_by_role("button", name="Generate").first.click()
+            video = tab.locator("video").first
+            video.wait_for(state="attached", timeout=180_000)
+            source = video.get_attribute("src")
+            tab.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert source and (tmp_path / "page.png").stat().st_size > 10_000
+    print(f"screenshot: {tmp_path / 'page.png'}")
