@@ -216,7 +216,8 @@ def run_dcrt(
     rescale: float,
 ):
     """dcrt's public API; returns (result.latents, [(x, t, context, concat, fs, output) per batched UNet call])."""
-    from dcrt.pipeline import animate, interpolate, loop, pipeline_for
+    from dcrt.api import animate, interpolate, loop
+    from dcrt.pipeline import pipeline_for
 
     pipe = pipeline_for(model)
     calls = []
