@@ -82,7 +82,10 @@ COMPARISONS = (
     ("graph-fused-bf16", "fp32-reference"),  # bf16 weights
 )
 # Seconds of budget a section needs to start (rough full-size costs on an H200; the rest is skipped by name).
-RESERVE_S = {"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120, "long-video": 60}
+RESERVE_S = {
+    **{"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120, "tooncrafter": 60},
+    "long-video": 60,
+}
 LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
 LONG_VIDEO_MODE = "graph-fused-fp16"
 DEFAULT_RESERVE_S = 60
@@ -239,7 +242,10 @@ def pipeline_for_mode(model, mode: Mode, dry_run: bool) -> Pipeline:
 def measure_mode(
     report: Report, preset_name: str, mode: Mode, model, opts, image, dry_run: bool, label: str | None = None
 ) -> ModeResult:
-    """Warm up, then time one run of `mode`; recorded as `label` (default: the mode's name) in `preset_name`."""
+    """Warm up, then time one run of `mode`; recorded as `label` (default: the mode's name) in `preset_name`.
+    The preset's first task: animate, or interpolate (the same image at both ends) for interpolation models."""
+    task = model.preset.modes[0]
+    images = [image, image] if task == "interpolate" else [image]
     device = model.device
     pipeline = pipeline_for_mode(model, mode, dry_run)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -251,14 +257,14 @@ def measure_mode(
         for _ in range(2):  # warm-up (lazy init, cuDNN plans, graph capture), then timed
             clock = StageClock(device)
             with clock("end_to_end"):
-                result = pipeline.generate([image], PROMPT, "animate", opts, timer=clock)
+                result = pipeline.generate(images, PROMPT, task, opts, timer=clock)
             runs.append(clock.seconds)
         peak = peak_memory_bytes(device)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     timed = runs[-1]
     ms_per_step = timed["denoise"] * 1000 / opts.steps
-    evaluations = opts.steps * guidance_for(opts).branches * opts.windows("animate").count
+    evaluations = opts.steps * guidance_for(opts).branches * opts.windows(task).count
     latents = result.latents.float().cpu()
     entry = {
         "precision": pipeline.backend.precision,
@@ -343,7 +349,7 @@ def preset_section(report: Report, preset_name: str, device: torch.device, steps
                 )
                 report.log(f"random {mode.dtype} weights on {device} in {time.perf_counter() - start:.1f} s")
             results[mode.name] = measure_mode(report, preset_name, mode, model, opts, image, dry_run)
-            if mode.name == "eager-fp16":
+            if mode.name == "eager-fp16" and preset.vae.dual_ref is None:  # a clip decoder needs its references
                 decoder_check(report, preset_name, model, results[mode.name].latents)
         except Exception as exc:
             report.log("FAILED:\n" + traceback.format_exc())
@@ -433,7 +439,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="directory for the JSON, logs, junit XML, Markdown")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole report (default 480)")
-    parser.add_argument("--presets", default=None, help="comma-separated (default 256,512,1024; tiny on --dry-run)")
+    parser.add_argument(
+        "--presets", default=None, help="comma-separated (default 256,512,1024,tooncrafter; tiny on --dry-run)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="measured steps per run (default 4; 2 on --dry-run)")
     parser.add_argument(
         "--long-video", default=None, help=f"preset of the {LONG_VIDEO_FRAMES}-frame run (default 512; tiny: --dry-run)"
@@ -441,7 +449,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `pytest -m gpu`")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny preset: checks this script")
     args = parser.parse_args(argv)
-    args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024")).split(",")
+    args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024,tooncrafter")).split(",")
     args.steps = args.steps or (2 if args.dry_run else 4)
     args.long_video = args.long_video or ("tiny" if args.dry_run else "512")
     return args
