@@ -72,5 +72,9 @@ def test_sampler_parity_full_size(tmp_path):
     case = sampling.SamplerCase("interpolate", multi_cond=False, eta=1.0)
     results = sampling.compare_sampling(model, state_dict, [case], 64, 64)
     d = results[case]
-    print(f"tooncrafter 64x64 {case.label}: latents rel {d.rel:.2e}, frames within {d.frame_levels} levels")
+    conditioning = ", ".join(f"{k} {v:.2e}" for k, v in d.conditioning.items())
+    print(
+        f"tooncrafter 64x64 {case.label}: latents rel {d.rel:.2e}, frames within {d.frame_levels} levels; "
+        f"UNet outputs max rel {max(d.model_outputs):.2e}; conditioning {conditioning}"
+    )
     assert d.rel < LATENT_TOL and d.frame_levels <= 1
