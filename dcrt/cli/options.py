@@ -183,3 +183,5 @@ KeyframesAndPrompt = Annotated[
 Prompt = Annotated[str, typer.Argument(metavar="PROMPT", help=PROMPT_HELP, show_default=False)]
 # The model options of the commands that make artifacts from weights (fetch, export, build, bench, info).
 WEIGHTS = ("preset", "checkpoint", "random_weights")
+# The model options of the commands that run a model for others (serve, ui).
+SERVED_MODEL = (*WEIGHTS, "backend", "device", "dtype", "export_dir")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dcrt.cli.app import app, log, say
-from dcrt.cli.options import SERVER, GroupedCommand, KeyframesAndPrompt, OutputOptions, takes
+from dcrt.cli.options import SERVED_MODEL, SERVER, GroupedCommand, KeyframesAndPrompt, OutputOptions, takes
 from dcrt.config import MODES
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
@@ -26,7 +26,7 @@ def _dcrt_root() -> str:
 
 
 @app.command(cls=GroupedCommand)
-@takes(model=(BackendRequest, ("preset", "checkpoint", "random_weights", "backend", "device", "dtype", "export_dir")))
+@takes(model=(BackendRequest, SERVED_MODEL))
 def serve(
     model: BackendRequest,
     write_repo: Annotated[
@@ -116,7 +116,7 @@ def client(
 
 
 @app.command(cls=GroupedCommand)
-@takes(model=(BackendRequest, ("preset", "checkpoint", "random_weights", "backend", "device", "dtype", "export_dir")))
+@takes(model=(BackendRequest, SERVED_MODEL))
 def ui(
     model: BackendRequest,
     server: Annotated[
