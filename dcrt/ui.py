@@ -1,6 +1,7 @@
 """`dcrt ui`: the original demo's Gradio page with dcrt underneath. An image-to-video tab and an
 interpolation / loop tab (two images); prompt, steps, guidance scale, eta, frame stride and seed; progress
-per denoising step; the video. The work runs in this process (`VideoService`), or on a `dcrt serve`
+per denoising step; the video; example inputs from a folder in the original's `prompts/` layout (`--examples`).
+The work runs in this process (`VideoService`), or on a `dcrt serve`
 endpoint (`--server`): both take the same request, so the page cannot tell them apart.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcrt.batch import Job
 from dcrt.config import Preset
 from dcrt.errors import DcrtError
 from dcrt.options import SamplingRequest, resolve_options
@@ -52,8 +54,9 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def build_ui(generate: Generate, preset: Preset):
-    """The page (a gr.Blocks); its two buttons are also API endpoints: /animate and /interpolate."""
+def build_ui(generate: Generate, preset: Preset, examples: list[Job] = ()):
+    """The page (a gr.Blocks); its two buttons are also API endpoints: /animate and /interpolate. `examples`
+    (dcrt.batch.read_prompt_dir) fill the image tab, or the interpolation tab when they are pairs of images."""
     import gradio as gr
 
     modes = [m for m in ("interpolate", "loop") if m in preset.modes]
@@ -96,6 +99,9 @@ def build_ui(generate: Generate, preset: Preset):
                         controls = sampling_controls()
                         button = gr.Button("Generate", variant="primary")
                     video = gr.Video(label="Generated video", autoplay=True)
+                singles = [[str(job.images[0]), job.prompt] for job in examples if len(job.images) == 1]
+                if singles:
+                    gr.Examples(singles, [image, prompt], label="Examples")
                 button.click(
                     lambda im, p, *s, progress=gr.Progress(): run([im], p, "animate", *s, progress=progress),
                     [image, prompt, *controls], video, api_name="animate",
@@ -113,6 +119,9 @@ def build_ui(generate: Generate, preset: Preset):
                         controls2 = sampling_controls()
                         button2 = gr.Button("Generate", variant="primary")
                     video2 = gr.Video(label="Generated video", autoplay=True)
+                pairs = [[*map(str, job.images), job.prompt] for job in examples if len(job.images) == 2]
+                if pairs:
+                    gr.Examples(pairs, [first, last, prompt2], label="Examples")
 
                 def run_pair(a, b, p, m, *s, progress=gr.Progress()):
                     return run([a, b] if m == "interpolate" else [a], p, m, *s, progress=progress)

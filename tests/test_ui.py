@@ -51,6 +51,27 @@ def test_both_tabs_make_16_frame_videos(page, tmp_path, frame_count):
         client.predict(handle_file(str(teal)), "a boat", 2, 7.5, 1.0, 24, -1, api_name="/animate")
 
 
+def examples_in(page) -> list[list]:
+    """Every gr.Examples table on the page: its rows as the page's config lists them."""
+    return [c["props"]["samples"] for c in page.config["components"] if c.get("type") == "dataset"]
+
+
+def test_examples_from_a_prompt_folder_fill_the_tab_that_takes_them(tmp_path):
+    from dcrt.batch import read_prompt_dir
+
+    for name, colour in (("a.png", "teal"), ("b.png", "orange")):
+        Image.new("RGB", (80, 64), colour).save(tmp_path / name)
+    (tmp_path / "test_prompts.txt").write_text("a boat\nfireworks\n")
+    singles = build_ui(lambda *a: None, get_preset("tiny"), read_prompt_dir(tmp_path, "animate"))
+    (table,) = examples_in(singles)
+    assert [row[1] for row in table] == ["a boat", "fireworks"] and len(table[0]) == 2
+    (tmp_path / "test_prompts.txt").write_text("a boat sails\n")
+    pairs = build_ui(lambda *a: None, get_preset("tiny"), read_prompt_dir(tmp_path, "interpolate"))
+    (table,) = examples_in(pairs)
+    assert len(table) == 1 and len(table[0]) == 3 and table[0][2] == "a boat sails"
+    assert examples_in(build_ui(lambda *a: None, get_preset("tiny"))) == []
+
+
 def test_dcrt_ui_serves_the_page_on_loopback(tmp_path):
     port = free_port()
     command = [sys.executable, "-m", "dcrt", "ui", "--res", "tiny", "--random-weights", "--backend", "torch"]

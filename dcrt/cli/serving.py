@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
+from dcrt.batch import read_prompt_dir
 from dcrt.cli.app import app, log, say
 from dcrt.cli.options import SERVED_MODEL, SERVER, GroupedCommand, KeyframesAndPrompt, OutputOptions, takes
-from dcrt.config import MODES
+from dcrt.config import DEFAULT_PRESET, MODES
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
@@ -51,7 +52,7 @@ def serve(
 
     options = ServeOptions(instances, max_batch, max_queue, queue_timeout)
     options.check()
-    model = replace(model, preset=model.preset or "512")
+    model = replace(model, preset=model.preset or DEFAULT_PRESET)
     model.preset_config()
     model.check_names()
     if not 0 < port < 65534:
@@ -125,13 +126,21 @@ def ui(
     ] = None,
     host: Annotated[str, typer.Option(help=HOST_HELP, rich_help_panel=SERVER)] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="the page's port", rich_help_panel=SERVER)] = 7860,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            help="a folder of example inputs in the original's prompts/ layout: images sorted by name and a .txt "
+            "with one prompt per line (pairs of images for an interpolation model), e.g. DynamiCrafter/prompts/512"
+        ),
+    ] = None,
 ) -> None:
     """The DynamiCrafter demo page (Gradio): image to video, and interpolation / loop with two images. Runs the
     pipeline in this process, or on a `dcrt serve` endpoint with --server (then --res names the server's preset,
     for the controls' defaults). Analytics are off."""
-    model = replace(model, preset=model.preset or "512")
+    model = replace(model, preset=model.preset or DEFAULT_PRESET)
     preset = model.preset_config()
     model.check_names()
+    jobs = read_prompt_dir(examples, preset.modes[0]) if examples is not None else []
     if server is None:
         model.required_weights()
     from dcrt.ui import build_ui, in_process, remote
@@ -143,4 +152,4 @@ def ui(
 
         generate = in_process(VideoService(model, log=log))
     log(f"the page: http://{host}:{port} (Ctrl-C stops)")
-    build_ui(generate, preset).queue().launch(server_name=host, server_port=port, share=False, quiet=True)
+    build_ui(generate, preset, jobs).queue().launch(server_name=host, server_port=port, share=False, quiet=True)
