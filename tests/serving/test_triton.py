@@ -1,13 +1,16 @@
 """`dcrt serve` under a real tritonserver (the [serve] extra's), tiny preset, loopback only: concurrent requests
 batched dynamically and equal to the in-process pipeline, bad requests failing alone, a full queue refusing
-at once, a restart serving again, and `dcrt client`. Every wait is bounded; every server is stopped by PID."""
+at once, a queue timeout and a cancellation freeing their slots, a restart serving again, and `dcrt client`.
+Every wait is bounded; every server is stopped by PID."""
 
 from __future__ import annotations
 
 import io
+import queue
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +23,7 @@ from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
 from dcrt.serving.client import generate_remote, request_inputs
-from dcrt.serving.repository import ServeOptions, write_repository
+from dcrt.serving.repository import MODEL_NAME, ServeOptions, write_repository
 from dcrt.serving.server import Server, free_port, start_server
 from dcrt.serving.service import VideoService
 
@@ -104,6 +107,49 @@ def test_dcrt_client_writes_the_video_and_a_bad_image_is_one_line(server, tmp_pa
     )
     assert bad.returncode == 2 and bad.stderr.decode().count("\n") <= 2 and "not an image" in bad.stderr.decode()
     assert not (tmp_path / "b.mp4").exists()
+
+
+def _timed(url: str, steps: int, seed: int) -> float:
+    start = time.monotonic()
+    generate_remote(url, [png("teal")], "x", "animate", SamplingRequest(steps=steps, seed=seed))
+    return time.monotonic() - start
+
+
+def test_a_request_that_waited_too_long_or_was_cancelled_frees_its_slot(server):
+    """While a long request runs: one with a 0.5 s queue timeout is refused with Triton's timeout error; the long
+    one, cancelled over gRPC, stops between denoising steps, so the next request is served at once."""
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    step_s = (_timed(server.url, 22, 1) - _timed(server.url, 2, 1)) / 20  # one denoising step, without the rest
+    long_steps = 1000
+    host, port = server.url.split("//")[1].rsplit(":", 1)
+    client = grpc.InferenceServerClient(f"{host}:{int(port) + 1}")
+    tensors = []
+    for name, array in request_inputs([png("teal")], "x", "animate", SamplingRequest(steps=long_steps)).items():
+        tensors.append(grpc.InferInput(name, list(array.shape), "UINT8").set_data_from_numpy(array))
+    answers = queue.Queue()
+    started = time.monotonic()
+    call = client.async_infer(MODEL_NAME, tensors, callback=lambda result, error: answers.put(error))
+    time.sleep(0.5)  # the long request is running: the next one queues behind it
+
+    waiting = http.InferenceServerClient(server.url.split("//")[1])
+    inputs = []
+    for name, array in request_inputs([png("teal")], "x", "animate", SamplingRequest(steps=2)).items():
+        inputs.append(http.InferInput(name, list(array.shape), "UINT8").set_data_from_numpy(array))
+    with pytest.raises(InferenceServerException, match="[Tt]imeout"):
+        waiting.infer(MODEL_NAME, inputs, timeout=500_000)  # microseconds; the queue policy allows the override
+    waiting.close()
+
+    call.cancel()
+    assert answers.get(timeout=60) is not None  # the cancelled call ends with an error, not frames
+    cancelled_at = time.monotonic()
+    next_request_s = _timed(server.url, 2, 3)
+    left_of_the_long_run = long_steps * step_s - (cancelled_at - started)
+    assert left_of_the_long_run > 4 * next_request_s, (step_s, next_request_s)  # the check below can tell them apart
+    assert time.monotonic() - cancelled_at < left_of_the_long_run / 2
+    client.close()
 
 
 def _children(pid: int) -> list[int]:
