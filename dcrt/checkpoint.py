@@ -110,6 +110,11 @@ def check_keys(shapes: dict[str, tuple[int, ...]], preset: Preset) -> None:
     """Raise one line naming the first mismatches if `shapes` is not exactly the preset's layout."""
     expected = {_normalise_fs_name(k): v for k, v in expected_shapes(preset).items()}
     got = {_normalise_fs_name(k): v for k, v in shapes.items()}
+    check_layout(got, expected, preset.name)
+
+
+def check_layout(got: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], preset_name: str) -> None:
+    """Raise one line naming the first missing, unexpected and mis-shaped keys of `got` against `expected`."""
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
     wrong = [f"{k} {list(got[k])} (preset wants {list(v)})" for k, v in expected.items() if k in got and got[k] != v]
@@ -118,13 +123,13 @@ def check_keys(shapes: dict[str, tuple[int, ...]], preset: Preset) -> None:
         for label, items in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected)):
             if items:
                 parts.append(f"{len(items)} {label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}")
-        raise CheckpointError(f"checkpoint does not match preset {preset.name!r}: {'; '.join(parts)}")
+        raise CheckpointError(f"checkpoint does not match preset {preset_name!r}: {'; '.join(parts)}")
 
 
 def detect_preset(shapes: dict[str, tuple[int, ...]]) -> Preset:
     """The one preset whose layout the keys match; ambiguous layouts (512 / 1024 / 512-interp) need a name."""
     matches = []
-    for preset in PRESETS.values():
+    for preset in (p for p in PRESETS.values() if p.family == "dynamicrafter"):
         try:
             check_keys(shapes, preset)
             matches.append(preset.name)

@@ -1,7 +1,8 @@
-"""Model presets as data: every hyper-parameter of the released DynamiCrafter models.
+"""Model presets as data: every hyper-parameter of the released DynamiCrafter models and of Stable Video
+Diffusion (SVD).
 
-Values follow docs/models.md §1. A preset is a frozen tree of dataclasses; code never
-branches on a preset's name, only on its fields.
+Values follow docs/models.md §1 (DynamiCrafter) and §8 (SVD). A preset is a frozen tree of dataclasses; code
+never branches on a preset's name, only on its fields (`family` says which model family's code runs it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from dcrt.errors import UsageError
+from dcrt.svd_config import EDMConfig, SpatioTemporalUNetConfig, SVDSamplingDefaults
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,14 @@ class DualRefDecoderConfig:
 
 
 @dataclass(frozen=True)
+class VideoDecoderConfig:
+    """SVD's `VideoDecoder` (docs/models.md §8.4): the image decoder with a temporal residual block blended into
+    every ResnetBlock and a temporal conv after the output conv; no `post_quant_conv`."""
+
+    temporal_kernel: int = 3  # frames seen by each temporal conv
+
+
+@dataclass(frozen=True)
 class VAEConfig:
     """SD-2.x KL-f8 `AutoencoderKL` (docs/models.md §3.6), with ToonCrafter's decoder when `dual_ref` is set."""
 
@@ -60,6 +70,8 @@ class VAEConfig:
     z_channels: int = 4
     scale_factor: float = 0.18215
     dual_ref: DualRefDecoderConfig | None = None
+    # SVD's temporally fine-tuned decoder (docs/models.md §8.4): the frame count is the chunk decoded at once.
+    video: VideoDecoderConfig | None = None
 
     @property
     def downscale(self) -> int:
@@ -170,8 +182,30 @@ class SamplingDefaults:
     overlap: int = 8
 
 
+class _PresetBehaviour:
+    """What every family's preset can answer: its modes, its family's code, its latent size."""
+
+    def check_mode(self, mode: str) -> None:
+        """One line naming what this preset can do, for a mode it was not trained for."""
+        if mode not in self.modes:
+            raise UsageError(f"preset {self.name} cannot {mode}; it supports: {', '.join(self.modes)}")
+
+    def require_family(self, family: str, what: str) -> None:
+        """One line for a feature that exists only for another model family so far."""
+        if self.family != family:
+            raise UsageError(f"{self.name} does not support {what} yet (a {self.family} model; only {family} has it)")
+
+    @property
+    def latent_height(self) -> int:
+        return self.height // self.vae.downscale
+
+    @property
+    def latent_width(self) -> int:
+        return self.width // self.vae.downscale
+
+
 @dataclass(frozen=True)
-class Preset:
+class Preset(_PresetBehaviour):
     name: str
     height: int
     width: int
@@ -185,23 +219,35 @@ class Preset:
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     # The released 256 file stores the frame-stride MLP as `framestride_embed` (older module name, docs/models.md §1.8).
     fs_embed_checkpoint_name: str = "fps_embedding"
-    hf_repo: str | None = None  # Hugging Face repository holding `model.ckpt`
+    hf_repo: str | None = None  # Hugging Face repository holding `checkpoint_file`
+    checkpoint_file: str = "model.ckpt"
     checkpoint_dir_name: str | None = None  # the original scripts' `checkpoints/<name>/model.ckpt`
     # What the checkpoint was trained for: image-to-video, or (the interp model) interpolation and loops.
     modes: tuple[str, ...] = ("animate",)
+    family: str = "dynamicrafter"
 
-    def check_mode(self, mode: str) -> None:
-        """One line naming what this preset can do, for a mode it was not trained for."""
-        if mode not in self.modes:
-            raise UsageError(f"preset {self.name} cannot {mode}; it supports: {', '.join(self.modes)}")
 
-    @property
-    def latent_height(self) -> int:
-        return self.height // self.vae.downscale
+@dataclass(frozen=True)
+class SVDPreset(_PresetBehaviour):
+    """A Stable Video Diffusion model (docs/models.md §8): image-only conditioning, EDM sampling."""
 
-    @property
-    def latent_width(self) -> int:
-        return self.width // self.vae.downscale
+    name: str
+    height: int
+    width: int
+    frames: int = 25
+    unet: SpatioTemporalUNetConfig = field(default_factory=SpatioTemporalUNetConfig)
+    # The temporal decoder; the encoder is the KL-f8 one of every other preset.
+    vae: VAEConfig = field(default_factory=lambda: VAEConfig(video=VideoDecoderConfig()))
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # its projected class token conditions
+    # Only the shapes of the text-tower remnants the original file keeps beside the image tower (§8.3).
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    sampling: SVDSamplingDefaults = field(default_factory=SVDSamplingDefaults)
+    hf_repo: str | None = None  # Hugging Face repository holding both layouts (§8.1)
+    checkpoint_file: str = "svd_xt.safetensors"  # the original layout's single file, what `dcrt fetch` downloads
+    checkpoint_dir_name: str | None = None
+    modes: tuple[str, ...] = ("animate",)
+    family: str = "svd"
 
 
 _V_MODEL = DiffusionConfig()
@@ -222,7 +268,14 @@ _TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
 _TINY_IMAGE = ImageEncoderConfig(width=64, layers=2, heads=2, projection_dim=32)
 _TINY_RESAMPLER = ResamplerConfig(dim=64, depth=2, dim_head=16, heads=2, embedding_dim=64, output_dim=64)
 
-PRESETS: dict[str, Preset] = {
+# Stable Video Diffusion's tiny member: four levels, attention at three, every temporal layer, a 6-frame clip
+# decoded in chunks of 4 (so chunking is exercised), at widths that run a whole sample in about a second.
+_TINY_SVD_UNET = SpatioTemporalUNetConfig(
+    model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=32
+)
+_TINY_SVD_SAMPLING = SVDSamplingDefaults(decode_chunk=4)
+
+PRESETS: dict[str, Preset | SVDPreset] = {
     p.name: p
     for p in (
         Preset(
@@ -310,12 +363,24 @@ PRESETS: dict[str, Preset] = {
             sampling=_SAMPLING_TOON,
             modes=("interpolate", "loop"),
         ),
+        SVDPreset(name="svd-xt", height=576, width=1024, hf_repo="stabilityai/stable-video-diffusion-img2vid-xt"),
+        SVDPreset(
+            name="tiny-svd",
+            height=64,
+            width=64,
+            frames=6,
+            unet=_TINY_SVD_UNET,
+            vae=replace(_TINY_VAE, video=VideoDecoderConfig()),
+            image=_TINY_IMAGE,
+            text=_TINY_TEXT,
+            sampling=_TINY_SVD_SAMPLING,
+        ),
     )
 }
 
 
-def get_preset(name: str | Preset) -> Preset:
-    if isinstance(name, Preset):
+def get_preset(name: str | Preset | SVDPreset) -> Preset | SVDPreset:
+    if isinstance(name, (Preset, SVDPreset)):
         return name
     try:
         return PRESETS[name]
@@ -327,4 +392,6 @@ def default_preset(mode: str) -> str:
     """`DEFAULT_PRESET`, or for a mode it cannot do, the first released preset that can (interpolate: 512-interp)."""
     if mode in PRESETS[DEFAULT_PRESET].modes:
         return DEFAULT_PRESET
-    return next(p.name for p in PRESETS.values() if mode in p.modes and p.hf_repo is not None)
+    return next(
+        p.name for p in PRESETS.values() if p.family == "dynamicrafter" and mode in p.modes and p.hf_repo is not None
+    )

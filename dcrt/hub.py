@@ -1,7 +1,8 @@
 """Finding and downloading the released checkpoints.
 
 Search order: an explicit path, then `$DCRT_CHECKPOINT_DIR` (`<dir>/<preset>/model.ckpt` or the
-original scripts' `<dir>/dynamicrafter_512_v1/model.ckpt`), then the Hugging Face cache.
+original scripts' `<dir>/dynamicrafter_512_v1/model.ckpt`), then the Hugging Face cache. The file is the preset's
+`checkpoint_file`: `model.ckpt` for DynamiCrafter, the original single file `svd_xt.safetensors` for SVD.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 from dcrt.config import Preset
 from dcrt.errors import DcrtError, UsageError
 
-CHECKPOINT_FILE = "model.ckpt"
 CHECKPOINT_DIR_ENV = "DCRT_CHECKPOINT_DIR"
 
 
@@ -21,7 +21,7 @@ def _candidates(preset: Preset) -> list[Path]:
     if not root:
         return []
     names = [preset.name] + ([preset.checkpoint_dir_name] if preset.checkpoint_dir_name else [])
-    return [Path(root) / name / CHECKPOINT_FILE for name in names]
+    return [Path(root) / name / preset.checkpoint_file for name in names]
 
 
 def _hf_cached(preset: Preset) -> Path | None:
@@ -29,7 +29,7 @@ def _hf_cached(preset: Preset) -> Path | None:
         return None
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id=preset.hf_repo, filename=CHECKPOINT_FILE)
+    found = try_to_load_from_cache(repo_id=preset.hf_repo, filename=preset.checkpoint_file)
     return Path(found) if isinstance(found, str) else None
 
 
@@ -44,7 +44,7 @@ def default_checkpoint(preset: Preset) -> Path | None:
 def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
     if explicit is not None:
         if explicit.is_dir():
-            explicit = explicit / CHECKPOINT_FILE
+            explicit = explicit / preset.checkpoint_file
         if not explicit.is_file():
             raise UsageError(f"checkpoint {explicit} does not exist")
         return explicit
@@ -66,7 +66,7 @@ def fetch_checkpoint(preset: Preset) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(repo_id=preset.hf_repo, filename=CHECKPOINT_FILE))
+        return Path(hf_hub_download(repo_id=preset.hf_repo, filename=preset.checkpoint_file))
     except Exception as exc:  # network, auth and disk errors all end the command with one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DcrtError(f"cannot download {preset.hf_repo}/{CHECKPOINT_FILE}: {first}") from None
+        raise DcrtError(f"cannot download {preset.hf_repo}/{preset.checkpoint_file}: {first}") from None

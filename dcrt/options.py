@@ -98,6 +98,7 @@ def resolve_options(
 ) -> SamplingOptions:
     """`request` (and keyword `changes` to it, e.g. `steps=3`) with every `None` filled from the preset's
     defaults (docs/models.md §1.9); raises UsageError, one line, for a value the sampler cannot use."""
+    preset.require_family("dynamicrafter", mode)
     asked = asdict(request or SamplingRequest()) | changes
     unknown = sorted(set(asked) - {f.name for f in fields(SamplingRequest)})
     if unknown:

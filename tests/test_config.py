@@ -58,3 +58,31 @@ def test_tooncrafter_presets():
     assert toon.hf_repo == "Doubiiu/ToonCrafter" and toon.checkpoint_dir_name == "tooncrafter_512_interp_v1"
     assert toon.vae.dual_ref is not None and tiny.vae.dual_ref == toon.vae.dual_ref
     assert interp.vae.dual_ref is None and tiny.sampling == toon.sampling
+
+
+def test_svd_presets():
+    # docs/models.md §8.1, 8.6: the released model's size and the model card's defaults; tiny-svd shares the
+    # structure (levels, attention levels, blocks) and changes widths, frames and the decode chunk only.
+    xt, tiny = PRESETS["svd-xt"], PRESETS["tiny-svd"]
+    assert (xt.family, tiny.family) == ("svd", "svd")
+    assert (xt.height, xt.width, xt.frames, xt.latent_height, xt.latent_width) == (576, 1024, 25, 72, 128)
+    s = xt.sampling
+    assert (s.steps, s.min_guidance_scale, s.max_guidance_scale, s.fps, s.motion_bucket_id) == (25, 1.0, 3.0, 6, 127)
+    assert s.noise_aug_strength == 0.02 and 1 <= s.decode_chunk <= xt.frames
+    assert (xt.edm.sigma_min, xt.edm.sigma_max, xt.edm.sigma_data) == (0.002, 700.0, 1.0)
+    assert xt.unet.channel_mult == (1, 2, 4, 4) and xt.unet.model_channels == 320 and xt.unet.context_dim == 1024
+    assert xt.image == PRESETS["512"].image  # the same OpenCLIP ViT-H/14 config as DynamiCrafter's
+    assert xt.vae.video is not None and xt.vae.ch_mult == PRESETS["512"].vae.ch_mult
+    assert xt.hf_repo == "stabilityai/stable-video-diffusion-img2vid-xt" and xt.checkpoint_file == "svd_xt.safetensors"
+    assert len(tiny.unet.channel_mult) == len(xt.unet.channel_mult)
+    for field in ("num_res_blocks", "attention_resolutions", "added_time_ids", "added_time_dim"):
+        assert getattr(tiny.unet, field) == getattr(xt.unet, field), field
+    assert tiny.unet.context_dim == tiny.image.projection_dim and tiny.hf_repo is None
+    assert xt.modes == tiny.modes == ("animate",)
+
+
+def test_dynamicrafter_only_features_refuse_svd_in_one_line():
+    from dcrt.models.dynamicrafter import DynamiCrafter
+
+    with pytest.raises(UsageError, match="^svd-xt does not support export, engines"):
+        DynamiCrafter(PRESETS["svd-xt"])

@@ -76,7 +76,8 @@ def _shown(value: object) -> str:
 def preset_defaults_text(name: str) -> str:
     """What `None` means for SamplingRequest field `name`, per preset: "50", or "3 for 256, tiny-256; 24 for ..."."""
     by_value: dict[str, list[str]] = {}
-    for preset in PRESETS.values():
+    # The SVD family has sampling options of its own (dcrt.svd_config.SVDSamplingDefaults), not these.
+    for preset in (p for p in PRESETS.values() if p.family == "dynamicrafter"):
         value = preset.sampling.seeds if name == "seed" else preset_default(preset, name, MODES[0])
         by_value.setdefault(_shown(value), []).append(preset.name)
     if len(by_value) == 1:

@@ -27,6 +27,22 @@ class SelfAttention(nn.Module):
         return self.to_out(attention(self.to_q(x), self.to_k(x), self.to_v(x), self.heads))
 
 
+class CrossAttention(nn.Module):
+    """Plain cross-attention: queries from x, keys and values from the context tokens (SVD's image embedding)."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.to_out(attention(self.to_q(x), self.to_k(context), self.to_v(context), self.heads))
+
+
 class ImageCrossAttention(nn.Module):
     """Decoupled cross-attention: text and image tokens get two independent softmaxes, then a sum.
 
@@ -82,7 +98,7 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm block: attn1 (self), attn2 (image cross-attention, or a second self-attention), GEGLU FF."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, cross: ImageCrossAttention | None):
+    def __init__(self, dim: int, heads: int, head_dim: int, cross: nn.Module | None):
         super().__init__()
         self.attn1 = SelfAttention(dim, heads, head_dim)
         self.attn2 = cross if cross is not None else SelfAttention(dim, heads, head_dim)

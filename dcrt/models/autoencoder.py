@@ -1,5 +1,5 @@
-"""The autoencoder (`first_stage_model`): the KL-f8 encoder with the image decoder (docs/models.md §3.6) or,
-for ToonCrafter, the dual-reference video decoder (docs/models.md §6.2)."""
+"""The autoencoder (`first_stage_model`): the KL-f8 encoder with the image decoder (docs/models.md §3.6), for
+ToonCrafter the dual-reference video decoder (docs/models.md §6.2), or for SVD the temporal decoder (§8.4)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 from dcrt.config import VAEConfig
 from dcrt.models.vae import Decoder, Encoder
 from dcrt.models.vae_dualref import DualRefDecoder
+from dcrt.models.vae_video import VideoDecoder
 
 # The dual-ref decoder's reference features: one tensor per decoder level and one for its output, each holding
 # the first and the last key frame: [2, C_k, H_k, W_k] (docs/models.md §6.2).
@@ -20,10 +21,12 @@ class AutoencoderKL(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg) if cfg.dual_ref is None else DualRefDecoder(cfg)
+        self.decoder = _decoder(cfg)
         self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.z_channels, 1)
-        # Stored by every checkpoint; the dual-ref decode path never applies it (docs/models.md §6.2).
-        self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 1)
+        if cfg.video is None:
+            # Stored by every DynamiCrafter checkpoint; the dual-ref decode path never applies it (§6.2). SVD's
+            # decoder has none (§8.4).
+            self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 1)
 
     def _latents(self, h: torch.Tensor) -> torch.Tensor:
         return self.quant_conv(h)[:, : self.cfg.z_channels] * self.cfg.scale_factor
@@ -46,6 +49,14 @@ class AutoencoderKL(nn.Module):
 
         With the dual-ref decoder the N frames are one clip, decoded together, and `references` are required.
         """
+        if self.cfg.video is not None:
+            return self.decoder(z / self.cfg.scale_factor)
         if self.cfg.dual_ref is None:
             return self.decoder(self.post_quant_conv(z / self.cfg.scale_factor))
         return self.decoder(z / self.cfg.scale_factor, references)
+
+
+def _decoder(cfg: VAEConfig) -> nn.Module:
+    if cfg.video is not None:
+        return VideoDecoder(cfg)
+    return Decoder(cfg) if cfg.dual_ref is None else DualRefDecoder(cfg)

@@ -163,3 +163,25 @@ class ImageEncoder(nn.Module):
 
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixels.to(self.visual.conv1.weight.dtype))
+
+
+class ProjectedVisionTransformer(VisionTransformer):
+    """The visual tower with the parts DynamiCrafter leaves unused: `ln_post` and the projection `proj`."""
+
+    def __init__(self, cfg: ImageEncoderConfig):
+        super().__init__(cfg)
+        self.ln_post = LayerNorm(cfg.width)
+        self.proj = nn.Parameter(torch.empty(cfg.width, cfg.projection_dim))
+
+
+class ImageEmbedder(ImageEncoder):
+    """Image [N, 3, H, W] in [-1, 1] -> CLIP's image embedding [N, projection_dim]: the class token of the last
+    block through `ln_post`, projected (SVD's only conditioning, docs/models.md §8.3)."""
+
+    def __init__(self, cfg: ImageEncoderConfig):
+        super().__init__(cfg)
+        self.visual = ProjectedVisionTransformer(cfg)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        tokens = super().encode_pixels(pixels)  # [N, 257, width]
+        return self.visual.ln_post(tokens[:, 0]) @ self.visual.proj.to(tokens.dtype)

@@ -42,6 +42,7 @@ class ScheduleBuffers(nn.Module):
 class DynamiCrafter(nn.Module):
     def __init__(self, preset: Preset):
         super().__init__()
+        preset.require_family("dynamicrafter", "export, engines, benchmarks or the DynamiCrafter runtime")
         self.preset = preset
         self.unet = UNet3D(preset.unet)
         self.vae = AutoencoderKL(preset.vae)

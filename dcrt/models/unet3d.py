@@ -46,28 +46,46 @@ class TemporalConvBlock(nn.Module):
         return x + self.conv4(self.conv3(self.conv2(self.conv1(x))))
 
 
-class ResBlock(nn.Module):
-    """2-D residual block with the timestep embedding added, then the temporal conv block."""
+class EmbResBlock(nn.Module):
+    """The LDM residual block with the timestep embedding added between its two convs (`ResBlock` of
+    openaimodel). 2-D ([N, C, h, w], 3x3 convs), or 3-D over frames only ([B, C, T, h, w], (3, 1, 1) convs:
+    SVD's temporal `time_stack`)."""
 
-    def __init__(self, channels: int, out_channels: int, emb_dim: int):
+    def __init__(self, channels: int, out_channels: int, emb_dim: int, temporal: bool = False):
         super().__init__()
-        self.in_layers = nn.Sequential(
-            GroupNorm(32, channels, eps=1e-5), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
-        )
+
+        def conv(c_in: int) -> nn.Module:
+            if temporal:
+                return nn.Conv3d(c_in, out_channels, (3, 1, 1), padding=(1, 0, 0))
+            return nn.Conv2d(c_in, out_channels, 3, padding=1)
+
+        self.in_layers = nn.Sequential(GroupNorm(32, channels, eps=1e-5), nn.SiLU(), conv(channels))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
         self.out_layers = nn.Sequential(
             GroupNorm(32, out_channels, eps=1e-5),
             nn.SiLU(),
             nn.Identity(),  # dropout slot
-            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            conv(out_channels),
         )
         self.skip_connection = nn.Conv2d(channels, out_channels, 1) if channels != out_channels else nn.Identity()
+
+    def residual(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x [N, C, h, w], emb [N, emb_dim]; 3-D: x [B, C, T, h, w], emb [B, T, emb_dim] (one per frame)."""
+        e = self.emb_layers(emb).to(x.dtype)
+        e = e[..., None, None] if x.dim() == 4 else rearrange(e, "b t c -> b c t 1 1")
+        h = self.in_layers(x) + e
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class ResBlock(EmbResBlock):
+    """2-D residual block with the timestep embedding added, then the temporal conv block."""
+
+    def __init__(self, channels: int, out_channels: int, emb_dim: int):
+        super().__init__(channels, out_channels, emb_dim)
         self.temopral_conv = TemporalConvBlock(out_channels)  # sic: the checkpoint's spelling
 
     def forward(self, x, emb, context, frames):
-        h = self.in_layers(x) + self.emb_layers(emb)[..., None, None].to(x.dtype)
-        h = self.skip_connection(x) + self.out_layers(h)
-        return fold(self.temopral_conv(unfold(h, frames)), frames)
+        return fold(self.temopral_conv(unfold(self.residual(x, emb), frames)), frames)
 
 
 class InputConv(nn.Conv2d):

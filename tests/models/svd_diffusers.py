@@ -1,0 +1,95 @@
+"""The reference models of the SVD parity tests: diffusers' and transformers' classes built at an SVD preset's
+architecture with seeded random weights (no download), saved as a diffusers model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dcrt.config import SVDPreset
+
+
+def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Non-trivial values everywhere: the libraries initialise some layers to zero (mix factors, output convs), which
+    would hide a wrong key or a missing branch. Scale keeps activations O(1) through the full-depth networks."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            x = torch.randn(p.shape, generator=g)
+            if p.dim() <= 1:
+                is_norm = name.endswith("weight") and ("norm" in name or "layrnorm" in name)
+                p.copy_(1.0 + 0.1 * x if is_norm else 0.5 * x)
+            else:
+                p.copy_(x / p[0].numel() ** 0.5)
+    return model.eval()
+
+
+def diffusers_unet(preset: SVDPreset, seed: int = 0):
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    cfg = preset.unet
+    chans = tuple(cfg.model_channels * m for m in cfg.channel_mult)
+    model = UNetSpatioTemporalConditionModel(
+        in_channels=cfg.in_channels,
+        out_channels=cfg.out_channels,
+        block_out_channels=chans,
+        layers_per_block=cfg.num_res_blocks,
+        num_attention_heads=tuple(c // cfg.head_channels for c in chans),
+        cross_attention_dim=cfg.context_dim,
+        addition_time_embed_dim=cfg.added_time_dim,
+        projection_class_embeddings_input_dim=cfg.added_time_ids * cfg.added_time_dim,
+        num_frames=preset.frames,
+    )
+    return _randomise(model, seed)
+
+
+def diffusers_vae(preset: SVDPreset, seed: int = 1):
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    cfg = preset.vae
+    model = AutoencoderKLTemporalDecoder(
+        block_out_channels=tuple(cfg.ch * m for m in cfg.ch_mult),
+        down_block_types=("DownEncoderBlock2D",) * len(cfg.ch_mult),
+        layers_per_block=cfg.num_res_blocks,
+        latent_channels=cfg.z_channels,
+        scaling_factor=cfg.scale_factor,
+    )
+    return _randomise(model, seed)
+
+
+def transformers_clip(preset: SVDPreset, seed: int = 2):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    cfg = preset.image
+    config = CLIPVisionConfig(
+        hidden_size=cfg.width,
+        intermediate_size=cfg.mlp_ratio * cfg.width,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        projection_dim=cfg.projection_dim,
+        hidden_act="gelu",  # ViT-H/14's exact GELU (transformers' default is quick_gelu)
+        layer_norm_eps=1e-5,
+    )
+    return _randomise(CLIPVisionModelWithProjection(config), seed)
+
+
+def save_diffusers_folder(root: Path, unet, vae, clip, max_shard_size: str | None = None) -> Path:
+    """The released repository's layout: unet/, vae/, image_encoder/ (safetensors and config.json each)."""
+    shard = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    unet.save_pretrained(root / "unet", safe_serialization=True, **shard)
+    vae.save_pretrained(root / "vae", safe_serialization=True)
+    clip.save_pretrained(root / "image_encoder", safe_serialization=True)
+    return root
+
+
+def follow_original_eps(unet) -> None:
+    """diffusers builds the residual blocks of its CrossAttnDownBlockSpatioTemporal with GroupNorm eps 1e-6; the
+    original (sgm's GroupNorm32, which the released weights were trained with) and dcrt use 1e-5 in every residual
+    block. Random weights leave some groups with a variance near 1e-5, where this alone moves the UNet's output
+    by ~1e-4, so the parity tests compare formulas with the reference set to the original's eps."""
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.GroupNorm) and ".resnets." in name:
+            module.eps = 1e-5
