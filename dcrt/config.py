@@ -193,7 +193,7 @@ class _PresetBehaviour:
     def require_family(self, family: str, what: str) -> None:
         """One line for a feature that exists only for another model family so far."""
         if self.family != family:
-            raise UsageError(f"{self.name} does not support {what} yet (a {self.family} model; only {family} has it)")
+            raise UsageError(f"{self.name} does not support {what} yet (model family {self.family}; {family} has it)")
 
     @property
     def latent_height(self) -> int:

@@ -331,6 +331,24 @@ def test_fetch_without_network_is_one_line(run_cli, monkeypatch):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_fetch_svd_asks_for_the_original_single_file(run_cli, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def offline(**kwargs):
+        asked.append(kwargs)
+        raise OSError("401 Client Error: gated repository.\nAccept the license first.")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    code, _, err = run_cli(["fetch", "--res", "svd-xt"])
+    assert asked == [{"repo_id": "stabilityai/stable-video-diffusion-img2vid-xt", "filename": "svd_xt.safetensors"}]
+    assert code == 1 and err.strip() == (
+        "dcrt: error: cannot download stabilityai/stable-video-diffusion-img2vid-xt/svd_xt.safetensors: "
+        "401 Client Error: gated repository."
+    )
+
+
 def test_checkpoint_found_in_checkpoint_dir(tmp_path, monkeypatch):
     from dcrt.hub import find_checkpoint
 

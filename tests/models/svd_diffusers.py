@@ -10,9 +10,12 @@ import torch
 from dcrt.config import SVDPreset
 
 
-def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+def _randomise(model: torch.nn.Module, seed: int | None) -> torch.nn.Module:
     """Non-trivial values everywhere: the libraries initialise some layers to zero (mix factors, output convs), which
-    would hide a wrong key or a missing branch. Scale keeps activations O(1) through the full-depth networks."""
+    would hide a wrong key or a missing branch. Scale keeps activations O(1) through the full-depth networks.
+    seed None: the library's own initialisation (a model built on the meta device, for its keys and shapes)."""
+    if seed is None:
+        return model.eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -25,7 +28,7 @@ def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
-def diffusers_unet(preset: SVDPreset, seed: int = 0):
+def diffusers_unet(preset: SVDPreset, seed: int | None = 0):
     from diffusers import UNetSpatioTemporalConditionModel
 
     cfg = preset.unet
@@ -44,7 +47,7 @@ def diffusers_unet(preset: SVDPreset, seed: int = 0):
     return _randomise(model, seed)
 
 
-def diffusers_vae(preset: SVDPreset, seed: int = 1):
+def diffusers_vae(preset: SVDPreset, seed: int | None = 1):
     from diffusers import AutoencoderKLTemporalDecoder
 
     cfg = preset.vae
@@ -58,7 +61,7 @@ def diffusers_vae(preset: SVDPreset, seed: int = 1):
     return _randomise(model, seed)
 
 
-def transformers_clip(preset: SVDPreset, seed: int = 2):
+def transformers_clip(preset: SVDPreset, seed: int | None = 2):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     cfg = preset.image
