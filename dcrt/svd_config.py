@@ -30,7 +30,7 @@ class SpatioTemporalUNetConfig:
 
 @dataclass(frozen=True)
 class EDMConfig:
-    """EDM preconditioning with a Karras sigma schedule (docs/models.md §8.5): v-prediction, c_noise = ln(sigma) / 4."""
+    """EDM preconditioning with a Karras sigma schedule (docs/models.md §8.6, docs/sampling.md §5): v-prediction."""
 
     sigma_min: float = 0.002
     sigma_max: float = 700.0

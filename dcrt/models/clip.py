@@ -176,7 +176,7 @@ class ProjectedVisionTransformer(VisionTransformer):
 
 class ImageEmbedder(ImageEncoder):
     """Image [N, 3, H, W] in [-1, 1] -> CLIP's image embedding [N, projection_dim]: the class token of the last
-    block through `ln_post`, projected (SVD's only conditioning, docs/models.md §8.3)."""
+    block through `ln_post`, projected (SVD's only conditioning, docs/models.md §8.5)."""
 
     def __init__(self, cfg: ImageEncoderConfig):
         super().__init__(cfg)
