@@ -53,7 +53,7 @@ class DualRefDecoderConfig:
 @dataclass(frozen=True)
 class VideoDecoderConfig:
     """SVD's `VideoDecoder` (docs/models.md §8.4): the image decoder with a temporal residual block blended into
-    every ResnetBlock and a temporal conv after the output conv; no `post_quant_conv`."""
+    every ResnetBlock and a temporal conv after the output conv."""
 
     temporal_kernel: int = 3  # frames seen by each temporal conv
 
@@ -72,6 +72,9 @@ class VAEConfig:
     dual_ref: DualRefDecoderConfig | None = None
     # SVD's temporally fine-tuned decoder (docs/models.md §8.4): the frame count is the chunk decoded at once.
     video: VideoDecoderConfig | None = None
+    # A 1x1 conv before the decoder: every DynamiCrafter checkpoint has one (the dual-ref path never applies it);
+    # SVD's first stage has none (§8.4).
+    post_quant_conv: bool = True
 
     @property
     def downscale(self) -> int:
@@ -227,6 +230,9 @@ class Preset(_PresetBehaviour):
     family: str = "dynamicrafter"
 
 
+_SVD_VAE = VAEConfig(video=VideoDecoderConfig(), post_quant_conv=False)
+
+
 @dataclass(frozen=True)
 class SVDPreset(_PresetBehaviour):
     """A Stable Video Diffusion model (docs/models.md §8): image-only conditioning, EDM sampling."""
@@ -237,7 +243,7 @@ class SVDPreset(_PresetBehaviour):
     frames: int = 25
     unet: SpatioTemporalUNetConfig = field(default_factory=SpatioTemporalUNetConfig)
     # The temporal decoder; the encoder is the KL-f8 one of every other preset.
-    vae: VAEConfig = field(default_factory=lambda: VAEConfig(video=VideoDecoderConfig()))
+    vae: VAEConfig = field(default_factory=lambda: _SVD_VAE)
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # its projected class token conditions
     # Only the shapes of the text-tower remnants the original file keeps beside the image tower (§8.3).
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
@@ -364,13 +370,22 @@ PRESETS: dict[str, Preset | SVDPreset] = {
             modes=("interpolate", "loop"),
         ),
         SVDPreset(name="svd-xt", height=576, width=1024, hf_repo="stabilityai/stable-video-diffusion-img2vid-xt"),
+        # The same release's second file: the same weights but a per-frame image decoder (docs/models.md §8.4).
+        SVDPreset(
+            name="svd-xt-image-decoder",
+            height=576,
+            width=1024,
+            vae=replace(_SVD_VAE, video=None),
+            hf_repo="stabilityai/stable-video-diffusion-img2vid-xt",
+            checkpoint_file="svd_xt_image_decoder.safetensors",
+        ),
         SVDPreset(
             name="tiny-svd",
             height=64,
             width=64,
             frames=6,
             unet=_TINY_SVD_UNET,
-            vae=replace(_TINY_VAE, video=VideoDecoderConfig()),
+            vae=replace(_TINY_VAE, video=VideoDecoderConfig(), post_quant_conv=False),
             image=_TINY_IMAGE,
             text=_TINY_TEXT,
             sampling=_TINY_SVD_SAMPLING,

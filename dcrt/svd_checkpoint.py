@@ -20,7 +20,6 @@ from dcrt.atomic import atomic_file
 from dcrt.checkpoint import _random_tensor, _read_safetensors, check_layout
 from dcrt.config import PRESETS, SVDPreset, get_preset
 from dcrt.errors import CheckpointError, UsageError
-from dcrt.models.autoencoder import AutoencoderKL
 from dcrt.models.svd import NETWORKS, StableVideoDiffusion
 from dcrt.models.vae import Decoder, Encoder
 from dcrt.svd_keys import ORIGINAL_PREFIXES, diffusers_to_original
@@ -55,13 +54,14 @@ def _shapes(module: torch.nn.Module, prefix: str) -> dict[str, tuple[int, ...]]:
 def unused_tensor_shapes(preset: SVDPreset) -> dict[str, tuple[int, ...]]:
     """What the original file holds beside the three networks (docs/models.md §8.3): the first stage's own encoder,
     the conditioner autoencoder's image decoder, and what the image embedder's CLIP kept of its text tower."""
-    image_vae = replace(preset.vae, video=None)
+    z, conditioner = preset.vae.z_channels, "conditioner.embedders.3.encoder."
     with torch.device("meta"):
         shapes = _shapes(Encoder(preset.vae), "first_stage_model.encoder.")
-        shapes |= _shapes(Decoder(image_vae), "conditioner.embedders.3.encoder.decoder.")
-        shapes |= _shapes(AutoencoderKL(image_vae).post_quant_conv, "conditioner.embedders.3.encoder.post_quant_conv.")
+        shapes |= _shapes(Decoder(replace(preset.vae, video=None)), conditioner + "decoder.")
     text, clip = preset.text, "conditioner.embedders.0.open_clip.model."
     return shapes | {
+        conditioner + "post_quant_conv.weight": (z, z, 1, 1),
+        conditioner + "post_quant_conv.bias": (z,),
         clip + "token_embedding.weight": (text.vocab_size, text.width),
         clip + "positional_embedding": (text.context_length, text.width),
         clip + "ln_final.weight": (text.width,),

@@ -1,4 +1,5 @@
 import dataclasses
+from dataclasses import replace
 
 import pytest
 
@@ -79,6 +80,11 @@ def test_svd_presets():
         assert getattr(tiny.unet, field) == getattr(xt.unet, field), field
     assert tiny.unet.context_dim == tiny.image.projection_dim and tiny.hf_repo is None
     assert xt.modes == tiny.modes == ("animate",)
+    # The release's second file: the same model with the per-frame image decoder (docs/models.md §8.4).
+    image = PRESETS["svd-xt-image-decoder"]
+    assert image.vae.video is None and not image.vae.post_quant_conv and not xt.vae.post_quant_conv
+    assert replace(image, name=xt.name, vae=xt.vae, checkpoint_file=xt.checkpoint_file) == xt
+    assert image.checkpoint_file == "svd_xt_image_decoder.safetensors" and image.hf_repo == xt.hf_repo
 
 
 def test_dynamicrafter_only_features_refuse_svd_in_one_line():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from dcrt.checkpoint import save_checkpoint
 from dcrt.config import get_preset
 from dcrt.errors import CheckpointError, UsageError
 from dcrt.svd_checkpoint import (
+    detect_svd_preset,
     expected_shapes,
     load_svd_model,
     random_svd_model,
@@ -162,3 +164,25 @@ def test_broken_diffusers_folders_are_one_line_errors(diffusers_folder, tmp_path
     save_file(state, weights)
     shutil.rmtree(folder / "image_encoder")
     one_line_error(CheckpointError, "image_encoder has no model.safetensors", load_svd_model, folder)
+
+
+def test_presets_are_told_apart_by_their_keys():
+    for name in ("svd-xt", "svd-xt-image-decoder", "tiny-svd"):
+        assert detect_svd_preset(expected_shapes(get_preset(name)), "original").name == name
+    assert detect_svd_preset(expected_shapes(get_preset("svd-xt"), "diffusers"), "diffusers").name == "svd-xt"
+
+
+def test_image_decoder_file_round_trip_decodes_frame_by_frame(tmp_path):
+    # svd_xt_image_decoder.safetensors: the first stage's decoder is the per-frame image decoder (no temporal
+    # layers, no post_quant_conv), so frames decode the same alone as together.
+    tiny = get_preset("tiny-svd")
+    preset = replace(tiny, name="tiny-svd-image-decoder", vae=replace(tiny.vae, video=None))
+    path = save_svd_checkpoint(random_svd_model(preset), tmp_path / "svd_xt_image_decoder.safetensors")
+    assert "first_stage_model.decoder.up.0.block.0.norm1.weight" in load_file(path)
+    model = load_svd_model(path, preset)
+    one_line_error(CheckpointError, "does not match preset 'tiny-svd'.*missing.*mix_factor", load_svd_model, path, tiny)
+    z = torch.randn(tiny.frames, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        together = model.decode_latents(z)
+        alone = torch.cat([model.decode_latents(frame[None]) for frame in z])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)

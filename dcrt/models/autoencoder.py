@@ -23,9 +23,7 @@ class AutoencoderKL(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = _decoder(cfg)
         self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.z_channels, 1)
-        if cfg.video is None:
-            # Stored by every DynamiCrafter checkpoint; the dual-ref decode path never applies it (§6.2). SVD's
-            # decoder has none (§8.4).
+        if cfg.post_quant_conv:  # the dual-ref decode path never applies it (docs/models.md §6.2)
             self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 1)
 
     def _latents(self, h: torch.Tensor) -> torch.Tensor:
@@ -49,11 +47,10 @@ class AutoencoderKL(nn.Module):
 
         With the dual-ref decoder the N frames are one clip, decoded together, and `references` are required.
         """
-        if self.cfg.video is not None:
-            return self.decoder(z / self.cfg.scale_factor)
-        if self.cfg.dual_ref is None:
-            return self.decoder(self.post_quant_conv(z / self.cfg.scale_factor))
-        return self.decoder(z / self.cfg.scale_factor, references)
+        z = z / self.cfg.scale_factor
+        if self.cfg.dual_ref is not None:
+            return self.decoder(z, references)
+        return self.decoder(self.post_quant_conv(z) if self.cfg.post_quant_conv else z)
 
 
 def _decoder(cfg: VAEConfig) -> nn.Module:
