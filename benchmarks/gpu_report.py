@@ -44,6 +44,7 @@ from dcrt.backends import TorchBackend  # noqa: E402
 from dcrt.backends.baseline import BaselineBackend  # noqa: E402
 from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize  # noqa: E402
 from dcrt.checkpoint import WEIGHT_DTYPES  # noqa: E402
+from dcrt.errors import DcrtError  # noqa: E402
 from dcrt.export import relative_error  # noqa: E402
 from dcrt.flops import unet_flops  # noqa: E402
 from dcrt.options import resolve_options  # noqa: E402
@@ -452,6 +453,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024,tooncrafter")).split(",")
     args.steps = args.steps or (2 if args.dry_run else 4)
     args.long_video = args.long_video or ("tiny" if args.dry_run else "512")
+    for name in {*args.presets, args.long_video}:  # one line before any work, not a traceback in a section
+        try:
+            dcrt.get_preset(name).require_family("dynamicrafter", "the GPU report")
+        except DcrtError as exc:
+            parser.error(str(exc))
     return args
 
 

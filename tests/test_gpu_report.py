@@ -134,3 +134,13 @@ def test_a_failing_mode_fails_its_section_and_the_report(tmp_path, monkeypatch):
     assert code == 1 and data["status"] == "failed sections: tiny, long-video"
     assert data["sections"]["tiny"]["modes"]["baseline"].startswith("failed: RuntimeError: simulated failure")
     assert "RuntimeError" in (tmp_path / "gpu-report.log").read_text()
+
+
+def test_svd_presets_are_refused_in_one_line_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        gpu_report.parse_args(["--dry-run", "--out", str(tmp_path), "--presets", "tiny,svd-xt"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2 and err.endswith(
+        "svd-xt does not support the GPU report yet (model family svd; dynamicrafter has it)"
+    )
+    assert not any(tmp_path.iterdir())

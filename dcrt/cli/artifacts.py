@@ -42,8 +42,10 @@ def export_command(
         raise UsageError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     check_size(size.height, size.width)
     model.check_names()
+    preset = model.preset_config()
+    preset.require_family("dynamicrafter", "export")  # before looking for weights: fetching them would not help
     out = out or model.export_location()
-    ensure_export(model.preset_config(), model.required_weights(), out, precision, size.height, size.width, force, say)
+    ensure_export(preset, model.required_weights(), out, precision, size.height, size.width, force, say)
     typer.echo(str(out))
 
 
@@ -68,8 +70,9 @@ def build(
 
     config = BuildConfig(opt_level=opt_level, workspace_gb=workspace, timing_cache=timing_cache)
     model.check_names()
-    target = detect_target()  # no TensorRT or no GPU: one line, before any slow work
     preset = model.preset_config()
+    preset.require_family("dynamicrafter", "TensorRT engines")
+    target = detect_target()  # no TensorRT or no GPU: one line, before any slow work
     export_dir = from_ or Path("export") / f"{preset.name}-fp16"
     if from_ is None:
         ensure_export(preset, model.required_weights(), export_dir, "fp16", log=say)
