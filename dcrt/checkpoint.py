@@ -209,7 +209,7 @@ def _read_pickle_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -225,7 +225,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist or is not a file")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        return read_safetensors(path)
     return _read_pickle_checkpoint(path)
 
 
@@ -290,7 +290,7 @@ def save_checkpoint(model: DynamiCrafter, path: str | os.PathLike) -> Path:
 # --- seeded random weights ---------------------------------------------------------------------
 
 
-def _random_tensor(
+def random_tensor(
     key: str, shape: tuple[int, ...], seed: int, is_norm_weight: bool, g: torch.Generator
 ) -> torch.Tensor:
     """A seeded tensor per key (independent of build order), every element non-zero almost surely.
@@ -309,10 +309,10 @@ def _random_tensor(
     return x / fan_in**0.5
 
 
-def _norm_weight_keys(model: DynamiCrafter) -> set[tuple[str, str]]:
-    """(component, key) of every GroupNorm / LayerNorm weight."""
+def norm_weight_keys(model: torch.nn.Module, components) -> set[tuple[str, str]]:
+    """(component, key) of every GroupNorm / LayerNorm weight of the named components."""
     keys = set()
-    for component in COMPONENT_PREFIXES:
+    for component in components:
         for name, module in getattr(model, component).named_modules():
             if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
                 keys.add((component, f"{name}.weight"))
@@ -331,15 +331,15 @@ def random_model(
     with torch.device("meta"):
         model = DynamiCrafter(preset)
     draw_on = torch.device(device) if torch.device(device).type == "cuda" else torch.device("cpu")
-    norms, g = _norm_weight_keys(model), torch.Generator(device=draw_on)
+    norms, g = norm_weight_keys(model, COMPONENT_PREFIXES), torch.Generator(device=draw_on)
     state = {
-        original: _random_tensor(original, tuple(t.shape), seed, (component, key) in norms, g)
+        original: random_tensor(original, tuple(t.shape), seed, (component, key) in norms, g)
         for original, component, key, t in _component_keys(model)
         if component != "schedule"
     }
     for key, shape in unused_tensor_shapes(preset).items():
         # unused at inference: kept on the CPU, as a loaded checkpoint keeps them
-        state[key] = _random_tensor(key, shape, seed, ".ln_" in key and key.endswith(".weight"), g).cpu()
+        state[key] = random_tensor(key, shape, seed, ".ln_" in key and key.endswith(".weight"), g).cpu()
     state |= schedule_tensors(preset.diffusion)
     _load_into(model, state)
     return model.place(device, dtype).eval().requires_grad_(False)

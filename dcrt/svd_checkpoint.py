@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from dcrt.atomic import atomic_file
-from dcrt.checkpoint import _random_tensor, _read_safetensors, check_layout
+from dcrt.checkpoint import check_layout, norm_weight_keys, random_tensor, read_safetensors
 from dcrt.config import PRESETS, SVDPreset, get_preset
 from dcrt.errors import CheckpointError, UsageError
 from dcrt.models.svd import NETWORKS, StableVideoDiffusion
@@ -110,7 +110,7 @@ def _weight_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
 def _read_folder(root: Path, component: str) -> dict[str, torch.Tensor]:
     state = {}
     for path in _weight_files(root / component, DIFFUSERS_FILES[component]):
-        state |= _read_safetensors(path)
+        state |= read_safetensors(path)
     return state
 
 
@@ -124,7 +124,7 @@ def read_svd_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], st
         raise UsageError(f"checkpoint {path} does not exist")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: SVD weights are read from .safetensors files or diffusers folders only")
-    return _read_safetensors(path), "original"
+    return read_safetensors(path), "original"
 
 
 def _check_dtypes(state: dict[str, torch.Tensor], source: str) -> None:
@@ -203,18 +203,12 @@ def random_svd_model(
     preset = get_preset(preset)
     with torch.device("meta"):
         model = StableVideoDiffusion(preset)
-    norms = {
-        (component, f"{name}.weight")
-        for component in NETWORKS
-        for name, module in getattr(model, component).named_modules()
-        if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm))
-    }
-    g = torch.Generator()
+    norms, g = norm_weight_keys(model, NETWORKS), torch.Generator()
     state = {
-        original: _random_tensor(original, tuple(t.shape), seed, (component, key) in norms, g)
+        original: random_tensor(original, tuple(t.shape), seed, (component, key) in norms, g)
         for original, component, key, t in _component_keys(model)
     }
     for key, shape in unused_tensor_shapes(preset).items():
-        state[key] = _random_tensor(key, shape, seed, False, g)
+        state[key] = random_tensor(key, shape, seed, False, g)
     _load_into(model, state)
     return model.place(device, dtype).eval().requires_grad_(False)
