@@ -47,15 +47,15 @@ _UNET_ATTENTION = (
     ("time_pos_embed.linear_2.", "time_pos_embed.2."),
     ("", ""),  # norm, proj_in, proj_out, transformer_blocks, time_mixer: the same names
 )
-_UNET_TOP = {
-    "time_embedding.linear_1.": "time_embed.0.",
-    "time_embedding.linear_2.": "time_embed.2.",
-    "add_embedding.linear_1.": "label_emb.0.0.",
-    "add_embedding.linear_2.": "label_emb.0.2.",
-    "conv_in.": "input_blocks.0.0.",
-    "conv_norm_out.": "out.0.",
-    "conv_out.": "out.2.",
-}
+_UNET_TOP = (
+    ("time_embedding.linear_1.", "time_embed.0."),
+    ("time_embedding.linear_2.", "time_embed.2."),
+    ("add_embedding.linear_1.", "label_emb.0.0."),
+    ("add_embedding.linear_2.", "label_emb.0.2."),
+    ("conv_in.", "input_blocks.0.0."),
+    ("conv_norm_out.", "out.0."),
+    ("conv_out.", "out.2."),
+)
 _VAE_RESNET = (
     ("spatial_res_block.conv_shortcut.", "nin_shortcut."),
     ("spatial_res_block.", ""),
@@ -103,28 +103,28 @@ class _UNetShape:
 
 
 def _unet_key(key: str, shape: _UNetShape) -> str | None:
-    per_level, levels = shape.res_blocks + 1, shape.levels
-    top = next((new + key[len(old) :] for old, new in _UNET_TOP.items() if key.startswith(old)), None)
+    """One diffusers UNet key -> its original name. Original stages: `input_blocks.0` is conv_in, then per level
+    `res_blocks` stages (residual block `.0`, attention `.1`) and a downsampling stage; `output_blocks` run from
+    the lowest resolution with `res_blocks + 1` stages per level, the last also upsampling (after the attention)."""
+    top = _rename(key, _UNET_TOP)
     if top is not None:
         return top
+    if (m := re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)", key)) is not None:
+        kind, j, rest = m.groups()
+        return _inner(f"middle_block.{2 * int(j) if kind == 'resnets' else 1}.", kind, rest)
     m = re.fullmatch(r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)", key)
     if m is None:
-        m = re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)", key)
-        if m is None:
-            return None
-        kind, j, rest = m.group(1), int(m.group(2)), m.group(3)
-        stage = f"middle_block.{2 * j if kind == 'resnets' else 1}."
-        return _inner(stage, kind, rest)
+        return None
     side, level, kind, j, rest = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
+    per_level = shape.res_blocks + 1
     if side == "down":
         if kind == "downsamplers":
             return f"input_blocks.{(level + 1) * per_level}.0.op.{rest.removeprefix('conv.')}"
         return _inner(f"input_blocks.{1 + level * per_level + j}.{0 if kind == 'resnets' else 1}.", kind, rest)
-    stage = level * per_level + j
     if kind == "upsamplers":
-        has_attention = levels - 1 - level in shape.attention_levels
+        has_attention = shape.levels - 1 - level in shape.attention_levels
         return f"output_blocks.{level * per_level + shape.res_blocks}.{2 if has_attention else 1}.{rest}"
-    return _inner(f"output_blocks.{stage}.{0 if kind == 'resnets' else 1}.", kind, rest)
+    return _inner(f"output_blocks.{level * per_level + j}.{0 if kind == 'resnets' else 1}.", kind, rest)
 
 
 def _inner(stage: str, kind: str, rest: str) -> str | None:
