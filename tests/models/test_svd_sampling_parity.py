@@ -8,6 +8,8 @@ Needs the `[parity]` extra; tiny preset, seconds on a CPU.
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -34,30 +36,56 @@ def _recording(method, calls: list):
     return wrapper
 
 
-def test_five_euler_steps_match_the_diffusers_pipeline(tmp_path):
+@pytest.fixture(scope="module")
+def pipeline_pair(tmp_path_factory):
+    """(dcrt's tiny model, diffusers' pipeline around the same weights, loaded through dcrt's loader)."""
     from diffusers import EulerDiscreteScheduler, StableVideoDiffusionPipeline
     from transformers import CLIPImageProcessor
 
     preset = get_preset("tiny-svd")
     unet, vae, clip = diffusers_unet(preset), diffusers_vae(preset), transformers_clip(preset)
-    model = load_svd_model(save_diffusers_folder(tmp_path, unet, vae, clip))
+    model = load_svd_model(save_diffusers_folder(tmp_path_factory.mktemp("svd"), unet, vae, clip))
     follow_original_eps(unet)  # docs/models.md §8.2: the original's GroupNorm eps, which dcrt uses
     pipe = StableVideoDiffusionPipeline(
         vae=vae,
         image_encoder=clip,
         unet=unet,
         scheduler=EulerDiscreteScheduler.from_config(SVD_XT_SCHEDULER),
-        feature_extractor=CLIPImageProcessor(),
+        feature_extractor=CLIPImageProcessor(),  # OpenAI's CLIP mean and std, as released
     )
+    return model, pipe
+
+
+def random_picture(height: int, width: int, seed: int) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    return Image.fromarray(torch.randint(0, 256, (height, width, 3), generator=g, dtype=torch.uint8).numpy())
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (576, 1024)])
+def test_image_embedding_matches_the_pipelines(pipeline_pair, height, width):
+    # The CLIP input is made the same way (antialiased resize to 224 x 224, then CLIP's normalisation), when the
+    # picture is enlarged (tiny) and when it is shrunk with a blur first (svd-xt's 576 x 1024).
+    model, pipe = pipeline_pair
+    picture = random_picture(height, width, seed=5)
+    image = torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    with torch.no_grad():
+        expected = pipe._encode_image(picture, "cpu", 1, do_classifier_free_guidance=False)
+        ours = model.encode_image(image)
+    error = ((ours - expected).norm() / expected.norm()).item()
+    print(f"image embedding from a {height}x{width} picture: relative error {error:.2e}")
+    assert error < 1e-4
+
+
+def test_five_euler_steps_match_the_diffusers_pipeline(pipeline_pair):
+    model, pipe = pipeline_pair
+    preset = model.preset
     embeds, latents = [], []
     pipe._encode_image = _recording(pipe._encode_image, embeds)
     pipe._encode_vae_image = _recording(pipe._encode_vae_image, latents)
 
-    g = torch.Generator().manual_seed(0)
     frames, h, w = preset.frames, preset.latent_height, preset.latent_width
-    pixels = torch.randint(0, 256, (preset.height, preset.width, 3), generator=g, dtype=torch.uint8)
-    image = Image.fromarray(pixels.numpy())  # a picture, so that the pipeline makes the CLIP input itself
-    noise = torch.randn(1, 4, frames, h, w, generator=g)
+    image = random_picture(preset.height, preset.width, seed=0)
+    noise = torch.randn(1, 4, frames, h, w, generator=torch.Generator().manual_seed(0))
     s = preset.sampling
     with torch.no_grad():
         expected = pipe(
