@@ -22,6 +22,12 @@ _API = {
     "Preset": "dcrt.config",
     "get_preset": "dcrt.config",
     "DynamiCrafter": "dcrt.models",
+    # Stable Video Diffusion (docs/models.md §8): its presets, networks and weights.
+    "SVDPreset": "dcrt.config",
+    "StableVideoDiffusion": "dcrt.models.svd",
+    "load_svd_model": "dcrt.svd_checkpoint",
+    "random_svd_model": "dcrt.svd_checkpoint",
+    "save_svd_checkpoint": "dcrt.svd_checkpoint",
     "VideoResult": "dcrt.pipeline",
     "animate": "dcrt.api",
     "interpolate": "dcrt.api",

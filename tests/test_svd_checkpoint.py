@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import dcrt
 from dcrt.checkpoint import save_checkpoint
 from dcrt.config import get_preset
 from dcrt.errors import CheckpointError, UsageError
@@ -26,7 +27,7 @@ from tests.models.svd_diffusers import diffusers_unet, diffusers_vae, save_diffu
 
 @pytest.fixture(scope="module")
 def tiny_svd():
-    return random_svd_model("tiny-svd", seed=0)
+    return dcrt.random_svd_model("tiny-svd", seed=0)  # the package's API names the SVD loaders too
 
 
 @pytest.fixture(scope="module")
