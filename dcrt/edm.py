@@ -16,28 +16,22 @@ import numpy as np
 import torch
 
 from dcrt.sampler import StepCallback
+from dcrt.svd_config import EDMConfig
 
 # denoise(model_in [n, 8, T, h, w], c_noise [n], image_embeds [n, 1, D], added_time_ids [n, 3]) -> [n, 4, T, h, w]
 EDMDenoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class KarrasSigmas:
-    """The noise levels the sampler visits: `steps` values from `sigma_max` down to `sigma_min`, evenly spaced
-    in sigma^(1/rho) (EDM eq. 5), then 0. SVD's values (0.002, 700, 7) are the preset table's."""
-
-    sigma_min: float = 0.002
-    sigma_max: float = 700.0
-    rho: float = 7.0
-
-    def sigmas(self, steps: int) -> torch.Tensor:
-        """[steps + 1] float32, computed in float64 and rounded once (as the reference scheduler does)."""
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
-        ramp = np.linspace(0.0, 1.0, steps)
-        lo, hi = self.sigma_min ** (1.0 / self.rho), self.sigma_max ** (1.0 / self.rho)
-        sigmas = (hi + ramp * (lo - hi)) ** self.rho
-        return torch.from_numpy(np.append(sigmas, 0.0).astype(np.float32))
+def karras_sigmas(cfg: EDMConfig, steps: int) -> torch.Tensor:
+    """The noise levels the sampler visits: `steps` values from `sigma_max` down to `sigma_min`, evenly spaced in
+    sigma^(1/rho) (EDM eq. 5), then 0. [steps + 1] float32, computed in float64 and rounded once (as the
+    reference scheduler does)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    ramp = np.linspace(0.0, 1.0, steps)
+    lo, hi = cfg.sigma_min ** (1.0 / cfg.rho), cfg.sigma_max ** (1.0 / cfg.rho)
+    sigmas = (hi + ramp * (lo - hi)) ** cfg.rho
+    return torch.from_numpy(np.append(sigmas, 0.0).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ class EDMStep:
 
 @dataclass(frozen=True)
 class EDMSchedule:
-    """The per-step preconditioning of a v-prediction EDM denoiser (EDM table 1 with sigma_data = 1), float32.
+    """The per-step preconditioning of a v-prediction EDM denoiser (EDM table 1), float32.
 
     Element i belongs to step position i: step 0 runs at the largest sigma. `init_scale` turns unit Gaussian
     noise into x at sigma_0 (the sampler starts from N(0, sigma_0^2 + 1), the variance of a noised unit-variance
@@ -78,15 +72,16 @@ class EDMSchedule:
         return EDMSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
-def build_edm_schedule(sigma_ladder: KarrasSigmas, steps: int) -> EDMSchedule:
-    sigmas = sigma_ladder.sigmas(steps)
-    s = sigmas[:-1]
+def build_edm_schedule(cfg: EDMConfig, steps: int) -> EDMSchedule:
+    """`cfg`: the preset's (`preset.edm`), the one home of sigma_min, sigma_max, sigma_data and rho."""
+    sigmas = karras_sigmas(cfg, steps)
+    s, data = sigmas[:-1], cfg.sigma_data
     return EDMSchedule(
         sigmas=sigmas,
-        c_in=1.0 / (s**2 + 1.0) ** 0.5,
+        c_in=1.0 / (s**2 + data**2) ** 0.5,
         c_noise=0.25 * s.log(),
-        c_skip=1.0 / (s**2 + 1.0),
-        c_out=-s / (s**2 + 1.0) ** 0.5,
+        c_skip=data**2 / (s**2 + data**2),
+        c_out=-s * data / (s**2 + data**2) ** 0.5,
         init_scale=(sigmas[0] ** 2 + 1.0) ** 0.5,
     )
 
@@ -101,11 +96,12 @@ def euler_step(x: torch.Tensor, model_out: torch.Tensor, c: EDMStep) -> torch.Te
 @dataclass(frozen=True)
 class FrameGuidance:
     """Classifier-free guidance whose scale rises linearly from `min_scale` at the first frame to `max_scale` at
-    the last: the first frame is pinned by the image latents anyway, later frames need more pull. Branch order
+    the last (the preset's `sampling.min_guidance_scale`, `max_guidance_scale`): the first frame is pinned by the
+    image latents anyway, later frames need more pull. Branch order
     in the batch: conditional, unconditional (zero image embedding and zero image latents)."""
 
-    min_scale: float = 1.0
-    max_scale: float = 3.0
+    min_scale: float
+    max_scale: float
 
     @property
     def branches(self) -> int:

@@ -6,15 +6,17 @@ diffusers comes with the [parity] extra, which CI installs.
 import pytest
 import torch
 
+from dcrt.config import get_preset
 from dcrt.edm import (
     EDMInputs,
     FrameGuidance,
-    KarrasSigmas,
     build_edm_schedule,
     combine_frame_guidance,
     euler_step,
     sample_edm,
 )
+
+SVD = get_preset("svd-xt")
 
 # The scheduler configuration published with stabilityai/stable-video-diffusion-img2vid-xt.
 SVD_XT_SCHEDULER = {
@@ -44,7 +46,7 @@ def reference_scheduler(steps):
 @pytest.mark.parametrize("steps", [1, 5, 25])
 def test_sigmas_timesteps_and_initial_scale_match_the_reference_scheduler(steps):
     ref = reference_scheduler(steps)
-    schedule = build_edm_schedule(KarrasSigmas(), steps)
+    schedule = build_edm_schedule(SVD.edm, steps)
     assert schedule.num_steps == steps
     torch.testing.assert_close(schedule.sigmas, ref.sigmas, rtol=1e-6, atol=0)
     assert schedule.sigmas[-1] == 0 and schedule.sigmas[0] == pytest.approx(700.0)
@@ -55,7 +57,7 @@ def test_sigmas_timesteps_and_initial_scale_match_the_reference_scheduler(steps)
 def test_preconditioning_and_euler_step_match_the_reference_step():
     steps = 6
     ref = reference_scheduler(steps)
-    schedule = build_edm_schedule(KarrasSigmas(), steps)
+    schedule = build_edm_schedule(SVD.edm, steps)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 3, 5, 6, generator=gen) * float(ref.init_noise_sigma)
     for i, t in enumerate(ref.timesteps):
@@ -69,7 +71,7 @@ def test_preconditioning_and_euler_step_match_the_reference_step():
 
 
 def test_frame_guidance_rises_linearly_and_drops_the_unconditional_branch_at_scale_one():
-    g = FrameGuidance(1.0, 3.0)
+    g = FrameGuidance(SVD.sampling.min_guidance_scale, SVD.sampling.max_guidance_scale)
     torch.testing.assert_close(g.scales(5).flatten(), torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]))
     assert g.branches == 2 and FrameGuidance(1.0, 1.0).branches == 1
     cond, uncond = torch.full((1, 2, 5, 1, 1), 2.0), torch.ones(1, 2, 5, 1, 1)
@@ -121,7 +123,8 @@ def test_the_sampling_loop_matches_the_reference_pipeline_loop():
     embeds = torch.randn(1, 1, 16, generator=gen)
     time_ids = torch.tensor([[6.0, 127.0, 0.02]])
     denoiser = LinearDenoiser(8, frames, 16)
-    expected = reference_loop(denoiser, noise, image_latents, embeds, time_ids, steps, 1.0, 3.0)
+    scales = SVD.sampling.min_guidance_scale, SVD.sampling.max_guidance_scale
+    expected = reference_loop(denoiser, noise, image_latents, embeds, time_ids, steps, *scales)
 
     inputs = EDMInputs(
         image_embeds=torch.cat([embeds, torch.zeros_like(embeds)]),
@@ -132,8 +135,8 @@ def test_the_sampling_loop_matches_the_reference_pipeline_loop():
     latents = sample_edm(
         denoiser,
         inputs,
-        build_edm_schedule(KarrasSigmas(), steps),
-        FrameGuidance(1.0, 3.0),
+        build_edm_schedule(SVD.edm, steps),
+        FrameGuidance(*scales),
         noise.transpose(1, 2),
         on_step=lambda i, n: seen.append((i, n)),
     )

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from dcrt.config import get_preset
-from dcrt.edm import EDMInputs, FrameGuidance, KarrasSigmas, build_edm_schedule, sample_edm
+from dcrt.edm import EDMInputs, FrameGuidance, build_edm_schedule, sample_edm
 from dcrt.svd_checkpoint import load_svd_model
 from tests.models.svd_diffusers import (
     diffusers_unet,
@@ -109,7 +109,7 @@ def test_five_euler_steps_match_the_diffusers_pipeline(pipeline_pair):
         assert image_embeds[1].abs().max() == 0 and image_latents[1].abs().max() == 0
         concat = image_latents[:, :, None].expand(-1, -1, frames, -1, -1)
         time_ids = torch.tensor([[s.fps - 1, s.motion_bucket_id, s.noise_aug_strength]] * 2)
-        schedule = build_edm_schedule(KarrasSigmas(preset.edm.sigma_min, preset.edm.sigma_max, preset.edm.rho), STEPS)
+        schedule = build_edm_schedule(preset.edm, STEPS)
         guidance = FrameGuidance(s.min_guidance_scale, s.max_guidance_scale)
         ours = sample_edm(model.unet, EDMInputs(image_embeds, concat, time_ids), schedule, guidance, noise)
 
