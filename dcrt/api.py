@@ -1,22 +1,29 @@
 """The Python API: `dcrt.animate`, `interpolate`, `loop` and `interpolate_keyframes` over a model, a backend or a
 pipeline. Each takes the fields of `dcrt.options.SamplingRequest` as keywords; one left out is the preset's
-default (`dcrt.config.SamplingDefaults`)."""
+default (`dcrt.config.SamplingDefaults`). `dcrt.animate` of a Stable Video Diffusion model runs `animate_svd`,
+whose keywords are `dcrt.svd_options.SVDRequest`'s."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 
 from dcrt.backends import Backend
+from dcrt.backends.svd_base import SVDBackend
 from dcrt.batch import pair_prompts
 from dcrt.chaining import extend_video, generate_keyframes
+from dcrt.errors import UsageError
 from dcrt.models.dynamicrafter import DynamiCrafter
+from dcrt.models.svd import StableVideoDiffusion
 from dcrt.options import clip_prompts, resolve_options, takes_sampling_options
 from dcrt.pipeline import Pipeline, VideoResult, pipeline_for
 from dcrt.sampler import StepCallback
+from dcrt.svd_options import resolve_svd_options, with_svd_options
+from dcrt.svd_pipeline import SVDPipeline, svd_pipeline_for
 
-Model = DynamiCrafter | Backend | Pipeline
+Model = DynamiCrafter | Backend | Pipeline | StableVideoDiffusion | SVDBackend | SVDPipeline
 
 
 def _run(mode: str, model: Model, images: list, prompt: str, x_T, on_step, sampling: dict) -> VideoResult:
@@ -24,11 +31,12 @@ def _run(mode: str, model: Model, images: list, prompt: str, x_T, on_step, sampl
     return pipe.generate(images, prompt, mode, resolve_options(pipe.preset, mode, **sampling), x_T, on_step)
 
 
+@with_svd_options
 @takes_sampling_options
 def animate(
     model: Model,
     image,
-    prompt: str,
+    prompt: str | None = None,
     *,
     extend: int | list[str] = 0,
     x_T: torch.Tensor | None = None,
@@ -43,13 +51,42 @@ def animate(
     per-step draws start at the generator's beginning.
 
     `extend`: that many further clips with the same prompt, or a list of their prompts (`extend_video`).
+
+    A Stable Video Diffusion model (`dcrt.StableVideoDiffusion`, or its backend or pipeline) takes the fields of
+    `dcrt.svd_options.SVDRequest` instead (steps, min_guidance_scale, fps, motion_bucket_id, ...) and no
+    prompt: SVD has no text conditioning (`animate_svd`).
     """
+    if model.preset.family == "svd":
+        if extend:
+            raise UsageError("extend is for DynamiCrafter presets; SVD animates one clip")
+        return animate_svd(model, image, prompt, x_T=x_T, on_step=on_step, **sampling)
+    if prompt is None:
+        raise UsageError(f"preset {model.preset.name} animates following a prompt: give one")
     prompts = clip_prompts(prompt, extend)
     video = _run("animate", model, [image], prompt, x_T, on_step, sampling)
     if not prompts:
         return video
     pipe = pipeline_for(model)
     return extend_video(pipe, video, prompts, resolve_options(pipe.preset, "animate", **sampling), on_step)
+
+
+@with_svd_options
+def animate_svd(
+    model: StableVideoDiffusion | SVDBackend | SVDPipeline,
+    image,
+    prompt: str | None = None,
+    *,
+    x_T: torch.Tensor | None = None,
+    on_step: StepCallback | None = None,
+    **sampling,
+) -> VideoResult:
+    """Image-to-video with Stable Video Diffusion: `image` (a path, PIL image or uint8 array) into the preset's
+    frames. `sampling`: the fields of `dcrt.svd_options.SVDRequest`; one left out is the preset's default
+    (`preset.sampling`). A prompt is ignored, with a warning. Noise: see dcrt.svd_pipeline."""
+    if prompt:
+        warnings.warn("SVD has no text conditioning; the prompt is ignored", stacklevel=2)
+    pipe = svd_pipeline_for(model)
+    return pipe.generate(image, resolve_svd_options(pipe.preset, **sampling), x_T, on_step)
 
 
 @takes_sampling_options

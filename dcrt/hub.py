@@ -41,8 +41,15 @@ def default_checkpoint(preset: Preset) -> Path | None:
     return _hf_cached(preset)
 
 
+def _is_diffusers_folder(preset: Preset, path: Path) -> bool:
+    """An SVD release's diffusers layout (unet/, vae/, image_encoder/): the SVD loader reads the folder itself."""
+    return preset.family == "svd" and (path / "unet").is_dir()
+
+
 def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
     if explicit is not None:
+        if explicit.is_dir() and _is_diffusers_folder(preset, explicit):
+            return explicit
         if explicit.is_dir():
             explicit = explicit / preset.checkpoint_file
         if not explicit.is_file():

@@ -114,15 +114,30 @@ def usable_device(device: str | None) -> str:
 
 
 def load_torch_model(preset: Preset, weights: Weights, device: str | None = None, dtype: str | None = None):
-    """The `DynamiCrafter` of `weights` on `device` (default cpu) in `dtype` (default fp16 on CUDA, else fp32)."""
+    """The `DynamiCrafter` (or for an SVD preset the `StableVideoDiffusion`) of `weights` on `device` (default
+    cpu) in `dtype` (default fp16 on CUDA, else fp32)."""
     from dcrt.checkpoint import WEIGHT_DTYPES as TORCH_DTYPES
     from dcrt.checkpoint import load_model, random_model
 
+    if preset.family == "svd":
+        from dcrt.svd_checkpoint import load_svd_model as load_model
+        from dcrt.svd_checkpoint import random_svd_model as random_model
     device = usable_device(device)
     torch_dtype = TORCH_DTYPES[dtype or ("fp16" if device.startswith("cuda") else "fp32")]
     if weights.checkpoint is None:
         return random_model(preset, seed=RANDOM_SEED, device=device, dtype=torch_dtype)
     return load_model(weights.checkpoint, preset=preset, device=device, dtype=torch_dtype)
+
+
+def torch_backend(model):
+    """The PyTorch backend of a loaded model, of its family."""
+    if model.preset.family == "svd":
+        from dcrt.backends.svd_torch import TorchSVDBackend
+
+        return TorchSVDBackend(model)
+    from dcrt.backends import TorchBackend
+
+    return TorchBackend(model)
 
 
 def ensure_export(
@@ -192,11 +207,9 @@ def open_backend(
 
         backend = OnnxRuntimeBackend(chosen.location, chosen.device, verify=request.verify)
     else:
-        from dcrt.backends import TorchBackend
-
         weights = weights or request.required_weights()  # none at hand: says where to get them
         chosen = replace(chosen, weights=str(weights))
-        backend = TorchBackend(load_torch_model(preset, weights, chosen.device, request.dtype))
+        backend = torch_backend(load_torch_model(preset, weights, chosen.device, request.dtype))
     # Said once the backend is open: a run that fails to load ends with its one error line alone.
     for notice in chosen.notices:
         log(f"notice: {notice}")

@@ -31,7 +31,7 @@ def _help(text: str) -> dict:
 class SamplingRequest:
     """What a caller asks for. `None` is the preset's default (`dcrt.config.SamplingDefaults`)."""
 
-    steps: int | None = field(default=None, metadata=_help("DDIM steps, 1-1000"))
+    steps: int | None = field(default=None, metadata=_help("sampling steps, 1-1000 (DDIM; SVD: Euler)"))
     guidance_scale: float | None = field(
         default=None, metadata=_help("classifier-free guidance scale on the prompt (1 = no guidance)")
     )

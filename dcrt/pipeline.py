@@ -51,13 +51,14 @@ def guidance_for(opts: SamplingOptions) -> Guidance:
 class VideoResult:
     latents: torch.Tensor  # [1, 4, T, h, w] final latents, before decoding (float32)
     frames: np.ndarray  # uint8 [T, H, W, 3]
+    fps: int = DEFAULT_FPS  # the frame rate to play it at (SVD: the rate it was conditioned on)
 
     def save(
-        self, path: str | Path, fps: int = DEFAULT_FPS, quality: int = DEFAULT_QUALITY, format: str | None = None
+        self, path: str | Path, fps: int | None = None, quality: int = DEFAULT_QUALITY, format: str | None = None
     ) -> Path:
-        """Write the frames as mp4 (H.264), gif, webp or a folder of png frames; the format defaults to the
-        extension's. Written to a temporary file and renamed, as the command line does."""
-        return write_video(self.frames, path, format, fps=fps, quality=quality)
+        """Write the frames as mp4 (H.264), gif, webp or a folder of png frames at `fps` (default: the video's);
+        the format defaults to the extension's. Written to a temporary file and renamed, as the command line does."""
+        return write_video(self.frames, path, format, fps=fps or self.fps, quality=quality)
 
 
 class Pipeline:

@@ -46,7 +46,9 @@ class SVDSamplingDefaults:
     steps: int = 25
     min_guidance_scale: float = 1.0
     max_guidance_scale: float = 3.0
-    fps: int = 6  # the UNet is given fps - 1, as the released pipelines do
+    # Frames per second of the video. The UNet is given fps - 1 = 6, as both released pipelines do by default: the
+    # original script's `fps_id` 6 (which it writes at fps_id + 1), diffusers' `fps` 7.
+    fps: int = 7
     motion_bucket_id: int = 127
     noise_aug_strength: float = 0.02
     # Frames per VAE decoder call. The temporal layers see only the frames of one call; 14 is the original

@@ -231,7 +231,7 @@ def test_help_and_bad_options_answer_before_torch_is_imported(picture, tmp_path)
 def test_help_groups_options_and_names_the_defaults(run_cli):
     code, out, _ = run_cli(["animate", "-h"])
     assert code == 0
-    assert "Usage: dcrt animate IMAGE PROMPT [OPTIONS]" in out
+    assert "Usage: dcrt animate IMAGE [PROMPT] [OPTIONS]" in out
     sections = ["Arguments:", "Model options:", "Sampling options:", "Output options:", "Backend options:"]
     positions = [out.index(section) for section in sections]
     assert positions == sorted(positions)

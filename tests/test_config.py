@@ -68,7 +68,7 @@ def test_svd_presets():
     assert (xt.family, tiny.family) == ("svd", "svd")
     assert (xt.height, xt.width, xt.frames, xt.latent_height, xt.latent_width) == (576, 1024, 25, 72, 128)
     s = xt.sampling
-    assert (s.steps, s.min_guidance_scale, s.max_guidance_scale, s.fps, s.motion_bucket_id) == (25, 1.0, 3.0, 6, 127)
+    assert (s.steps, s.min_guidance_scale, s.max_guidance_scale, s.fps, s.motion_bucket_id) == (25, 1.0, 3.0, 7, 127)
     assert s.noise_aug_strength == 0.02 and 1 <= s.decode_chunk <= xt.frames
     assert (xt.edm.sigma_min, xt.edm.sigma_max, xt.edm.sigma_data) == (0.002, 700.0, 1.0)
     assert xt.unet.channel_mult == (1, 2, 4, 4) and xt.unet.model_channels == 320 and xt.unet.context_dim == 1024

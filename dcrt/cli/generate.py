@@ -20,6 +20,7 @@ from dcrt.cli.options import (
     GroupedCommand,
     Image,
     KeyframesAndPrompt,
+    OptionalPrompt,
     OutputOptions,
     Prompt,
     takes,
@@ -28,19 +29,22 @@ from dcrt.config import MODES, default_preset
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
+from dcrt.svd_options import SVD_ONLY_NAMES, SVDRequest, refuse_foreign
 
 
 @app.command(
     cls=GroupedCommand,
-    help="Animate IMAGE following PROMPT into a video (16 frames; longer with --frames or --extend). " + IMAGE_NOTE,
+    help="Animate IMAGE following PROMPT into a video (16 frames; longer with --frames or --extend). The SVD "
+    "presets (svd-xt, tiny-svd) take no prompt: their motion follows --motion-bucket and --fps. " + IMAGE_NOTE,
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+@takes(model=BackendRequest, sampling=SamplingRequest, svd=(SVDRequest, SVD_ONLY_NAMES), output=OutputOptions)
 def animate(
     image: Image,
-    prompt: Prompt,
     model: BackendRequest,
     sampling: SamplingRequest,
+    svd: SVDRequest,
     output: OutputOptions,
+    prompt: OptionalPrompt = None,
     extend: Annotated[
         int,
         typer.Option(
@@ -56,6 +60,17 @@ def animate(
         ),
     ] = None,
 ) -> None:
+    model = replace(model, preset=model.preset or default_preset("animate"))
+    preset = model.preset_config()
+    refuse_foreign(preset, sampling, svd)
+    if preset.family == "svd":
+        from dcrt.cli.generate_svd import animate_svd
+
+        if extend or extend_prompts:
+            raise UsageError(f"--extend and --extend-prompts are for DynamiCrafter presets, not {preset.name}")
+        return animate_svd(image, prompt, model, sampling, svd, output)
+    if prompt is None:
+        raise UsageError(f"missing argument PROMPT: preset {preset.name} animates following a prompt")
     job = Job([image], prompt, image.stem)
     generate("animate", [job], model, sampling, output, further=_further_prompts(prompt, extend, extend_prompts))
 
@@ -165,7 +180,7 @@ def generate(
     preset.check_mode(mode)
     opts = resolve_options(preset, mode, sampling)
     fmt = format_for(output.out or Path(), output.format)
-    check_video_options(fmt, output.fps, output.quality)
+    check_video_options(fmt, output.frame_rate(), output.quality)
     targets = [output.out or _default_output(job, mode, fmt, out_dir) for job in jobs]
     if out_dir is not None:
         _check_out_dir(out_dir)
@@ -197,7 +212,7 @@ def generate(
             else:  # streamed: each chunk of frames is written as it is decoded
                 latents, references = pipe.sample(images, job.prompt, mode, opts, on_step=on_step)
                 frames = pipe.decoded_chunks(latents, mode, references)
-            write_video(frames, target, fmt, fps=output.fps, quality=output.quality)
+            write_video(frames, target, fmt, fps=output.frame_rate(), quality=output.quality)
         typer.echo(str(target))
 
 

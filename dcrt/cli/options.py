@@ -22,7 +22,8 @@ from typer.core import TyperCommand
 
 from dcrt.config import DEFAULT_PRESET, MODES, PRESETS, Seeds, default_preset
 from dcrt.loading import BACKEND, MODEL
-from dcrt.options import SamplingRequest, preset_default
+from dcrt.options import SAMPLING_NAMES, SamplingRequest, preset_default
+from dcrt.svd_options import SVD_NAMES, SVDRequest, svd_default
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 
 BATCH, SAMPLING, OUTPUT, SERVER = "Batch", "Sampling", "Output", "Server"
@@ -52,17 +53,21 @@ class OutputOptions:
             "10); webp quality is 100 - 2 x this"
         },
     )
-    fps: int = field(
-        default=DEFAULT_FPS,
+    fps: int | None = field(
+        default=None,
         metadata={
             "help": "frames per second of the written video ("
             + ", ".join(f"{fmt}: at most {top}" for fmt, top in MAX_FPS.items())
-            + ")"
+            + "); SVD presets are also conditioned on it"
         },
     )
 
+    def frame_rate(self, default: int = DEFAULT_FPS) -> int:
+        """--fps, else `default` (SVD: the preset's conditioning fps)."""
+        return self.fps if self.fps is not None else default
 
-_PANEL_OF = {SamplingRequest: SAMPLING, OutputOptions: OUTPUT}
+
+_PANEL_OF = {SamplingRequest: SAMPLING, SVDRequest: SAMPLING, OutputOptions: OUTPUT}
 
 
 def _shown(value: object) -> str:
@@ -76,8 +81,14 @@ def _shown(value: object) -> str:
 def preset_defaults_text(name: str) -> str:
     """What `None` means for SamplingRequest field `name`, per preset: "50", or "3 for 256, tiny-256; 24 for ..."."""
     by_value: dict[str, list[str]] = {}
-    # The SVD family has sampling options of its own (dcrt.svd_config.SVDSamplingDefaults), not these.
-    for preset in (p for p in PRESETS.values() if p.family == "dynamicrafter"):
+    # The SVD family has sampling options of its own (dcrt.svd_options.SVDRequest); it shares a few of these.
+    for preset in PRESETS.values():
+        if preset.family == "svd":
+            if name in SVD_NAMES:
+                by_value.setdefault(_shown(svd_default(preset, name)), []).append(preset.name)
+            continue
+        if name not in SAMPLING_NAMES:
+            continue
         value = preset.sampling.seeds if name == "seed" else preset_default(preset, name, MODES[0])
         by_value.setdefault(_shown(value), []).append(preset.name)
     if len(by_value) == 1:
@@ -87,6 +98,7 @@ def preset_defaults_text(name: str) -> str:
 
 # What a `None` default means, where it is not a sampling default.
 _DEFAULT_TEXT = {
+    "fps": f"{DEFAULT_FPS}; SVD presets: the preset's conditioning fps, " + preset_defaults_text("fps"),
     "preset": f"{DEFAULT_PRESET}; "
     + ", ".join(f"{mode}: {default_preset(mode)}" for mode in MODES if default_preset(mode) != DEFAULT_PRESET),
 }
@@ -96,7 +108,7 @@ def option(owner: type, spec: Field, annotation, note: str | None = None) -> ins
     """One dataclass field as a keyword option: `--field-name` unless its metadata names the flags."""
     meta = spec.metadata
     flags = meta.get("flags") or (meta.get("flag") or "--" + spec.name.replace("_", "-"),)
-    if note is None and owner is SamplingRequest:
+    if note is None and owner in (SamplingRequest, SVDRequest):
         note = preset_defaults_text(spec.name)
     note = note or _DEFAULT_TEXT.get(spec.name)
     help_text = meta.get("help", "") + (f" (default: {note})" if note else "")
@@ -182,6 +194,12 @@ KeyframesAndPrompt = Annotated[
     ),
 ]
 Prompt = Annotated[str, typer.Argument(metavar="PROMPT", help=PROMPT_HELP, show_default=False)]
+OptionalPrompt = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="[PROMPT]", help=PROMPT_HELP + "; SVD presets take none (no text conditioning)", show_default=False
+    ),
+]
 # The model options of the commands that make artifacts from weights (fetch, export, build, bench, info).
 WEIGHTS = ("preset", "checkpoint", "random_weights")
 # The model options of the commands that run a model for others (serve, ui).

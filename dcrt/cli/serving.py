@@ -108,11 +108,11 @@ def client(
             raise UsageError(f"image {image} does not exist")
     target = output.out or Path(f"{images[0].stem}_{mode}.{output.format or 'mp4'}")
     fmt = format_for(target, output.format)
-    check_video_options(fmt, output.fps, output.quality)
+    check_video_options(fmt, output.frame_rate(), output.quality)
     check_output_path(target, fmt)
     say(f"dcrt: sending to {url}")
     frames = generate_remote(url, [p.read_bytes() for p in images], prompt, mode, sampling)["FRAMES"]
-    write_video(frames, target, fmt, fps=output.fps, quality=output.quality)
+    write_video(frames, target, fmt, fps=output.frame_rate(), quality=output.quality)
     typer.echo(str(target))
 
 

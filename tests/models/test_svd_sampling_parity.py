@@ -1,6 +1,6 @@
 """dcrt's SVD UNet inside dcrt's EDM sampler (`dcrt.edm`) against diffusers' StableVideoDiffusionPipeline: the
 final latents after 5 Euler steps from the same noise and the same conditioning (docs/sampling.md §5,
-docs/models.md §8.7). The pipeline's own conditioning (CLIP embedding, noise-augmented image latents, added time
+docs/models.md §8.8). The pipeline's own conditioning (CLIP embedding, noise-augmented image latents, added time
 ids) is recorded and handed to dcrt's sampler, so this checks the network in the loop, not the preprocessing.
 
 Needs the `[parity]` extra; tiny preset, seconds on a CPU.
