@@ -52,6 +52,10 @@ class GraphModule(nn.Module):
 
 def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphModule]:
     """The computation of each IO-table component, in terms of the reference modules."""
+    if model.preset.family == "svd":
+        from dcrt.svd_export import svd_graph_modules
+
+        return svd_graph_modules(model, dtype)
     m = model
     unet = GraphModule(lambda x, t, c, frame_stride: m.unet(x, t, c, frame_stride), {"unet": m.unet}, dtype)
     graphs = {
@@ -331,9 +335,11 @@ def export_model(
     with atomic_dir(out) as staging:
         from safetensors.torch import save_file
 
-        save_file({k: v.float().contiguous() for k, v in model.schedule.named_buffers()}, staging / SCHEDULE_FILE)
-        manifest.schedule = {SCHEDULE_FILE: sha256_file(staging / SCHEDULE_FILE)}
-        manifest.schedule_sizes = {SCHEDULE_FILE: (staging / SCHEDULE_FILE).stat().st_size}
+        if model.preset.family != "svd":  # SVD's EDM schedule is computed from the preset (dcrt.edm)
+            schedule = {k: v.float().contiguous() for k, v in model.schedule.named_buffers()}
+            save_file(schedule, staging / SCHEDULE_FILE)
+            manifest.schedule = {SCHEDULE_FILE: sha256_file(staging / SCHEDULE_FILE)}
+            manifest.schedule_sizes = {SCHEDULE_FILE: (staging / SCHEDULE_FILE).stat().st_size}
         for index, (name, spec) in enumerate(specs.items(), 1):
             step = f"[{index}/{len(specs)}] {spec.filename}"
             log(f"{step}: tracing, then checking in ONNX Runtime")

@@ -62,6 +62,10 @@ class ComponentSpec:
 def io_table(preset: Preset, height: int | None = None, width: int | None = None) -> dict[str, ComponentSpec]:
     """The graphs of one preset at one resolution (default: the preset's)."""
     height, width = height or preset.height, width or preset.width
+    if preset.family == "svd":
+        from dcrt.svd_io_spec import svd_io_table
+
+        return svd_io_table(preset, height, width)
     f = preset.vae.downscale
     h, w, frames = height // f, width // f, preset.frames
     c, z = preset.unet.context_dim, preset.vae.z_channels
@@ -146,6 +150,11 @@ def _dual_ref_vae(preset: Preset, height: int, width: int) -> list[ComponentSpec
 def sample_inputs(spec: ComponentSpec, preset: Preset, seed: int = 0) -> list[torch.Tensor]:
     """Realistic random inputs for a graph: tokens in the vocabulary, timesteps and frame_stride in range."""
     g = torch.Generator().manual_seed(seed)
+    if preset.family == "svd":
+        from dcrt.svd_io_spec import realistic_floats
+
+        floats = realistic_floats(preset, g)
+        return [floats.get(t.name, lambda shape: torch.randn(shape, generator=g))(t.shape) for t in spec.inputs]
     ranges = {
         "tokens": (0, preset.text.vocab_size),
         "timestep": (0, preset.diffusion.timesteps),

@@ -203,9 +203,9 @@ def open_backend(
 
         backend = TensorRTBackend(chosen.location, "cuda", verify=request.verify)
     elif chosen.name == "ort":
-        from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from dcrt.backends.onnxruntime_backend import open_onnxruntime
 
-        backend = OnnxRuntimeBackend(chosen.location, chosen.device, verify=request.verify)
+        backend = open_onnxruntime(chosen.location, chosen.device, verify=request.verify)
     else:
         weights = weights or request.required_weights()  # none at hand: says where to get them
         chosen = replace(chosen, weights=str(weights))

@@ -53,7 +53,7 @@ class SVDPipeline:
         if chunks is not None and opts.decode_chunk not in chunks:
             raise UsageError(
                 f"the {type(self.backend).__name__} decodes {chunks[0]} frames per call (its graphs' shape): "
-                f"use --decode-chunk {chunks[0]}, export again with that chunk, or the torch backend"
+                f"use --decode-chunk {chunks[0]} (the preset's), or the torch backend"
             )
 
     def conditioning(self, image: torch.Tensor, opts: SVDOptions, noise: NoiseSource) -> EDMInputs:

@@ -50,6 +50,18 @@ def exported(tmp_path_factory):
     return out, manifest
 
 
+@pytest.fixture(scope="session")
+def svd_exported(tmp_path_factory):
+    """An fp32 ONNX export of tiny-svd's random weights: (the model, directory, manifest)."""
+    from dcrt.export import ExportRequest, export_model
+    from dcrt.weights import Weights
+
+    model = dcrt.random_svd_model("tiny-svd", seed=0)
+    out = tmp_path_factory.mktemp("export") / "tiny-svd"
+    manifest = export_model(model, out, ExportRequest(model.preset, "fp32", Weights("tiny-svd").source()))
+    return model, out, manifest
+
+
 # Every module that hashes files, imported before `hashed` replaces their sha256_file.
 _HASHING_MODULES = (
     "dcrt.manifest",

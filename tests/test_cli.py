@@ -349,11 +349,8 @@ def test_fetch_svd_asks_for_the_original_single_file(run_cli, monkeypatch):
     )
 
 
-@pytest.mark.parametrize(
-    ("args", "what"),
-    [(["export", "--res", "svd-xt"], "export"), (["build", "--res", "tiny-svd"], "TensorRT engines")],
-)
-def test_svd_presets_refuse_export_and_build_in_one_line(run_cli, args, what):
+@pytest.mark.parametrize(("args", "what"), [(["build", "--res", "tiny-svd"], "TensorRT engines")])
+def test_svd_presets_refuse_build_in_one_line(run_cli, args, what):
     code, _, err = run_cli(args)
     assert code == 2 and err.strip() == f"dcrt: error: {args[2]} does not support {what} yet (model family svd; " + (
         "dynamicrafter has it)"

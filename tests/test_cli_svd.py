@@ -40,6 +40,16 @@ def test_fps_conditions_and_sets_the_frame_rate(picture, tmp_path, run_cli):
     assert not np.array_equal(frames[0], frames[1])  # fps - 1 reached the UNet
 
 
+def test_the_onnxruntime_backend_runs_an_export(picture, tmp_path, run_cli, svd_exported):
+    _, export_dir, _ = svd_exported
+    target = tmp_path / "ort.mp4"
+    args = ["animate", str(picture), *TINY_SVD, "--backend", "ort", "--export-dir", str(export_dir), "-o", str(target)]
+    code, _, err = run_cli(args)
+    assert code == 0 and f"using ort on cpu with {export_dir}" in err and target.stat().st_size > 1000
+    code, _, err = run_cli([*args[:-2], "--decode-chunk", "3", "-o", str(tmp_path / "out.mp4")])
+    assert code == 2 and "decodes 4 frames per call (its graphs' shape): use --decode-chunk 4" in err
+
+
 def test_a_prompt_is_ignored_with_one_line(picture, tmp_path, run_cli):
     code, _, err = run_cli(["animate", str(picture), "a cat", *TINY_SVD, "-o", str(tmp_path / "v.gif")])
     assert code == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.backends.svd_static import StaticSVDBackend
 from dcrt.config import get_preset
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
@@ -74,21 +75,19 @@ class BoundGraph:
         return tuple(self.outputs)
 
 
-class OnnxRuntimeBackend(StaticShapeBackend):
-    """Runs an export directory (`dcrt export`): one `BoundGraph` session per IO-table component. Every file is
-    checked against its manifest record: the size always, the sha256 with `verify` (reads every byte)."""
-
-    capturable = False  # each call synchronises the stream before ONNX Runtime reads its inputs
+class ExportSessions:
+    """An export directory (`dcrt export`) checked against the IO table, one `BoundGraph` session per component.
+    Every file is checked against its manifest record: the size always, the sha256 with `verify`."""
 
     def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
         export_dir = Path(export_dir)
         if not export_dir.is_dir():
             raise UsageError(f"export directory {export_dir} does not exist (run `dcrt export` first)")
+        self.directory = export_dir
         self.manifest = ExportManifest.read(export_dir)
-        preset = get_preset(self.manifest.preset)
+        self.preset = preset = get_preset(self.manifest.preset)
         self.device = torch.device(device)
-        self.precision = f"{self.manifest.precision} graphs"
-        specs = io_table(preset, self.manifest.height, self.manifest.width)
+        self.specs = specs = io_table(preset, self.manifest.height, self.manifest.width)
         missing = set(specs) - set(self.manifest.components)
         if missing:
             raise UsageError(f"{export_dir / 'manifest.json'} lacks components {sorted(missing)}")
@@ -100,7 +99,43 @@ class OnnxRuntimeBackend(StaticShapeBackend):
         self.graphs = {
             name: BoundGraph(export_dir / spec.filename, spec, self.device, providers) for name, spec in specs.items()
         }
-        super().__init__(preset, specs, load_schedule(export_dir, self.manifest.schedule))
+
+
+class OnnxRuntimeBackend(StaticShapeBackend):
+    """Runs a DynamiCrafter export directory (`dcrt export`) on ONNX Runtime (`ExportSessions`)."""
+
+    capturable = False  # each call synchronises the stream before ONNX Runtime reads its inputs
+
+    def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
+        sessions = ExportSessions(export_dir, device, verify)
+        sessions.preset.require_family("dynamicrafter", "OnnxRuntimeBackend (open_onnxruntime opens either family)")
+        self.manifest, self.device, self.graphs = sessions.manifest, sessions.device, sessions.graphs
+        self.precision = f"{self.manifest.precision} graphs"
+        schedule = load_schedule(sessions.directory, self.manifest.schedule)
+        super().__init__(sessions.preset, sessions.specs, schedule)
 
     def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return self.graphs[component](*inputs)
+
+
+class OnnxRuntimeSVDBackend(StaticSVDBackend):
+    """Runs a Stable Video Diffusion export directory on ONNX Runtime (`ExportSessions`)."""
+
+    capturable = False
+
+    def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
+        sessions = ExportSessions(export_dir, device, verify)
+        sessions.preset.require_family("svd", "OnnxRuntimeSVDBackend (open_onnxruntime opens either family)")
+        self.manifest, self.device, self.graphs = sessions.manifest, sessions.device, sessions.graphs
+        self.precision = f"{self.manifest.precision} graphs"
+        super().__init__(sessions.preset, sessions.specs)
+
+    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return self.graphs[component](*inputs)
+
+
+def open_onnxruntime(export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
+    """The ONNX Runtime backend of the export's model family."""
+    family = get_preset(ExportManifest.read(Path(export_dir)).preset).family if Path(export_dir).is_dir() else None
+    backend = OnnxRuntimeSVDBackend if family == "svd" else OnnxRuntimeBackend
+    return backend(export_dir, device, verify)

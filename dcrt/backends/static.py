@@ -4,12 +4,13 @@ An exported graph and the engine built from it take exactly the IO table's shape
 each runs as one call that leaves its output in a buffer it owns. `StaticShapeBackend` maps the interface's
 variable batches onto those shapes: text and image rows one at a time, a batch-1 UNet call (no guidance) on
 the batch-2 graph, VAE frames padded to the graph's batch. A subclass supplies only how one graph runs
-(`_execute`): an ONNX Runtime session or a TensorRT engine.
+(`_execute`): an ONNX Runtime session or a TensorRT engine. `StaticGraphs`, the running and checking of one
+graph, is shared with Stable Video Diffusion's static backend (dcrt.backends.svd_static).
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -27,17 +28,11 @@ def load_schedule(directory: Path, files) -> dict[str, torch.Tensor]:
     return {k: v for file in files for k, v in load_file(Path(directory) / file).items()}
 
 
-class StaticShapeBackend(Backend):
-    """Every `Backend` method in terms of `_run(component, *inputs)` on graphs of the shapes in `specs`."""
+class StaticGraphs(ABC):
+    """Runs the graphs of `specs` by name, each on inputs of exactly its shapes: what every static-shape backend
+    (either model family, ONNX Runtime or TensorRT) shares."""
 
-    def __init__(self, preset: Preset, specs: dict[str, ComponentSpec], schedule: dict[str, torch.Tensor]):
-        self.preset = preset
-        self.specs = specs
-        self._schedule = schedule
-        self.decode_chunk = specs["vae_decoder"].batch  # frames per decoder call: what the graph takes
-        self.encode_frames = specs["vae_encoder"].batch
-        self.max_unet_batch = max(specs[name].batch for name in ("unet", "unet_image_guidance"))
-        self.unet_frames = preset.frames
+    specs: dict[str, ComponentSpec]
 
     @abstractmethod
     def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -55,6 +50,19 @@ class StaticShapeBackend(Backend):
     def _run(self, component: str, *inputs: torch.Tensor) -> torch.Tensor:
         """`_run_all`'s first output."""
         return self._run_all(component, *inputs)[0]
+
+
+class StaticShapeBackend(StaticGraphs, Backend):
+    """Every `Backend` method in terms of `_run(component, *inputs)` on graphs of the shapes in `specs`."""
+
+    def __init__(self, preset: Preset, specs: dict[str, ComponentSpec], schedule: dict[str, torch.Tensor]):
+        self.preset = preset
+        self.specs = specs
+        self._schedule = schedule
+        self.decode_chunk = specs["vae_decoder"].batch  # frames per decoder call: what the graph takes
+        self.encode_frames = specs["vae_encoder"].batch
+        self.max_unet_batch = max(specs[name].batch for name in ("unet", "unet_image_guidance"))
+        self.unet_frames = preset.frames
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._run("text_encoder", row[None]).clone() for row in tokens])

@@ -43,7 +43,8 @@ def export_command(
     check_size(size.height, size.width)
     model.check_names()
     preset = model.preset_config()
-    preset.require_family("dynamicrafter", "export")  # before looking for weights: fetching them would not help
+    if preset.family == "svd" and (size.height, size.width) != (None, None):
+        raise UsageError(f"{preset.name} is exported at its own size, {preset.height}x{preset.width}")
     out = out or model.export_location()
     ensure_export(preset, model.required_weights(), out, precision, size.height, size.width, force, say)
     typer.echo(str(out))
