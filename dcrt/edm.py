@@ -68,6 +68,22 @@ class EDMSchedule:
     def at(self, i: int) -> EDMStep:
         return EDMStep(self.c_in[i], self.c_noise[i], self.c_skip[i], self.c_out[i], self.sigmas[i], self.sigmas[i + 1])
 
+    def at_device(self, step: torch.Tensor) -> EDMStep:
+        """Step `step` ([1] integer tensor on the schedule's device) as [1] slices: no host read, so a step
+        that uses it can be captured once and replayed for every position (dcrt.edm_runner)."""
+
+        def pick(values: torch.Tensor) -> torch.Tensor:
+            return values.index_select(0, step)
+
+        return EDMStep(
+            pick(self.c_in),
+            pick(self.c_noise),
+            pick(self.c_skip),
+            pick(self.c_out),
+            pick(self.sigmas),
+            self.sigmas.index_select(0, step + 1),
+        )
+
     def to(self, device: torch.device | str) -> EDMSchedule:
         return EDMSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
@@ -130,6 +146,26 @@ class EDMInputs:
     concat: torch.Tensor  # [branches, 4, T, h, w] the image latents beside x; zeros for the unconditional branch
     added_time_ids: torch.Tensor  # [branches, 3] (fps id, motion bucket id, noise augmentation strength)
 
+    def branches(self, n: int, device: torch.device | str) -> EDMInputs:
+        """The first `n` branches (conditional first) on `device`, the image latents in float32."""
+        return EDMInputs(
+            self.image_embeds[:n].to(device),
+            self.concat[:n].to(device=device, dtype=torch.float32),
+            self.added_time_ids[:n].to(device),
+        )
+
+
+def edm_step(
+    denoise: EDMDenoiser, x: torch.Tensor, c: EDMStep, branches: EDMInputs, scales: torch.Tensor
+) -> torch.Tensor:
+    """One whole step from x [1, 4, T, h, w]: the network on every guidance branch in one call (`branches`: the
+    inputs cut to the guidance's branch count, on x's device), the per-frame guidance, the Euler update. The eager
+    loop (`sample_edm`) and the graph runner (dcrt.edm_runner) both call it."""
+    n = branches.concat.shape[0]
+    model_in = torch.cat([(x * c.c_in).expand(n, -1, -1, -1, -1), branches.concat], dim=1)
+    out = denoise(model_in, c.c_noise.expand(n), branches.image_embeds, branches.added_time_ids)
+    return euler_step(x, combine_frame_guidance(out, scales, n), c)
+
 
 def sample_edm(
     denoise: EDMDenoiser,
@@ -142,18 +178,12 @@ def sample_edm(
     """Euler-sample from unit Gaussian `noise` [1, 4, T, h, w] to the final latents (float32)."""
     device = noise.device
     schedule = schedule.to(device)
-    n = guidance.branches
-    image_embeds = inputs.image_embeds[:n].to(device)
-    concat = inputs.concat[:n].to(device=device, dtype=torch.float32)
-    time_ids = inputs.added_time_ids[:n].to(device)
+    branches = inputs.branches(guidance.branches, device)
     scales = guidance.scales(noise.shape[2], device)
     x = noise.to(torch.float32) * schedule.init_scale
     total = schedule.num_steps
     for i in range(total):
-        c = schedule.at(i)
-        model_in = torch.cat([(x * c.c_in).expand(n, -1, -1, -1, -1), concat], dim=1)
-        out = denoise(model_in, c.c_noise.expand(n), image_embeds, time_ids)
-        x = euler_step(x, combine_frame_guidance(out, scales, n), c)
+        x = edm_step(denoise, x, schedule.at(i), branches, scales)
         if on_step is not None:
             on_step(i + 1, total)
     return x

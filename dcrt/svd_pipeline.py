@@ -22,6 +22,7 @@ import torch
 
 from dcrt.backends.svd_base import SVDBackend
 from dcrt.edm import EDMInputs, EDMSchedule, FrameGuidance, build_edm_schedule, sample_edm
+from dcrt.edm_runner import EDMGraphRunner
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_pixels
@@ -33,10 +34,20 @@ from dcrt.svd_options import SVDOptions
 class SVDPipeline:
     """Conditioning, sampling and decoding over one SVD backend. Caches the schedules."""
 
-    def __init__(self, backend: SVDBackend):
+    def __init__(self, backend: SVDBackend, cuda_graph: bool | None = None):
+        """`cuda_graph`: sample with the graph runner (dcrt.edm_runner), captured on CUDA (None: on CUDA when the
+        backend is capturable), else the eager loop. On a CPU the runner's step body runs uncaptured."""
+        on_cuda = backend.device.type == "cuda"
         self.backend = backend
         self.preset = backend.preset
+        self.cuda_graph = on_cuda and backend.capturable if cuda_graph is None else cuda_graph
+        if self.cuda_graph and on_cuda and not backend.capturable:
+            raise UsageError(
+                f"the {type(backend).__name__} synchronises inside its calls, so it cannot run in a CUDA graph: "
+                "use cuda_graph=False"
+            )
         self._schedules: dict[int, EDMSchedule] = {}
+        self._runners: dict[tuple, EDMGraphRunner] = {}
 
     def schedule(self, steps: int) -> EDMSchedule:
         if steps not in self._schedules:
@@ -97,8 +108,21 @@ class SVDPipeline:
             inputs = self.conditioning(pixels, opts, noise)
         with timer("denoise"):
             x_T = self.initial_noise(noise) if x_T is None else x_T.to(device)
-            guidance = FrameGuidance(opts.min_guidance_scale, opts.max_guidance_scale)
+            return self.denoise(inputs, opts, x_T, on_step)
+
+    def denoise(
+        self, inputs: EDMInputs, opts: SVDOptions, x_T: torch.Tensor, on_step: StepCallback | None = None
+    ) -> torch.Tensor:
+        """The Euler loop from unit Gaussian x_T: the graph runner, one per (steps, guidance), or the eager loop."""
+        guidance = FrameGuidance(opts.min_guidance_scale, opts.max_guidance_scale)
+        if not self.cuda_graph:
             return sample_edm(self.backend.unet, inputs, self.schedule(opts.steps), guidance, x_T, on_step)
+        key = (opts.steps, guidance)
+        if key not in self._runners:
+            capture = self.backend.device.type == "cuda"
+            schedule = self.schedule(opts.steps)
+            self._runners[key] = EDMGraphRunner(self.backend.unet, schedule, guidance, inputs, x_T, capture)
+        return self._runners[key].run(inputs, x_T, on_step)
 
     def decoded_chunks(self, latents: torch.Tensor, opts: SVDOptions) -> Iterator[np.ndarray]:
         """[1, 4, T, h, w] -> uint8 [k, H, W, 3] chunks of `decode_chunk` frames (the last may be shorter), one
