@@ -56,7 +56,7 @@ class BuildConfig:
     opt_level: int = 3  # builder_optimization_level: 0 (fast build) .. 5 (slowest build, fastest engine)
     workspace_gb: float | None = None  # WORKSPACE pool limit; None = TensorRT's default (the device's memory)
     timing_cache: Path | None = None  # None = <target dir>/timing.cache, shared by every preset on that GPU
-    fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder", "vae_decoder_second_pass")
+    fp32_softmax: tuple[str, ...] = ("vae_encoder", "vae_decoder", "vae_decoder_second_pass", "vae_decoder_tail")
 
     def __post_init__(self):
         if not 0 <= self.opt_level <= 5:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dcrt.atomic import atomic_file
+from dcrt.config import get_preset
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
 from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest
@@ -287,7 +288,7 @@ def check_bundle(
         problem = file_problem(directory / entry.file, entry.sha256, entry.bytes, verify)
         if problem is not None:
             raise UsageError(f"{directory / entry.file} {problem}: {hint}")
-    if not manifest.schedule:
+    if not manifest.schedule and get_preset(manifest.preset).family != "svd":  # SVD's EDM schedule: the preset
         raise UsageError(f"{directory} has no noise-schedule file: {hint}")
     for file, digest in manifest.schedule.items():
         problem = file_problem(directory / file, digest, manifest.schedule_sizes[file], verify)

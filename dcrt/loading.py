@@ -199,9 +199,9 @@ def open_backend(
         lambda message: log(f"notice: {message}"),
     )
     if chosen.name == "trt":
-        from dcrt.backends.tensorrt_backend import TensorRTBackend
+        from dcrt.backends.tensorrt_backend import open_tensorrt
 
-        backend = TensorRTBackend(chosen.location, "cuda", verify=request.verify)
+        backend = open_tensorrt(chosen.location, "cuda", verify=request.verify)
     elif chosen.name == "ort":
         from dcrt.backends.onnxruntime_backend import open_onnxruntime
 

@@ -27,6 +27,7 @@ DEVICE_MEMORY = {
     "vae_encoder": 4 << 20,
     "vae_decoder": 10 << 20,
     "vae_decoder_second_pass": 9 << 20,  # ToonCrafter's 14-frame clip decoder
+    "vae_decoder_tail": 7 << 20,  # SVD's decoder of the short last chunk
 }
 
 
@@ -34,9 +35,10 @@ def make_export(out: Path, preset: str = "tiny", precision: str = "fp16", tag: s
     p = dcrt.get_preset(preset)
     out.mkdir(parents=True, exist_ok=True)
     manifest = ExportManifest(p.name, p.height, p.width, precision, 17, f"random:{p.name}:seed0", dcrt.__version__)
-    (out / "schedule.safetensors").write_bytes(b"schedule")
-    manifest.schedule = {"schedule.safetensors": sha256_file(out / "schedule.safetensors")}
-    manifest.schedule_sizes = {"schedule.safetensors": (out / "schedule.safetensors").stat().st_size}
+    if p.family != "svd":  # SVD's exports have no schedule file (its EDM schedule comes from the preset)
+        (out / "schedule.safetensors").write_bytes(b"schedule")
+        manifest.schedule = {"schedule.safetensors": sha256_file(out / "schedule.safetensors")}
+        manifest.schedule_sizes = {"schedule.safetensors": (out / "schedule.safetensors").stat().st_size}
     for name, spec in io_table(p).items():
         (out / spec.filename).write_bytes(f"graph {name} {tag}".encode())
         manifest.components[name] = ComponentEntry(

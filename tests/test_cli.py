@@ -349,14 +349,6 @@ def test_fetch_svd_asks_for_the_original_single_file(run_cli, monkeypatch):
     )
 
 
-@pytest.mark.parametrize(("args", "what"), [(["build", "--res", "tiny-svd"], "TensorRT engines")])
-def test_svd_presets_refuse_build_in_one_line(run_cli, args, what):
-    code, _, err = run_cli(args)
-    assert code == 2 and err.strip() == f"dcrt: error: {args[2]} does not support {what} yet (model family svd; " + (
-        "dynamicrafter has it)"
-    )
-
-
 def test_checkpoint_found_in_checkpoint_dir(tmp_path, monkeypatch):
     from dcrt.hub import find_checkpoint
 

@@ -1,5 +1,6 @@
-"""TensorRT backend: `StaticShapeBackend` over an `EngineSet` (dcrt.backends.tensorrt_runtime) whose static IO
-buffers are torch tensors, so the pipeline copies into inputs and reads outputs without any conversion.
+"""TensorRT backends: `StaticShapeBackend` (DynamiCrafter) or `StaticSVDBackend` (Stable Video Diffusion) over an
+`EngineSet` (dcrt.backends.tensorrt_runtime) whose static IO buffers are torch tensors, so the pipeline copies
+into inputs and reads outputs without any conversion. `open_tensorrt` opens a bundle with its family's backend.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from pathlib import Path
 import torch
 
 from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.backends.svd_static import StaticSVDBackend
 from dcrt.backends.tensorrt_runtime import EngineSet
+from dcrt.config import get_preset
+from dcrt.engine_bundle import read_manifest_or_none
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.io_spec import TensorSpec
 
@@ -25,20 +29,16 @@ def _torch_cuda_device(device):
     return torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
 
 
-class TensorRTBackend(StaticShapeBackend):
-    """`StaticShapeBackend` over an `EngineSet` whose static IO buffers are torch tensors. All work is queued on
-    torch's current stream of the device (the caller's), so it orders with the pipeline's own kernels; nothing
-    syncs."""
+class EngineCalls:
+    """An `EngineSet` whose static IO buffers are torch tensors, and one graph's run on them: copy the inputs in and
+    enqueue, all on torch's current stream of the device (the caller's), so it orders with the pipeline's own
+    kernels; nothing syncs. Shared by both model families' TensorRT backends."""
 
-    capturable = True  # copies and execute_async_v3 on the current stream (warmed up before capture)
-    precision = "float16 engines"
-
-    def __init__(self, bundle_dir: str | Path, device="cuda", verify: bool = False):
+    def _open_engines(self, bundle_dir: str | Path, device, verify: bool) -> EngineSet:
         self.device = _torch_cuda_device(device)
         self.io: dict[tuple[str, str], torch.Tensor] = {}  # (component, tensor) -> its bound static buffer
         self.engines = EngineSet(bundle_dir, self.device.index, buffer=self._allocate, verify=verify)
-        schedule = load_schedule(self.engines.directory, self.engines.manifest.schedule)
-        super().__init__(self.engines.preset, self.engines.specs, schedule)
+        return self.engines
 
     def _allocate(self, component: str, t: TensorSpec) -> int:
         tensor = torch.empty(t.shape, dtype=t.torch_dtype, device=self.device)
@@ -52,3 +52,35 @@ class TensorRTBackend(StaticShapeBackend):
             self.io[(component, t.name)].copy_(x, non_blocking=True)  # casts dtype / moves device if needed
         runner.enqueue(torch.cuda.current_stream(self.device).cuda_stream)
         return tuple(self.io[(component, t.name)] for t in runner.spec.outputs)
+
+
+class TensorRTBackend(EngineCalls, StaticShapeBackend):
+    """A DynamiCrafter engine bundle (`dcrt build`) as a `StaticShapeBackend`."""
+
+    capturable = True  # copies and execute_async_v3 on the current stream (warmed up before capture)
+    precision = "float16 engines"
+
+    def __init__(self, bundle_dir: str | Path, device="cuda", verify: bool = False):
+        engines = self._open_engines(bundle_dir, device, verify)
+        engines.preset.require_family("dynamicrafter", "TensorRTBackend (open_tensorrt opens either family)")
+        schedule = load_schedule(engines.directory, engines.manifest.schedule)
+        super().__init__(engines.preset, engines.specs, schedule)
+
+
+class TensorRTSVDBackend(EngineCalls, StaticSVDBackend):
+    """A Stable Video Diffusion engine bundle as a `StaticSVDBackend`."""
+
+    capturable = True
+    precision = "float16 engines"
+
+    def __init__(self, bundle_dir: str | Path, device="cuda", verify: bool = False):
+        engines = self._open_engines(bundle_dir, device, verify)
+        engines.preset.require_family("svd", "TensorRTSVDBackend (open_tensorrt opens either family)")
+        super().__init__(engines.preset, engines.specs)
+
+
+def open_tensorrt(bundle_dir: str | Path, device="cuda", verify: bool = False):
+    """The TensorRT backend of the bundle's model family."""
+    manifest = read_manifest_or_none(Path(bundle_dir))
+    svd = manifest is not None and get_preset(manifest.preset).family == "svd"
+    return (TensorRTSVDBackend if svd else TensorRTBackend)(bundle_dir, device, verify)

@@ -72,7 +72,6 @@ def build(
     config = BuildConfig(opt_level=opt_level, workspace_gb=workspace, timing_cache=timing_cache)
     model.check_names()
     preset = model.preset_config()
-    preset.require_family("dynamicrafter", "TensorRT engines")
     target = detect_target()  # no TensorRT or no GPU: one line, before any slow work
     export_dir = from_ or Path("export") / f"{preset.name}-fp16"
     if from_ is None:
