@@ -57,7 +57,8 @@ def bench(
     """Time each stage of each backend side by side (same inputs, same seed) and write a report.
 
     On CUDA the torch and trt backends sample with the captured graph and the fused kernels; the baseline
-    never does (the original's way: fp32 weights under fp16 autocast, one UNet call per guidance branch)."""
+    never does (the original's way: fp32 weights under fp16 autocast, one UNet call per guidance branch). For an
+    SVD preset (svd-xt, tiny-svd) the baseline is diffusers' StableVideoDiffusionPipeline."""
     from dcrt.bench import BENCH_BACKENDS
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
@@ -69,6 +70,10 @@ def bench(
         raise UsageError("--repeat must be >= 1 and --warmup >= 0")
     model = replace(model, preset=model.preset or BENCH_PRESET)
     model.check_names()
+    if model.preset_config().family == "svd":
+        from dcrt.cli.bench_svd import bench_svd
+
+        return bench_svd(model, sampling, names, repeat, warmup, out)
 
     import numpy as np
 

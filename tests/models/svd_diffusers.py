@@ -1,5 +1,5 @@
 """The reference models of the SVD parity tests: diffusers' and transformers' classes built at an SVD preset's
-architecture with seeded random weights (no download), saved as a diffusers model folder."""
+architecture (dcrt.svd_diffusers) with seeded random weights (no download), saved as a diffusers model folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+import dcrt.svd_diffusers as reference
 from dcrt.config import SVDPreset
 
 
@@ -29,54 +30,15 @@ def _randomise(model: torch.nn.Module, seed: int | None) -> torch.nn.Module:
 
 
 def diffusers_unet(preset: SVDPreset, seed: int | None = 0):
-    from diffusers import UNetSpatioTemporalConditionModel
-
-    cfg = preset.unet
-    chans = tuple(cfg.model_channels * m for m in cfg.channel_mult)
-    model = UNetSpatioTemporalConditionModel(
-        in_channels=cfg.in_channels,
-        out_channels=cfg.out_channels,
-        block_out_channels=chans,
-        layers_per_block=cfg.num_res_blocks,
-        num_attention_heads=tuple(c // cfg.head_channels for c in chans),
-        cross_attention_dim=cfg.context_dim,
-        addition_time_embed_dim=cfg.added_time_dim,
-        projection_class_embeddings_input_dim=cfg.added_time_ids * cfg.added_time_dim,
-        num_frames=preset.frames,
-    )
-    return _randomise(model, seed)
+    return _randomise(reference.diffusers_unet(preset), seed)
 
 
 def diffusers_vae(preset: SVDPreset, seed: int | None = 1):
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    cfg = preset.vae
-    model = AutoencoderKLTemporalDecoder(
-        block_out_channels=tuple(cfg.ch * m for m in cfg.ch_mult),
-        down_block_types=("DownEncoderBlock2D",) * len(cfg.ch_mult),
-        layers_per_block=cfg.num_res_blocks,
-        latent_channels=cfg.z_channels,
-        scaling_factor=cfg.scale_factor,
-    )
-    return _randomise(model, seed)
+    return _randomise(reference.diffusers_vae(preset), seed)
 
 
 def transformers_clip(preset: SVDPreset, seed: int | None = 2):
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    cfg = preset.image
-    config = CLIPVisionConfig(
-        hidden_size=cfg.width,
-        intermediate_size=cfg.mlp_ratio * cfg.width,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        projection_dim=cfg.projection_dim,
-        hidden_act="gelu",  # ViT-H/14's exact GELU (transformers' default is quick_gelu)
-        layer_norm_eps=1e-5,
-    )
-    return _randomise(CLIPVisionModelWithProjection(config), seed)
+    return _randomise(reference.transformers_clip(preset), seed)
 
 
 def save_diffusers_folder(root: Path, unet, vae, clip, max_shard_size: str | None = None) -> Path:

@@ -1,0 +1,53 @@
+"""`dcrt bench` for a Stable Video Diffusion preset (dcrt.svd_bench): the same report as DynamiCrafter's."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from dcrt.cli.app import say
+from dcrt.errors import UsageError
+from dcrt.loading import BackendRequest
+from dcrt.options import SamplingRequest
+
+
+def bench_svd(
+    model: BackendRequest, sampling: SamplingRequest, names: list[str], repeat: int, warmup: int, out: Path
+) -> None:
+    preset = model.preset_config()
+    fixed = [f"--{n}" for n in ("height", "width", "frames", "overlap") if getattr(sampling, n) is not None]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: preset {preset.name} runs at its own size and frame count")
+    import numpy as np
+    import torch
+
+    from dcrt.bench import BenchReport, environment, markdown, write_report
+    from dcrt.loading import usable_device
+    from dcrt.svd_bench import open_svd_pipelines, run_svd_backend, svd_unet_flops
+    from dcrt.svd_options import resolve_svd_options
+
+    opts = resolve_svd_options(preset, steps=sampling.steps)
+    image = (np.random.default_rng(0).random((preset.height, preset.width, 3)) * 255).astype(np.uint8)
+    model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    machine = environment(torch.device(usable_device(model.device)))  # before the runs: the load they meet
+    pipelines = open_svd_pipelines(names, model, say)
+    results = [run_svd_backend(name, pipelines[name], image, opts, warmup, repeat, say) for name in names]
+    report = BenchReport(
+        preset=preset.name,
+        height=preset.height,
+        width=preset.width,
+        steps=opts.steps,
+        repeat=repeat,
+        warmup=warmup,
+        command=" ".join(["dcrt", *sys.argv[1:]]),
+        environment=machine,
+        unet_flops_per_sample=svd_unet_flops(preset),
+        results=results,
+        frames=preset.frames,
+    )
+    typer.echo(markdown(report))
+    for path in write_report(report, out):
+        typer.echo(str(path))
