@@ -2,12 +2,13 @@
 
     python benchmarks/gpu_report.py --out DIR [--budget 480] [--presets 256,512,1024] [--steps 4]
     python benchmarks/gpu_report.py --dry-run --out DIR    # CPU, tiny preset: proves the script itself (CI)
+    python benchmarks/gpu_report.py --out DIR --svd svd-xt  # the SVD section's preset (the default; gpu_report_svd.py)
 
 Sections run in order, each by name: `kernels` (NVRTC compile + load), `gpu-tests` (`pytest -m gpu` with a
-timeout and junit XML), then one per preset. A section that would start with less than its reserve of the
-`--budget` left is recorded as skipped; a watchdog records where it stood and exits if the budget is
-overrun. DIR receives gpu-report.json (rewritten after every measurement), gpu-report.log,
-gpu-tests.xml and gpu-tests.log, and at the end gpu-report.md.
+timeout and junit XML), then one per preset, the long video, and Stable Video Diffusion's. A section that
+would start with less than its reserve of the `--budget` left is recorded as skipped; a watchdog records where
+it stood and exits if the budget is overrun. DIR receives gpu-report.json (rewritten after every measurement),
+gpu-report.log, gpu-tests.xml and gpu-tests.log, and at the end gpu-report.md.
 
 Per preset, seeded random weights are drawn on the device, and every mode samples the same image, prompt
 and noise (`MODES`): the fp32 reference (TF32 off), the baseline (the original's way), dcrt eager fp16,
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))  # the GPU machine runs from a checkout, without i
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gpu_report_svd import svd_markdown, svd_section  # noqa: E402
 
 import dcrt  # noqa: E402
 from dcrt import kernel_compile, kernels  # noqa: E402
@@ -85,7 +87,7 @@ COMPARISONS = (
 # Seconds of budget a section needs to start (rough full-size costs on an H200; the rest is skipped by name).
 RESERVE_S = {
     **{"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120, "tooncrafter": 60},
-    "long-video": 60,
+    **{"long-video": 60, "svd-xt": 150, "tiny-svd": 10},
 }
 LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
 LONG_VIDEO_MODE = "graph-fused-fp16"
@@ -402,6 +404,9 @@ def markdown(data: dict) -> str:
     lines += [f"| {name} | {s.get('status')} | {s.get('seconds', '-')} |" for name, s in data["sections"].items()]
     computed = f"computed_{STEPS_COMPUTED}_step_s"
     for name, section in data["sections"].items():
+        if section.get("kind") == "svd":
+            lines += svd_markdown(name, section)
+            continue
         modes = section.get("modes")
         if not isinstance(modes, dict):
             continue
@@ -447,15 +452,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--long-video", default=None, help=f"preset of the {LONG_VIDEO_FRAMES}-frame run (default 512; tiny: --dry-run)"
     )
+    parser.add_argument("--svd", default=None, help="SVD preset of its section (default svd-xt; tiny-svd: --dry-run)")
     parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `pytest -m gpu`")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny preset: checks this script")
     args = parser.parse_args(argv)
     args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024,tooncrafter")).split(",")
     args.steps = args.steps or (2 if args.dry_run else 4)
     args.long_video = args.long_video or ("tiny" if args.dry_run else "512")
-    for name in {*args.presets, args.long_video}:  # one line before any work, not a traceback in a section
+    args.svd = args.svd or ("tiny-svd" if args.dry_run else "svd-xt")
+    sections = [(name, "dynamicrafter", "--presets (SVD goes to --svd)") for name in {*args.presets, args.long_video}]
+    for name, family, what in [*sections, (args.svd, "svd", "--svd")]:  # one line before any work, no traceback
         try:
-            dcrt.get_preset(name).require_family("dynamicrafter", "the GPU report")
+            dcrt.get_preset(name).require_family(family, what)
         except DcrtError as exc:
             parser.error(str(exc))
     return args
@@ -491,6 +499,9 @@ def run_report(report: Report, args: argparse.Namespace, device: torch.device, a
         "long-video",
         lambda: long_video_section(report, args.long_video, device, args.steps, args.dry_run),
     )
+    svd = args.svd
+    image = test_image(dcrt.get_preset(svd).height, dcrt.get_preset(svd).width)
+    report.run_section(svd, svd, lambda: svd_section(report, svd, device, args.steps, image))
     report.section = "end"
     failed = [n for n, s in report.data["sections"].items() if not str(s.get("status")).startswith(("done", "skipped"))]
     report.data["status"] = f"failed sections: {', '.join(failed)}" if failed else "done"

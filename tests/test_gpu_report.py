@@ -82,6 +82,7 @@ def test_dry_run_passes_every_section_without_the_missing_packages(dry_run):
         "gpu-tests": "done",
         "tiny": "done",
         "long-video": "done",
+        "tiny-svd": "done",
     }
     assert "collected" in data["sections"]["gpu-tests"]["summary"]  # every -m gpu test module imports there
     for name in ("gpu-report.json", "gpu-report.md", "gpu-report.log", "gpu-tests.xml", "gpu-tests.log"):
@@ -113,13 +114,37 @@ def test_dry_run_measures_every_mode_and_comparison(dry_run):
     assert tiny["vae_decode_float16"]["finite"]
 
 
+def test_dry_run_measures_svd_against_diffusers_beside_the_anchor(dry_run):
+    _, _, data, out = dry_run
+    svd = data["sections"]["tiny-svd"]
+    assert svd["kind"] == "svd" and svd["settings"]["computed_at_steps"] == 25
+    assert list(svd["modes"]) == ["eager", "graph", "diffusers"]
+    for name, mode in svd["modes"].items():
+        assert mode["ms_per_step"] > 0 and mode["computed_25_step_s"] > mode["unet_s_at_25_steps"] > 0, name
+    assert svd["modes"]["diffusers"]["settings"]["backend_class"] == "diffusers.StableVideoDiffusionPipeline"
+    assert svd["graph_vs_eager_latents_rel_error"] < 1e-5  # the runner's body on the CPU: the eager numbers
+    assert svd["anchor"] == {
+        "what": "TensorRT SVD-XT 1.1, H100 PCIe, 25 frames, 25 steps",
+        "end_to_end_s": 22.6,
+        "unet_s": 19.1,
+    }
+    table = (out / "gpu-report.md").read_text()
+    assert "## tiny-svd" in table and "(published; not measured here) | - | - | - | 19.1 | 22.6 |" in table
+
+
+def test_the_svd_section_takes_an_svd_preset_only(capsys):
+    with pytest.raises(SystemExit):
+        gpu_report.parse_args(["--out", "x", "--svd", "512"])
+    assert "512 does not support --svd yet (model family dynamicrafter; svd has it)" in capsys.readouterr().err
+
+
 def test_budget_skips_sections_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["gpu_report.py"])
     code = gpu_report.main(["--dry-run", "--out", str(tmp_path), "--budget", "5"])
     data = json.loads((tmp_path / "gpu-report.json").read_text())
     assert code == 0 and data["status"] == "done"
     assert all(s["status"].startswith("skipped (budget") for s in data["sections"].values())
-    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny", "long-video"}
+    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny", "long-video", "tiny-svd"}
     assert "skipped" in (tmp_path / "gpu-report.md").read_text()
 
 
@@ -141,6 +166,6 @@ def test_svd_presets_are_refused_in_one_line_before_any_work(tmp_path, capsys):
         gpu_report.parse_args(["--dry-run", "--out", str(tmp_path), "--presets", "tiny,svd-xt"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert info.value.code == 2 and err.endswith(
-        "svd-xt does not support the GPU report yet (model family svd; dynamicrafter has it)"
+        "svd-xt does not support --presets (SVD goes to --svd) yet (model family svd; dynamicrafter has it)"
     )
     assert not any(tmp_path.iterdir())
