@@ -1,5 +1,7 @@
 """Which weights a run asks for, and whether an export or engine bundle was made from them.
 
+A checkpoint is a file, or (SVD) a diffusers folder, fingerprinted over its safetensors and json files.
+
 An export's manifest records its `source`: `random:<preset>:seed0`, or `sha256:<hex>` of the checkpoint
 file together with a cheap stamp of that file (`dcrt.manifest.file_stamp`). A run compares stamps, which
 reads 2 MiB instead of hashing a 10 GB checkpoint. Only a file that differs from the stamp in its
@@ -8,6 +10,7 @@ modification time alone (a copy), or a manifest written before stamps existed, i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,13 +40,36 @@ class Weights:
 
     @cached_property
     def _sha256(self) -> str:  # cached_property writes the instance dict, which a frozen dataclass allows
+        if self.checkpoint.is_dir():
+            return _combined(self.checkpoint, lambda f: sha256_file(f))
         return sha256_file(self.checkpoint)
 
     def stamp(self) -> dict | None:
-        return None if self.checkpoint is None else file_stamp(self.checkpoint)
+        if self.checkpoint is None:
+            return None
+        if not self.checkpoint.is_dir():
+            return file_stamp(self.checkpoint)
+        stamps = [file_stamp(f) for f in _folder_files(self.checkpoint)]
+        return {
+            "file": str(self.checkpoint.resolve()),
+            "size": sum(s["size"] for s in stamps),
+            "mtime_ns": max(s["mtime_ns"] for s in stamps),
+            "edges_sha256": _combined(self.checkpoint, lambda f: file_stamp(f)["edges_sha256"]),
+        }
 
     def __str__(self) -> str:
         return str(self.checkpoint) if self.checkpoint is not None else self.source()
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """What a diffusers folder's weights are (an SVD release, docs/models.md §8.3): its safetensors and json."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json"))
+
+
+def _combined(folder: Path, digest: Callable[[Path], str]) -> str:
+    """One sha256 over every weight file's relative path and `digest`: a folder's fingerprint."""
+    lines = "".join(f"{p.relative_to(folder).as_posix()}\0{digest(p)}\n" for p in _folder_files(folder))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def requested_weights(preset: Preset, ckpt: Path | None = None, random_weights: bool = False) -> Weights | None:
@@ -85,7 +111,7 @@ def made_from(
         return source == weights.source()  # the recorded preset and seed say it all
     if not source.startswith("sha256:"):
         return False
-    here = file_stamp(weights.checkpoint)
+    here = weights.stamp()
     if stamp is not None:
         if any(stamp[k] != here[k] for k in _CONTENT_KEYS):
             return False

@@ -162,3 +162,22 @@ def test_ckpt_may_name_a_diffusers_folder(tmp_path):
     assert find_checkpoint(get_preset("svd-xt"), tmp_path / "release") == tmp_path / "release"
     with pytest.raises(UsageError, match="svd_xt.safetensors does not exist"):
         find_checkpoint(get_preset("svd-xt"), tmp_path)
+
+
+def test_a_diffusers_folder_is_fingerprinted_for_exports(tmp_path):
+    # An export or engine bundle made from a folder records its fingerprint, as for a file (dcrt.weights).
+    from dcrt.weights import Weights, made_from
+
+    folder = tmp_path / "release"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"u" * 100)
+    (folder / "unet" / "config.json").write_text("{}")
+    (folder / "README.md").write_text("not weights")
+    weights = Weights("svd-xt", folder)
+    source, stamp = weights.source(), weights.stamp()
+    assert source.startswith("sha256:") and stamp["size"] == 102
+    (folder / "README.md").write_text("edited, still not weights")
+    assert made_from(Weights("svd-xt", folder), source, stamp)
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"v" * 100)
+    changed = Weights("svd-xt", folder)
+    assert changed.source() != source and not made_from(changed, source, stamp)

@@ -66,3 +66,40 @@ def test_animate_matches_the_diffusers_pipeline(pipeline_pair, motion_bucket_id,
     assert latent_error < 1e-3
     assert levels.max() <= 1
     assert video.frames.shape == (preset.frames, preset.height, preset.width, 3) and video.fps == fps
+
+
+def test_the_command_line_reads_a_diffusers_folder(tmp_path, run_cli):
+    # --ckpt <the release's diffusers folder>: the same frames as the Python API on the model loaded from it.
+    from PIL import Image
+
+    from dcrt.config import get_preset
+    from tests.models.svd_diffusers import diffusers_unet, diffusers_vae, save_diffusers_folder, transformers_clip
+
+    preset = get_preset("tiny-svd")
+    folder = save_diffusers_folder(
+        tmp_path / "release", diffusers_unet(preset), diffusers_vae(preset), transformers_clip(preset)
+    )
+    picture = random_picture(64, 64, seed=4)
+    picture.save(tmp_path / "in.png")
+    out = tmp_path / "frames"
+    code, _, err = run_cli(
+        [
+            "animate",
+            str(tmp_path / "in.png"),
+            "--res",
+            "tiny-svd",
+            "--ckpt",
+            str(folder),
+            "--steps",
+            "2",
+            "-o",
+            str(out),
+            "--format",
+            "png",
+        ]
+    )
+    assert code == 0, err
+    assert f"weights {folder}" in err
+    frames = np.stack([np.array(Image.open(p)) for p in sorted(out.glob("*.png"))])
+    expected = dcrt.animate(dcrt.load_svd_model(folder), picture, steps=2).frames
+    assert np.array_equal(frames, expected)
