@@ -99,3 +99,13 @@ def test_help_shows_svd_options_with_each_presets_default(run_cli):
         assert text in flat
     assert "14 for svd-xt, svd-xt-image-decoder; 4 for tiny-svd" in flat
     assert "25 for svd-xt, svd-xt-image-decoder, tiny-svd" in flat  # --steps
+
+
+def test_bad_input_is_refused_before_torch_is_imported(picture, tmp_path):
+    from tests.test_cli import _run_without_torch
+
+    cases = [args for args, _ in _bad_inputs(tmp_path, picture)]
+    results, torch_imported = _run_without_torch(cases)
+    assert not torch_imported
+    for (args, message), (code, _, err) in zip(_bad_inputs(tmp_path, picture), results):
+        assert code == 2 and message in err, (args, err)
