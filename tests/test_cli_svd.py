@@ -78,6 +78,12 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "--res", "tiny-svd", "--steps", "0", "-o", out], "steps must be from 1 to 1000"),
         (["animate", p, *TINY_SVD, "--seed", "-1", "-o", out], "seed must be an integer"),
         (["interpolate", p, p, "x", "--res", "tiny-svd", "-o", out], "cannot interpolate"),
+        (
+            ["batch", str(tmp_path), "--out-dir", str(tmp_path / "v"), "--res", "tiny-svd"],
+            "tiny-svd does not support batch",
+        ),
+        (["serve", "--res", "tiny-svd"], "tiny-svd does not support serve"),
+        (["ui", "--res", "tiny-svd"], "tiny-svd does not support the demo page"),
         (["animate", p, *TINY_SVD, "--ckpt", str(tmp_path / "none.safetensors"), "-o", out], "does not exist"),
     ]
 

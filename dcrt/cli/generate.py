@@ -147,6 +147,8 @@ def batch(
 ) -> None:
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if model.preset is not None:
+        model.preset_config().require_family("dynamicrafter", "batch")
     generate(mode, read_prompt_dir(directory, mode, prompts), model, sampling, output, out_dir=out_dir)
 
 

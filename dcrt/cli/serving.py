@@ -53,7 +53,7 @@ def serve(
     options = ServeOptions(instances, max_batch, max_queue, queue_timeout)
     options.check()
     model = replace(model, preset=model.preset or DEFAULT_PRESET)
-    model.preset_config()
+    model.preset_config().require_family("dynamicrafter", "serve")
     model.check_names()
     if not 0 < port < 65534:
         raise UsageError(f"--port must be from 1 to 65533, got {port}")
@@ -139,6 +139,7 @@ def ui(
     for the controls' defaults). Analytics are off."""
     model = replace(model, preset=model.preset or DEFAULT_PRESET)
     preset = model.preset_config()
+    preset.require_family("dynamicrafter", "the demo page")
     model.check_names()
     jobs = read_prompt_dir(examples, preset.modes[0]) if examples is not None else []
     if server is None:
