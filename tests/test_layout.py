@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dcrt"
 BUILDER = "dcrt.engine_builder"
 # The runtime and backend selection: what `animate --backend trt` and `dcrt info` load.
-RUNTIME = ("dcrt.backends", "dcrt.pipeline", "dcrt.info")
+RUNTIME = ("dcrt.backends", "dcrt.pipeline", "dcrt.svd_pipeline", "dcrt.edm_runner", "dcrt.info")
 
 
 def _module_name(path: Path) -> str:
