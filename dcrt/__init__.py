@@ -28,6 +28,8 @@ _API = {
     "load_svd_model": "dcrt.svd_checkpoint",
     "random_svd_model": "dcrt.svd_checkpoint",
     "save_svd_checkpoint": "dcrt.svd_checkpoint",
+    "SVDRequest": "dcrt.svd_options",
+    "animate_svd": "dcrt.api",
     "VideoResult": "dcrt.pipeline",
     "animate": "dcrt.api",
     "interpolate": "dcrt.api",
