@@ -1,0 +1,79 @@
+#include "bundle.h"
+
+#include <sys/stat.h>
+
+#include "errors.h"
+#include "files.h"
+#include "json.h"
+
+namespace dcrt_host {
+
+namespace {
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::vector<TensorSpec> tensor_specs(const Json& list) {
+  std::vector<TensorSpec> specs;
+  for (const Json& t : list.items()) {
+    TensorSpec s{t["name"].str(), dtype_from_name(t["dtype"].str()), {}};
+    for (const Json& d : t["shape"].items()) s.shape.push_back(d.integer());
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+// v or eps: the manifest's "parameterization" when it has one; else the schedule says it, because
+// v-models store zeros in sqrt_recip_alphas_cumprod (infinite at t = 999 under zero SNR; dcrt.schedule).
+bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& schedule) {
+  if (manifest.has("parameterization")) return manifest["parameterization"].str() == "v";
+  const auto it = schedule.find("sqrt_recip_alphas_cumprod");
+  if (it == schedule.end()) throw HostError("schedule.safetensors has no sqrt_recip_alphas_cumprod");
+  for (int64_t k = 0; k < it->second.numel(); ++k)
+    if (it->second.f32()[k] != 0.0f) return false;
+  return true;
+}
+
+}  // namespace
+
+const ComponentSpec& Bundle::component(const std::string& name) const {
+  const auto it = components.find(name);
+  if (it == components.end()) throw HostError(dir + "/manifest.json has no component " + name + ": rebuild the bundle");
+  return it->second;
+}
+
+Bundle read_bundle(const std::string& dir) {
+  const std::string manifest_path = dir + "/manifest.json";
+  if (!exists(manifest_path))
+    throw HostError(dir + (exists(dir) ? " has no manifest.json" : " does not exist") +
+                    ": build one with `dcrt build --res tiny --engine aoti`");
+  Json m;
+  try {
+    m = Json::parse(read_text(manifest_path));
+  } catch (const HostError& e) {
+    throw HostError(manifest_path + ": " + e.what());
+  }
+  Bundle b;
+  b.dir = dir;
+  const bool trt = m.has("engines");
+  b.engine_kind = trt ? "tensorrt" : (m.has("engine_kind") ? m["engine_kind"].str() : "");
+  if (b.engine_kind != "aoti" && b.engine_kind != "tensorrt")
+    throw HostError(manifest_path + " is neither an AOTInductor nor a TensorRT bundle (engine_kind \"" + b.engine_kind +
+                    "\")");
+  b.device = trt ? "cuda" : m["device"].str();
+  b.preset = m["preset"].str();
+  b.height = static_cast<int>(m["height"].integer());
+  b.width = static_cast<int>(m["width"].integer());
+  for (const auto& [name, entry] : m[trt ? "engines" : "components"].fields()) {
+    ComponentSpec c{name, entry["file"].str(), tensor_specs(entry["inputs"]), tensor_specs(entry["outputs"])};
+    if (!exists(b.path(c.file))) throw HostError(b.path(c.file) + " is missing: rebuild the bundle");
+    b.components.emplace(name, c);
+  }
+  b.schedule = read_safetensors(b.path("schedule.safetensors"));
+  b.v_model = is_v_model(m, b.schedule);
+  return b;
+}
+
+}  // namespace dcrt_host

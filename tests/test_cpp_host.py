@@ -1,0 +1,142 @@
+"""The C++ host (engines/host): built with CMake once per session, its pieces checked against the Python
+references they reproduce (schedule, guidance + DDIM step, CLIP preprocessing, frames, PNG reading), and the
+whole host against the Python pipeline on the tiny preset's AOTInductor bundle (`-m aoti`).
+
+Set DCRT_HOST_BUILD=<dir> to reuse a build folder between runs (CMake rebuilds only what changed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dcrt.config import get_preset
+from dcrt.images import load_image, to_uint8_frames
+from dcrt.models.clip import clip_pixels
+from dcrt.sampler import Guidance, combine_guidance, ddim_step
+from dcrt.schedule import build_ddim_schedule, schedule_tensors
+
+HOST_SOURCE = Path(__file__).resolve().parents[1] / "engines" / "host"
+
+pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake and a C++ compiler")
+
+
+def cmake_build(build: Path, *targets: str) -> None:
+    torch_dir = os.path.dirname(torch.__file__)
+    abi = int(torch.compiled_with_cxx11_abi())
+    configure = ["cmake", "-S", HOST_SOURCE, "-B", build, f"-DTORCH_DIR={torch_dir}", f"-DTORCH_CXX11_ABI={abi}"]
+    subprocess.run(configure, check=True, capture_output=True)
+    for target in targets:
+        subprocess.run(["cmake", "--build", build, "--target", target, "-j", "2"], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def host_build(tmp_path_factory) -> Path:
+    """The build folder, with dcrt_host_check built (the plain C++ pieces, no libtorch: seconds)."""
+    build = Path(os.environ.get("DCRT_HOST_BUILD") or tmp_path_factory.mktemp("host-build"))
+    cmake_build(build, "dcrt_host_check")
+    return build
+
+
+def check(build: Path, *args) -> None:
+    subprocess.run([build / "dcrt_host_check", *map(str, args)], check=True)
+
+
+def schedule_file(tmp_path: Path, preset: str) -> Path:
+    path = tmp_path / "schedule.safetensors"
+    save_file(schedule_tensors(get_preset(preset).diffusion), path)
+    return path
+
+
+CASES = [
+    ("tiny", "v", 5, "uniform_trailing", 1.0),
+    ("tiny-256", "eps", 16, "uniform", 0.5),  # 17 steps: the uniform spacing's quirk
+    ("512", "v", 50, "uniform_trailing", 0.0),
+]
+
+
+@pytest.mark.parametrize("preset, kind, steps, spacing, eta", CASES)
+def test_schedule_matches_python(host_build, tmp_path, preset, kind, steps, spacing, eta):
+    path = schedule_file(tmp_path, preset)
+    check(host_build, "schedule", path, kind, steps, spacing, eta, tmp_path)
+    diffusion = get_preset(preset).diffusion
+    ref = build_ddim_schedule(schedule_tensors(diffusion), diffusion, steps, spacing, eta)
+    np.testing.assert_array_equal(np.load(tmp_path / "timesteps.npy"), ref.timesteps.numpy())
+    # Equal to one ulp: torch's CPU float32 sqrt is not always correctly rounded (0.7300432 -> 0.85442561, where
+    # std::sqrt and numpy give the nearest float, 0.85442567); 1 of 400 coefficients differs this way.
+    np.testing.assert_array_max_ulp(np.load(tmp_path / "table.npy"), ref.table().numpy(), maxulp=1)
+
+
+def python_step(out, x, noise, guidance, schedule, i):
+    return ddim_step(x, combine_guidance(out, guidance), noise, schedule.at(i))
+
+
+STEPS = [  # (guidance scale, image guidance scale, rescale, eta, batch)
+    (7.5, None, 0.0, 1.0, 1),
+    (7.5, None, 0.7, 1.0, 1),
+    (5.0, 2.0, 0.7, 0.0, 2),
+    (1.0, None, 0.0, 1.0, 1),
+]
+
+
+@pytest.mark.parametrize("scale, image_scale, rescale, eta, batch", STEPS)
+def test_step_matches_python(host_build, tmp_path, scale, image_scale, rescale, eta, batch):
+    """Guidance combine + DDIM update at a middle step: bit for bit without rescale; with it, the std ratio
+    is summed in another order than torch's (a few ulp)."""
+    diffusion = get_preset("tiny").diffusion
+    path = schedule_file(tmp_path, "tiny")
+    schedule = build_ddim_schedule(schedule_tensors(diffusion), diffusion, 5, "uniform_trailing", eta)
+    guidance = Guidance(scale, image_scale, rescale)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 4, 16, 8, 8, generator=g)
+    out = torch.randn(guidance.branches * batch, 4, 16, 8, 8, generator=g)
+    noise = torch.randn(x.shape, generator=g) if eta > 0 else None
+    for name, value in (("out", out), ("x", x), ("noise", noise)):
+        if value is not None:
+            np.save(tmp_path / f"{name}.npy", value.numpy())
+    noise_arg = tmp_path / "noise.npy" if noise is not None else "-"
+    args = ["step", path, "v", 5, "uniform_trailing", eta, 2, tmp_path / "out.npy", tmp_path / "x.npy", noise_arg]
+    check(host_build, *args, scale, "-" if image_scale is None else image_scale, rescale, tmp_path / "r.npy")
+    ref = python_step(out, x, noise, guidance, schedule, 2).numpy()
+    if rescale > 0:
+        np.testing.assert_allclose(np.load(tmp_path / "r.npy"), ref, rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), ref)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (320, 512), (224, 224)])
+def test_clip_pixels_matches_python(host_build, tmp_path, size):
+    """Upsampling (tiny), the antialiased downsampling of the released sizes, and the identity size."""
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    np.save(tmp_path / "image.npy", image.numpy())
+    check(host_build, "clip", tmp_path / "image.npy", 224, tmp_path / "clip.npy")
+    ref = clip_pixels(image, get_preset("tiny").image).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "clip.npy"), ref, rtol=0, atol=2e-5)
+
+
+def test_frames_match_python(host_build, tmp_path):
+    video = torch.randn(3, 3, 16, 24, generator=torch.Generator().manual_seed(3)) * 1.2
+    np.save(tmp_path / "video.npy", video.numpy())
+    check(host_build, "frames", tmp_path / "video.npy", tmp_path / "frames.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "frames.npy"), to_uint8_frames(video))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "LA"])
+def test_png_pixels_match_python(host_build, tmp_path, mode):
+    """A PNG at the preset's size reads as dcrt.images.load_image reads it (alpha dropped, grey and palette
+    expanded), so the host needs no resize."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    image = image.convert(mode) if mode != "RGBA" else Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA")
+    image.save(tmp_path / "image.png")
+    check(host_build, "pixels", tmp_path / "image.png", tmp_path / "pixels.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "pixels.npy"), load_image(tmp_path / "image.png", 64, 64).numpy())
