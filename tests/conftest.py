@@ -61,7 +61,18 @@ def aoti_tiny_bundle(tmp_path_factory) -> Path:
     Returns the bundle directory; ROOT/build-log.txt holds the build's stderr (minutes on 2 cores)."""
     root = tmp_path_factory.mktemp("aoti")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "dcrt", "build", "--res", "tiny", "--engine", "aoti", "--out", str(root / "engines")]
+    command = [
+        sys.executable,
+        "-m",
+        "dcrt",
+        "build",
+        "--res",
+        "tiny",
+        "--engine",
+        "aoti",
+        "--out",
+        str(root / "engines"),
+    ]
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     (root / AOTI_BUILD_LOG).write_text(done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
