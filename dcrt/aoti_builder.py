@@ -110,25 +110,28 @@ def build_aoti_bundle(
     width: int | None = None,
     log: Log = lambda message: None,
     verify: bool = False,
+    only: tuple[str, ...] | None = None,
 ) -> AotiBuildReport:
     """Build every stale package of `weights` at `preset`'s (or the given) size into its bundle under `root`; skip
-    the up-to-date ones without loading the model."""
+    the up-to-date ones without loading the model. `only`: build just these components (a benchmark's budget);
+    the bundle then lacks the others until a whole build."""
     height, width = height or preset.height, width or preset.width
     directory, existing, reasons = plan_build(preset, weights, root, target, config, height, width)
     if verify and existing is not None:  # re-hash what would be kept
         flags = config.flags(target)
         specs = io_table(preset, height, width)
         reasons = {n: r or stale_reason(existing, n, specs[n], flags, directory, True) for n, r in reasons.items()}
-    stale = {name: why for name, why in reasons.items() if why is not None}
-    for name in reasons.keys() - stale.keys():
+    stale = {name: why for name, why in reasons.items() if why is not None and (only is None or name in only)}
+    fresh = [name for name, why in reasons.items() if why is None]
+    for name in fresh:
         log(f"{name}: up to date")
     if not stale:
-        return AotiBuildReport(directory, {}, sorted(reasons), {})
+        return AotiBuildReport(directory, {}, fresh, {})
     check_compiler()
     directory.mkdir(parents=True, exist_ok=True)
     manifest = _new_manifest(preset, weights, target, config, height, width)
     if existing is not None:
-        manifest.engines = {n: e for n, e in existing.engines.items() if n in reasons and n not in stale}
+        manifest.engines = {n: e for n, e in existing.engines.items() if n in fresh}
     from dcrt.export import write_schedule
     from dcrt.loading import load_torch_model
 
@@ -144,9 +147,9 @@ def build_aoti_bundle(
         manifest.engines[name] = entry
         seconds[name] = entry.build_seconds
         manifest.write(directory)  # after every package: an interrupted build keeps what it finished
-    manifest.engines = {n: manifest.engines[n] for n in specs}
+    manifest.engines = {n: manifest.engines[n] for n in specs if n in manifest.engines}  # in IO-table order
     manifest.write(directory)
-    return AotiBuildReport(directory, stale, sorted(reasons.keys() - stale.keys()), seconds)
+    return AotiBuildReport(directory, stale, fresh, seconds)
 
 
 def check_compiler() -> None:
