@@ -140,3 +140,106 @@ def test_png_pixels_match_python(host_build, tmp_path, mode):
     image.save(tmp_path / "image.png")
     check(host_build, "pixels", tmp_path / "image.png", tmp_path / "pixels.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "pixels.npy"), load_image(tmp_path / "image.png", 64, 64).numpy())
+
+
+# --- the whole host on the tiny preset's AOTInductor bundle, against the Python pipeline -------------------------
+
+
+@pytest.fixture(scope="session")
+def host_binary(host_build) -> Path:
+    """dcrt_host itself (links libtorch from the installed wheel: about a minute of compiling)."""
+    cmake_build(host_build, "dcrt_host")
+    return host_build / "dcrt_host"
+
+
+@pytest.fixture(scope="session")
+def host_bundle(request) -> Path:
+    """$DCRT_HOST_BUNDLE (an existing tiny AOTI bundle, for quick iteration), else `aoti_tiny_bundle`."""
+    if os.environ.get("DCRT_HOST_BUNDLE"):
+        return Path(os.environ["DCRT_HOST_BUNDLE"])
+    return request.getfixturevalue("aoti_tiny_bundle")
+
+
+@pytest.fixture(scope="session")
+def host_image(tmp_path_factory) -> Path:
+    """A 64 x 64 PNG with structure (gradients and a disc), at the tiny preset's size."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:64, 0:64]
+    disc = ((x - 40) ** 2 + (y - 24) ** 2 < 150) * 120
+    rgb = np.stack([x * 4, y * 4, 255 - x * 2 - y + disc], -1).clip(0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("host-image") / "image.png"
+    Image.fromarray(rgb, "RGB").save(path)
+    return path
+
+
+def run_host(binary: Path, *args, check_rc: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([binary, *map(str, args)], capture_output=True, text=True)
+    if check_rc:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+HOST_RUNS = [  # (sampling options as the Python API names them)
+    dict(steps=5, seed=123),  # the tiny preset's defaults: guidance 7.5, rescale 0.7, eta 1
+    dict(steps=4, seed=7, eta=0.0, image_guidance_scale=2.0, guidance_rescale=0.0, frame_stride=10),
+]
+
+
+@pytest.mark.aoti
+@pytest.mark.parametrize("sampling", HOST_RUNS, ids=["defaults", "image-guidance-eta0"])
+def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image, tmp_path, run_cli, sampling):
+    """Same image, token ids, seed and options -> the C++ host's frames are the Python pipeline's (PyTorch
+    reference modules with the bundle's weights, eager on the CPU), to within one level of 255."""
+    from PIL import Image
+
+    import dcrt
+
+    prompt = "a boat sailing"
+    noise_opts = [f"--{k.replace('_', '-')}={v}" for k, v in sampling.items() if k in ("steps", "eta", "seed")]
+    assert run_cli(["tokenize", prompt, "--res", "tiny", "--out", str(tmp_path / "tokens.npy")])[0] == 0
+    assert run_cli(["noise", "--res", "tiny", *noise_opts, "--out", str(tmp_path / "noise.npy")])[0] == 0
+    host_opts = [f"--{k.replace('_', '-')}={v}" for k, v in sampling.items() if k != "seed"]
+    host_opts = [arg for opt in host_opts for arg in opt.split("=", 1)]
+    out = tmp_path / "frames"
+    done = run_host(
+        host_binary,
+        "--bundle",
+        host_bundle,
+        "--image",
+        host_image,
+        "--tokens",
+        tmp_path / "tokens.npy",
+        "--noise",
+        tmp_path / "noise.npy",
+        "--out",
+        out,
+        *host_opts,
+    )
+    frames = np.stack([np.asarray(Image.open(out / f"frame_{k:03d}.png")) for k in range(16)])
+    ref = dcrt.animate(dcrt.random_model("tiny", seed=0), host_image, prompt, **sampling).frames
+    diff = np.abs(frames.astype(int) - ref.astype(int))
+    print(f"host vs Python: max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} of values differ; {done.stderr}")
+    assert frames.shape == ref.shape == (16, 64, 64, 3)
+    assert diff.max() <= 1
+
+
+@pytest.mark.aoti
+def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path, run_cli):
+    """Bad input: one line on stderr, exit code 2, and no output folder left behind."""
+    from PIL import Image
+
+    assert run_cli(["tokenize", "a boat", "--res", "tiny", "--out", str(tmp_path / "tokens.npy")])[0] == 0
+    assert run_cli(["noise", "--res", "tiny", "--steps", "3", "--out", str(tmp_path / "noise.npy")])[0] == 0
+    Image.new("RGB", (80, 64)).save(tmp_path / "wide.png")
+    base = ["--tokens", tmp_path / "tokens.npy", "--noise", tmp_path / "noise.npy", "--out", tmp_path / "frames"]
+    cases = {
+        "does not exist": ["--bundle", tmp_path / "nowhere", "--image", host_image, "--steps", 3],
+        "bundle's size, 64x64": ["--bundle", host_bundle, "--image", tmp_path / "wide.png", "--steps", 3],
+        "write it with `dcrt noise`": ["--bundle", host_bundle, "--image", host_image, "--steps", 5],
+        "is required": ["--bundle", host_bundle],
+    }
+    for message, args in cases.items():
+        done = run_host(host_binary, *args, *base, check_rc=False)
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert not (tmp_path / "frames").exists() and not (tmp_path / "frames.partial").exists()

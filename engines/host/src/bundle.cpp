@@ -15,6 +15,16 @@ bool exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+// Existence and the recorded size cost a stat; a package cut short by a failed copy fails here, not in dlopen.
+void check_file(const std::string& path, long long bytes, const std::string& preset) {
+  struct stat st{};
+  const std::string rebuild = ": rebuild the bundle (dcrt build --res " + preset + " ...)";
+  if (stat(path.c_str(), &st) != 0) throw HostError(path + " is missing" + rebuild);
+  if (bytes >= 0 && st.st_size != bytes)
+    throw HostError(path + " is " + std::to_string(st.st_size) + " bytes, its manifest says " + std::to_string(bytes) +
+                    rebuild);
+}
+
 std::vector<TensorSpec> tensor_specs(const Json& list) {
   std::vector<TensorSpec> specs;
   for (const Json& t : list.items()) {
@@ -57,18 +67,18 @@ Bundle read_bundle(const std::string& dir) {
   }
   Bundle b;
   b.dir = dir;
-  const bool trt = m.has("engines");
-  b.engine_kind = trt ? "tensorrt" : (m.has("engine_kind") ? m["engine_kind"].str() : "");
+  // An AOTInductor manifest says "engine_kind": "aoti"; a TensorRT one has none (engines/README.md).
+  b.engine_kind = m.has("engine_kind") ? m["engine_kind"].str() : "tensorrt";
   if (b.engine_kind != "aoti" && b.engine_kind != "tensorrt")
-    throw HostError(manifest_path + " is neither an AOTInductor nor a TensorRT bundle (engine_kind \"" + b.engine_kind +
-                    "\")");
-  b.device = trt ? "cuda" : m["device"].str();
+    throw HostError(manifest_path + ": unknown engine_kind \"" + b.engine_kind + "\" (aoti or TensorRT expected)");
+  b.device = b.engine_kind == "aoti" ? m["device"].str() : "cuda";
+  b.torch_version = m.has("torch_version") ? m["torch_version"].str() : "";
   b.preset = m["preset"].str();
   b.height = static_cast<int>(m["height"].integer());
   b.width = static_cast<int>(m["width"].integer());
-  for (const auto& [name, entry] : m[trt ? "engines" : "components"].fields()) {
+  for (const auto& [name, entry] : m["engines"].fields()) {
     ComponentSpec c{name, entry["file"].str(), tensor_specs(entry["inputs"]), tensor_specs(entry["outputs"])};
-    if (!exists(b.path(c.file))) throw HostError(b.path(c.file) + " is missing: rebuild the bundle");
+    check_file(b.path(c.file), entry.has("bytes") ? entry["bytes"].integer() : -1, b.preset);
     b.components.emplace(name, c);
   }
   b.schedule = read_safetensors(b.path("schedule.safetensors"));

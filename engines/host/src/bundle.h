@@ -1,6 +1,6 @@
 // A bundle directory as the host sees it: manifest.json (which graphs, their positional IO specs, what
-// kind of engine) and schedule.safetensors. Two manifests are read: an AOTInductor bundle's ("engine_kind":
-// "aoti", "components") and a TensorRT bundle's ("engines", engines/README.md).
+// kind of engine) and schedule.safetensors. Both manifests of engines/README.md are read: an AOTInductor
+// bundle's ("engine_kind": "aoti") and a TensorRT bundle's (no engine_kind); both list their graphs under "engines".
 #pragma once
 
 #include <map>
@@ -27,6 +27,7 @@ struct Bundle {
   std::string dir;
   std::string engine_kind;  // "aoti" or "tensorrt"
   std::string device;       // what the packages were compiled for: "cpu" or "cuda"
+  std::string torch_version;  // AOTInductor: the torch the packages were compiled with ("2.14.1+cu130")
   std::string preset;
   int height = 0, width = 0;
   bool v_model = true;  // the UNet predicts v (else eps)

@@ -3,6 +3,7 @@
 // outputs are copied into the caller's buffers (AOTInductor allocates its outputs itself).
 #include <ATen/ATen.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/version.h>
 
 #include <map>
 
@@ -79,6 +80,12 @@ std::unique_ptr<Engine> open_aoti_engine(const Bundle& bundle, Device device) {
   if (bundle.device != wanted)
     throw HostError(bundle.dir + " was compiled for " + bundle.device + ", not " + wanted + ": run with --device " +
                     bundle.device + ", or rebuild it with `dcrt build --engine aoti --device " + wanted + "`");
+  // A package runs only with the libtorch it was compiled against (engines/README.md, step 1); the local
+  // version suffix (+cu130, +cpu) names the wheel's CUDA build, which the packages do not depend on.
+  const std::string built = bundle.torch_version.substr(0, bundle.torch_version.find('+'));
+  if (!built.empty() && built != TORCH_VERSION)
+    throw HostError(bundle.dir + " was compiled with torch " + bundle.torch_version + ", this dcrt_host links torch " +
+                    TORCH_VERSION + ": rebuild the bundle, or build the host against that torch (-DTORCH_DIR)");
   return std::make_unique<AotiEngine>(bundle, device);
 }
 

@@ -145,10 +145,16 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
 
 // --- PNG (libpng's simplified API has no "drop alpha, keep colour" mode, so the classic one) ----------------------
 
+namespace {
+// libpng prints its errors and warnings on stderr by default; the host reports one line of its own instead.
+void png_fail(png_structp png, png_const_charp) { png_longjmp(png, 1); }
+void png_quiet(png_structp, png_const_charp) {}
+}  // namespace
+
 Tensor read_png_rgb(const std::string& path) {
   FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) throw HostError("image " + path + " does not exist or cannot be read");
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   png_infop info = png_create_info_struct(png);
   Tensor t;
   if (setjmp(png_jmpbuf(png))) {
@@ -187,7 +193,7 @@ void flush_nothing(png_structp) {}
 
 void write_png_rgb(const std::string& path, const uint8_t* rgb, int height, int width) {
   std::string encoded;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   png_infop info = png_create_info_struct(png);
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
