@@ -24,20 +24,25 @@ def prompt_tokens(prompt: str, preset: Preset) -> np.ndarray:
     return Tokenizer(preset.text.context_length)([prompt, ""]).numpy().astype(np.int64)
 
 
-def host_noise(preset: Preset, opts: SamplingOptions) -> np.ndarray:
+def host_noise(preset: Preset, opts: SamplingOptions, device: str = "cpu") -> np.ndarray:
     """float32 [1 + S, 1, C, T, h, w] (eta > 0) or [1, ...] (eta = 0): x_T, then one draw per step, in the order
-    `dcrt.pipeline.Pipeline.sample` draws them on the CPU from `opts.seed`, so the host's video is the pipeline's."""
+    `dcrt.pipeline.Pipeline.sample` draws them from `opts.seed` on `device` (CPU and CUDA generators differ), so
+    the host's video is the pipeline's on that device."""
+    import torch
+
     from dcrt.sampler import NoiseSource
 
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda draws with a CUDA generator: it needs a CUDA GPU")
     if opts.frames != preset.frames:
         raise UsageError(f"the C++ host samples {preset.frames} frames (one window), not {opts.frames}")
     shape = (1, preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
-    noise = NoiseSource(opts.seed, "cpu")
+    noise = NoiseSource(opts.seed, device)
     draws = [noise.draw_initial(shape, opts.windows("animate"), opts.seed)]
     if opts.eta > 0:
         steps = len(ddim_timesteps(opts.steps, opts.timestep_spacing, preset.diffusion.timesteps))
         draws += [noise.draw(shape) for _ in range(steps)]
-    return np.stack([d.numpy() for d in draws])
+    return np.stack([d.cpu().numpy() for d in draws])
 
 
 def write_array(path: Path, array: np.ndarray) -> Path:

@@ -7,6 +7,7 @@ Set DCRT_HOST_BUILD=<dir> to reuse a build folder between runs (CMake rebuilds o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from dcrt.backends.aoti_backend import AotiBackend
 from dcrt.config import get_preset
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_pixels
@@ -28,10 +30,11 @@ HOST_SOURCE = Path(__file__).resolve().parents[1] / "engines" / "host"
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake and a C++ compiler")
 
 
-def cmake_build(build: Path, *targets: str) -> None:
+def cmake_build(build: Path, *targets: str, options: tuple[str, ...] = ()) -> None:
     torch_dir = os.path.dirname(torch.__file__)
     abi = int(torch.compiled_with_cxx11_abi())
     configure = ["cmake", "-S", HOST_SOURCE, "-B", build, f"-DTORCH_DIR={torch_dir}", f"-DTORCH_CXX11_ABI={abi}"]
+    configure += options
     subprocess.run(configure, check=True, capture_output=True)
     for target in targets:
         subprocess.run(["cmake", "--build", build, "--target", target, "-j", "2"], check=True, capture_output=True)
@@ -183,11 +186,12 @@ def run_host(binary: Path, *args, check_rc: bool = True) -> subprocess.Completed
 HOST_RUNS = [  # (sampling options as the Python API names them)
     dict(steps=5, seed=123),  # the tiny preset's defaults: guidance 7.5, rescale 0.7, eta 1
     dict(steps=4, seed=7, eta=0.0, image_guidance_scale=2.0, guidance_rescale=0.0, frame_stride=10),
+    dict(steps=3, seed=5, guidance_scale=1.0),  # no guidance: the batch-2 graph on duplicated rows
 ]
 
 
 @pytest.mark.aoti
-@pytest.mark.parametrize("sampling", HOST_RUNS, ids=["defaults", "image-guidance-eta0"])
+@pytest.mark.parametrize("sampling", HOST_RUNS, ids=["defaults", "image-guidance-eta0", "no-guidance"])
 def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image, tmp_path, run_cli, sampling):
     """Same image, token ids, seed and options -> the C++ host's frames are the Python pipeline's (PyTorch
     reference modules with the bundle's weights, eager on the CPU), to within one level of 255."""
@@ -217,11 +221,15 @@ def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image,
         *host_opts,
     )
     frames = np.stack([np.asarray(Image.open(out / f"frame_{k:03d}.png")) for k in range(16)])
-    ref = dcrt.animate(dcrt.random_model("tiny", seed=0), host_image, prompt, **sampling).frames
-    diff = np.abs(frames.astype(int) - ref.astype(int))
-    print(f"host vs Python: max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} of values differ; {done.stderr}")
-    assert frames.shape == ref.shape == (16, 64, 64, 3)
-    assert diff.max() <= 1
+    # The reference modules (eager PyTorch), and the same packages run by Python (--backend aoti): the second
+    # separates the host's own arithmetic from the packages' (Inductor's kernels vs eager PyTorch).
+    for name, model in (("torch", dcrt.random_model("tiny", seed=0)), ("aoti", AotiBackend(host_bundle))):
+        ref = dcrt.animate(model, host_image, prompt, **sampling).frames
+        diff = np.abs(frames.astype(int) - ref.astype(int))
+        print(f"host vs Python {name}: max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} of values differ")
+        assert frames.shape == ref.shape == (16, 64, 64, 3)
+        assert diff.max() <= 1
+    print(done.stderr.strip())
 
 
 @pytest.mark.aoti
@@ -239,7 +247,62 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
         "write it with `dcrt noise`": ["--bundle", host_bundle, "--image", host_image, "--steps", 5],
         "is required": ["--bundle", host_bundle],
     }
+    other_torch = tmp_path / "other-torch"  # the same bundle, as if compiled with another torch
+    other_torch.mkdir()
+    for file in Path(host_bundle).iterdir():
+        (other_torch / file.name).symlink_to(file)
+    manifest = json.loads((Path(host_bundle) / "manifest.json").read_text()) | {"torch_version": "2.0.0+cpu"}
+    (other_torch / "manifest.json").unlink()
+    (other_torch / "manifest.json").write_text(json.dumps(manifest))
+    cases["compiled with torch 2.0.0+cpu"] = ["--bundle", other_torch, "--image", host_image, "--steps", 3]
     for message, args in cases.items():
         done = run_host(host_binary, *args, *base, check_rc=False)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
         assert not (tmp_path / "frames").exists() and not (tmp_path / "frames.partial").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.aoti
+def test_host_on_cuda_equals_python(tmp_path_factory, host_image, tmp_path, run_cli):
+    """On a GPU: the host built with -DDCRT_HOST_CUDA=ON (the step through dcrt::kernels) on the tiny preset's
+    CUDA packages, against the same packages run by the Python pipeline with noise drawn on CUDA."""
+    import dcrt
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("needs nvcc to build the host's CUDA path")
+    build = tmp_path_factory.mktemp("host-build-cuda")
+    major, minor = torch.cuda.get_device_capability()
+    cmake_build(build, "dcrt_host", options=("-DDCRT_HOST_CUDA=ON", f"-DDCRT_CUDA_ARCHITECTURES={major}{minor}"))
+    code, bundle, err = run_cli(
+        ["build", "--res", "tiny", "--engine", "aoti", "--device", "cuda", "--out", str(tmp_path / "engines")]
+    )
+    assert code == 0, err
+    bundle = Path(bundle.strip().splitlines()[-1])
+    sampling = dict(steps=5, seed=123)
+    assert run_cli(["tokenize", "a boat", "--res", "tiny", "--out", str(tmp_path / "tokens.npy")])[0] == 0
+    noise = ["--steps", "5", "--seed", "123", "--device", "cuda", "--out", str(tmp_path / "noise.npy")]
+    assert run_cli(["noise", "--res", "tiny", *noise])[0] == 0
+    run_host(
+        build / "dcrt_host",
+        "--bundle",
+        bundle,
+        "--image",
+        host_image,
+        "--tokens",
+        tmp_path / "tokens.npy",
+        "--noise",
+        tmp_path / "noise.npy",
+        "--steps",
+        5,
+        "--device",
+        "cuda",
+        "--out",
+        tmp_path / "frames",
+    )
+    from PIL import Image
+
+    frames = np.stack([np.asarray(Image.open(tmp_path / "frames" / f"frame_{k:03d}.png")) for k in range(16)])
+    ref = dcrt.animate(AotiBackend(bundle, "cuda"), host_image, "a boat", **sampling).frames
+    diff = np.abs(frames.astype(int) - ref.astype(int))
+    print(f"host (CUDA) vs Python aoti (CUDA): max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} differ")
+    assert diff.max() <= 1

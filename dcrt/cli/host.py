@@ -10,6 +10,7 @@ import typer
 from dcrt.cli.app import app
 from dcrt.cli.options import takes
 from dcrt.config import DEFAULT_PRESET, get_preset
+from dcrt.errors import UsageError
 from dcrt.options import SamplingRequest
 
 PRESET = Annotated[str, typer.Option("--res", help="model preset (its context length / latent shape)")]
@@ -26,11 +27,18 @@ def tokenize(prompt: Annotated[str, typer.Argument(help="the prompt")], out: OUT
 
 @app.command()
 @takes(sampling=(SamplingRequest, ("steps", "eta", "timestep_spacing", "seed")))
-def noise(sampling: SamplingRequest, out: OUT, res: PRESET = DEFAULT_PRESET) -> None:
+def noise(
+    sampling: SamplingRequest,
+    out: OUT,
+    res: PRESET = DEFAULT_PRESET,
+    device: Annotated[str, typer.Option(help="draw as a run on this device does: cpu or cuda")] = "cpu",
+) -> None:
     """Write the initial latent noise and each step's noise of a seeded animate run, float32, for the C++ host."""
     from dcrt.host_inputs import host_noise, write_array
     from dcrt.options import resolve_options
 
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; choose cpu or cuda")
     preset = get_preset(res)
     opts = resolve_options(preset, "animate", sampling)
-    typer.echo(str(write_array(out, host_noise(preset, opts))))
+    typer.echo(str(write_array(out, host_noise(preset, opts, device))))

@@ -100,7 +100,8 @@ Tensor denoise(const Bundle& bundle, Engine& engine, const SamplingOptions& opts
   const int64_t plane = latent / 4;                           // T * h * w
   Buffer model_in(device, unet.inputs[0].bytes()), t(device, unet.inputs[1].bytes());
   Buffer context(device, unet.inputs[2].bytes()), fs(device, unet.inputs[3].bytes());
-  Buffer out(device, unet.outputs[0].bytes()), guided(device, latent * sizeof(float)), x(device, latent * sizeof(float));
+  Buffer out(device, unet.outputs[0].bytes());
+  Buffer guided(device, latent * sizeof(float)), x(device, latent * sizeof(float));
   Buffer noises(device, noise.bytes.size());
   copy_to_device(device, noises.data(), noise.bytes.data(), noise.bytes.size(), nullptr);
   // Static inputs, written once: each row's context (rows past the branches repeat branch 0), frame stride,

@@ -56,9 +56,11 @@ Args parse(int argc, char** argv) {
       {"--steps", [&](const std::string& v) { s.steps = static_cast<int>(number("--steps", v)); }},
       {"--timestep-spacing", [&](const std::string& v) { s.timestep_spacing = v; }},
       {"--eta", [&](const std::string& v) { s.eta = number("--eta", v); }},
-      {"--frame-stride", [&](const std::string& v) { s.frame_stride = static_cast<int64_t>(number("--frame-stride", v)); }},
+      {"--frame-stride",
+       [&](const std::string& v) { s.frame_stride = static_cast<int64_t>(number("--frame-stride", v)); }},
       {"--guidance-scale", [&](const std::string& v) { s.guidance.guidance_scale = number("--guidance-scale", v); }},
-      {"--guidance-rescale", [&](const std::string& v) { s.guidance.guidance_rescale = number("--guidance-rescale", v); }},
+      {"--guidance-rescale",
+       [&](const std::string& v) { s.guidance.guidance_rescale = number("--guidance-rescale", v); }},
       {"--image-guidance-scale",
        [&](const std::string& v) {
          s.guidance.image_guidance_scale = number("--image-guidance-scale", v);
@@ -76,8 +78,9 @@ Args parse(int argc, char** argv) {
     if (k + 1 >= argc) throw HostError(flag + " needs a value");
     it->second(argv[++k]);
   }
-  for (const auto& [flag, value] : std::map<std::string, std::string>{
-           {"--bundle", a.bundle}, {"--image", a.image}, {"--tokens", a.tokens}, {"--noise", a.noise}, {"--out", a.out}})
+  const std::map<std::string, std::string> required = {
+      {"--bundle", a.bundle}, {"--image", a.image}, {"--tokens", a.tokens}, {"--noise", a.noise}, {"--out", a.out}};
+  for (const auto& [flag, value] : required)
     if (value.empty()) throw HostError(flag + " is required (see --help)");
   if (s.steps < 1) throw HostError("--steps must be >= 1");
   if (s.eta < 0.0) throw HostError("--eta must be >= 0");

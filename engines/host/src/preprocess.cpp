@@ -88,7 +88,8 @@ std::vector<float> bicubic(const std::vector<float>& src, int planes, int h, int
         for (int i = 0; i < 4; ++i) {
           const float* row = &src[(static_cast<size_t>(p) * h + ty[static_cast<size_t>(y)].index[i]) * w];
           float r = 0.0f;
-          for (int j = 0; j < 4; ++j) r += tx[static_cast<size_t>(x)].weight[j] * row[tx[static_cast<size_t>(x)].index[j]];
+          const Taps& h_taps = tx[static_cast<size_t>(x)];
+          for (int j = 0; j < 4; ++j) r += h_taps.weight[j] * row[h_taps.index[j]];
           acc += ty[static_cast<size_t>(y)].weight[i] * r;
         }
         dst[(static_cast<size_t>(p) * size + y) * size + x] = acc;

@@ -1,11 +1,13 @@
 // dcrt_host_check: the host's numeric pieces on .npy files, for tests/test_cpp_host.py to compare with the
 // Python references (dcrt.schedule, dcrt.sampler, dcrt.models.clip, dcrt.images). One subcommand per piece:
 //   schedule SCHEDULE.safetensors v|eps STEPS SPACING ETA OUT_DIR     -> OUT_DIR/{timesteps,table}.npy
-//   step SCHEDULE.safetensors v|eps STEPS SPACING ETA I OUT.npy X.npy NOISE.npy|- SCALE IMAGE_SCALE|- RESCALE RESULT.npy
+//   step SCHEDULE.safetensors v|eps STEPS SPACING ETA I OUT.npy X.npy NOISE.npy|- SCALE IMAGE_SCALE|- RESCALE
+//        RESULT.npy
 //   clip IMAGE.npy SIZE RESULT.npy                                      (float32 [1, 3, H, W] in [-1, 1])
 //   frames VIDEO.npy RESULT.npy                                         (float32 [T, 3, H, W])
 //   pixels IMAGE.png RESULT.npy                                         (PNG -> [1, 3, H, W] in [-1, 1])
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -61,7 +63,8 @@ void clip_cmd(char** a) { write_npy(a[2], clip_pixels(read_npy(a[0]), std::stoi(
 
 void frames_cmd(char** a) {
   const Tensor video = read_npy(a[0]);
-  const int t = static_cast<int>(video.shape[0]), h = static_cast<int>(video.shape[2]), w = static_cast<int>(video.shape[3]);
+  const int t = static_cast<int>(video.shape[0]), h = static_cast<int>(video.shape[2]);
+  const int w = static_cast<int>(video.shape[3]);
   Tensor out = Tensor::zeros(DType::kUInt8, {t, h, w, 3});
   out.bytes = frames_to_u8(video.f32(), t, h, w);
   write_npy(a[1], out);
@@ -73,7 +76,8 @@ void pixels_cmd(char** a) { write_npy(a[1], image_to_pixels(read_png_rgb(a[0])))
 
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
-  const int need = cmd == "schedule" ? 6 : cmd == "step" ? 13 : cmd == "clip" ? 3 : (cmd == "frames" || cmd == "pixels") ? 2 : -1;
+  const std::map<std::string, int> arity = {{"schedule", 6}, {"step", 13}, {"clip", 3}, {"frames", 2}, {"pixels", 2}};
+  const int need = arity.count(cmd) ? arity.at(cmd) : -1;
   if (need < 0 || argc - 2 != need) {
     std::fprintf(stderr, "usage: dcrt_host_check schedule|step|clip|frames|pixels ARGS (see the source)\n");
     return 2;
