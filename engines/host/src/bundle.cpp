@@ -73,6 +73,11 @@ Bundle read_bundle(const std::string& dir) {
     throw HostError(manifest_path + ": unknown engine_kind \"" + b.engine_kind + "\" (aoti or TensorRT expected)");
   b.device = b.engine_kind == "aoti" ? m["device"].str() : "cuda";
   b.torch_version = m.has("torch_version") ? m["torch_version"].str() : "";
+  if (b.engine_kind == "tensorrt") {
+    b.tensorrt_version = m["tensorrt_version"].str();
+    b.gpu_name = m["gpu_name"].str();
+    for (const Json& v : m["compute_capability"].items()) b.compute_capability.push_back(static_cast<int>(v.integer()));
+  }
   b.preset = m["preset"].str();
   b.height = static_cast<int>(m["height"].integer());
   b.width = static_cast<int>(m["width"].integer());

@@ -28,6 +28,9 @@ struct Bundle {
   std::string engine_kind;  // "aoti" or "tensorrt"
   std::string device;       // what the packages were compiled for: "cpu" or "cuda"
   std::string torch_version;  // AOTInductor: the torch the packages were compiled with ("2.14.1+cu130")
+  // TensorRT: what the plans were built for ("10.13.0", "NVIDIA H100 80GB HBM3", {9, 0})
+  std::string tensorrt_version, gpu_name;
+  std::vector<int> compute_capability;
   std::string preset;
   int height = 0, width = 0;
   bool v_model = true;  // the UNet predicts v (else eps)

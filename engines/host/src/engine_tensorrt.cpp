@@ -93,10 +93,30 @@ class TensorRTEngine : public Engine {
   void* scratch_ = nullptr;
 };
 
+// engines/README.md step 1: a plan runs only on the GPU model and TensorRT version it was built with, so a
+// mismatch is refused with the rebuild command before any plan is loaded.
+void check_target(const Bundle& bundle) {
+  const std::string version = std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + "." +
+                              std::to_string(NV_TENSORRT_PATCH);
+  int device = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess)
+    throw HostError("no CUDA device for the TensorRT plans");
+  const std::vector<int> cc{prop.major, prop.minor};
+  std::string why;
+  if (bundle.tensorrt_version != version) why = "TensorRT " + bundle.tensorrt_version + ", this host has " + version;
+  else if (bundle.compute_capability != cc || bundle.gpu_name != prop.name)
+    why = "a " + bundle.gpu_name + ", this GPU is a " + prop.name;
+  if (!why.empty())
+    throw HostError(bundle.dir + " was built for " + why + ": rebuild it with `dcrt build --res " + bundle.preset +
+                    "`");
+}
+
 }  // namespace
 
 std::unique_ptr<Engine> open_tensorrt_engine(const Bundle& bundle, Device device) {
   if (device != Device::kCUDA) throw HostError("TensorRT plans run on CUDA only: use --device cuda");
+  check_target(bundle);
   return std::make_unique<TensorRTEngine>(bundle);
 }
 
