@@ -23,7 +23,8 @@ def test_explicit_aoti_without_packages_says_how_to_build(tmp_path, run_cli):
         (["--engine", "aoti", "--opt-level", "5"], "--opt-level is a TensorRT option: not for aoti"),
         (["--engine", "aoti", "--precision", "fp8"], "unknown precision 'fp8'; choose fp32, fp16"),
         (["--engine", "aoti", "--device", "tpu"], "unknown device 'tpu'"),
-        (["--native"], "--device, --native and --precision are for --engine aoti"),
+        (["--native"], "--device, --native, --precision and --jobs are for --engine aoti"),
+        (["--engine", "aoti", "--jobs", "0"], "--jobs must be at least 1, got 0"),
     ],
 )
 def test_bad_build_options_are_one_line(run_cli, tmp_path, args, message):
