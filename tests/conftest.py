@@ -57,22 +57,12 @@ AOTI_BUILD_LOG = "build-log.txt"  # beside the bundles' root: what `dcrt build -
 @pytest.fixture(scope="session")
 def aoti_tiny_bundle(tmp_path_factory) -> Path:
     """The tiny preset's AOTInductor bundle (its seeded random weights, portable AVX2 CPU packages), built once per
-    session by the command line itself, in a child process: `dcrt build --res tiny --engine aoti --out ROOT`.
+    session by the command line itself in a child process (`dcrt build --res tiny --engine aoti --jobs 2`).
     Returns the bundle directory; ROOT/build-log.txt holds the build's stderr (minutes on 2 cores)."""
     root = tmp_path_factory.mktemp("aoti")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    command = [
-        sys.executable,
-        "-m",
-        "dcrt",
-        "build",
-        "--res",
-        "tiny",
-        "--engine",
-        "aoti",
-        "--out",
-        str(root / "engines"),
-    ]
+    build = ["build", "--res", "tiny", "--engine", "aoti", "--jobs", "2", "--out", str(root / "engines")]
+    command = [sys.executable, "-m", "dcrt", *build]  # 2 jobs: the packages build two at a time
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     (root / AOTI_BUILD_LOG).write_text(done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -75,6 +75,9 @@ def build(
     precision: Annotated[
         str | None, typer.Option(help="aoti: fp32 or fp16 inside the packages (default: fp32 on cpu, fp16 on cuda)")
     ] = None,
+    jobs: Annotated[
+        int, typer.Option(help="aoti on cpu: packages built at once, a process each (memory: one model per job)")
+    ] = 1,
     verify: Annotated[bool, typer.Option(help="re-hash the export's files and the plans already built")] = False,
 ) -> None:
     """Build static-shape engines for every component (TensorRT plans, or AOTInductor packages with --engine
@@ -88,10 +91,12 @@ def build(
         given = [flag for flag, value in (trt_only | {"--workspace": workspace}).items() if value]
         if given:
             raise UsageError(f"{', '.join(given)} {'is a' if len(given) == 1 else 'are'} TensorRT option: not for aoti")
-        _build_aoti(model, size, out, device, native, precision, verify)
+        _build_aoti(model, size, out, (device, native, precision, jobs), verify)
         return
-    if device != "cpu" or native or precision is not None:
-        raise UsageError("--device, --native and --precision are for --engine aoti (TensorRT builds FP16 on CUDA)")
+    if device != "cpu" or native or precision is not None or jobs != 1:
+        raise UsageError(
+            "--device, --native, --precision and --jobs are for --engine aoti (TensorRT builds FP16 on CUDA)"
+        )
     _build_trt(model, size, from_, out, opt_level, timing_cache, workspace, verify)
 
 
@@ -110,12 +115,13 @@ def _build_trt(model, size, from_, out, opt_level, timing_cache, workspace, veri
     typer.echo(str(report.directory))
 
 
-def _build_aoti(model, size, out, device, native, precision, verify) -> None:
+def _build_aoti(model, size, out, options: tuple, verify) -> None:
+    """`options`: AotiConfig's device, native, precision and jobs, checked there."""
     from dcrt.aoti_builder import AotiConfig, build_aoti_bundle
     from dcrt.aoti_bundle import detect_aoti_target
 
-    config = AotiConfig(device=device, native=native, precision=precision)
-    target = detect_aoti_target(device, native)  # --device cuda without a GPU: one line, before any slow work
+    config = AotiConfig(*options)
+    target = detect_aoti_target(config.device, config.native)  # --device cuda without a GPU: one line, before work
     preset = model.preset_config()
     report = build_aoti_bundle(
         preset, model.required_weights(), out, config, target, size.height, size.width, log=say, verify=verify
