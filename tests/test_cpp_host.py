@@ -306,3 +306,28 @@ def test_host_on_cuda_equals_python(tmp_path_factory, host_image, tmp_path, run_
     diff = np.abs(frames.astype(int) - ref.astype(int))
     print(f"host (CUDA) vs Python aoti (CUDA): max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} differ")
     assert diff.max() <= 1
+
+
+@pytest.mark.aoti
+def test_host_writes_mp4_with_ffmpeg_on_path(host_binary, host_bundle, host_image, tmp_path, run_cli, frame_count):
+    """--mp4 encodes the frames with the ffmpeg found on PATH (here imageio-ffmpeg's); without one, a notice."""
+    import imageio_ffmpeg
+
+    assert run_cli(["tokenize", "a boat", "--res", "tiny", "--out", str(tmp_path / "tokens.npy")])[0] == 0
+    assert run_cli(["noise", "--res", "tiny", "--steps", "2", "--out", str(tmp_path / "noise.npy")])[0] == 0
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    inputs = ["--bundle", host_bundle, "--image", host_image, "--tokens", tmp_path / "tokens.npy"]
+    inputs += ["--noise", tmp_path / "noise.npy", "--steps", 2]
+    for path, expect_video in ((f"{tmp_path / 'bin'}:/usr/bin:/bin", True), ("/nowhere", False)):
+        out, video = tmp_path / f"frames-{expect_video}", tmp_path / f"boat {expect_video}.mp4"
+        done = subprocess.run(
+            [host_binary, *map(str, [*inputs, "--out", out, "--mp4", video])],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PATH=path),
+        )
+        assert done.returncode == 0, done.stderr
+        assert video.exists() == expect_video and ("no ffmpeg on PATH" in done.stderr) != expect_video
+        assert not list(tmp_path.glob("*.partial*"))
+    assert frame_count(str(tmp_path / "boat True.mp4")) == 16

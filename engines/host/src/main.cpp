@@ -1,7 +1,9 @@
 // dcrt_host: image-to-video on a dcrt bundle without Python (engines/README.md, "C++ host").
 //   dcrt_host --bundle DIR --image IMG.png --tokens TOKENS.npy --noise NOISE.npy --out FRAMES_DIR [options]
 // Every failure is one line on stderr and exit code 2 (bad input) or 1 (a failure while running).
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,10 +13,13 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "errors.h"
 #include "files.h"
 #include "host.h"
+
+extern char** environ;
 
 using namespace dcrt_host;
 
@@ -111,20 +116,30 @@ void write_frames(const Video& video, const std::string& out) {
   if (std::rename(tmp.c_str(), out.c_str()) != 0) throw HostError("cannot rename " + tmp + " to " + out);
 }
 
-bool ffmpeg_on_path() { return std::system("command -v ffmpeg >/dev/null 2>&1") == 0; }
+// Runs `argv` found on PATH (no shell, so no quoting of paths); -1 when it cannot be started.
+int spawn(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
-// H.264 as dcrt.video writes it (yuv420p for players); encoded to a temporary name, then renamed.
+// H.264 in yuv420p (what players expect, as dcrt.video writes it), encoded to a temporary name and renamed.
 void write_mp4(const std::string& frames_dir, const std::string& mp4, int fps) {
-  if (!ffmpeg_on_path()) {
+  const std::string tmp = mp4 + ".partial.mp4";
+  const int rc = spawn({"ffmpeg", "-loglevel", "error", "-y", "-framerate", std::to_string(fps), "-i",
+                        frames_dir + "/frame_%03d.png", "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp});
+  if (rc == -1) {
     std::fprintf(stderr, "dcrt_host: no ffmpeg on PATH: wrote the PNG frames only, not %s\n", mp4.c_str());
     return;
   }
-  const std::string tmp = mp4 + ".partial.mp4";
-  const std::string cmd = "ffmpeg -loglevel error -y -framerate " + std::to_string(fps) + " -i '" + frames_dir +
-                          "/frame_%03d.png' -c:v libx264 -pix_fmt yuv420p '" + tmp + "'";
-  if (std::system(cmd.c_str()) != 0) {
+  if (rc != 0) {
     std::remove(tmp.c_str());
-    throw HostError("ffmpeg could not encode " + mp4);
+    throw HostError("ffmpeg could not encode " + mp4 + " (exit code " + std::to_string(rc) + ")");
   }
   if (std::rename(tmp.c_str(), mp4.c_str()) != 0) throw HostError("cannot rename " + tmp + " to " + mp4);
 }
