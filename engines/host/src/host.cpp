@@ -87,54 +87,69 @@ Conditioning condition(const Bundle& bundle, Engine& engine, const HostInputs& i
   return c;
 }
 
+// The UNet's buffers on the engine's device. Everything but x and t is written once: each row's context (rows
+// past the guidance branches repeat branch 0), the frame stride, and c_concat (channels 4-7: the image latent
+// at every frame). The batch-2 graph serves one branch (no guidance) on duplicated rows, as StaticShapeBackend.
+struct UNetBuffers {
+  const ComponentSpec& spec;
+  int rows;
+  int64_t latent;  // 4 * T * h * w: the elements of x (and of c_concat) per row
+  Buffer model_in, t, context, fs, out;
+
+  UNetBuffers(const Bundle& bundle, Device device, int branches)
+      : spec(bundle.component(branches == 3 ? "unet_image_guidance" : "unet")),
+        rows(static_cast<int>(spec.inputs[0].shape[0])),
+        latent(element_count(spec.inputs[0].shape) / rows / 2),
+        model_in(device, spec.inputs[0].bytes()),
+        t(device, spec.inputs[1].bytes()),
+        context(device, spec.inputs[2].bytes()),
+        fs(device, spec.inputs[3].bytes()),
+        out(device, spec.outputs[0].bytes()) {}
+
+  void write_static(Device device, const Conditioning& cond, int branches, int64_t frame_stride) {
+    const size_t ctx_row = spec.inputs[2].bytes() / rows;
+    if (ctx_row != cond.context.bytes.size() / static_cast<size_t>(cond.context.shape[0]))
+      throw HostError(spec.name + ": context " + shape_string(spec.inputs[2].shape) + " does not fit the encoders' " +
+                      shape_string(cond.context.shape) + ": the bundle is inconsistent, rebuild it");
+    const int64_t plane = latent / 4, hw = plane / spec.inputs[0].shape[2];  // T * h * w, h * w
+    std::vector<float> concat(static_cast<size_t>(latent));                  // [4, T, h, w]: frame f of c = z[c]
+    for (int64_t c = 0; c < 4; ++c)
+      for (int64_t k = 0; k < plane; ++k) concat[c * plane + k] = cond.latent.f32()[c * hw + k % hw];
+    const std::vector<int64_t> strides(static_cast<size_t>(rows), frame_stride);
+    copy_to_device(device, fs.data(), strides.data(), fs.bytes(), nullptr);
+    for (int r = 0; r < rows; ++r) {
+      const uint8_t* row = cond.context.bytes.data() + (r < branches ? r : 0) * ctx_row;
+      copy_to_device(device, context.as<uint8_t>() + r * ctx_row, row, ctx_row, nullptr);
+      float* concat_at = model_in.as<float>() + (2 * r + 1) * latent;  // row r, channels 4-7
+      copy_to_device(device, concat_at, concat.data(), concat.size() * sizeof(float), nullptr);
+    }
+  }
+};
+
 // The DDIM loop (dcrt.sampler.sample): x_T -> final latents [1, 4, T, h, w], on the engine's device.
 Tensor denoise(const Bundle& bundle, Engine& engine, const SamplingOptions& opts, const DDIMSchedule& schedule,
                const Conditioning& cond, const Tensor& noise) {
   const Device device = engine.device();
-  const int n = opts.guidance.branches();
-  // One guidance branch runs the batch-2 graph on duplicated rows and keeps row 0 (as StaticShapeBackend).
-  const ComponentSpec& unet = bundle.component(n == 3 ? "unet_image_guidance" : "unet");
-  const std::vector<int64_t>& x_shape = unet.inputs[0].shape;  // [rows, 8, T, h, w]
-  const int rows = static_cast<int>(x_shape[0]);
-  const int64_t latent = element_count(x_shape) / rows / 2;  // 4 * T * h * w: x's and c_concat's size per row
-  const int64_t plane = latent / 4;                           // T * h * w
-  Buffer model_in(device, unet.inputs[0].bytes()), t(device, unet.inputs[1].bytes());
-  Buffer context(device, unet.inputs[2].bytes()), fs(device, unet.inputs[3].bytes());
-  Buffer out(device, unet.outputs[0].bytes());
-  Buffer guided(device, latent * sizeof(float)), x(device, latent * sizeof(float));
-  Buffer noises(device, noise.bytes.size());
+  UNetBuffers unet(bundle, device, opts.guidance.branches());
+  unet.write_static(device, cond, opts.guidance.branches(), opts.frame_stride);
+  const int64_t n = unet.latent;
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  Buffer guided(device, bytes), x(device, bytes), noises(device, noise.bytes.size());
   copy_to_device(device, noises.data(), noise.bytes.data(), noise.bytes.size(), nullptr);
-  // Static inputs, written once: each row's context (rows past the branches repeat branch 0), frame stride,
-  // and c_concat = the image latent at every frame in channels 4-7.
-  const size_t ctx_row = unet.inputs[2].bytes() / rows;
-  if (ctx_row != cond.context.bytes.size() / static_cast<size_t>(cond.context.shape[0]))
-    throw HostError(unet.name + ": context " + shape_string(unet.inputs[2].shape) + " does not fit the encoders' " +
-                    shape_string(cond.context.shape) + ": the bundle is inconsistent, rebuild it");
-  const int64_t hw = plane / x_shape[2];
-  std::vector<float> concat(static_cast<size_t>(latent));  // [4, T, h, w]: frame f of channel c = z[c]
-  for (int64_t c = 0; c < 4; ++c)
-    for (int64_t k = 0; k < plane; ++k) concat[c * plane + k] = cond.latent.f32()[c * hw + k % hw];
-  const std::vector<int64_t> strides(static_cast<size_t>(rows), opts.frame_stride);
-  copy_to_device(device, fs.data(), strides.data(), fs.bytes(), nullptr);
-  for (int r = 0; r < rows; ++r) {
-    const int b = r < n ? r : 0;
-    copy_to_device(device, context.as<uint8_t>() + r * ctx_row, cond.context.bytes.data() + b * ctx_row, ctx_row,
-                   nullptr);
-    copy_to_device(device, model_in.as<float>() + (2 * r + 1) * latent, concat.data(), latent * sizeof(float), nullptr);
-  }
-  copy_on_device(device, x.data(), noises.data(), latent * sizeof(float), nullptr);  // x_T: the first draw
-  std::unique_ptr<StepOps> ops = step_ops(device, schedule, latent);
-  const bool with_noise = opts.eta > 0.0;
+  copy_on_device(device, x.data(), noises.data(), bytes, nullptr);  // x_T: the first draw
+  std::unique_ptr<StepOps> ops = step_ops(device, schedule, n);
   for (int k = 0, i = schedule.num_steps() - 1; i >= 0; ++k, --i) {
-    for (int r = 0; r < rows; ++r)
-      copy_on_device(device, model_in.as<float>() + 2 * r * latent, x.data(), latent * sizeof(float), nullptr);
-    ops->timesteps(t.as<int64_t>(), rows, i, nullptr);
-    engine.run(unet.name, {model_in.data(), t.data(), context.data(), fs.data()}, {out.data()}, nullptr);
-    ops->combine(guided.as<float>(), out.as<float>(), latent, opts.guidance, nullptr);
-    const float* step_noise = with_noise ? noises.as<float>() + (k + 1) * latent : nullptr;
-    ops->update(x.as<float>(), guided.as<float>(), step_noise, i, latent, nullptr);
+    for (int r = 0; r < unet.rows; ++r)  // x into channels 0-3 of every row
+      copy_on_device(device, unet.model_in.as<float>() + 2 * r * n, x.data(), bytes, nullptr);
+    ops->timesteps(unet.t.as<int64_t>(), unet.rows, i, nullptr);
+    engine.run(unet.spec.name, {unet.model_in.data(), unet.t.data(), unet.context.data(), unet.fs.data()},
+               {unet.out.data()}, nullptr);
+    ops->combine(guided.as<float>(), unet.out.as<float>(), n, opts.guidance, nullptr);
+    const float* step_noise = opts.eta > 0.0 ? noises.as<float>() + (k + 1) * n : nullptr;  // draw k + 1
+    ops->update(x.as<float>(), guided.as<float>(), step_noise, i, n, nullptr);
   }
-  Tensor result = Tensor::zeros(DType::kFloat32, {1, 4, x_shape[2], x_shape[3], x_shape[4]});
+  const std::vector<int64_t>& shape = unet.spec.inputs[0].shape;
+  Tensor result = Tensor::zeros(DType::kFloat32, {1, 4, shape[2], shape[3], shape[4]});
   copy_to_host(device, result.bytes.data(), x.data(), result.bytes.size(), nullptr);
   return result;
 }
