@@ -20,7 +20,7 @@ import torch
 import dcrt
 from dcrt.aoti_builder import AotiConfig, build_aoti_bundle
 from dcrt.aoti_bundle import AotiManifest, detect_aoti_target
-from dcrt.backends.aoti_backend import load_package
+from dcrt.backends.aoti_backend import call_package, load_package
 from dcrt.export import PRECISIONS, graph_modules, relative_error
 from dcrt.io_spec import io_table, sample_inputs
 from dcrt.weights import Weights
@@ -90,14 +90,14 @@ def _ms_per_call(fn, device: torch.device) -> float:
 
 def timing(report, eager, runner, inputs: tuple, device: torch.device) -> None:
     with torch.inference_mode():
-        want, got = eager(*inputs), runner(*inputs)
+        want, got = eager(*inputs), call_package(runner, inputs)
         eager_ms, aoti_ms = _ms_per_call(lambda: eager(*inputs), device), _ms_per_call(lambda: runner(*inputs), device)
     want = want if isinstance(want, tuple) else (want,)
     entry = {
         "eager_ms": round(eager_ms, 3),
         "aoti_ms": round(aoti_ms, 3),
         "eager_over_aoti": round(eager_ms / aoti_ms, 3),
-        "rel_error_vs_eager": relative_error(tuple(got), want),
+        "rel_error_vs_eager": relative_error(got, want),
     }
     report.record("aoti", "timing", value=entry)
     report.log(f"eager {eager_ms:.2f} ms, aoti {aoti_ms:.2f} ms per call ({entry['eager_over_aoti']}x)")
@@ -115,15 +115,15 @@ def capture_check(runner, inputs: tuple) -> dict:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph):
-            captured = runner(*static)
+            captured = call_package(runner, static)
         for x in static:
             if x.is_floating_point():
                 x.mul_(0.5)  # other values: a replay must compute them, not return the capture's
         graph.replay()
         torch.cuda.synchronize()
         with torch.inference_mode():
-            direct = runner(*static)
-        error = relative_error(tuple(captured), tuple(direct))
+            direct = call_package(runner, static)
+        error = relative_error(captured, direct)
         start = time.perf_counter()
         for _ in range(CALLS):
             graph.replay()

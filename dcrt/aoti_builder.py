@@ -175,46 +175,41 @@ def _built_here(model, specs, order, directory, config, target, log):
 
 def _built_in_processes(preset, weights, height, width, order, directory, config, target, log):
     """(component, entry) for each of `order` as its job finishes: `config.jobs` processes (spawned: no forked
-    torch threads), each loading the model once per component it builds."""
+    torch threads), each loading the model once per component it builds. A failing job stops the others at once
+    (the pool is terminated) and its error is raised here; their half-written packages are removed."""
     import multiprocessing
     import os
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(config.jobs, mp_context=context) as pool:
-        args = (preset.name, weights, height, width, directory, config, target, threads)
-        pending = {pool.submit(_build_in_job, name, *args): name for name in order}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    name = pending.pop(future)
-                    entry, messages = future.result()  # a job's DcrtError is raised here, in its one line
-                    for message in messages:
-                        log(message)
-                    yield name, entry
-        finally:
-            for future in pending:
-                future.cancel()
+    jobs = [(name, preset.name, weights, height, width, directory, config, target, threads) for name in order]
+    try:
+        with multiprocessing.get_context("spawn").Pool(config.jobs) as pool:  # leaving it terminates the jobs
+            for name, entry, messages in pool.imap_unordered(_build_in_job, jobs):
+                for message in messages:
+                    log(message)
+                yield name, entry
+    except BaseException:
+        for name in order:  # atomic_file's temporaries of the terminated jobs
+            for partial in Path(directory).glob(f".{name}{PACKAGE_SUFFIX}.*"):
+                partial.unlink(missing_ok=True)
+        raise
 
 
-def _build_in_job(name, preset_name, weights, height, width, directory, config, target, threads):
-    """One package, in a job's process: (its entry, the messages it logged)."""
+def _build_in_job(job: tuple) -> tuple:
+    """One package, in a job's process: (its component, its entry, the messages it logged)."""
     import torch
 
     from dcrt.config import get_preset
     from dcrt.loading import load_torch_model
 
+    name, preset_name, weights, height, width, directory, config, target, threads = job
     torch.set_num_threads(threads)
     preset = get_preset(preset_name)
     model = load_torch_model(preset, weights, target.device, "fp32")
     spec = io_table(preset, height, width)[name]
     messages = []
-    entry = build_package(
-        model, spec, *reference_outputs(model, spec, target.device), directory, config, target, messages.append
-    )
-    return entry, messages
+    inputs, reference = reference_outputs(model, spec, target.device)
+    return name, build_package(model, spec, inputs, reference, directory, config, target, messages.append), messages
 
 
 def check_compiler() -> None:
@@ -327,10 +322,10 @@ def _parity(path: Path, inputs: tuple, reference, target: AotiTarget) -> tuple[f
     """(relative error, largest absolute difference) of the package at `path` against the module's outputs."""
     import torch
 
-    from dcrt.backends.aoti_backend import load_package
+    from dcrt.backends.aoti_backend import call_package, load_package
     from dcrt.export import max_abs_difference, relative_error
 
     runner = load_package(path, target.device)
     with torch.no_grad():
-        outputs = tuple(runner(*inputs))
+        outputs = call_package(runner, inputs)
     return relative_error(outputs, reference), max_abs_difference(outputs, reference)

@@ -10,7 +10,7 @@ import torch
 import dcrt
 from dcrt.aoti_builder import AotiConfig, build_aoti_bundle
 from dcrt.aoti_bundle import detect_aoti_target
-from dcrt.backends.aoti_backend import load_package
+from dcrt.backends.aoti_backend import call_package, load_package
 from dcrt.export import graph_modules, relative_error
 from dcrt.io_spec import io_table, sample_inputs
 from dcrt.weights import Weights
@@ -32,5 +32,5 @@ def test_512_packages_build_and_match_pytorch(tmp_path):
     inputs = sample_inputs(spec, preset, seed=11)
     with torch.no_grad():
         want = graph_modules(dcrt.random_model(preset, seed=0), torch.float32)["vae_decoder"](*inputs)
-        got = load_package(report.directory / "vae_decoder.pt2", "cpu")(*inputs)[0]
+        got = call_package(load_package(report.directory / "vae_decoder.pt2", "cpu"), inputs)[0]
     assert relative_error(got, want) < 1e-4

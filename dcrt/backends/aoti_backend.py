@@ -52,6 +52,12 @@ def load_package(path: Path, device: str):
         return aoti_load_package(str(path), run_single_threaded=True, device_index=-1 if index is None else index)
 
 
+def call_package(package, inputs) -> tuple[torch.Tensor, ...]:
+    """A loaded package's outputs as a tuple: a package of one output returns the bare tensor."""
+    out = package(*inputs)
+    return tuple(out) if isinstance(out, (list, tuple)) else (out,)
+
+
 class AotiBackend(StaticShapeBackend):
     """Runs an AOTInductor bundle's packages. Every file is checked against its manifest record: the size always,
     the sha256 with `verify` (reads every byte)."""
@@ -85,4 +91,4 @@ class AotiBackend(StaticShapeBackend):
         spec = self.specs[component]
         args = [x.to(device=self.device, dtype=t.torch_dtype).contiguous() for t, x in zip(spec.inputs, inputs)]
         with torch.inference_mode():
-            return tuple(self.packages[component](*args))
+            return call_package(self.packages[component], args)
