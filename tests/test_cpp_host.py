@@ -255,6 +255,10 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
     (other_torch / "manifest.json").unlink()
     (other_torch / "manifest.json").write_text(json.dumps(manifest))
     cases["compiled with torch 2.0.0+cpu"] = ["--bundle", other_torch, "--image", host_image, "--steps", 3]
+    broken = tmp_path / "broken"  # a manifest without its preset
+    broken.mkdir()
+    (broken / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "preset"}))
+    cases['not a valid bundle manifest (missing JSON key "preset")'] = ["--bundle", broken, "--image", host_image]
     for message, args in cases.items():
         done = run_host(host_binary, *args, *base, check_rc=False)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr

@@ -54,17 +54,10 @@ const ComponentSpec& Bundle::component(const std::string& name) const {
   return it->second;
 }
 
-Bundle read_bundle(const std::string& dir) {
+namespace {
+
+Bundle parse_bundle(const std::string& dir, const Json& m) {
   const std::string manifest_path = dir + "/manifest.json";
-  if (!exists(manifest_path))
-    throw HostError(dir + (exists(dir) ? " has no manifest.json" : " does not exist") +
-                    ": build one with `dcrt build --res tiny --engine aoti`");
-  Json m;
-  try {
-    m = Json::parse(read_text(manifest_path));
-  } catch (const HostError& e) {
-    throw HostError(manifest_path + ": " + e.what());
-  }
   Bundle b;
   b.dir = dir;
   // An AOTInductor manifest says "engine_kind": "aoti"; a TensorRT one has none (engines/README.md).
@@ -89,6 +82,20 @@ Bundle read_bundle(const std::string& dir) {
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
   return b;
+}
+
+}  // namespace
+
+Bundle read_bundle(const std::string& dir) {
+  const std::string manifest_path = dir + "/manifest.json";
+  if (!exists(manifest_path))
+    throw HostError(dir + (exists(dir) ? " has no manifest.json" : " does not exist") +
+                    ": build one with `dcrt build --res tiny --engine aoti`");
+  try {
+    return parse_bundle(dir, Json::parse(read_text(manifest_path)));
+  } catch (const JsonError& e) {
+    throw HostError(manifest_path + " is not a valid bundle manifest (" + e.what() + ")");
+  }
 }
 
 }  // namespace dcrt_host

@@ -11,4 +11,10 @@ class HostError : public std::runtime_error {
   explicit HostError(const std::string& message) : std::runtime_error(message) {}
 };
 
+// A malformed JSON document or a missing / mistyped key; the reader of a file adds the file's name.
+class JsonError : public HostError {
+ public:
+  explicit JsonError(const std::string& message) : HostError(message) {}
+};
+
 }  // namespace dcrt_host

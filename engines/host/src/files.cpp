@@ -123,7 +123,12 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
   if (data.size() < 8) throw HostError(path + " is not a safetensors file");
   std::memcpy(&header_len, data.data(), 8);
   if (header_len > data.size() - 8) throw HostError(path + " is not a safetensors file (bad header size)");
-  const Json header = Json::parse(data.substr(8, header_len));
+  Json header;
+  try {
+    header = Json::parse(data.substr(8, header_len));
+  } catch (const JsonError& e) {
+    throw HostError(path + " is not a safetensors file (" + e.what() + ")");
+  }
   std::map<std::string, Tensor> out;
   for (const auto& [name, entry] : header.fields()) {
     if (name == "__metadata__") continue;

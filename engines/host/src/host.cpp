@@ -18,6 +18,9 @@ std::vector<Tensor> run_host(Engine& engine, const ComponentSpec& spec, const st
   std::vector<std::unique_ptr<Buffer>> in, out;
   std::vector<const void*> in_ptrs;
   std::vector<void*> out_ptrs;
+  if (inputs.size() != spec.inputs.size())
+    throw HostError(spec.name + " takes " + std::to_string(spec.inputs.size()) + " inputs, the host gives " +
+                    std::to_string(inputs.size()) + ": a bundle of another model family?");
   for (size_t k = 0; k < spec.inputs.size(); ++k) {
     const TensorSpec& t = spec.inputs[k];
     if (inputs[k]->shape != t.shape || inputs[k]->dtype != t.dtype)
@@ -175,6 +178,9 @@ Video decode(const Bundle& bundle, Engine& engine, const Tensor& latents) {
 }
 
 void check_inputs(const Bundle& bundle, const HostInputs& in, const DDIMSchedule& schedule, const SamplingOptions& o) {
+  if (bundle.component("vae_decoder").inputs.size() != 1)
+    throw HostError(bundle.dir + " is a " + bundle.preset + " bundle: its decoder takes reference features " +
+                    "(ToonCrafter), which this host does not run; use the Python pipeline");
   const std::vector<int64_t> image{bundle.height, bundle.width, 3};
   if (in.rgb.shape != image)
     throw HostError("the image is " + std::to_string(in.rgb.shape[1]) + "x" + std::to_string(in.rgb.shape[0]) +

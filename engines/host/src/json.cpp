@@ -22,7 +22,7 @@ class JsonParser {
   size_t pos_ = 0;
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw HostError("invalid JSON at byte " + std::to_string(pos_) + ": " + what);
+    throw JsonError("invalid JSON at byte " + std::to_string(pos_) + ": " + what);
   }
 
   void skip_space() {
@@ -148,39 +148,39 @@ Json Json::parse(const std::string& text) { return JsonParser(text).document(); 
 bool Json::has(const std::string& key) const { return kind_ == Kind::kObject && object_.count(key) > 0; }
 
 const Json& Json::operator[](const std::string& key) const {
-  if (!has(key)) throw HostError("missing JSON key \"" + key + "\"");
+  if (!has(key)) throw JsonError("missing JSON key \"" + key + "\"");
   return object_.at(key);
 }
 
 const Json& Json::operator[](size_t index) const {
-  if (kind_ != Kind::kArray || index >= array_.size()) throw HostError("JSON index out of range");
+  if (kind_ != Kind::kArray || index >= array_.size()) throw JsonError("JSON index out of range");
   return array_[index];
 }
 
 const std::vector<Json>& Json::items() const {
-  if (kind_ != Kind::kArray) throw HostError("JSON value is not an array");
+  if (kind_ != Kind::kArray) throw JsonError("JSON value is not an array");
   return array_;
 }
 
 const std::map<std::string, Json>& Json::fields() const {
-  if (kind_ != Kind::kObject) throw HostError("JSON value is not an object");
+  if (kind_ != Kind::kObject) throw JsonError("JSON value is not an object");
   return object_;
 }
 
 const std::string& Json::str() const {
-  if (kind_ != Kind::kString) throw HostError("JSON value is not a string");
+  if (kind_ != Kind::kString) throw JsonError("JSON value is not a string");
   return string_;
 }
 
 double Json::num() const {
-  if (kind_ != Kind::kNumber) throw HostError("JSON value is not a number");
+  if (kind_ != Kind::kNumber) throw JsonError("JSON value is not a number");
   return number_;
 }
 
 long long Json::integer() const { return static_cast<long long>(num()); }
 
 bool Json::boolean() const {
-  if (kind_ != Kind::kBool) throw HostError("JSON value is not a boolean");
+  if (kind_ != Kind::kBool) throw JsonError("JSON value is not a boolean");
   return bool_;
 }
 
