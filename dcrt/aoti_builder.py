@@ -148,13 +148,17 @@ def build_aoti_bundle(
     specs = io_table(preset, height, width)
     # The UNets first: the longest builds, started first, keep parallel jobs busy until the end.
     order = sorted(stale, key=lambda name: not name.startswith("unet"))
-    for index, name in enumerate(order, 1):
-        log(f"[{index}/{len(stale)}] {name}{PACKAGE_SUFFIX}: building ({stale[name]})")
+    steps = {
+        name: f"[{index}/{len(order)}] {name}{PACKAGE_SUFFIX}: building ({stale[name]})"
+        for index, name in enumerate(order, 1)
+    }
     if config.jobs > 1 and len(order) > 1:
+        for step in steps.values():  # the jobs start them as they free up
+            log(step)
         del model  # each job loads its own
         built = _built_in_processes(preset, weights, height, width, order, directory, config, target, log)
     else:
-        built = _built_here(model, specs, order, directory, config, target, log)
+        built = _built_here(model, specs, steps, directory, config, target, log)
     seconds = {}
     for name, entry in built:
         manifest.engines[name] = entry
@@ -165,11 +169,13 @@ def build_aoti_bundle(
     return AotiBuildReport(directory, stale, fresh, seconds)
 
 
-def _built_here(model, specs, order, directory, config, target, log):
-    """(component, entry) for each of `order`, built in this process on one model."""
+def _built_here(model, specs, steps, directory, config, target, log):
+    """(component, entry) for each of `steps` (component -> its progress line), built in this process on one
+    model, one after the other."""
     # Inputs and fp32 references first: an fp16 build converts the model in place.
-    checks = {name: reference_outputs(model, specs[name], target.device) for name in order}
-    for name in order:
+    checks = {name: reference_outputs(model, specs[name], target.device) for name in steps}
+    for name, step in steps.items():
+        log(step)
         yield name, build_package(model, specs[name], *checks[name], directory, config, target, log)
 
 
