@@ -68,9 +68,9 @@ class AotiConfig:
         return self.precision or ("fp16" if self.device == "cuda" else "fp32")
 
     def inductor_configs(self, target: AotiTarget) -> dict:
-        """Inductor options of every compile. Each was measured on the tiny preset (benchmarks/aoti.py, the report):
-        the wrapper (the C++ that calls the kernels once per op) is compiled at -O0, since it runs each line once
-        per call; the kernels themselves keep Inductor's -O3."""
+        """Inductor options of every compile. The wrapper (the C++ that calls the kernels, one line per op, run once
+        per call) is compiled at -O0 instead of -O1: the tiny UNet's wrapper took 46 s of g++ at -O1 and 17 s at
+        -O0, with no measurable change in its run time (docs/backends.md, "Build time"); the kernels keep -O3."""
         options = {"aot_inductor.compile_wrapper_opt_level": "O0"}
         if target.device == "cpu" and not target.native:
             options |= {"cpp.simdlen": 256, "cpp.march": "x86-64-v3"}
@@ -148,13 +148,17 @@ def build_aoti_bundle(
     specs = io_table(preset, height, width)
     # The UNets first: the longest builds, started first, keep parallel jobs busy until the end.
     order = sorted(stale, key=lambda name: not name.startswith("unet"))
-    for index, name in enumerate(order, 1):
-        log(f"[{index}/{len(stale)}] {name}{PACKAGE_SUFFIX}: building ({stale[name]})")
+    steps = {
+        name: f"[{index}/{len(order)}] {name}{PACKAGE_SUFFIX}: building ({stale[name]})"
+        for index, name in enumerate(order, 1)
+    }
     if config.jobs > 1 and len(order) > 1:
+        for step in steps.values():  # the jobs start them as they free up
+            log(step)
         del model  # each job loads its own
         built = _built_in_processes(preset, weights, height, width, order, directory, config, target, log)
     else:
-        built = _built_here(model, specs, order, directory, config, target, log)
+        built = _built_here(model, specs, steps, directory, config, target, log)
     seconds = {}
     for name, entry in built:
         manifest.engines[name] = entry
@@ -165,11 +169,13 @@ def build_aoti_bundle(
     return AotiBuildReport(directory, stale, fresh, seconds)
 
 
-def _built_here(model, specs, order, directory, config, target, log):
-    """(component, entry) for each of `order`, built in this process on one model."""
+def _built_here(model, specs, steps, directory, config, target, log):
+    """(component, entry) for each of `steps` (component -> its progress line), built in this process on one
+    model, one after the other."""
     # Inputs and fp32 references first: an fp16 build converts the model in place.
-    checks = {name: reference_outputs(model, specs[name], target.device) for name in order}
-    for name in order:
+    checks = {name: reference_outputs(model, specs[name], target.device) for name in steps}
+    for name, step in steps.items():
+        log(step)
         yield name, build_package(model, specs[name], *checks[name], directory, config, target, log)
 
 

@@ -82,10 +82,20 @@ class AotiBackend(StaticShapeBackend):
         specs = io_table(preset, self.manifest.height, self.manifest.width)
         check_bundle(self.manifest, specs, directory, verify)
         self.precision = f"{self.manifest.precision} AOTInductor packages ({self.manifest.isa})"
-        self.packages = {
-            name: load_package(directory / self.manifest.engines[name].file, str(self.device)) for name in specs
-        }
+        self.packages = {name: self._load(directory / self.manifest.engines[name].file) for name in specs}
         super().__init__(preset, specs, load_schedule(directory, self.manifest.schedule))
+
+    def _load(self, path: Path):
+        """One package; a file that torch cannot load (corrupt, though of its recorded size) is one line."""
+        try:
+            return load_package(path, str(self.device))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            hint = rebuild_command(self.manifest.preset, self.manifest.device)
+            raise UsageError(
+                f"{path} cannot be loaded ({type(exc).__name__}: {first}): check it with --verify, or rebuild with "
+                f"`{hint}`"
+            ) from None
 
     def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         spec = self.specs[component]
