@@ -16,6 +16,8 @@ the captured graph, graph + fused kernels, and bf16 graph + fused kernels. Each 
 up (and capture) and once timed, at `--steps` steps: conditioning, denoising (ms per step) and decoding
 are measured; the 50-step time is computed from those measured parts and labelled so. Then the modes
 are compared (`COMPARISONS`): relative error of the final latents and PSNR of the decoded frames.
+Last, `aoti` (benchmarks/gpu_report_aoti.py): AOTInductor CUDA packages built on the device, timed beside
+eager, and whether a CUDA graph can capture them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ sys.path.insert(0, str(REPO))  # the GPU machine runs from a checkout, without i
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gpu_report_aoti import aoti_markdown, aoti_section  # noqa: E402
 from gpu_report_svd import svd_markdown, svd_section  # noqa: E402
 
 import dcrt  # noqa: E402
@@ -88,6 +91,7 @@ COMPARISONS = (
 RESERVE_S = {
     **{"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120, "tooncrafter": 60},
     **{"long-video": 60, "svd-xt": 150, "tiny-svd": 10},
+    "aoti": 240,  # one full-size UNet package compiled on the device, then timed and captured
 }
 LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
 LONG_VIDEO_MODE = "graph-fused-fp16"
@@ -435,6 +439,7 @@ def markdown(data: dict) -> str:
         if comparisons:
             lines += ["", "| comparison | latents rel. error | frames PSNR dB |", "|---|---|---|"]
             lines += [f"| {k} | {v['latents_rel_error']:.2e} | {v['frames_psnr_db']} |" for k, v in comparisons.items()]
+    lines += aoti_markdown(data["sections"].get("aoti", {}))
     return "\n".join(lines) + "\n"
 
 
@@ -454,6 +459,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--svd", default=None, help="SVD preset of its section (default svd-xt; tiny-svd: --dry-run)")
     parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `pytest -m gpu`")
+    parser.add_argument("--aoti-preset", default="512", help="preset of the AOTInductor section (tiny on --dry-run)")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny preset: checks this script")
     args = parser.parse_args(argv)
     args.presets = (args.presets or ("tiny" if args.dry_run else "256,512,1024,tooncrafter")).split(",")
@@ -502,6 +508,7 @@ def run_report(report: Report, args: argparse.Namespace, device: torch.device, a
     svd = args.svd
     image = test_image(dcrt.get_preset(svd).height, dcrt.get_preset(svd).width)
     report.run_section(svd, svd, lambda: svd_section(report, svd, device, args.steps, image))
+    report.run_section("aoti", "aoti", lambda: aoti_section(report, args.aoti_preset, device, args.dry_run))
     report.section = "end"
     failed = [n for n, s in report.data["sections"].items() if not str(s.get("status")).startswith(("done", "skipped"))]
     report.data["status"] = f"failed sections: {', '.join(failed)}" if failed else "done"

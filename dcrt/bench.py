@@ -32,7 +32,7 @@ from dcrt.version import __version__
 
 STAGES = ("conditioning", "denoise", "decode", "end_to_end")
 # What `dcrt bench` can time: the original's way (`BaselineBackend`), and each backend `dcrt.open_backend` opens.
-BENCH_BACKENDS = ("baseline", "torch", "ort", "trt")
+BENCH_BACKENDS = ("baseline", "torch", "ort", "trt", "aoti")
 
 
 def synchronize(device: torch.device) -> None:

@@ -28,6 +28,11 @@ ENGINE_SCHEMA_VERSION = 2  # 2: schedule_sizes
 PLAN_SUFFIX = ".plan"
 
 
+def slug(text: str, fallback: str) -> str:
+    """`text` in lower case with every run of characters other than [a-z0-9] replaced by `-` (a folder name)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or fallback
+
+
 @dataclass(frozen=True)
 class Target:
     """The GPU and TensorRT a plan is built for: plans run only where all three match."""
@@ -42,8 +47,7 @@ class Target:
 
     @property
     def dirname(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
-        return f"{slug}-{self.sm}-trt{self.tensorrt_version}"
+        return f"{slug(self.gpu_name, 'gpu')}-{self.sm}-trt{self.tensorrt_version}"
 
     def describe(self) -> str:
         return f"{self.gpu_name} ({self.sm}), TensorRT {self.tensorrt_version}"
@@ -85,7 +89,14 @@ def preset_dirname(preset: str, height: int, width: int, default: tuple[int, int
     return preset if (height, width) == default else f"{preset}-{height}x{width}"
 
 
-def bundle_dir(root: Path, target: Target, preset_dir: str) -> Path:
+class BundleTarget(Protocol):
+    """What a bundle is built for (a TensorRT `Target`, an AOTInductor `dcrt.aoti_bundle.AotiTarget`)."""
+
+    @property
+    def dirname(self) -> str: ...
+
+
+def bundle_dir(root: Path, target: BundleTarget, preset_dir: str) -> Path:
     return Path(root) / target.dirname / preset_dir
 
 
@@ -277,14 +288,46 @@ def check_bundle(
     (verify) of its recorded sha256: that reads every plan, so it is asked for, not done on every load."""
     hint = f"rebuild with `{rebuild_command(manifest)}`"
     exported = manifest.export.get("components", {})
+    check_entries(manifest, specs, directory, hint, verify)
+    for name in specs:
+        entry = manifest.engines[name]
+        if entry.onnx != exported.get(name, {}).get("files"):
+            raise UsageError(f"{directory / entry.file} was built from another export than the bundle's: {hint}")
+
+
+class BundleEntry(Protocol):
+    """What every bundle's per-component record holds (`EngineEntry`, `dcrt.aoti_bundle.AotiEntry`)."""
+
+    file: str
+    sha256: str
+    bytes: int
+    inputs: list[dict]
+    outputs: list[dict]
+
+
+class BundleManifest(Protocol):
+    preset: str
+    engines: dict[str, BundleEntry]
+    schedule: dict[str, str]
+    schedule_sizes: dict[str, int]
+
+
+def io_matches(entry: BundleEntry, spec: ComponentSpec) -> bool:
+    """Whether a recorded component takes and returns exactly the IO table's tensors, in its order."""
+    return entry.inputs == [t.as_dict() for t in spec.inputs] and entry.outputs == [t.as_dict() for t in spec.outputs]
+
+
+def check_entries(
+    manifest: BundleManifest, specs: dict[str, ComponentSpec], directory: Path, hint: str, verify: bool = False
+) -> None:
+    """Shared by every bundle kind: each component recorded with the IO table's tensors, each file (and the noise
+    schedule's) of its recorded size and, with `verify`, sha256. `hint` completes every error: how to rebuild."""
     for name, spec in specs.items():
         entry = manifest.engines.get(name)
         if entry is None:
             raise UsageError(f"{directory} has no engine for {name} (interrupted build?): {hint}")
-        if entry.inputs != [t.as_dict() for t in spec.inputs] or entry.outputs != [t.as_dict() for t in spec.outputs]:
+        if not io_matches(entry, spec):
             raise UsageError(f"{directory / entry.file} has other inputs/outputs than preset {manifest.preset}: {hint}")
-        if entry.onnx != exported.get(name, {}).get("files"):
-            raise UsageError(f"{directory / entry.file} was built from another export than the bundle's: {hint}")
         problem = file_problem(directory / entry.file, entry.sha256, entry.bytes, verify)
         if problem is not None:
             raise UsageError(f"{directory / entry.file} {problem}: {hint}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcrt.atomic import atomic_dir
+from dcrt.atomic import atomic_dir, atomic_file
 from dcrt.config import Preset
 from dcrt.errors import DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
@@ -195,9 +195,9 @@ def relative_error(out: torch.Tensor | tuple, ref: torch.Tensor | tuple) -> floa
     return float((out.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
 
 
-def _max_abs(out: torch.Tensor | tuple, ref: torch.Tensor | tuple) -> float:
+def max_abs_difference(out: torch.Tensor | tuple, ref: torch.Tensor | tuple) -> float:
     if isinstance(ref, tuple):
-        return max(_max_abs(o, r) for o, r in zip(out, ref, strict=True))
+        return max(max_abs_difference(o, r) for o, r in zip(out, ref, strict=True))
     return float((out - ref).abs().max())
 
 
@@ -301,8 +301,19 @@ def _checked_entry(
         files={f.name: sha256_file(f) for f in files},
         sizes={f.name: f.stat().st_size for f in files},
         bytes=sum(f.stat().st_size for f in files),
-        parity={"rel_error": error, "max_abs": _max_abs(result, reference), "tolerance": tolerance},
+        parity={"rel_error": error, "max_abs": max_abs_difference(result, reference), "tolerance": tolerance},
     )
+
+
+def write_schedule(model: DynamiCrafter, directory: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The checkpoint's noise-schedule tensors (float32) as `directory/schedule.safetensors`, written atomically:
+    ({file: sha256}, {file: bytes}) as manifests record them. Exports and AOTInductor bundles both carry it."""
+    from safetensors.torch import save_file
+
+    path = Path(directory) / SCHEDULE_FILE
+    with atomic_file(path, suffix=".safetensors") as tmp:
+        save_file({k: v.float().cpu().contiguous() for k, v in model.schedule.named_buffers()}, tmp)
+    return {SCHEDULE_FILE: sha256_file(path)}, {SCHEDULE_FILE: path.stat().st_size}
 
 
 def export_model(
@@ -333,13 +344,8 @@ def export_model(
     graphs = graph_modules(model, dtype)
     manifest = request.manifest()
     with atomic_dir(out) as staging:
-        from safetensors.torch import save_file
-
         if model.preset.family != "svd":  # SVD's EDM schedule is computed from the preset (dcrt.edm)
-            schedule = {k: v.float().contiguous() for k, v in model.schedule.named_buffers()}
-            save_file(schedule, staging / SCHEDULE_FILE)
-            manifest.schedule = {SCHEDULE_FILE: sha256_file(staging / SCHEDULE_FILE)}
-            manifest.schedule_sizes = {SCHEDULE_FILE: (staging / SCHEDULE_FILE).stat().st_size}
+            manifest.schedule, manifest.schedule_sizes = write_schedule(model, staging)
         for index, (name, spec) in enumerate(specs.items(), 1):
             step = f"[{index}/{len(specs)}] {spec.filename}"
             log(f"{step}: tracing, then checking in ONNX Runtime")

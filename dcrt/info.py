@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 from dataclasses import dataclass, field
 
 from dcrt.environment import Gpu, cuda_gpus, ort_providers, package_version
@@ -64,9 +65,17 @@ def collect() -> EnvironmentReport:
         ),
         _gpu_backend("onnxruntime (cuda)", ort_cuda, "onnxruntime-gpu is not installed", gpus, no_gpu),
         _gpu_backend("tensorrt", has_trt, "TensorRT is not installed (pip install 'dcrt[trt]')", gpus, no_gpu),
+        *_aoti(gpus, no_gpu),
         _fused_kernels(found, no_gpu),
     ]
     return report
+
+
+def _aoti(gpus: list[str], no_gpu: str) -> list[BackendStatus]:
+    """AOTInductor packages: PyTorch runs them; building them takes a C++ compiler (`dcrt build --engine aoti`)."""
+    compiler = shutil.which("g++")
+    how = "packages from `dcrt build --engine aoti`" + ("" if compiler else " (building them needs g++: not installed)")
+    return [BackendStatus("aoti (cpu)", True, how), _gpu_backend("aoti (cuda)", True, "", gpus, no_gpu)]
 
 
 def _fused_kernels(gpus: list[Gpu], no_gpu: str) -> BackendStatus:

@@ -51,9 +51,9 @@ class BackendRequest:
     backend: str = field(
         default="auto",
         metadata=_meta(
-            "auto (TensorRT engines, else onnxruntime-gpu, else PyTorch on CUDA, else ONNX Runtime / PyTorch on the "
-            "CPU; `dcrt info` says which; an export or engines made from other weights or for another size are "
-            "passed over with a notice), trt, ort or torch",
+            "auto (TensorRT engines, else AOTInductor packages, else onnxruntime-gpu, else PyTorch on CUDA, else "
+            "AOTInductor / ONNX Runtime / PyTorch on the CPU; `dcrt info` says which; an export or engines made from "
+            "other weights or for another size are passed over with a notice), trt, aoti, ort or torch",
             BACKEND,
         ),
     )
@@ -68,7 +68,8 @@ class BackendRequest:
         default=None, metadata=_meta("export directory for --backend ort (default: export/<res>)", BACKEND)
     )
     engines: Path = field(
-        default=Path("engines"), metadata=_meta("root of the TensorRT engine bundles (`dcrt build`)", BACKEND)
+        default=Path("engines"),
+        metadata=_meta("root of the TensorRT and AOTInductor bundles (`dcrt build`)", BACKEND),
     )
     verify: bool = field(
         default=False,
@@ -202,6 +203,10 @@ def open_backend(
         from dcrt.backends.tensorrt_backend import open_tensorrt
 
         backend = open_tensorrt(chosen.location, "cuda", verify=request.verify)
+    elif chosen.name == "aoti":
+        from dcrt.backends.aoti_backend import AotiBackend
+
+        backend = AotiBackend(chosen.location, request.device or chosen.device, verify=request.verify)
     elif chosen.name == "ort":
         from dcrt.backends.onnxruntime_backend import open_onnxruntime
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import importlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,6 +63,24 @@ def svd_exported(tmp_path_factory):
     return model, out, manifest
 
 
+AOTI_BUILD_LOG = "build-log.txt"  # beside the bundles' root: what `dcrt build --engine aoti` printed on stderr
+
+
+@pytest.fixture(scope="session")
+def aoti_tiny_bundle(tmp_path_factory) -> Path:
+    """The tiny preset's AOTInductor bundle (its seeded random weights, portable AVX2 CPU packages), built once per
+    session by the command line itself in a child process (`dcrt build --res tiny --engine aoti --jobs 2`).
+    Returns the bundle directory; ROOT/build-log.txt holds the build's stderr (minutes on 2 cores)."""
+    root = tmp_path_factory.mktemp("aoti")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    build = ["build", "--res", "tiny", "--engine", "aoti", "--jobs", "2", "--out", str(root / "engines")]
+    command = [sys.executable, "-m", "dcrt", *build]  # 2 jobs: the packages build two at a time
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    (root / AOTI_BUILD_LOG).write_text(done.stderr)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 # Every module that hashes files, imported before `hashed` replaces their sha256_file.
 _HASHING_MODULES = (
     "dcrt.manifest",
@@ -71,6 +90,7 @@ _HASHING_MODULES = (
     "dcrt.engine_builder",
     "dcrt.backends.onnxruntime_backend",
     "dcrt.backends.tensorrt_runtime",
+    "dcrt.aoti_builder",
 )
 
 

@@ -28,7 +28,7 @@ def test_help_and_no_arguments(run_cli):
 def test_info_reports_backends_plainly(run_cli):
     code, out, _ = run_cli(["info"])
     assert code == 0
-    for name in ("torch (cpu)", "onnxruntime (cpu)", "tensorrt", "versions:"):
+    for name in ("torch (cpu)", "onnxruntime (cpu)", "tensorrt", "aoti (cpu)", "aoti (cuda)", "versions:"):
         assert name in out
     import torch
 

@@ -83,6 +83,7 @@ def test_dry_run_passes_every_section_without_the_missing_packages(dry_run):
         "tiny": "done",
         "long-video": "done",
         "tiny-svd": "done",
+        "aoti": "done",
     }
     assert "collected" in data["sections"]["gpu-tests"]["summary"]  # every -m gpu test module imports there
     for name in ("gpu-report.json", "gpu-report.md", "gpu-report.log", "gpu-tests.xml", "gpu-tests.log"):
@@ -138,13 +139,26 @@ def test_the_svd_section_takes_an_svd_preset_only(capsys):
     assert "512 does not support --svd yet (model family dynamicrafter; svd has it)" in capsys.readouterr().err
 
 
+def test_dry_run_builds_and_times_one_aoti_package(dry_run):
+    _, _, data, out = dry_run
+    aoti = data["sections"]["aoti"]
+    assert aoti["settings"]["component"] == "text_encoder" and aoti["settings"]["target"].startswith("aoti-cpu-avx2")
+    built = aoti["built"]["text_encoder"]
+    assert built["build_s"] > 0 and built["mib"] > 0 and built["parity"]["rel_error"] < 1e-4
+    assert len(aoti["not_built"]) == 5  # the dry run builds one package
+    assert aoti["timing"]["eager_ms"] > 0 and aoti["timing"]["aoti_ms"] > 0
+    assert aoti["timing"]["rel_error_vs_eager"] < 1e-4
+    assert aoti["cuda_graph"].startswith("not measured")  # measured on CUDA only
+    assert "## aoti (tiny" in (out / "gpu-report.md").read_text()
+
+
 def test_budget_skips_sections_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["gpu_report.py"])
     code = gpu_report.main(["--dry-run", "--out", str(tmp_path), "--budget", "5"])
     data = json.loads((tmp_path / "gpu-report.json").read_text())
     assert code == 0 and data["status"] == "done"
     assert all(s["status"].startswith("skipped (budget") for s in data["sections"].values())
-    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny", "long-video", "tiny-svd"}
+    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny", "long-video", "tiny-svd", "aoti"}
     assert "skipped" in (tmp_path / "gpu-report.md").read_text()
 
 

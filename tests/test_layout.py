@@ -1,5 +1,5 @@
-"""The package's import rules, read from the source (ast): the runtime never imports the TensorRT builder, and no
-library module imports the package face (`dcrt/__init__.py`, the lazy public API)."""
+"""The package's import rules, read from the source (ast): the runtime never imports a builder (TensorRT's or
+AOTInductor's), and no library module imports the package face (`dcrt/__init__.py`, the lazy public API)."""
 
 import ast
 from pathlib import Path
@@ -7,9 +7,19 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dcrt"
-BUILDER = "dcrt.engine_builder"
-# The runtime and backend selection: what `animate --backend trt` and `dcrt info` load.
-RUNTIME = ("dcrt.backends", "dcrt.pipeline", "dcrt.svd_pipeline", "dcrt.edm_runner", "dcrt.info")
+BUILDERS = ("dcrt.engine_builder", "dcrt.aoti_builder")
+# The runtime and backend selection: what `animate --backend trt|aoti` and `dcrt info` load, and the bundle formats
+# the builders share with the runtime.
+RUNTIME = (
+    "dcrt.backends",
+    "dcrt.pipeline",
+    "dcrt.svd_pipeline",
+    "dcrt.edm_runner",
+    "dcrt.info",
+    "dcrt.engine_bundle",
+    "dcrt.aoti_bundle",
+    "dcrt.loading",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -63,15 +73,16 @@ def _is_cli(module: str) -> bool:
     return module == "dcrt.cli" or module.startswith("dcrt.cli.")
 
 
-def test_only_the_command_line_imports_the_builder():
-    importers = {module for module, imported in GRAPH.items() if BUILDER in imported}
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_only_the_command_line_imports_a_builder(builder):
+    importers = {module for module, imported in GRAPH.items() if builder in imported}
     assert any(_is_cli(m) for m in importers), "the scan must see `dcrt build` import the builder"
-    assert {m for m in importers if not _is_cli(m) and m != BUILDER} == set()
+    assert {m for m in importers if not _is_cli(m) and m != builder} == set()
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(RUNTIME)))
-def test_the_runtime_never_reaches_the_builder(module):
-    assert BUILDER not in _reachable(module) | {module}
+def test_the_runtime_never_reaches_a_builder(module):
+    assert not set(BUILDERS) & (_reachable(module) | {module})
 
 
 def test_no_library_module_imports_the_package_face():

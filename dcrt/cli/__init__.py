@@ -5,6 +5,7 @@ the work to the library (dcrt.loading, dcrt.pipeline, dcrt.export, dcrt.engine_b
     options.py    library option types (SamplingRequest, BackendRequest, OutputOptions) rendered as options
     generate.py   animate, interpolate, loop, batch
     artifacts.py  fetch, export, build
+    host.py       tokenize, noise (the C++ host's inputs)
     machine.py    info, bench
     serving.py    serve, client, ui
 
@@ -12,7 +13,7 @@ Importing this package imports typer and the dcrt option tables only: torch and 
 a command after its options and inputs are checked, so help and bad arguments answer at once.
 """
 
-from dcrt.cli import artifacts, generate, machine, serving  # noqa: F401  (each registers its commands on `app`)
+from dcrt.cli import artifacts, generate, host, machine, serving  # noqa: F401  (each registers its commands on `app`)
 from dcrt.cli.app import app, main
 
 __all__ = ["app", "main"]

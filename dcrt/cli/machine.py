@@ -43,7 +43,8 @@ def bench(
     model: BackendRequest,
     sampling: SamplingRequest,
     backends: Annotated[
-        str, typer.Option(help="comma-separated: baseline, torch, ort, trt (trt: engines from `dcrt build`)")
+        str,
+        typer.Option(help="comma-separated: baseline, torch, ort, trt, aoti (trt, aoti: bundles from `dcrt build`)"),
     ] = "baseline,torch,ort",
     repeat: Annotated[int, typer.Option(help="timed runs per backend")] = 3,
     warmup: Annotated[int, typer.Option(help="untimed runs per backend first")] = 1,

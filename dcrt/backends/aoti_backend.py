@@ -1,0 +1,104 @@
+"""AOTInductor backend: `StaticShapeBackend` over the `.pt2` packages of an AOTInductor bundle (`dcrt build
+--engine aoti`), one loaded package per IO-table component, on the CPU or on CUDA.
+
+The bundle is read and checked through dcrt.aoti_bundle (the runtime never imports the builder): the packages
+must have been built for this device, instruction set and torch version, from the IO table's tensors. A
+package returns new output tensors on every call, allocated by torch (on CUDA from its caching allocator, on
+the current stream).
+
+CUDA graphs: a CUDA package enqueues its kernels on the current stream and its allocations come from the
+caching allocator, so capturing it may work; whether it does was never measured where this was written (no
+GPU), so `capturable` stays False until `benchmarks/gpu_report.py` (its `aoti` section) has measured it.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from dcrt.aoti_bundle import AotiManifest, can_run, check_bundle, detect_aoti_target, rebuild_command
+from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.config import get_preset
+from dcrt.errors import UsageError
+from dcrt.io_spec import io_table
+
+# torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point
+# of a portable package, so the warning is silenced while loading.
+_ISA_MISMATCH_LOGGER = "torch.export.pt2_archive._package"
+
+
+@contextmanager
+def _quiet(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def load_package(path: Path, device: str):
+    """One `.pt2` package, callable with its inputs in manifest order; returns its outputs in manifest order.
+    `run_single_threaded` drops the runner's per-call locking: dcrt calls each package from one thread, and
+    torch documents the locking as what conflicts with CUDA graphs."""
+    from torch._inductor import aoti_load_package
+
+    index = torch.device(device).index if torch.device(device).type == "cuda" else -1
+    with _quiet(_ISA_MISMATCH_LOGGER):
+        return aoti_load_package(str(path), run_single_threaded=True, device_index=-1 if index is None else index)
+
+
+def call_package(package, inputs) -> tuple[torch.Tensor, ...]:
+    """A loaded package's outputs as a tuple: a package of one output returns the bare tensor."""
+    out = package(*inputs)
+    return tuple(out) if isinstance(out, (list, tuple)) else (out,)
+
+
+class AotiBackend(StaticShapeBackend):
+    """Runs an AOTInductor bundle's packages. Every file is checked against its manifest record: the size always,
+    the sha256 with `verify` (reads every byte)."""
+
+    capturable = False  # unmeasured on CUDA (module docstring); gpu_report's aoti section measures it
+
+    def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
+        directory = Path(bundle_dir)
+        self.manifest = AotiManifest.read(directory)
+        self.device = torch.device(device or self.manifest.device)
+        if self.device.type != self.manifest.device:
+            raise UsageError(
+                f"{directory} holds {self.manifest.device} packages, not {self.device.type} ones: "
+                f"build them with `{rebuild_command(self.manifest.preset, self.device.type)}`"
+            )
+        why = can_run(self.manifest.target, detect_aoti_target(self.device.type, self.manifest.target.native))
+        if why is not None:
+            raise UsageError(
+                f"{directory}: {why}: rebuild with `{rebuild_command(self.manifest.preset, self.device.type)}`"
+            )
+        preset = get_preset(self.manifest.preset)
+        specs = io_table(preset, self.manifest.height, self.manifest.width)
+        check_bundle(self.manifest, specs, directory, verify)
+        self.precision = f"{self.manifest.precision} AOTInductor packages ({self.manifest.isa})"
+        self.packages = {name: self._load(directory / self.manifest.engines[name].file) for name in specs}
+        super().__init__(preset, specs, load_schedule(directory, self.manifest.schedule))
+
+    def _load(self, path: Path):
+        """One package; a file that torch cannot load (corrupt, though of its recorded size) is one line."""
+        try:
+            return load_package(path, str(self.device))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            hint = rebuild_command(self.manifest.preset, self.manifest.device)
+            raise UsageError(
+                f"{path} cannot be loaded ({type(exc).__name__}: {first}): check it with --verify, or rebuild with "
+                f"`{hint}`"
+            ) from None
+
+    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        spec = self.specs[component]
+        args = [x.to(device=self.device, dtype=t.torch_dtype).contiguous() for t, x in zip(spec.inputs, inputs)]
+        with torch.inference_mode():
+            return call_package(self.packages[component], args)

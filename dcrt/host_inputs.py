@@ -1,0 +1,55 @@
+"""What the C++ host (engines/host) takes from Python: the prompt's token ids and the noise of a seeded run.
+
+Tokenization and the random generator stay on the Python side, so the host needs neither a BPE tokenizer nor
+torch's RNG: `dcrt tokenize` and `dcrt noise` write these arrays as .npy files (engines/README.md, "C++ host").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dcrt.atomic import atomic_file
+from dcrt.config import Preset
+from dcrt.errors import UsageError
+from dcrt.options import SamplingOptions
+from dcrt.timesteps import ddim_timesteps
+
+
+def prompt_tokens(prompt: str, preset: Preset) -> np.ndarray:
+    """int64 [2, L]: the prompt's CLIP token ids, then the empty prompt's (the unconditional branch)."""
+    from dcrt.models.tokenizer import Tokenizer
+
+    return Tokenizer(preset.text.context_length)([prompt, ""]).numpy().astype(np.int64)
+
+
+def host_noise(preset: Preset, opts: SamplingOptions, device: str = "cpu") -> np.ndarray:
+    """float32 [1 + S, 1, C, T, h, w] (eta > 0) or [1, ...] (eta = 0): x_T, then one draw per step, in the order
+    `dcrt.pipeline.Pipeline.sample` draws them from `opts.seed` on `device` (CPU and CUDA generators differ), so
+    the host's video is the pipeline's on that device."""
+    import torch
+
+    from dcrt.sampler import NoiseSource
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda draws with a CUDA generator: it needs a CUDA GPU")
+    if opts.frames != preset.frames:
+        raise UsageError(f"the C++ host samples {preset.frames} frames (one window), not {opts.frames}")
+    shape = (1, preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
+    noise = NoiseSource(opts.seed, device)
+    draws = [noise.draw_initial(shape, opts.windows("animate"), opts.seed)]
+    if opts.eta > 0:
+        steps = len(ddim_timesteps(opts.steps, opts.timestep_spacing, preset.diffusion.timesteps))
+        draws += [noise.draw(shape) for _ in range(steps)]
+    return np.stack([d.cpu().numpy() for d in draws])
+
+
+def write_array(path: Path, array: np.ndarray) -> Path:
+    """Write `array` as .npy, through a temporary file (no half-written file on failure)."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise UsageError(f"{path}: the host reads .npy files; name the output <name>.npy")
+    with atomic_file(path, ".npy") as tmp:
+        np.save(tmp, np.ascontiguousarray(array))
+    return path

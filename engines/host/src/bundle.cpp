@@ -1,0 +1,101 @@
+#include "bundle.h"
+
+#include <sys/stat.h>
+
+#include "errors.h"
+#include "files.h"
+#include "json.h"
+
+namespace dcrt_host {
+
+namespace {
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return stat(path.c_str(), &st) == 0;
+}
+
+// Existence and the recorded size cost a stat; a package cut short by a failed copy fails here, not in dlopen.
+void check_file(const std::string& path, long long bytes, const std::string& preset) {
+  struct stat st{};
+  const std::string rebuild = ": rebuild the bundle (dcrt build --res " + preset + " ...)";
+  if (stat(path.c_str(), &st) != 0) throw HostError(path + " is missing" + rebuild);
+  if (bytes >= 0 && st.st_size != bytes)
+    throw HostError(path + " is " + std::to_string(st.st_size) + " bytes, its manifest says " + std::to_string(bytes) +
+                    rebuild);
+}
+
+std::vector<TensorSpec> tensor_specs(const Json& list) {
+  std::vector<TensorSpec> specs;
+  for (const Json& t : list.items()) {
+    TensorSpec s{t["name"].str(), dtype_from_name(t["dtype"].str()), {}};
+    for (const Json& d : t["shape"].items()) s.shape.push_back(d.integer());
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+// v or eps: the manifest's "parameterization" when it has one; else the schedule says it, because
+// v-models store zeros in sqrt_recip_alphas_cumprod (infinite at t = 999 under zero SNR; dcrt.schedule).
+bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& schedule) {
+  if (manifest.has("parameterization")) return manifest["parameterization"].str() == "v";
+  const auto it = schedule.find("sqrt_recip_alphas_cumprod");
+  if (it == schedule.end()) throw HostError("schedule.safetensors has no sqrt_recip_alphas_cumprod");
+  for (int64_t k = 0; k < it->second.numel(); ++k)
+    if (it->second.f32()[k] != 0.0f) return false;
+  return true;
+}
+
+}  // namespace
+
+const ComponentSpec& Bundle::component(const std::string& name) const {
+  const auto it = components.find(name);
+  if (it == components.end()) throw HostError(dir + "/manifest.json has no component " + name + ": rebuild the bundle");
+  return it->second;
+}
+
+namespace {
+
+Bundle parse_bundle(const std::string& dir, const Json& m) {
+  const std::string manifest_path = dir + "/manifest.json";
+  Bundle b;
+  b.dir = dir;
+  // An AOTInductor manifest says "engine_kind": "aoti"; a TensorRT one has none (engines/README.md).
+  b.engine_kind = m.has("engine_kind") ? m["engine_kind"].str() : "tensorrt";
+  if (b.engine_kind != "aoti" && b.engine_kind != "tensorrt")
+    throw HostError(manifest_path + ": unknown engine_kind \"" + b.engine_kind + "\" (aoti or TensorRT expected)");
+  b.device = b.engine_kind == "aoti" ? m["device"].str() : "cuda";
+  b.torch_version = m.has("torch_version") ? m["torch_version"].str() : "";
+  if (b.engine_kind == "tensorrt") {
+    b.tensorrt_version = m["tensorrt_version"].str();
+    b.gpu_name = m["gpu_name"].str();
+    for (const Json& v : m["compute_capability"].items()) b.compute_capability.push_back(static_cast<int>(v.integer()));
+  }
+  b.preset = m["preset"].str();
+  b.height = static_cast<int>(m["height"].integer());
+  b.width = static_cast<int>(m["width"].integer());
+  for (const auto& [name, entry] : m["engines"].fields()) {
+    ComponentSpec c{name, entry["file"].str(), tensor_specs(entry["inputs"]), tensor_specs(entry["outputs"])};
+    check_file(b.path(c.file), entry.has("bytes") ? entry["bytes"].integer() : -1, b.preset);
+    b.components.emplace(name, c);
+  }
+  b.schedule = read_safetensors(b.path("schedule.safetensors"));
+  b.v_model = is_v_model(m, b.schedule);
+  return b;
+}
+
+}  // namespace
+
+Bundle read_bundle(const std::string& dir) {
+  const std::string manifest_path = dir + "/manifest.json";
+  if (!exists(manifest_path))
+    throw HostError(dir + (exists(dir) ? " has no manifest.json" : " does not exist") +
+                    ": build one with `dcrt build --res tiny --engine aoti`");
+  try {
+    return parse_bundle(dir, Json::parse(read_text(manifest_path)));
+  } catch (const JsonError& e) {
+    throw HostError(manifest_path + " is not a valid bundle manifest (" + e.what() + ")");
+  }
+}
+
+}  // namespace dcrt_host

@@ -1,0 +1,176 @@
+// dcrt_host: image-to-video on a dcrt bundle without Python (engines/README.md, "C++ host").
+//   dcrt_host --bundle DIR --image IMG.png --tokens TOKENS.npy --noise NOISE.npy --out FRAMES_DIR [options]
+// Every failure is one line on stderr and exit code 2 (bad input) or 1 (a failure while running).
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "files.h"
+#include "host.h"
+
+extern char** environ;
+
+using namespace dcrt_host;
+
+namespace {
+
+const char* kUsage =
+    "usage: dcrt_host --bundle DIR --image IMAGE.png --tokens TOKENS.npy --noise NOISE.npy --out FRAMES_DIR\n"
+    "                 [--steps 50] [--timestep-spacing uniform_trailing] [--eta 1] [--guidance-scale 7.5]\n"
+    "                 [--image-guidance-scale S] [--guidance-rescale 0.7] [--frame-stride 24]\n"
+    "                 [--device cpu|cuda (default: the bundle's)] [--mp4 VIDEO.mp4] [--fps 8]\n"
+    "Writes FRAMES_DIR/frame_000.png ...; --mp4 also encodes them with the ffmpeg on PATH.\n"
+    "TOKENS.npy: `dcrt tokenize`; NOISE.npy: `dcrt noise` (same --steps, --eta, --timestep-spacing).\n";
+
+struct Args {
+  std::string bundle, image, tokens, noise, out, mp4, device;
+  int fps = 8;
+  SamplingOptions sampling;
+};
+
+double number(const std::string& flag, const std::string& value) {
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0') throw HostError(flag + " takes a number, got \"" + value + "\"");
+  return v;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  SamplingOptions& s = a.sampling;
+  const std::map<std::string, std::function<void(const std::string&)>> flags = {
+      {"--bundle", [&](const std::string& v) { a.bundle = v; }},
+      {"--image", [&](const std::string& v) { a.image = v; }},
+      {"--tokens", [&](const std::string& v) { a.tokens = v; }},
+      {"--noise", [&](const std::string& v) { a.noise = v; }},
+      {"--out", [&](const std::string& v) { a.out = v; }},
+      {"--mp4", [&](const std::string& v) { a.mp4 = v; }},
+      {"--device", [&](const std::string& v) { a.device = v; }},
+      {"--fps", [&](const std::string& v) { a.fps = static_cast<int>(number("--fps", v)); }},
+      {"--steps", [&](const std::string& v) { s.steps = static_cast<int>(number("--steps", v)); }},
+      {"--timestep-spacing", [&](const std::string& v) { s.timestep_spacing = v; }},
+      {"--eta", [&](const std::string& v) { s.eta = number("--eta", v); }},
+      {"--frame-stride",
+       [&](const std::string& v) { s.frame_stride = static_cast<int64_t>(number("--frame-stride", v)); }},
+      {"--guidance-scale", [&](const std::string& v) { s.guidance.guidance_scale = number("--guidance-scale", v); }},
+      {"--guidance-rescale",
+       [&](const std::string& v) { s.guidance.guidance_rescale = number("--guidance-rescale", v); }},
+      {"--image-guidance-scale",
+       [&](const std::string& v) {
+         s.guidance.image_guidance_scale = number("--image-guidance-scale", v);
+         s.guidance.image_guidance = s.guidance.image_guidance_scale != 1.0;  // as dcrt.pipeline.guidance_for
+       }},
+  };
+  for (int k = 1; k < argc; ++k) {
+    const std::string flag = argv[k];
+    if (flag == "-h" || flag == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    const auto it = flags.find(flag);
+    if (it == flags.end()) throw HostError("unknown option " + flag + " (see --help)");
+    if (k + 1 >= argc) throw HostError(flag + " needs a value");
+    it->second(argv[++k]);
+  }
+  const std::map<std::string, std::string> required = {
+      {"--bundle", a.bundle}, {"--image", a.image}, {"--tokens", a.tokens}, {"--noise", a.noise}, {"--out", a.out}};
+  for (const auto& [flag, value] : required)
+    if (value.empty()) throw HostError(flag + " is required (see --help)");
+  if (s.steps < 1) throw HostError("--steps must be >= 1");
+  if (s.eta < 0.0) throw HostError("--eta must be >= 0");
+  return a;
+}
+
+std::string frame_name(int k) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "frame_%03d.png", k);
+  return name;
+}
+
+// Frames go to a temporary folder renamed to `out` at the end: a failed run leaves no partial folder.
+void write_frames(const Video& video, const std::string& out) {
+  struct stat st{};
+  if (stat(out.c_str(), &st) == 0) throw HostError(out + " already exists: choose another --out or remove it");
+  const std::string tmp = out + ".partial";
+  if (mkdir(tmp.c_str(), 0777) != 0) throw HostError("cannot create " + tmp);
+  const size_t frame = static_cast<size_t>(video.height) * video.width * 3;
+  try {
+    for (int k = 0; k < video.frames; ++k)
+      write_png_rgb(tmp + "/" + frame_name(k), video.rgb.data() + k * frame, video.height, video.width);
+  } catch (...) {
+    for (int k = 0; k < video.frames; ++k) std::remove((tmp + "/" + frame_name(k)).c_str());
+    rmdir(tmp.c_str());
+    throw;
+  }
+  if (std::rename(tmp.c_str(), out.c_str()) != 0) throw HostError("cannot rename " + tmp + " to " + out);
+}
+
+// Runs `argv` found on PATH (no shell, so no quoting of paths); -1 when it cannot be started.
+int spawn(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// H.264 in yuv420p (what players expect, as dcrt.video writes it), encoded to a temporary name and renamed.
+void write_mp4(const std::string& frames_dir, const std::string& mp4, int fps) {
+  const std::string tmp = mp4 + ".partial.mp4";
+  const int rc = spawn({"ffmpeg", "-loglevel", "error", "-y", "-framerate", std::to_string(fps), "-i",
+                        frames_dir + "/frame_%03d.png", "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp});
+  if (rc == -1) {
+    std::fprintf(stderr, "dcrt_host: no ffmpeg on PATH: wrote the PNG frames only, not %s\n", mp4.c_str());
+    return;
+  }
+  if (rc != 0) {
+    std::remove(tmp.c_str());
+    throw HostError("ffmpeg could not encode " + mp4 + " (exit code " + std::to_string(rc) + ")");
+  }
+  if (std::rename(tmp.c_str(), mp4.c_str()) != 0) throw HostError("cannot rename " + tmp + " to " + mp4);
+}
+
+int run(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  const auto start = std::chrono::steady_clock::now();
+  const Bundle bundle = read_bundle(args.bundle);
+  const Device device = device_from_name(args.device.empty() ? bundle.device : args.device);
+  HostInputs inputs{read_png_rgb(args.image), read_npy(args.tokens), read_npy(args.noise)};
+  const std::unique_ptr<Engine> engine = open_engine(bundle, device);
+  const Video video = generate(bundle, *engine, args.sampling, inputs);
+  write_frames(video, args.out);
+  if (!args.mp4.empty()) write_mp4(args.out, args.mp4, args.fps);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "dcrt_host: %d frames of %dx%d from %s (%s, %s) in %.1f s -> %s\n", video.frames, video.width,
+               video.height, bundle.dir.c_str(), bundle.engine_kind.c_str(), device == Device::kCPU ? "cpu" : "cuda",
+               seconds, args.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const HostError& e) {
+    std::fprintf(stderr, "dcrt_host: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dcrt_host: failed: %s\n", e.what());
+    return 1;
+  }
+}
