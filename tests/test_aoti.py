@@ -140,6 +140,6 @@ def test_loading_refuses_a_broken_or_foreign_bundle(aoti_tiny_bundle, tmp_path):
     manifest.write(directory)
     with pytest.raises(UsageError, match=r"built with torch 0.0, this is torch .*--engine aoti --device cpu`"):
         AotiBackend(directory)
-    (directory / "manifest.json").write_text('{"schema_version": 2, "engines": {}}')
+    (directory / "manifest.json").write_text('{"schema_version": 1, "engine_kind": "trt", "engines": {}}')
     with pytest.raises(UsageError, match="not an AOTInductor bundle"):
         AotiBackend(directory)
