@@ -11,16 +11,14 @@ every bundle kind shares come from dcrt.engine_bundle.
 
 from __future__ import annotations
 
-import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcrt.atomic import atomic_file
 from dcrt.engine_bundle import bundle_dir, check_entries, io_matches, slug
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
-from dcrt.manifest import MANIFEST_FILE, file_problem, read_manifest
+from dcrt.manifest import MANIFEST_FILE, file_problem, read_manifest, write_manifest
 
 AOTI_SCHEMA_VERSION = 1
 ENGINE_KIND = "aoti"
@@ -151,10 +149,7 @@ class AotiManifest:
         return AotiTarget(self.device, self.isa, self.torch_version)
 
     def write(self, directory: Path) -> Path:
-        path = Path(directory) / MANIFEST_FILE
-        with atomic_file(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
+        return write_manifest(self, directory)
 
     @classmethod
     def read(cls, directory: Path) -> AotiManifest:

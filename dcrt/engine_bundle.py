@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from dcrt.atomic import atomic_file
 from dcrt.config import get_preset
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
-from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest
+from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest, write_manifest
 from dcrt.version import __version__
 
 ENGINE_SCHEMA_VERSION = 2  # 2: schedule_sizes
@@ -176,10 +175,7 @@ class EngineManifest:
         return max((e.device_memory_bytes for e in self.engines.values()), default=0)
 
     def write(self, directory: Path) -> Path:
-        path = Path(directory) / MANIFEST_FILE
-        with atomic_file(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
+        return write_manifest(self, directory)
 
     @classmethod
     def read(cls, directory: Path) -> EngineManifest:

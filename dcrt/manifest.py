@@ -61,6 +61,15 @@ def file_stamp(path: Path) -> dict:
     }
 
 
+def write_manifest(manifest, directory: Path) -> Path:
+    """A manifest dataclass as `directory/manifest.json` (indented JSON), written atomically: shared by exports
+    and every bundle kind."""
+    path = Path(directory) / MANIFEST_FILE
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+    return path
+
+
 def read_manifest(directory: Path, schema_version: int, parse, missing: str, schema_word: str, remedy: str, kind: str):
     """Read `directory/manifest.json` with `parse(dict)`; every failure is one UsageError naming the file."""
     path = Path(directory) / MANIFEST_FILE
@@ -106,10 +115,7 @@ class ExportManifest:
     schema_version: int = SCHEMA_VERSION
 
     def write(self, directory: Path) -> Path:
-        path = directory / MANIFEST_FILE
-        with atomic_file(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
+        return write_manifest(self, directory)
 
     @classmethod
     def read(cls, directory: Path) -> ExportManifest:

@@ -75,7 +75,7 @@ def aoti_tiny_bundle(tmp_path_factory) -> Path:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     build = ["build", "--res", "tiny", "--engine", "aoti", "--jobs", "2", "--out", str(root / "engines")]
     command = [sys.executable, "-m", "dcrt", *build]  # 2 jobs: the packages build two at a time
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=1800)
     (root / AOTI_BUILD_LOG).write_text(done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     return Path(done.stdout.strip().splitlines()[-1])

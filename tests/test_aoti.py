@@ -14,7 +14,7 @@ from conftest import AOTI_BUILD_LOG
 import dcrt
 from dcrt.aoti_builder import AotiConfig, build_aoti_bundle, plan_build
 from dcrt.aoti_bundle import PORTABLE_ISA, AotiManifest, AotiTarget, detect_aoti_target
-from dcrt.backends.aoti_backend import AotiBackend
+from dcrt.backends.aoti_backend import AotiBackend, call_package, load_package
 from dcrt.backends.torch_backend import TorchBackend
 from dcrt.errors import UsageError
 from dcrt.export import graph_modules, relative_error
@@ -140,6 +140,26 @@ def test_loading_refuses_a_broken_or_foreign_bundle(aoti_tiny_bundle, tmp_path):
     manifest.write(directory)
     with pytest.raises(UsageError, match=r"built with torch 0.0, this is torch .*--engine aoti --device cpu`"):
         AotiBackend(directory)
-    (directory / "manifest.json").write_text('{"schema_version": 2, "engines": {}}')
+    (directory / "manifest.json").write_text('{"schema_version": 1, "engine_kind": "trt", "engines": {}}')
     with pytest.raises(UsageError, match="not an AOTInductor bundle"):
         AotiBackend(directory)
+
+
+def test_dual_ref_vae_packages_take_and_return_every_reference(tmp_path):
+    # ToonCrafter's VAE graphs (docs/models.md §6.2): an encoder of 6 outputs, a decoder of 6 inputs, in IO-table order
+    preset = dcrt.get_preset("tiny-tooncrafter")
+    names = ("vae_encoder", "vae_decoder_second_pass")
+    report = build_aoti_bundle(
+        preset, Weights(preset.name), tmp_path, AotiConfig(), detect_aoti_target("cpu"), only=names
+    )
+    assert sorted(report.built) == sorted(names)
+    model = dcrt.random_model(preset, seed=0)
+    for name in names:
+        spec = io_table(preset)[name]
+        inputs = sample_inputs(spec, preset, seed=11)
+        with torch.no_grad():
+            want = graph_modules(model, torch.float32)[name](*inputs)
+        got = call_package(load_package(report.directory / f"{name}.pt2", "cpu"), inputs)
+        assert (
+            len(got) == len(spec.outputs) and relative_error(got, want if isinstance(want, tuple) else (want,)) < 1e-4
+        )
