@@ -34,6 +34,7 @@ from dcrt.engine_bundle import bundle_dir, preset_dirname
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
 from dcrt.manifest import sha256_file
+from dcrt.options import resolve_options
 from dcrt.version import __version__
 from dcrt.weights import Weights, made_from
 
@@ -244,7 +245,24 @@ def _new_manifest(
         __version__,
         weights.source(),
         weights.stamp(),
+        **host_fields(preset),
     )
+
+
+# What a host needs for `animate` (dcrt.options.SamplingOptions' names); the seed stays with the noise file.
+HOST_SAMPLING = (
+    "steps", "guidance_scale", "image_guidance_scale", "guidance_rescale", "eta", "frame_stride", "timestep_spacing",
+)  # fmt: skip
+
+
+def host_fields(preset: Preset) -> dict:
+    """The manifest's `parameterization` and `sampling` (the preset's animate defaults): what engines/host reads
+    instead of keeping copies. None where the C++ host has nothing to run (no DynamiCrafter animate)."""
+    if preset.family != "dynamicrafter" or "animate" not in preset.modes:
+        return {"parameterization": None, "sampling": None}
+    options = resolve_options(preset, "animate")
+    sampling = {name: getattr(options, name) for name in HOST_SAMPLING}
+    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
 
 
 def reference_outputs(model, spec: ComponentSpec, device: str) -> tuple[tuple, tuple]:

@@ -22,12 +22,11 @@ from dcrt.backends.aoti_backend import AotiBackend
 from dcrt.config import get_preset
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_pixels
+from dcrt.options import resolve_options
 from dcrt.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.schedule import build_ddim_schedule, schedule_tensors
 
 HOST_SOURCE = Path(__file__).resolve().parents[1] / "engines" / "host"
-
-pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake and a C++ compiler")
 
 
 def cmake_build(build: Path, *targets: str, options: tuple[str, ...] = ()) -> None:
@@ -220,6 +219,10 @@ def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image,
         out,
         *host_opts,
     )
+    manifest = json.loads((Path(host_bundle) / "manifest.json").read_text())
+    defaults = resolve_options(get_preset("tiny"), "animate")
+    assert manifest["parameterization"] == "v"
+    assert manifest["sampling"] == {name: getattr(defaults, name) for name in manifest["sampling"]}
     frames = np.stack([np.asarray(Image.open(out / f"frame_{k:03d}.png")) for k in range(16)])
     # The reference modules (eager PyTorch on the CPU, the weights the bundle was compiled from), and the same
     # packages run by Python (--backend aoti): the second leaves only the host's own arithmetic.
@@ -259,6 +262,14 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
     broken.mkdir()
     (broken / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "preset"}))
     cases['not a valid bundle manifest (missing JSON key "preset")'] = ["--bundle", broken, "--image", host_image]
+    no_defaults = tmp_path / "no-defaults"  # as a TensorRT manifest: no "sampling" to start from
+    no_defaults.mkdir()
+    for file in Path(host_bundle).iterdir():
+        if file.name != "manifest.json":
+            (no_defaults / file.name).symlink_to(file)
+    original = json.loads((Path(host_bundle) / "manifest.json").read_text())
+    (no_defaults / "manifest.json").write_text(json.dumps({k: v for k, v in original.items() if k != "sampling"}))
+    cases["records no sampling defaults: pass --eta"] = ["--bundle", no_defaults, "--image", host_image, "--steps", 3]
     for message, args in cases.items():
         done = run_host(host_binary, *args, *base, check_rc=False)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr

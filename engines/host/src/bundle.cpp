@@ -46,6 +46,23 @@ bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& sched
   return true;
 }
 
+// The manifest's "sampling" (the preset's animate defaults); image_guidance_scale null: two-way guidance.
+std::optional<SamplingOptions> sampling_defaults(const Json& manifest) {
+  if (!manifest.has("sampling") || manifest["sampling"].kind() == Json::Kind::kNull) return std::nullopt;
+  const Json& s = manifest["sampling"];
+  SamplingOptions o;
+  o.steps = static_cast<int>(s["steps"].integer());
+  o.timestep_spacing = s["timestep_spacing"].str();
+  o.eta = s["eta"].num();
+  o.frame_stride = s["frame_stride"].integer();
+  o.guidance.guidance_scale = s["guidance_scale"].num();
+  o.guidance.guidance_rescale = s["guidance_rescale"].num();
+  const Json& image_scale = s["image_guidance_scale"];
+  o.guidance.image_guidance = image_scale.kind() != Json::Kind::kNull && image_scale.num() != 1.0;
+  o.guidance.image_guidance_scale = o.guidance.image_guidance ? image_scale.num() : 0.0;
+  return o;
+}
+
 }  // namespace
 
 const ComponentSpec& Bundle::component(const std::string& name) const {
@@ -81,6 +98,7 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
   }
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
+  b.sampling = sampling_defaults(m);
   return b;
 }
 

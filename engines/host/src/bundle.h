@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
+#include "step.h"
 #include "tensor.h"
 
 namespace dcrt_host {
@@ -23,6 +26,16 @@ struct ComponentSpec {
   std::vector<TensorSpec> inputs, outputs;
 };
 
+// A run's settings (dcrt.options.SamplingOptions' names). An AOTInductor manifest records the preset's animate
+// defaults under "sampling" (dcrt.aoti_builder.host_fields): the host starts from those, never from copies.
+struct SamplingOptions {
+  int steps = 0;
+  std::string timestep_spacing;
+  double eta = 0.0;
+  int64_t frame_stride = 0;
+  Guidance guidance;
+};
+
 struct Bundle {
   std::string dir;
   std::string engine_kind;  // "aoti" or "tensorrt"
@@ -34,6 +47,7 @@ struct Bundle {
   std::string preset;
   int height = 0, width = 0;
   bool v_model = true;  // the UNet predicts v (else eps)
+  std::optional<SamplingOptions> sampling;  // the preset's animate defaults; none in a TensorRT manifest
   std::map<std::string, ComponentSpec> components;
   std::map<std::string, Tensor> schedule;
 

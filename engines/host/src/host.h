@@ -12,14 +12,6 @@
 
 namespace dcrt_host {
 
-struct SamplingOptions {
-  int steps = 50;
-  std::string timestep_spacing = "uniform_trailing";
-  double eta = 1.0;
-  int64_t frame_stride = 24;
-  Guidance guidance{7.5, 0.0, 0.7, false};  // the v-models' defaults (dcrt.config.SamplingDefaults)
-};
-
 struct HostInputs {
   Tensor rgb;     // uint8 [H, W, 3] at the bundle's size
   Tensor tokens;  // int64 [2, L]: the prompt's CLIP ids, then the empty prompt's (`dcrt tokenize`)

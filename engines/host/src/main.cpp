@@ -27,16 +27,17 @@ namespace {
 
 const char* kUsage =
     "usage: dcrt_host --bundle DIR --image IMAGE.png --tokens TOKENS.npy --noise NOISE.npy --out FRAMES_DIR\n"
-    "                 [--steps 50] [--timestep-spacing uniform_trailing] [--eta 1] [--guidance-scale 7.5]\n"
-    "                 [--image-guidance-scale S] [--guidance-rescale 0.7] [--frame-stride 24]\n"
+    "                 [--steps N] [--timestep-spacing S] [--eta E] [--guidance-scale G]\n"
+    "                 [--image-guidance-scale S] [--guidance-rescale R] [--frame-stride F]\n"
     "                 [--device cpu|cuda (default: the bundle's)] [--mp4 VIDEO.mp4] [--fps 8]\n"
+    "Sampling settings default to the preset's, as the bundle's manifest records them (those of `dcrt animate`).\n"
     "Writes FRAMES_DIR/frame_000.png ...; --mp4 also encodes them with the ffmpeg on PATH.\n"
     "TOKENS.npy: `dcrt tokenize`; NOISE.npy: `dcrt noise` (same --steps, --eta, --timestep-spacing).\n";
 
 struct Args {
   std::string bundle, image, tokens, noise, out, mp4, device;
   int fps = 8;
-  SamplingOptions sampling;
+  std::map<std::string, std::string> sampling;  // sampling flag -> value: overrides of the bundle's defaults
 };
 
 double number(const std::string& flag, const std::string& value) {
@@ -46,9 +47,33 @@ double number(const std::string& flag, const std::string& value) {
   return v;
 }
 
+using Setter = std::function<void(SamplingOptions&, const std::string&)>;
+
+// The sampling flags, each setting one field of the bundle's defaults.
+const std::map<std::string, Setter>& sampling_flags() {
+  static const std::map<std::string, Setter> flags = {
+      {"--steps", [](SamplingOptions& s, const std::string& v) { s.steps = static_cast<int>(number("--steps", v)); }},
+      {"--timestep-spacing", [](SamplingOptions& s, const std::string& v) { s.timestep_spacing = v; }},
+      {"--eta", [](SamplingOptions& s, const std::string& v) { s.eta = number("--eta", v); }},
+      {"--frame-stride",
+       [](SamplingOptions& s, const std::string& v) {
+         s.frame_stride = static_cast<int64_t>(number("--frame-stride", v));
+       }},
+      {"--guidance-scale",
+       [](SamplingOptions& s, const std::string& v) { s.guidance.guidance_scale = number("--guidance-scale", v); }},
+      {"--guidance-rescale",
+       [](SamplingOptions& s, const std::string& v) { s.guidance.guidance_rescale = number("--guidance-rescale", v); }},
+      {"--image-guidance-scale",
+       [](SamplingOptions& s, const std::string& v) {
+         s.guidance.image_guidance_scale = number("--image-guidance-scale", v);
+         s.guidance.image_guidance = s.guidance.image_guidance_scale != 1.0;  // as dcrt.pipeline.guidance_for
+       }},
+  };
+  return flags;
+}
+
 Args parse(int argc, char** argv) {
   Args a;
-  SamplingOptions& s = a.sampling;
   const std::map<std::string, std::function<void(const std::string&)>> flags = {
       {"--bundle", [&](const std::string& v) { a.bundle = v; }},
       {"--image", [&](const std::string& v) { a.image = v; }},
@@ -58,19 +83,6 @@ Args parse(int argc, char** argv) {
       {"--mp4", [&](const std::string& v) { a.mp4 = v; }},
       {"--device", [&](const std::string& v) { a.device = v; }},
       {"--fps", [&](const std::string& v) { a.fps = static_cast<int>(number("--fps", v)); }},
-      {"--steps", [&](const std::string& v) { s.steps = static_cast<int>(number("--steps", v)); }},
-      {"--timestep-spacing", [&](const std::string& v) { s.timestep_spacing = v; }},
-      {"--eta", [&](const std::string& v) { s.eta = number("--eta", v); }},
-      {"--frame-stride",
-       [&](const std::string& v) { s.frame_stride = static_cast<int64_t>(number("--frame-stride", v)); }},
-      {"--guidance-scale", [&](const std::string& v) { s.guidance.guidance_scale = number("--guidance-scale", v); }},
-      {"--guidance-rescale",
-       [&](const std::string& v) { s.guidance.guidance_rescale = number("--guidance-rescale", v); }},
-      {"--image-guidance-scale",
-       [&](const std::string& v) {
-         s.guidance.image_guidance_scale = number("--image-guidance-scale", v);
-         s.guidance.image_guidance = s.guidance.image_guidance_scale != 1.0;  // as dcrt.pipeline.guidance_for
-       }},
   };
   for (int k = 1; k < argc; ++k) {
     const std::string flag = argv[k];
@@ -79,17 +91,38 @@ Args parse(int argc, char** argv) {
       std::exit(0);
     }
     const auto it = flags.find(flag);
-    if (it == flags.end()) throw HostError("unknown option " + flag + " (see --help)");
+    const bool sampling = sampling_flags().count(flag) > 0;
+    if (it == flags.end() && !sampling) throw HostError("unknown option " + flag + " (see --help)");
     if (k + 1 >= argc) throw HostError(flag + " needs a value");
-    it->second(argv[++k]);
+    const std::string value = argv[++k];
+    if (sampling) {
+      SamplingOptions check;
+      sampling_flags().at(flag)(check, value);  // a malformed number fails here, before any work
+      a.sampling[flag] = value;
+    } else {
+      it->second(value);
+    }
   }
   const std::map<std::string, std::string> required = {
       {"--bundle", a.bundle}, {"--image", a.image}, {"--tokens", a.tokens}, {"--noise", a.noise}, {"--out", a.out}};
   for (const auto& [flag, value] : required)
     if (value.empty()) throw HostError(flag + " is required (see --help)");
+  return a;
+}
+
+// The bundle's defaults with the command line's flags applied. A TensorRT manifest has no defaults: then every
+// sampling flag but --image-guidance-scale must be given.
+SamplingOptions sampling_options(const Bundle& bundle, const std::map<std::string, std::string>& given) {
+  SamplingOptions s = bundle.sampling.value_or(SamplingOptions{});
+  if (!bundle.sampling) {
+    for (const auto& [flag, setter] : sampling_flags())
+      if (flag != "--image-guidance-scale" && given.count(flag) == 0)
+        throw HostError(bundle.dir + "/manifest.json records no sampling defaults: pass " + flag);
+  }
+  for (const auto& [flag, value] : given) sampling_flags().at(flag)(s, value);
   if (s.steps < 1) throw HostError("--steps must be >= 1");
   if (s.eta < 0.0) throw HostError("--eta must be >= 0");
-  return a;
+  return s;
 }
 
 std::string frame_name(int k) {
@@ -151,7 +184,7 @@ int run(int argc, char** argv) {
   const Device device = device_from_name(args.device.empty() ? bundle.device : args.device);
   HostInputs inputs{read_png_rgb(args.image), read_npy(args.tokens), read_npy(args.noise)};
   const std::unique_ptr<Engine> engine = open_engine(bundle, device);
-  const Video video = generate(bundle, *engine, args.sampling, inputs);
+  const Video video = generate(bundle, *engine, sampling_options(bundle, args.sampling), inputs);
   write_frames(video, args.out);
   if (!args.mp4.empty()) write_mp4(args.out, args.mp4, args.fps);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

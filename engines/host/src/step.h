@@ -9,8 +9,9 @@
 
 namespace dcrt_host {
 
+// The values come from the bundle's manifest ("sampling", the preset's defaults) or the command line.
 struct Guidance {
-  double guidance_scale = 7.5;
+  double guidance_scale = 0.0;
   double image_guidance_scale = 0.0;  // used only with 3 branches (multi-condition guidance)
   double guidance_rescale = 0.0;
   bool image_guidance = false;
