@@ -195,6 +195,8 @@ def _built_in_processes(preset, weights, height, width, order, directory, config
                 for message in messages:
                     log(message)
                 yield name, entry
+            pool.close()  # all done: let the workers exit (terminating them leaks their semaphores, with warnings)
+            pool.join()
     except BaseException:
         for name in order:  # atomic_file's temporaries of the terminated jobs
             for partial in Path(directory).glob(f".{name}{PACKAGE_SUFFIX}.*"):
