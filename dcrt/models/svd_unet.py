@@ -15,7 +15,7 @@ from torch import nn
 
 from dcrt.models.attention import CrossAttention, FeedForward, SelfAttention, TransformerBlock
 from dcrt.models.layers import GroupNorm, LayerNorm, timestep_embedding
-from dcrt.models.unet3d import Downsample, EmbResBlock, InputConv, Stage, Upsample, fold, unfold
+from dcrt.models.unet3d import EmbResBlock, fold, unet_stages, unfold
 from dcrt.svd_config import SpatioTemporalUNetConfig
 
 
@@ -114,35 +114,11 @@ class SpatioTemporalUNet(nn.Module):
         def attention(ch: int) -> list[nn.Module]:
             return [SpatialVideoTransformer(ch, ch // cfg.head_channels, cfg.head_channels, cfg.context_dim)]
 
-        self.input_blocks = nn.ModuleList([Stage(InputConv(cfg.in_channels, mc, 3, padding=1))])
-        skip_channels, ch, ds = [mc], mc, 1
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [VideoResBlock(ch, mult * mc, emb_dim)]
-                ch = mult * mc
-                if ds in cfg.attention_resolutions:
-                    layers += attention(ch)
-                self.input_blocks.append(Stage(*layers))
-                skip_channels.append(ch)
-            if level != len(cfg.channel_mult) - 1:
-                self.input_blocks.append(Stage(Downsample(ch)))
-                skip_channels.append(ch)
-                ds *= 2
-
-        self.middle_block = Stage(VideoResBlock(ch, ch, emb_dim), *attention(ch), VideoResBlock(ch, ch, emb_dim))
-
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
-            for i in range(cfg.num_res_blocks + 1):
-                layers = [VideoResBlock(ch + skip_channels.pop(), mult * mc, emb_dim)]
-                ch = mult * mc
-                if ds in cfg.attention_resolutions:
-                    layers += attention(ch)
-                if level and i == cfg.num_res_blocks:
-                    layers.append(Upsample(ch))
-                    ds //= 2
-                self.output_blocks.append(Stage(*layers))
-
+        stages = unet_stages(cfg, lambda c_in, c_out: VideoResBlock(c_in, c_out, emb_dim), attention)
+        self.input_blocks, self.middle_block, self.output_blocks = (
+            stages.input_blocks, stages.middle_block, stages.output_blocks
+        )  # fmt: skip
+        ch = stages.channels
         self.out = nn.Sequential(GroupNorm(32, ch, eps=1e-5), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
 
     def embed(self, c_noise: torch.Tensor, added_time_ids: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,9 @@ to [B, C, T, h, w]. Every layer of a stage takes the same arguments, so a stage 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -130,6 +133,50 @@ class Stage(nn.Sequential):
         return x
 
 
+@dataclass
+class UNetStages:
+    input_blocks: nn.ModuleList
+    middle_block: Stage
+    output_blocks: nn.ModuleList
+    channels: int  # of the last output block
+
+
+def unet_stages(cfg, res_block: Callable[[int, int], nn.Module], attention: Callable[[int], list]) -> UNetStages:
+    """The encoder-decoder skeleton DynamiCrafter's and SVD's UNets share (docs/models.md §3.5, §8.2): per level
+    `num_res_blocks` residual blocks (with attention at `attention_resolutions`) and a downsample, the middle
+    block, then the mirror image with skip connections and upsamples. `cfg` needs in_channels, model_channels,
+    channel_mult, num_res_blocks and attention_resolutions; `res_block(c_in, c_out)` and `attention(channels)`
+    make the family's layers."""
+    mc = cfg.model_channels
+    input_blocks = nn.ModuleList([Stage(InputConv(cfg.in_channels, mc, 3, padding=1))])
+    skip_channels, ch, ds = [mc], mc, 1
+    for level, mult in enumerate(cfg.channel_mult):
+        for _ in range(cfg.num_res_blocks):
+            layers = [res_block(ch, mult * mc)]
+            ch = mult * mc
+            if ds in cfg.attention_resolutions:
+                layers += attention(ch)
+            input_blocks.append(Stage(*layers))
+            skip_channels.append(ch)
+        if level != len(cfg.channel_mult) - 1:
+            input_blocks.append(Stage(Downsample(ch)))
+            skip_channels.append(ch)
+            ds *= 2
+    middle_block = Stage(res_block(ch, ch), *attention(ch), res_block(ch, ch))
+    output_blocks = nn.ModuleList()
+    for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+        for i in range(cfg.num_res_blocks + 1):
+            layers = [res_block(ch + skip_channels.pop(), mult * mc)]
+            ch = mult * mc
+            if ds in cfg.attention_resolutions:
+                layers += attention(ch)
+            if level and i == cfg.num_res_blocks:
+                layers.append(Upsample(ch))
+                ds //= 2
+            output_blocks.append(Stage(*layers))
+    return UNetStages(input_blocks, middle_block, output_blocks, ch)
+
+
 class UNet3D(nn.Module):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -145,36 +192,11 @@ class UNet3D(nn.Module):
             )
             return [spatial, TemporalLayer(ch, heads, cfg.head_channels)]
 
-        self.input_blocks = nn.ModuleList([Stage(InputConv(cfg.in_channels, mc, 3, padding=1))])
+        stages = unet_stages(cfg, lambda c_in, c_out: ResBlock(c_in, c_out, emb_dim), attention_layers)
+        self.input_blocks = stages.input_blocks
         self.init_attn = Stage(TemporalLayer(mc, cfg.init_attn_heads, cfg.head_channels, conv_proj=True))
-        skip_channels, ch, ds = [mc], mc, 1
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [ResBlock(ch, mult * mc, emb_dim)]
-                ch = mult * mc
-                if ds in cfg.attention_resolutions:
-                    layers += attention_layers(ch)
-                self.input_blocks.append(Stage(*layers))
-                skip_channels.append(ch)
-            if level != len(cfg.channel_mult) - 1:
-                self.input_blocks.append(Stage(Downsample(ch)))
-                skip_channels.append(ch)
-                ds *= 2
-
-        self.middle_block = Stage(ResBlock(ch, ch, emb_dim), *attention_layers(ch), ResBlock(ch, ch, emb_dim))
-
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
-            for i in range(cfg.num_res_blocks + 1):
-                layers = [ResBlock(ch + skip_channels.pop(), mult * mc, emb_dim)]
-                ch = mult * mc
-                if ds in cfg.attention_resolutions:
-                    layers += attention_layers(ch)
-                if level and i == cfg.num_res_blocks:
-                    layers.append(Upsample(ch))
-                    ds //= 2
-                self.output_blocks.append(Stage(*layers))
-
+        self.middle_block, self.output_blocks = stages.middle_block, stages.output_blocks
+        ch = stages.channels
         self.out = nn.Sequential(GroupNorm(32, ch, eps=1e-5), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
 
     def frame_context(self, context: torch.Tensor, frames: int) -> torch.Tensor:
