@@ -119,3 +119,12 @@ def test_a_dynamicrafter_bundle_is_refused_for_tiny_svd(aoti_tiny_bundle, tmp_pa
     args = ["animate", str(tmp_path / "in.png"), "--res", "tiny-svd", "--steps", "2", "--random-weights"]
     code, _, err = run_cli([*args, "--engines", str(aoti_tiny_bundle.parents[1]), "--backend", "aoti", "-o", "o.mp4"])
     assert code == 2 and err.count("\n") == 1 and "dcrt build --res tiny-svd --engine aoti" in err, err
+
+
+@pytest.mark.parametrize("engine", ["aoti", "trt"])
+def test_build_at_another_size_is_one_line(engine, run_cli, tmp_path):
+    # SVD's pipeline runs at the preset's size: graphs of another size could never be used
+    args = ["build", "--res", "tiny-svd", "--engine", engine, "--height", "128", "--out", str(tmp_path / "e")]
+    code, _, err = run_cli(args)
+    assert code == 2 and err.strip() == "dcrt: error: tiny-svd is built at its own size, 64x64"
+    assert not (tmp_path / "e").exists()
