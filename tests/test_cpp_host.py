@@ -345,4 +345,5 @@ def test_host_refuses_an_svd_bundle_in_one_line(host_binary, aoti_tiny_svd_bundl
     done = run_host(host_binary, *args, "--noise", tmp_path / "n.npy", "--out", tmp_path / "frames", check_rc=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "is a tiny-svd bundle (Stable Video Diffusion), which this host does not run" in done.stderr
+    assert "(dcrt animate --res tiny-svd --backend aoti)" in done.stderr
     assert not (tmp_path / "frames").exists()
