@@ -145,7 +145,8 @@ def build_aoti_bundle(
     from dcrt.loading import load_torch_model
 
     model = load_torch_model(preset, weights, target.device, "fp32")
-    manifest.schedule, manifest.schedule_sizes = write_schedule(model, directory)
+    if preset.carries_schedule:  # SVD's EDM schedule is the preset's
+        manifest.schedule, manifest.schedule_sizes = write_schedule(model, directory)
     specs = io_table(preset, height, width)
     # The UNets first: the longest builds, started first, keep parallel jobs busy until the end.
     order = sorted(stale, key=lambda name: not name.startswith("unet"))

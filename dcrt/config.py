@@ -8,6 +8,7 @@ never branches on a preset's name, only on its fields (`family` says which model
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from dcrt.errors import UsageError
 from dcrt.svd_config import EDMConfig, SpatioTemporalUNetConfig, SVDSamplingDefaults
@@ -228,6 +229,9 @@ class Preset(_PresetBehaviour):
     # What the checkpoint was trained for: image-to-video, or (the interp model) interpolation and loops.
     modes: tuple[str, ...] = ("animate",)
     family: str = "dynamicrafter"
+    # Whether exports and bundles carry the checkpoint's noise schedule (schedule.safetensors): the one home of
+    # that rule. SVD's EDM schedule is computed from the preset (dcrt.edm) instead.
+    carries_schedule: ClassVar[bool] = True
 
 
 _SVD_VAE = VAEConfig(video=VideoDecoderConfig(), post_quant_conv=False)
@@ -254,6 +258,7 @@ class SVDPreset(_PresetBehaviour):
     checkpoint_dir_name: str | None = None
     modes: tuple[str, ...] = ("animate",)
     family: str = "svd"
+    carries_schedule: ClassVar[bool] = False  # its EDM schedule is the preset's (Preset.carries_schedule)
 
 
 _V_MODEL = DiffusionConfig()

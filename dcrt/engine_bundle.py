@@ -327,7 +327,7 @@ def check_entries(
         problem = file_problem(directory / entry.file, entry.sha256, entry.bytes, verify)
         if problem is not None:
             raise UsageError(f"{directory / entry.file} {problem}: {hint}")
-    if not manifest.schedule and get_preset(manifest.preset).family != "svd":  # SVD's EDM schedule: the preset
+    if not manifest.schedule and get_preset(manifest.preset).carries_schedule:
         raise UsageError(f"{directory} has no noise-schedule file: {hint}")
     for file, digest in manifest.schedule.items():
         problem = file_problem(directory / file, digest, manifest.schedule_sizes[file], verify)

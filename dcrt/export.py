@@ -344,7 +344,7 @@ def export_model(
     graphs = graph_modules(model, dtype)
     manifest = request.manifest()
     with atomic_dir(out) as staging:
-        if model.preset.family != "svd":  # SVD's EDM schedule is computed from the preset (dcrt.edm)
+        if model.preset.carries_schedule:
             manifest.schedule, manifest.schedule_sizes = write_schedule(model, staging)
         for index, (name, spec) in enumerate(specs.items(), 1):
             step = f"[{index}/{len(specs)}] {spec.filename}"

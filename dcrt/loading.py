@@ -204,9 +204,9 @@ def open_backend(
 
         backend = open_tensorrt(chosen.location, "cuda", verify=request.verify)
     elif chosen.name == "aoti":
-        from dcrt.backends.aoti_backend import AotiBackend
+        from dcrt.backends.aoti_backend import open_aoti
 
-        backend = AotiBackend(chosen.location, request.device or chosen.device, verify=request.verify)
+        backend = open_aoti(chosen.location, request.device or chosen.device, verify=request.verify)
     elif chosen.name == "ort":
         from dcrt.backends.onnxruntime_backend import open_onnxruntime
 

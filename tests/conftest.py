@@ -66,19 +66,30 @@ def svd_exported(tmp_path_factory):
 AOTI_BUILD_LOG = "build-log.txt"  # beside the bundles' root: what `dcrt build --engine aoti` printed on stderr
 
 
-@pytest.fixture(scope="session")
-def aoti_tiny_bundle(tmp_path_factory) -> Path:
-    """The tiny preset's AOTInductor bundle (its seeded random weights, portable AVX2 CPU packages), built once per
-    session by the command line itself in a child process (`dcrt build --res tiny --engine aoti --jobs 2`).
-    Returns the bundle directory; ROOT/build-log.txt holds the build's stderr (minutes on 2 cores)."""
-    root = tmp_path_factory.mktemp("aoti")
+def build_aoti_bundle_by_cli(root: Path, preset: str) -> Path:
+    """`dcrt build --res PRESET --engine aoti --jobs 2` in a child process, into ROOT/engines; ROOT/build-log.txt
+    holds its stderr. Returns the bundle directory."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    build = ["build", "--res", "tiny", "--engine", "aoti", "--jobs", "2", "--out", str(root / "engines")]
+    build = ["build", "--res", preset, "--engine", "aoti", "--jobs", "2", "--out", str(root / "engines")]
     command = [sys.executable, "-m", "dcrt", *build]  # 2 jobs: the packages build two at a time
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=1800)
     (root / AOTI_BUILD_LOG).write_text(done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def aoti_tiny_bundle(tmp_path_factory) -> Path:
+    """The tiny preset's AOTInductor bundle (its seeded random weights, portable AVX2 CPU packages), built once per
+    session by the command line itself (`build_aoti_bundle_by_cli`). Returns the bundle directory; ROOT/build-log.txt
+    holds the build's stderr (minutes on 2 cores)."""
+    return build_aoti_bundle_by_cli(tmp_path_factory.mktemp("aoti"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def aoti_tiny_svd_bundle(tmp_path_factory) -> Path:
+    """The tiny-svd preset's AOTInductor bundle, as `aoti_tiny_bundle` (about a minute on 2 cores)."""
+    return build_aoti_bundle_by_cli(tmp_path_factory.mktemp("aoti-svd"), "tiny-svd")
 
 
 # Every module that hashes files, imported before `hashed` replaces their sha256_file.

@@ -346,3 +346,15 @@ def test_host_writes_mp4_with_ffmpeg_on_path(host_binary, host_bundle, host_imag
         assert video.exists() == expect_video and ("no ffmpeg on PATH" in done.stderr) != expect_video
         assert not list(tmp_path.glob("*.partial*"))
     assert frame_count(str(tmp_path / "boat True.mp4")) == 16
+
+
+@pytest.mark.aoti
+def test_host_refuses_an_svd_bundle_in_one_line(host_binary, aoti_tiny_svd_bundle, host_image, tmp_path):
+    """The host runs DynamiCrafter's graphs only: a Stable Video Diffusion bundle (no text encoder, no schedule file)
+    is named as such before anything else is read."""
+    args = ["--bundle", aoti_tiny_svd_bundle, "--image", host_image, "--tokens", tmp_path / "t.npy"]
+    done = run_host(host_binary, *args, "--noise", tmp_path / "n.npy", "--out", tmp_path / "frames", check_rc=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "is a tiny-svd bundle (Stable Video Diffusion), which this host does not run" in done.stderr
+    assert "(dcrt animate --res tiny-svd --backend aoti)" in done.stderr
+    assert not (tmp_path / "frames").exists()

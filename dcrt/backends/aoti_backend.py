@@ -1,5 +1,6 @@
-"""AOTInductor backend: `StaticShapeBackend` over the `.pt2` packages of an AOTInductor bundle (`dcrt build
---engine aoti`), one loaded package per IO-table component, on the CPU or on CUDA.
+"""AOTInductor backends: the `.pt2` packages of an AOTInductor bundle (`dcrt build --engine aoti`), one loaded
+package per IO-table component, on the CPU or on CUDA, as a `StaticShapeBackend` (DynamiCrafter) or a
+`StaticSVDBackend` (Stable Video Diffusion); `open_aoti` opens a bundle with its family's backend.
 
 The bundle is read and checked through dcrt.aoti_bundle (the runtime never imports the builder): the packages
 must have been built for this device, instruction set and torch version, from the IO table's tensors. A
@@ -19,8 +20,16 @@ from pathlib import Path
 
 import torch
 
-from dcrt.aoti_bundle import AotiManifest, can_run, check_bundle, detect_aoti_target, rebuild_command
+from dcrt.aoti_bundle import (
+    AotiManifest,
+    can_run,
+    check_bundle,
+    detect_aoti_target,
+    read_manifest_or_none,
+    rebuild_command,
+)
 from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.backends.svd_static import StaticSVDBackend
 from dcrt.config import get_preset
 from dcrt.errors import UsageError
 from dcrt.io_spec import io_table
@@ -58,14 +67,13 @@ def call_package(package, inputs) -> tuple[torch.Tensor, ...]:
     return tuple(out) if isinstance(out, (list, tuple)) else (out,)
 
 
-class AotiBackend(StaticShapeBackend):
-    """Runs an AOTInductor bundle's packages. Every file is checked against its manifest record: the size always,
-    the sha256 with `verify` (reads every byte)."""
-
-    capturable = False  # unmeasured on CUDA (module docstring); gpu_report's aoti section measures it
+class AotiPackages:
+    """An AOTInductor bundle checked against this device and the IO table, one loaded package per component.
+    Every file is checked against its manifest record: the size always, the sha256 with `verify` (reads every
+    byte)."""
 
     def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
-        directory = Path(bundle_dir)
+        self.directory = directory = Path(bundle_dir)
         self.manifest = AotiManifest.read(directory)
         self.device = torch.device(device or self.manifest.device)
         if self.device.type != self.manifest.device:
@@ -78,12 +86,11 @@ class AotiBackend(StaticShapeBackend):
             raise UsageError(
                 f"{directory}: {why}: rebuild with `{rebuild_command(self.manifest.preset, self.device.type)}`"
             )
-        preset = get_preset(self.manifest.preset)
-        specs = io_table(preset, self.manifest.height, self.manifest.width)
+        self.preset = get_preset(self.manifest.preset)
+        self.specs = specs = io_table(self.preset, self.manifest.height, self.manifest.width)
         check_bundle(self.manifest, specs, directory, verify)
         self.precision = f"{self.manifest.precision} AOTInductor packages ({self.manifest.isa})"
         self.packages = {name: self._load(directory / self.manifest.engines[name].file) for name in specs}
-        super().__init__(preset, specs, load_schedule(directory, self.manifest.schedule))
 
     def _load(self, path: Path):
         """One package; a file that torch cannot load (corrupt, though of its recorded size) is one line."""
@@ -97,8 +104,45 @@ class AotiBackend(StaticShapeBackend):
                 f"`{hint}`"
             ) from None
 
+
+class PackageCalls:
+    """`_execute` over `AotiPackages`: what the backends of both model families share."""
+
+    capturable = False  # unmeasured on CUDA (module docstring); gpu_report's aoti section measures it
+
+    def _open_packages(self, bundle_dir, device, verify: bool, family: str, what: str) -> AotiPackages:
+        packages = AotiPackages(bundle_dir, device, verify)
+        packages.preset.require_family(family, f"{what} (open_aoti opens either family)")
+        self.manifest, self.device, self.packages = packages.manifest, packages.device, packages.packages
+        self.precision = packages.precision
+        return packages
+
     def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         spec = self.specs[component]
         args = [x.to(device=self.device, dtype=t.torch_dtype).contiguous() for t, x in zip(spec.inputs, inputs)]
         with torch.inference_mode():
             return call_package(self.packages[component], args)
+
+
+class AotiBackend(PackageCalls, StaticShapeBackend):
+    """Runs a DynamiCrafter AOTInductor bundle's packages (`AotiPackages`)."""
+
+    def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
+        packages = self._open_packages(bundle_dir, device, verify, "dynamicrafter", "AotiBackend")
+        schedule = load_schedule(packages.directory, self.manifest.schedule)
+        super().__init__(packages.preset, packages.specs, schedule)
+
+
+class AotiSVDBackend(PackageCalls, StaticSVDBackend):
+    """Runs a Stable Video Diffusion AOTInductor bundle's packages (`AotiPackages`)."""
+
+    def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
+        packages = self._open_packages(bundle_dir, device, verify, "svd", "AotiSVDBackend")
+        super().__init__(packages.preset, packages.specs)
+
+
+def open_aoti(bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
+    """The AOTInductor backend of the bundle's model family."""
+    manifest = read_manifest_or_none(Path(bundle_dir))
+    svd = manifest is not None and get_preset(manifest.preset).family == "svd"
+    return (AotiSVDBackend if svd else AotiBackend)(bundle_dir, device, verify)

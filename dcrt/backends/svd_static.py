@@ -1,6 +1,6 @@
-"""The `SVDBackend` interface over graphs of static shapes (dcrt.svd_io_spec), for ONNX Runtime and TensorRT:
-`StaticGraphs` (dcrt.backends.static) runs and checks one graph; this maps SVD's calls onto the shapes. A
-subclass supplies `_execute`, as the DynamiCrafter static backend's do."""
+"""The `SVDBackend` interface over graphs of static shapes (dcrt.svd_io_spec), for ONNX Runtime, TensorRT and
+AOTInductor: `StaticGraphs` (dcrt.backends.static) runs and checks one graph; this maps SVD's calls onto the
+shapes. A subclass supplies `_execute`, as the DynamiCrafter static backend's do."""
 
 from __future__ import annotations
 

@@ -43,14 +43,19 @@ def export_command(
     check_size(size.height, size.width)
     model.check_names()
     preset = model.preset_config()
-    if preset.family == "svd" and (size.height, size.width) != (None, None):
-        raise UsageError(f"{preset.name} is exported at its own size, {preset.height}x{preset.width}")
+    check_own_size(preset, size, "exported")
     out = out or model.export_location()
     ensure_export(preset, model.required_weights(), out, precision, size.height, size.width, force, say)
     typer.echo(str(out))
 
 
 ENGINES = ("trt", "aoti")
+
+
+def check_own_size(preset, size, verb: str) -> None:
+    """SVD's graphs are made at the preset's size only (its pipeline runs there): another size is one line."""
+    if preset.family == "svd" and (size.height, size.width) != (None, None):
+        raise UsageError(f"{preset.name} is {verb} at its own size, {preset.height}x{preset.width}")
 
 
 @app.command()
@@ -89,6 +94,7 @@ def build(
         raise UsageError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     check_size(size.height, size.width)
     model.check_names()
+    check_own_size(model.preset_config(), size, "built")
     if engine == "aoti":
         trt_only = {"--from": from_, "--opt-level": opt_level != 3, "--timing-cache": timing_cache}
         given = [flag for flag, value in (trt_only | {"--workspace": workspace}).items() if value]

@@ -103,7 +103,7 @@ def test_the_command_line_builds_svd(run_cli, monkeypatch, tmp_path):
         dcrt.engine_builder, "build_bundle", lambda export_dir, out, *a, **k: calls.append(export_dir) or _report(out)
     )
     monkeypatch.setattr(
-        "dcrt.loading.ensure_export", lambda preset, weights, out, precision, **k: calls.append(precision)
+        "dcrt.loading.ensure_export", lambda preset, weights, out, precision, *a, **k: calls.append(precision)
     )
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["build", "--res", "tiny-svd", "--out", "engines"])

@@ -96,6 +96,11 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
     check_file(b.path(c.file), entry.has("bytes") ? entry["bytes"].integer() : -1, b.preset);
     b.components.emplace(name, c);
   }
+  // Stable Video Diffusion's graphs take no text and sample by EDM, with no schedule file (engines/README.md).
+  if (!b.components.count("text_encoder") && b.components.count("unet") && !b.components.count("unet_image_guidance"))
+    throw HostError(dir + " is a " + b.preset + " bundle (Stable Video Diffusion), which this host does not run: " +
+                    "use the Python pipeline (dcrt animate --res " + b.preset + " --backend " +
+                    (b.engine_kind == "aoti" ? "aoti" : "trt") + ")");
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
   b.sampling = sampling_defaults(m);
