@@ -1,7 +1,7 @@
 """The C++ host (engines/host): built with CMake once per session, its pieces checked against the Python
 references they reproduce (schedule, guidance + DDIM step, CLIP preprocessing, frames, PNG reading), and the
-whole host against the Python pipeline on the tiny preset's AOTInductor bundle (marker aoti: `pytest -m aoti`,
-which .ci/run runs).
+whole host against the Python pipeline on the tiny preset's AOTInductor bundle (marker aoti, in the default
+run).
 
 Set DCRT_HOST_BUILD=<dir> to reuse a build folder between runs (CMake rebuilds only what changed).
 """
