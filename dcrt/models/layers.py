@@ -9,20 +9,36 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _spell_out_fp32(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """Whether a norm computes on an explicit fp32 copy of `x` (docs/numerics.md §7.1).
+
+    PyTorch's own kernels (eager and inductor) accumulate the statistics of fp16 and bf16 inputs in fp32
+    already, so a norm whose weights share the activations' dtype runs on them directly: the same numbers
+    without fp32 copies of its input and output (at 320x512 they raised the dual-ref decoder's peak from 4.0
+    to 6.5 GiB: benchmarks/memory.py). An ONNX export spells the fp32 island out, since ORT and TensorRT would
+    otherwise normalise in fp16. fp32 weights (an fp32 model, or autocast as the original runs) keep the
+    original's upcast."""
+    return torch.onnx.is_in_onnx_export() or (weight is not None and weight.dtype != x.dtype)
+
+
 class GroupNorm(nn.GroupNorm):
-    """GroupNorm with statistics in fp32 whatever the activation dtype (docs/numerics.md §7.1: fp16 variance overflows).
+    """GroupNorm with statistics in fp32 whatever the activation dtype (fp16 variance overflows).
 
     Works on 4-D (per frame) and 5-D (statistics pooled across frames) inputs alike.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _spell_out_fp32(x, self.weight):
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
 
 
 class LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in fp32, result in the input dtype."""
+    """LayerNorm with statistics in fp32, result in the input dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _spell_out_fp32(x, self.weight):
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         weight = None if self.weight is None else self.weight.float()
         bias = None if self.bias is None else self.bias.float()
         return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
