@@ -40,6 +40,7 @@ def rows() -> list[str]:
         "serve": "dcrt serve under load: requests/s, p50 / p95 latency",
         "gpu": "GPU report: the GPU tests, every sampling mode at 256 / 512 / 1024",
         "aoti": "AOTInductor packages: build time, size, speed vs eager",
+        "memory": "estimated peak device memory per preset, dcrt's norms vs fp32 copies",
     }
     for path in sorted((HERE / "results").glob("*.json")):
         kind = path.stem.split("-")[0]

@@ -115,6 +115,26 @@ def test_dry_run_measures_every_mode_and_comparison(dry_run):
     assert tiny["vae_decode_float16"]["finite"]
 
 
+@pytest.mark.parametrize("peak_gib, met", [(8.5, True), (9.5, False)])  # 9.5 GiB is 10.2 GB
+def test_tooncrafter_half_precision_peaks_are_held_to_the_10_gb_target(tmp_path, peak_gib, met):
+    report = gpu_report.Report(tmp_path, budget_s=60)
+    try:
+        seconds = {"conditioning": 1.0, "denoise": 2.0, "decode": 1.0, "end_to_end": 4.0}
+        measured = {"seconds": seconds, "ms_per_step": 1.0, f"computed_{gpu_report.STEPS_COMPUTED}_step_s": 5.0}
+        measured |= {"unet_tflops_effective": 1.0, "latents_finite": True, "black_frames": 0}
+        modes = {m.name: measured | {"peak_memory_gib": 20.0 if m.dtype == "fp32" else 8.0} for m in gpu_report.MODES}
+        modes["graph-fused-fp16"]["peak_memory_gib"] = peak_gib
+        modes["graph-fp16"] = "skipped (budget)"
+        report.record("tooncrafter", "modes", value=modes)
+        gpu_report.memory_target(report, "tooncrafter")
+    finally:
+        report.close()
+    target = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["tooncrafter"]["memory_target"]
+    assert target["target_gb"] == 10 and target["met"] is met
+    assert set(target["peak_gb"]) == {"eager-fp16", "graph-fused-fp16", "graph-fused-bf16"}  # fp32 and skips left out
+    assert f"Peak memory target 10 GB: met {met}" in gpu_report.markdown(report.data)
+
+
 def test_dry_run_measures_svd_against_diffusers_beside_the_anchor(dry_run):
     _, _, data, out = dry_run
     svd = data["sections"]["tiny-svd"]
