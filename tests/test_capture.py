@@ -75,9 +75,9 @@ class NoHostSync(TorchDispatchMode):
         return out
 
 
-@pytest.fixture(scope="module")
-def meta_runner_parts():
-    model = dcrt.random_model("tiny", seed=0)
+@pytest.fixture(scope="module", params=["tiny", "tiny-tooncrafter"])
+def meta_runner_parts(request):
+    model = dcrt.random_model(request.param, seed=0)
     schedule = build_ddim_schedule(
         dict(model.schedule.named_buffers()), model.preset.diffusion, 3, "uniform_trailing", 1.0
     )

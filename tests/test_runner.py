@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dcrt
+from dcrt import kernels
 from dcrt.backends import TorchBackend
 from dcrt.export import relative_error
 from dcrt.pipeline import Pipeline
@@ -47,6 +48,28 @@ def test_pipeline_with_the_runner_equals_the_eager_pipeline(tiny_model):
     assert len(graph_body._runners) == 1
 
 
+@pytest.fixture(scope="module")
+def tiny_tooncrafter():
+    return dcrt.random_model("tiny-tooncrafter", seed=0)
+
+
+def _keyframes(height: int, width: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [(rng.random((height, width, 3)) * 255).astype(np.uint8) for _ in range(2)]
+
+
+def test_tooncrafter_through_the_runner_and_fused_kernels_equals_the_eager_pipeline(tiny_tooncrafter):
+    """The dual-ref path (key frames encoded once with their reference features, the clip decoder) through the
+    graph runner's step body and the fused kernels' wiring, at ToonCrafter's defaults (eta 1, rescale 0.7)."""
+    eager = Pipeline(TorchBackend(tiny_tooncrafter), cuda_graph=False)
+    graph_body = Pipeline(TorchBackend(tiny_tooncrafter), cuda_graph=True, fused_kernels=kernels.ReferenceKernels())
+    first, last = _keyframes(64, 64)
+    a, b = (dcrt.interpolate(p, first, last, "x", steps=3) for p in (eager, graph_body))
+    assert relative_error(b.latents, a.latents) < 1e-5
+    assert np.abs(b.frames.astype(int) - a.frames.astype(int)).max() <= 1
+    assert len(graph_body._runners) == 1 and graph_body.kernels is not None
+
+
 def test_cpu_pipelines_default_to_the_eager_loop(tiny_model):
     assert Pipeline(TorchBackend(tiny_model)).cuda_graph is False
 
@@ -70,3 +93,18 @@ def test_captured_graph_equals_eager_on_cuda(fused_kernels, image_scale, dtype, 
     assert relative_error(first.latents, eager.latents) < tolerance
     torch.testing.assert_close(first.latents, second.latents)  # replay is deterministic
     assert graph._runners and all(r.graph is not None for r in graph._runners.values())  # it was captured
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused_kernels", [False, True])
+def test_captured_tooncrafter_equals_eager_on_cuda(fused_kernels):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = dcrt.random_model("tiny-tooncrafter", device="cuda", dtype=torch.float32)
+    first, last = _keyframes(64, 64)
+    eager = dcrt.interpolate(Pipeline(TorchBackend(model), cuda_graph=False), first, last, "x", steps=5)
+    graph = Pipeline(TorchBackend(model), cuda_graph=True, fused_kernels=fused_kernels)
+    captured = dcrt.interpolate(graph, first, last, "x", steps=5)
+    assert graph.capture and all(r.graph is not None for r in graph._runners.values())
+    assert relative_error(captured.latents, eager.latents) < 1e-4
+    assert np.abs(captured.frames.astype(int) - eager.frames.astype(int)).max() <= 1
