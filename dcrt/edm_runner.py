@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from dcrt.edm import EDMDenoiser, EDMInputs, EDMSchedule, FrameGuidance, edm_step
+from dcrt.runner import capture_step
 from dcrt.sampler import StepCallback
 
 
@@ -57,7 +58,7 @@ class EDMGraphRunner:
         self.branches.concat.copy_(inputs.concat[:n])
         self.branches.added_time_ids.copy_(inputs.added_time_ids[:n])
         self.x.copy_(noise.float() * self.schedule.init_scale)
-        self.step.zero_()
+        self._rewind()
 
     def _step(self) -> None:
         """One step at the device-side position `self.step` (capturable)."""
@@ -65,23 +66,15 @@ class EDMGraphRunner:
         self.x.copy_(edm_step(self.denoise, self.x, c, self.branches, self.scales))
         self.step.add_(1)
 
+    def _rewind(self) -> None:
+        """Point the step counter at the first step (position 0)."""
+        self.step.zero_()
+
     def _capture(self) -> None:
-        # Warm up on a side stream first (allocator pools, lazy kernel loading, library workspaces), as capture
-        # requires; inputs are loaded, so warm-up computes on real data, and the state it advances is restored.
         x_start = self.x.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self.step.zero_()
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.step.zero_()
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._step()
+        self.graph = capture_step(self._step, self._rewind)
         self.x.copy_(x_start)
-        self.step.zero_()
+        self._rewind()
 
     @torch.inference_mode()
     def run(self, inputs: EDMInputs, noise: torch.Tensor, on_step: StepCallback | None = None) -> torch.Tensor:

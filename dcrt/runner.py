@@ -17,11 +17,32 @@ graph's math equals the eager sampler's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from dcrt.kernels import StepKernels, cfg_workspace
 from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, combine_guidance, ddim_step
 from dcrt.schedule import DDIMCoefficients, DDIMSchedule
+
+
+def capture_step(step: Callable[[], None], reset: Callable[[], None]) -> torch.cuda.CUDAGraph:
+    """One `step()` recorded as a CUDA graph, each step (warm-up or captured) after a `reset()`. The warm-up
+    advances the state `step` updates; the caller restores it."""
+    # Warm up on a side stream first (allocator pools, lazy kernel loading, library workspaces), as capture
+    # requires. The caller has loaded its inputs, so warm-up steps compute on real data.
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            reset()
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    reset()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph
 
 
 class GraphRunner:
@@ -66,7 +87,7 @@ class GraphRunner:
         self.concat.copy_(inputs.concat.expand(n, -1, -1, -1, -1))
         self.frame_stride.fill_(inputs.frame_stride)
         self.x.copy_(x_T)
-        self.step.fill_(self.steps - 1)
+        self._rewind()
         if self.noise is not None:
             # The eager loop draws one tensor per step, visiting positions S-1 .. 0: same generator, same order.
             for i in reversed(range(self.steps)):
@@ -87,24 +108,15 @@ class GraphRunner:
             self.kernels.ddim_update(self.x, self.x, self.guided, noise, self.table, self.step)
         self.step.sub_(1)
 
+    def _rewind(self) -> None:
+        """Point the step counter at the first step (position S-1)."""
+        self.step.fill_(self.steps - 1)
+
     def _capture(self) -> None:
-        # Warm up on a side stream first (allocator pools, lazy kernel loading, library workspaces), as
-        # capture requires. Inputs are loaded already, so warm-up steps compute on real data; the
-        # state they advance is restored afterwards.
         x_start = self.x.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self.step.fill_(self.steps - 1)
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.step.fill_(self.steps - 1)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._step()
+        self.graph = capture_step(self._step, self._rewind)
         self.x.copy_(x_start)
-        self.step.fill_(self.steps - 1)
+        self._rewind()
 
     @torch.inference_mode()
     def run(

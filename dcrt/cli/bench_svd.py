@@ -6,9 +6,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import typer
-
 from dcrt.cli.app import say
+from dcrt.cli.machine import publish
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
@@ -24,7 +23,7 @@ def bench_svd(
     import numpy as np
     import torch
 
-    from dcrt.bench import BenchReport, environment, markdown, write_report
+    from dcrt.bench import BenchReport, environment
     from dcrt.loading import usable_device
     from dcrt.svd_bench import open_svd_pipelines, run_svd_backend, svd_unet_flops
     from dcrt.svd_options import resolve_svd_options
@@ -48,6 +47,4 @@ def bench_svd(
         results=results,
         frames=preset.frames,
     )
-    typer.echo(markdown(report))
-    for path in write_report(report, out):
-        typer.echo(str(path))
+    publish(report, out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,9 @@ from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
+
+if TYPE_CHECKING:  # dcrt.bench imports torch: the command line loads it only for a command that runs
+    from dcrt.bench import BenchReport
 
 BENCH_PRESET = "tiny"  # seconds on a CPU; name a real preset on a GPU
 
@@ -78,7 +81,7 @@ def bench(
 
     import numpy as np
 
-    from dcrt.bench import BenchReport, environment, markdown, open_pipelines, run_backend, write_report
+    from dcrt.bench import BenchReport, environment, open_pipelines, run_backend
     from dcrt.flops import unet_flops
     from dcrt.loading import usable_device
     from dcrt.options import resolve_options
@@ -109,6 +112,13 @@ def bench(
         results=results,
         frames=opts.frames,
     )
+    publish(report, out)
+
+
+def publish(report: BenchReport, out: Path) -> None:
+    """Print the report's table, write its files under `out`, and print their paths."""
+    from dcrt.bench import markdown, write_report
+
     typer.echo(markdown(report))
     for path in write_report(report, out):
         typer.echo(str(path))

@@ -22,6 +22,7 @@ from torch import nn
 from dcrt.config import Preset
 from dcrt.models.autoencoder import AutoencoderKL, References
 from dcrt.models.clip import ImageEncoder, TextEncoder
+from dcrt.models.composite import CompositeModel
 from dcrt.models.resampler import Resampler
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.models.unet3d import UNet3D
@@ -39,7 +40,9 @@ class ScheduleBuffers(nn.Module):
             self.register_buffer(name, value)
 
 
-class DynamiCrafter(nn.Module):
+class DynamiCrafter(CompositeModel):
+    networks = NETWORKS
+
     def __init__(self, preset: Preset):
         super().__init__()
         preset.require_family("dynamicrafter", "export, engines, benchmarks or the DynamiCrafter runtime")
@@ -55,18 +58,9 @@ class DynamiCrafter(nn.Module):
         self.unused: dict[str, torch.Tensor] = {}
         self.tokenizer = Tokenizer(preset.text.context_length)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.time_embed[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.time_embed[0].weight.device
-
     def place(self, device: str | torch.device, dtype: torch.dtype) -> DynamiCrafter:
         """Move the networks to (device, dtype); the schedule follows the device but stays fp32."""
-        for name in NETWORKS:
-            getattr(self, name).to(device=device, dtype=dtype)
+        super().place(device, dtype)
         self.schedule.to(device=device)
         return self
 

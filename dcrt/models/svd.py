@@ -11,17 +11,19 @@ The API the SVD sampler and tests use:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dcrt.config import SVDPreset
 from dcrt.models.autoencoder import AutoencoderKL
 from dcrt.models.clip import ImageEmbedder
+from dcrt.models.composite import CompositeModel
 from dcrt.models.svd_unet import SpatioTemporalUNet
 
 NETWORKS = ("unet", "vae", "image_encoder")
 
 
-class StableVideoDiffusion(nn.Module):
+class StableVideoDiffusion(CompositeModel):
+    networks = NETWORKS
+
     def __init__(self, preset: SVDPreset):
         super().__init__()
         preset.require_family("svd", "the Stable Video Diffusion model")
@@ -31,19 +33,6 @@ class StableVideoDiffusion(nn.Module):
         self.image_encoder = ImageEmbedder(preset.image)
         # Checkpoint tensors inference never reads (docs/models.md §8.3), by original name, kept on the CPU.
         self.unused: dict[str, torch.Tensor] = {}
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.time_embed[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.time_embed[0].weight.device
-
-    def place(self, device: str | torch.device, dtype: torch.dtype) -> StableVideoDiffusion:
-        for name in NETWORKS:
-            getattr(self, name).to(device=device, dtype=dtype)
-        return self
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(image.to(self.device))[:, None]
