@@ -15,10 +15,10 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcrt.engine_bundle import bundle_dir, check_entries, io_matches, slug
+from dcrt.engine_bundle import bundle_dir, check_entries, entry_stale_reason, io_matches, slug
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
-from dcrt.manifest import MANIFEST_FILE, file_problem, read_manifest, write_manifest
+from dcrt.manifest import MANIFEST_FILE, read_manifest, write_manifest
 
 AOTI_SCHEMA_VERSION = 1
 ENGINE_KIND = "aoti"
@@ -199,17 +199,11 @@ def stale_reason(
     """Why the package of `component` must be (re)built, or None when the one on disk is up to date. The bundle's
     target and weights are checked before (`AotiManifest.target`, `source`): they make every package stale."""
     entry = manifest.engines.get(component) if manifest is not None else None
-    if entry is None:
-        return "not built"
-    if not (Path(directory) / entry.file).is_file():
-        return f"{entry.file} is missing"
-    if entry.flags != flags:
-        return "the build flags changed"
-    if not io_matches(entry, spec):
-        return "the IO table changed"
-    if file_problem(Path(directory) / entry.file, entry.sha256, entry.bytes, verify) is not None:
-        return f"{entry.file} does not match its manifest"
-    return None
+    changes = (
+        (lambda e: e.flags != flags, "the build flags changed"),
+        (lambda e: not io_matches(e, spec), "the IO table changed"),
+    )
+    return entry_stale_reason(entry, directory, changes, verify)
 
 
 def find_bundle(root: Path, target: AotiTarget, preset: str, preset_dir: str | None = None) -> Path:
