@@ -209,8 +209,8 @@ def _build_in_job(job: tuple) -> tuple:
     """One package, in a job's process: (its component, its entry, the messages it logged)."""
     import torch
 
-    from dcrt.config import get_preset
     from dcrt.loading import load_torch_model
+    from dcrt.presets import get_preset
 
     name, preset_name, weights, height, width, directory, config, target, threads = job
     torch.set_num_threads(threads)

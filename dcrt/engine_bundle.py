@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from dcrt.config import get_preset
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
 from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest, write_manifest
+from dcrt.presets import get_preset
 from dcrt.version import __version__
 
 ENGINE_SCHEMA_VERSION = 2  # 2: schedule_sizes
