@@ -142,7 +142,7 @@ class AotiManifest:
     schedule: dict[str, str] = field(default_factory=dict)  # file -> sha256
     schedule_sizes: dict[str, int] = field(default_factory=dict)  # file -> bytes
     # For hosts without Python (engines/host): what the UNet predicts, and the preset's animate defaults as
-    # dcrt.options.resolve_options fills them in, so a host starts from the same settings as `dcrt animate`.
+    # dcrt.options.resolve_options fills them in plus the video's fps, so a host starts from `dcrt animate`'s settings.
     parameterization: str | None = None
     sampling: dict | None = None
     engine_kind: str = ENGINE_KIND
