@@ -18,9 +18,9 @@ _API = {
     "load_model": "dcrt.checkpoint",
     "random_model": "dcrt.checkpoint",
     "save_checkpoint": "dcrt.checkpoint",
-    "PRESETS": "dcrt.config",
+    "PRESETS": "dcrt.presets",
     "Preset": "dcrt.config",
-    "get_preset": "dcrt.config",
+    "get_preset": "dcrt.presets",
     "DynamiCrafter": "dcrt.models",
     # Stable Video Diffusion (docs/models.md §8): its presets, networks and weights.
     "SVDPreset": "dcrt.config",

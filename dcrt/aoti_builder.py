@@ -36,6 +36,7 @@ from dcrt.io_spec import ComponentSpec, io_table
 from dcrt.manifest import sha256_file
 from dcrt.options import resolve_options
 from dcrt.version import __version__
+from dcrt.video import DEFAULT_FPS
 from dcrt.weights import Weights, made_from
 
 # Bumped whenever the build makes other packages from the same inputs: old packages become stale.
@@ -209,8 +210,8 @@ def _build_in_job(job: tuple) -> tuple:
     """One package, in a job's process: (its component, its entry, the messages it logged)."""
     import torch
 
-    from dcrt.config import get_preset
     from dcrt.loading import load_torch_model
+    from dcrt.presets import get_preset
 
     name, preset_name, weights, height, width, directory, config, target, threads = job
     torch.set_num_threads(threads)
@@ -259,12 +260,13 @@ HOST_SAMPLING = (
 
 
 def host_fields(preset: Preset) -> dict:
-    """The manifest's `parameterization` and `sampling` (the preset's animate defaults): what engines/host reads
-    instead of keeping copies. None where the C++ host has nothing to run (no DynamiCrafter animate)."""
+    """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
+    `dcrt animate` writes a DynamiCrafter video at): what engines/host reads instead of keeping copies. None where
+    the C++ host has nothing to run (no DynamiCrafter animate)."""
     if preset.family != "dynamicrafter" or "animate" not in preset.modes:
         return {"parameterization": None, "sampling": None}
     options = resolve_options(preset, "animate")
-    sampling = {name: getattr(options, name) for name in HOST_SAMPLING}
+    sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
     return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
 
 

@@ -15,10 +15,10 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcrt.engine_bundle import bundle_dir, check_entries, io_matches, slug
+from dcrt.engine_bundle import bundle_dir, check_entries, entry_stale_reason, io_matches, slug
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
-from dcrt.manifest import MANIFEST_FILE, file_problem, read_manifest, write_manifest
+from dcrt.manifest import MANIFEST_FILE, read_manifest, write_manifest
 
 AOTI_SCHEMA_VERSION = 1
 ENGINE_KIND = "aoti"
@@ -142,7 +142,7 @@ class AotiManifest:
     schedule: dict[str, str] = field(default_factory=dict)  # file -> sha256
     schedule_sizes: dict[str, int] = field(default_factory=dict)  # file -> bytes
     # For hosts without Python (engines/host): what the UNet predicts, and the preset's animate defaults as
-    # dcrt.options.resolve_options fills them in, so a host starts from the same settings as `dcrt animate`.
+    # dcrt.options.resolve_options fills them in plus the video's fps, so a host starts from `dcrt animate`'s settings.
     parameterization: str | None = None
     sampling: dict | None = None
     engine_kind: str = ENGINE_KIND
@@ -199,17 +199,11 @@ def stale_reason(
     """Why the package of `component` must be (re)built, or None when the one on disk is up to date. The bundle's
     target and weights are checked before (`AotiManifest.target`, `source`): they make every package stale."""
     entry = manifest.engines.get(component) if manifest is not None else None
-    if entry is None:
-        return "not built"
-    if not (Path(directory) / entry.file).is_file():
-        return f"{entry.file} is missing"
-    if entry.flags != flags:
-        return "the build flags changed"
-    if not io_matches(entry, spec):
-        return "the IO table changed"
-    if file_problem(Path(directory) / entry.file, entry.sha256, entry.bytes, verify) is not None:
-        return f"{entry.file} does not match its manifest"
-    return None
+    changes = (
+        (lambda e: e.flags != flags, "the build flags changed"),
+        (lambda e: not io_matches(e, spec), "the IO table changed"),
+    )
+    return entry_stale_reason(entry, directory, changes, verify)
 
 
 def find_bundle(root: Path, target: AotiTarget, preset: str, preset_dir: str | None = None) -> Path:

@@ -117,7 +117,7 @@ def build_bundle(
 ) -> BuildReport:
     """Build every stale plan of the export in `export_dir`; skip the up-to-date ones. The export's files and
     the plans on disk are checked by size against their manifests; `verify` re-hashes all of them too."""
-    from dcrt.config import get_preset
+    from dcrt.presets import get_preset
 
     export_dir, engines_root = Path(export_dir), Path(engines_root)
     export = ExportManifest.read(export_dir)

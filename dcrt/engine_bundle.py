@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from dcrt.config import get_preset
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec
 from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest, write_manifest
+from dcrt.presets import get_preset
 from dcrt.version import __version__
 
 ENGINE_SCHEMA_VERSION = 2  # 2: schedule_sizes
@@ -248,19 +249,11 @@ def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Pat
         return "not built"
     if manifest.target != key.target or manifest.preset != key.preset:
         return f"built for {manifest.target.describe()}, preset {manifest.preset}"
-    entry = manifest.engines.get(key.component)
-    if entry is None:
-        return "not built"
-    path = Path(directory) / entry.file
-    if not path.is_file():
-        return f"{entry.file} is missing"
-    if onnx_digest(entry.onnx) != key.onnx:
-        return "the ONNX export changed"
-    if json.dumps(entry.flags, sort_keys=True) != key.flags:
-        return "the build flags changed"
-    if file_problem(path, entry.sha256, entry.bytes, verify) is not None:
-        return f"{entry.file} does not match its manifest"
-    return None
+    changes = (
+        (lambda e: onnx_digest(e.onnx) != key.onnx, "the ONNX export changed"),
+        (lambda e: json.dumps(e.flags, sort_keys=True) != key.flags, "the build flags changed"),
+    )
+    return entry_stale_reason(manifest.engines.get(key.component), directory, changes, verify)
 
 
 def find_bundle(root: Path, target: Target, preset: str, preset_dir: str | None = None) -> Path:
@@ -301,6 +294,9 @@ class BundleEntry(Protocol):
     outputs: list[dict]
 
 
+Entry = TypeVar("Entry", bound=BundleEntry)
+
+
 class BundleManifest(Protocol):
     preset: str
     engines: dict[str, BundleEntry]
@@ -311,6 +307,25 @@ class BundleManifest(Protocol):
 def io_matches(entry: BundleEntry, spec: ComponentSpec) -> bool:
     """Whether a recorded component takes and returns exactly the IO table's tensors, in its order."""
     return entry.inputs == [t.as_dict() for t in spec.inputs] and entry.outputs == [t.as_dict() for t in spec.outputs]
+
+
+def entry_stale_reason(
+    entry: Entry | None, directory: Path, changes: Sequence[tuple[Callable[[Entry], bool], str]], verify: bool = False
+) -> str | None:
+    """Shared by every bundle kind: why the recorded `entry` must be (re)built, or None when its file is up to date.
+    `changes`: the kind's (whether what the entry was built from changed, the reason), in the order they are asked,
+    after the file is found and before it is measured (and, with `verify`, hashed): the cheap checks first."""
+    if entry is None:
+        return "not built"
+    path = Path(directory) / entry.file
+    if not path.is_file():
+        return f"{entry.file} is missing"
+    for changed, reason in changes:
+        if changed(entry):
+            return reason
+    if file_problem(path, entry.sha256, entry.bytes, verify) is not None:
+        return f"{entry.file} does not match its manifest"
+    return None
 
 
 def check_entries(

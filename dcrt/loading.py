@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dcrt.backends.select import check_backend_name
-from dcrt.config import DEFAULT_PRESET, Preset, get_preset
+from dcrt.config import Preset
 from dcrt.errors import UsageError
+from dcrt.presets import DEFAULT_PRESET, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
 DEVICES = ("cpu", "cuda")  # and cuda:N

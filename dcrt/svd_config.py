@@ -1,5 +1,5 @@
 """The configuration pieces only Stable Video Diffusion has (docs/models.md §8); `dcrt.config` assembles them with
-the shared VAE and CLIP configs into the `svd` family's presets."""
+the shared VAE and CLIP configs into `SVDPreset`, and `dcrt.presets` names the `svd` family's presets."""
 
 from __future__ import annotations
 

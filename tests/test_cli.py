@@ -248,7 +248,7 @@ def test_help_groups_options_and_names_the_defaults(run_cli):
 
 
 def test_help_reads_each_default_from_the_preset_table(run_cli):
-    from dcrt.config import PRESETS
+    from dcrt.presets import PRESETS
 
     code, out, _ = run_cli(["animate", "-h"])
     flat = " ".join(out.split())

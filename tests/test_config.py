@@ -3,8 +3,8 @@ from dataclasses import replace
 
 import pytest
 
-from dcrt.config import PRESETS, get_preset
 from dcrt.errors import UsageError
+from dcrt.presets import PRESETS, get_preset
 
 
 def test_released_presets_follow_the_spec_table():

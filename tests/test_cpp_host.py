@@ -20,12 +20,13 @@ import torch
 from safetensors.torch import save_file
 
 from dcrt.backends.aoti_backend import AotiBackend
-from dcrt.config import get_preset
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_pixels
 from dcrt.options import resolve_options
+from dcrt.presets import get_preset
 from dcrt.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.schedule import build_ddim_schedule, schedule_tensors
+from dcrt.video import DEFAULT_FPS
 
 HOST_SOURCE = Path(__file__).resolve().parents[1] / "engines" / "host"
 
@@ -176,6 +177,25 @@ def host_image(tmp_path_factory) -> Path:
     return path
 
 
+def bundle_with_manifest(bundle: Path, directory: Path, manifest: dict) -> Path:
+    """`bundle`'s files (linked) under another manifest."""
+    directory.mkdir()
+    for file in Path(bundle).iterdir():
+        if file.name != "manifest.json":
+            (directory / file.name).symlink_to(file)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def mp4_fps(path: Path) -> float:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    fps = next(reader)["fps"]  # the metadata
+    reader.close()
+    return fps
+
+
 def run_host(binary: Path, *args, check_rc: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run([binary, *map(str, args)], capture_output=True, text=True)
     if check_rc:
@@ -223,7 +243,9 @@ def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image,
     manifest = json.loads((Path(host_bundle) / "manifest.json").read_text())
     defaults = resolve_options(get_preset("tiny"), "animate")
     assert manifest["parameterization"] == "v"
-    assert manifest["sampling"] == {name: getattr(defaults, name) for name in manifest["sampling"]}
+    recorded = dict(manifest["sampling"])
+    assert recorded.pop("fps") == DEFAULT_FPS  # the frame rate `dcrt animate` writes at
+    assert recorded == {name: getattr(defaults, name) for name in recorded}
     frames = np.stack([np.asarray(Image.open(out / f"frame_{k:03d}.png")) for k in range(16)])
     # The reference modules (eager PyTorch on the CPU, the weights the bundle was compiled from), and the same
     # packages run by Python (--backend aoti): the second leaves only the host's own arithmetic.
@@ -251,26 +273,22 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
         "write it with `dcrt noise`": ["--bundle", host_bundle, "--image", host_image, "--steps", 5],
         "is required": ["--bundle", host_bundle],
     }
-    other_torch = tmp_path / "other-torch"  # the same bundle, as if compiled with another torch
-    other_torch.mkdir()
-    for file in Path(host_bundle).iterdir():
-        (other_torch / file.name).symlink_to(file)
-    manifest = json.loads((Path(host_bundle) / "manifest.json").read_text()) | {"torch_version": "2.0.0+cpu"}
-    (other_torch / "manifest.json").unlink()
-    (other_torch / "manifest.json").write_text(json.dumps(manifest))
+    original = json.loads((Path(host_bundle) / "manifest.json").read_text())
+    manifest = original | {"torch_version": "2.0.0+cpu"}  # the same bundle, as if compiled with another torch
+    other_torch = bundle_with_manifest(host_bundle, tmp_path / "other-torch", manifest)
     cases["compiled with torch 2.0.0+cpu"] = ["--bundle", other_torch, "--image", host_image, "--steps", 3]
     broken = tmp_path / "broken"  # a manifest without its preset
     broken.mkdir()
     (broken / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "preset"}))
     cases['not a valid bundle manifest (missing JSON key "preset")'] = ["--bundle", broken, "--image", host_image]
-    no_defaults = tmp_path / "no-defaults"  # as a TensorRT manifest: no "sampling" to start from
-    no_defaults.mkdir()
-    for file in Path(host_bundle).iterdir():
-        if file.name != "manifest.json":
-            (no_defaults / file.name).symlink_to(file)
-    original = json.loads((Path(host_bundle) / "manifest.json").read_text())
-    (no_defaults / "manifest.json").write_text(json.dumps({k: v for k, v in original.items() if k != "sampling"}))
+    manifest = {k: v for k, v in original.items() if k != "sampling"}  # as a TensorRT manifest: no defaults
+    no_defaults = bundle_with_manifest(host_bundle, tmp_path / "no-defaults", manifest)
     cases["records no sampling defaults: pass --eta"] = ["--bundle", no_defaults, "--image", host_image, "--steps", 3]
+    # As a manifest written before dcrt recorded the video's fps: --mp4 then needs --fps, asked before any work.
+    manifest = original | {"sampling": {k: v for k, v in original["sampling"].items() if k != "fps"}}
+    no_fps = bundle_with_manifest(host_bundle, tmp_path / "no-fps", manifest)
+    mp4 = ["--mp4", tmp_path / "boat.mp4"]
+    cases["records no fps: pass --fps"] = ["--bundle", no_fps, "--image", host_image, "--steps", 3, *mp4]
     for message, args in cases.items():
         done = run_host(host_binary, *args, *base, check_rc=False)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
@@ -347,6 +365,19 @@ def test_host_writes_mp4_with_ffmpeg_on_path(host_binary, host_bundle, host_imag
         assert video.exists() == expect_video and ("no ffmpeg on PATH" in done.stderr) != expect_video
         assert not list(tmp_path.glob("*.partial*"))
     assert frame_count(str(tmp_path / "boat True.mp4")) == 16
+    assert mp4_fps(tmp_path / "boat True.mp4") == DEFAULT_FPS  # the manifest's, as built
+    # The frame rate is read from the manifest, not a copy of its value; --fps overrides it.
+    manifest = json.loads((Path(host_bundle) / "manifest.json").read_text())
+    at_5 = bundle_with_manifest(
+        host_bundle, tmp_path / "at-5", manifest | {"sampling": manifest["sampling"] | {"fps": 5}}
+    )
+    for flags, fps in (([], 5), (["--fps", "12"], 12)):
+        video = tmp_path / f"at {fps}.mp4"
+        args = ["--bundle", at_5, *inputs[2:], "--out", tmp_path / f"frames-{fps}", "--mp4", video, *flags]
+        env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+        done = subprocess.run([host_binary, *map(str, args)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        assert mp4_fps(video) == fps
 
 
 @pytest.mark.aoti

@@ -6,7 +6,6 @@ diffusers comes with the [parity] extra, which CI installs.
 import pytest
 import torch
 
-from dcrt.config import get_preset
 from dcrt.edm import (
     EDMInputs,
     FrameGuidance,
@@ -15,6 +14,7 @@ from dcrt.edm import (
     euler_step,
     sample_edm,
 )
+from dcrt.presets import get_preset
 
 SVD = get_preset("svd-xt")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dcrt.config import get_preset
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.options import resolve_options
+from dcrt.presets import get_preset
 from dcrt.sampler import NoiseSource
 
 

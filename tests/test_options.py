@@ -6,9 +6,10 @@ from dataclasses import fields
 import pytest
 
 import dcrt
-from dcrt.config import MODES, PRESETS, default_preset
+from dcrt.config import MODES
 from dcrt.errors import UsageError
 from dcrt.options import SamplingOptions, SamplingRequest, resolve_options
+from dcrt.presets import PRESETS, default_preset
 
 
 @pytest.mark.parametrize("name", [name for name, p in PRESETS.items() if p.family == "dynamicrafter"])

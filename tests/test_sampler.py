@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dcrt.config import get_preset
+from dcrt.presets import get_preset
 from dcrt.sampler import Guidance, NoiseSource, SamplerInputs, combine_guidance, ddim_step, sample
 from dcrt.schedule import build_ddim_schedule, schedule_tensors
 

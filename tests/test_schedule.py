@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcrt.config import get_preset
+from dcrt.presets import get_preset
 from dcrt.schedule import build_ddim_schedule, dynamic_rescale_table, schedule_tensors
 from dcrt.timesteps import ddim_timesteps
 

@@ -9,7 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import dcrt
-from dcrt.config import get_preset
+from dcrt.presets import get_preset
 from dcrt.svd_bench import svd_unet_flops
 
 

@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 
 import dcrt
 from dcrt.checkpoint import save_checkpoint
-from dcrt.config import get_preset
 from dcrt.errors import CheckpointError, UsageError
+from dcrt.presets import get_preset
 from dcrt.svd_checkpoint import (
     detect_svd_preset,
     expected_shapes,

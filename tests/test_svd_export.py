@@ -9,10 +9,10 @@ import torch
 
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
 from dcrt.backends.svd_torch import TorchSVDBackend
-from dcrt.config import get_preset
 from dcrt.errors import UsageError
 from dcrt.export import relative_error
 from dcrt.io_spec import io_table, sample_inputs
+from dcrt.presets import get_preset
 from dcrt.svd_options import resolve_svd_options
 from dcrt.svd_pipeline import SVDPipeline
 

@@ -11,9 +11,9 @@ import torch
 
 import dcrt
 from dcrt.backends.svd_torch import TorchSVDBackend
-from dcrt.config import get_preset
 from dcrt.errors import UsageError
 from dcrt.options import SamplingRequest
+from dcrt.presets import get_preset
 from dcrt.sampler import NoiseSource
 from dcrt.svd_options import SVDRequest, refuse_foreign, resolve_svd_options
 from dcrt.svd_pipeline import SVDPipeline

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from dcrt.config import get_preset
 from dcrt.loading import BackendRequest
+from dcrt.presets import get_preset
 from dcrt.serving.server import free_port
 from dcrt.serving.service import VideoService
 from dcrt.ui import build_ui, in_process

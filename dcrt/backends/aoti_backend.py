@@ -30,9 +30,9 @@ from dcrt.aoti_bundle import (
 )
 from dcrt.backends.static import StaticShapeBackend, load_schedule
 from dcrt.backends.svd_static import StaticSVDBackend
-from dcrt.config import get_preset
 from dcrt.errors import UsageError
 from dcrt.io_spec import io_table
+from dcrt.presets import get_preset
 
 # torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point
 # of a portable package, so the warning is silenced while loading.

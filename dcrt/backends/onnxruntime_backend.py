@@ -13,10 +13,10 @@ import torch
 
 from dcrt.backends.static import StaticShapeBackend, load_schedule
 from dcrt.backends.svd_static import StaticSVDBackend
-from dcrt.config import get_preset
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.io_spec import ComponentSpec, io_table
 from dcrt.manifest import ExportManifest
+from dcrt.presets import get_preset
 
 
 def providers_for(device: torch.device) -> list[str]:

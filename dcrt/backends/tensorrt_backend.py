@@ -12,10 +12,10 @@ import torch
 from dcrt.backends.static import StaticShapeBackend, load_schedule
 from dcrt.backends.svd_static import StaticSVDBackend
 from dcrt.backends.tensorrt_runtime import EngineSet
-from dcrt.config import get_preset
 from dcrt.engine_bundle import read_manifest_or_none
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.io_spec import TensorSpec
+from dcrt.presets import get_preset
 
 
 def _torch_cuda_device(device):

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcrt.config import get_preset
 from dcrt.engine_bundle import (
     EngineManifest,
     Target,
@@ -26,6 +25,7 @@ from dcrt.engine_bundle import (
 )
 from dcrt.errors import DcrtError, UsageError
 from dcrt.io_spec import ComponentSpec, TensorSpec, io_table
+from dcrt.presets import get_preset
 
 _ELEMENT_BYTES = {"float32": 4, "int64": 8}
 

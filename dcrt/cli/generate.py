@@ -25,10 +25,11 @@ from dcrt.cli.options import (
     Prompt,
     takes,
 )
-from dcrt.config import MODES, default_preset
+from dcrt.config import MODES
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
+from dcrt.presets import default_preset
 from dcrt.svd_options import SVD_ONLY_NAMES, SVDRequest, refuse_foreign
 
 

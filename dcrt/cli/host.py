@@ -9,9 +9,9 @@ import typer
 
 from dcrt.cli.app import app
 from dcrt.cli.options import takes
-from dcrt.config import DEFAULT_PRESET, get_preset
 from dcrt.errors import UsageError
 from dcrt.options import SamplingRequest
+from dcrt.presets import DEFAULT_PRESET, get_preset
 
 PRESET = Annotated[str, typer.Option("--res", help="model preset (its context length / latent shape)")]
 OUT = Annotated[Path, typer.Option("--out", "-o", help="output .npy file")]

@@ -20,9 +20,10 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from dcrt.config import DEFAULT_PRESET, MODES, PRESETS, Seeds, default_preset
+from dcrt.config import MODES, Seeds
 from dcrt.loading import BACKEND, MODEL
 from dcrt.options import SAMPLING_NAMES, SamplingRequest, preset_default
+from dcrt.presets import DEFAULT_PRESET, PRESETS, default_preset
 from dcrt.svd_options import SVD_NAMES, SVDRequest, svd_default
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 

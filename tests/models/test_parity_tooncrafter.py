@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcrt.config import get_preset
+from dcrt.presets import get_preset
 from dcrt.reference import components
 from dcrt.reference.original import TOONCRAFTER_ENV_VAR, reference_repo
 

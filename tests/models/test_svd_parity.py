@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcrt.config import get_preset
+from dcrt.presets import get_preset
 from dcrt.svd_checkpoint import load_svd_model, load_svd_state
 from dcrt.svd_keys import diffusers_to_original
 from tests.models.svd_diffusers import (

@@ -72,7 +72,7 @@ def test_the_command_line_reads_a_diffusers_folder(tmp_path, run_cli):
     # --ckpt <the release's diffusers folder>: the same frames as the Python API on the model loaded from it.
     from PIL import Image
 
-    from dcrt.config import get_preset
+    from dcrt.presets import get_preset
     from tests.models.svd_diffusers import diffusers_unet, diffusers_vae, save_diffusers_folder, transformers_clip
 
     preset = get_preset("tiny-svd")

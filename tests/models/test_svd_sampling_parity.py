@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dcrt.config import get_preset
 from dcrt.edm import EDMInputs, FrameGuidance, build_edm_schedule, sample_edm
+from dcrt.presets import get_preset
 from dcrt.svd_checkpoint import load_svd_model
 from tests.models.svd_diffusers import (
     diffusers_unet,

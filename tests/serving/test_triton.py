@@ -189,7 +189,7 @@ def test_the_page_sends_its_work_to_the_server(server, tmp_path, frame_count):
     """`dcrt ui --server URL`: the same page, the video made by Triton (the same frames as in-process)."""
     from gradio_client import Client, handle_file
 
-    from dcrt.config import get_preset
+    from dcrt.presets import get_preset
     from dcrt.ui import build_ui, remote
 
     image = tmp_path / "a.png"

@@ -63,6 +63,14 @@ std::optional<SamplingOptions> sampling_defaults(const Json& manifest) {
   return o;
 }
 
+// The manifest's "sampling"."fps", when it records one.
+std::optional<int> recorded_fps(const Json& manifest) {
+  if (!manifest.has("sampling") || manifest["sampling"].kind() == Json::Kind::kNull) return std::nullopt;
+  const Json& s = manifest["sampling"];
+  if (!s.has("fps")) return std::nullopt;
+  return static_cast<int>(s["fps"].integer());
+}
+
 }  // namespace
 
 const ComponentSpec& Bundle::component(const std::string& name) const {
@@ -104,6 +112,7 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
   b.sampling = sampling_defaults(m);
+  b.fps = recorded_fps(m);
   return b;
 }
 

@@ -48,6 +48,9 @@ struct Bundle {
   int height = 0, width = 0;
   bool v_model = true;  // the UNet predicts v (else eps)
   std::optional<SamplingOptions> sampling;  // the preset's animate defaults; none in a TensorRT manifest
+  // The frame rate `dcrt animate` writes the video at ("sampling"."fps"); none in a TensorRT manifest or in an
+  // AOTInductor one written before dcrt recorded it.
+  std::optional<int> fps;
   std::map<std::string, ComponentSpec> components;
   std::map<std::string, Tensor> schedule;
 

@@ -12,6 +12,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,14 +30,14 @@ const char* kUsage =
     "usage: dcrt_host --bundle DIR --image IMAGE.png --tokens TOKENS.npy --noise NOISE.npy --out FRAMES_DIR\n"
     "                 [--steps N] [--timestep-spacing S] [--eta E] [--guidance-scale G]\n"
     "                 [--image-guidance-scale S] [--guidance-rescale R] [--frame-stride F]\n"
-    "                 [--device cpu|cuda (default: the bundle's)] [--mp4 VIDEO.mp4] [--fps 8]\n"
-    "Sampling settings default to the preset's, as the bundle's manifest records them (those of `dcrt animate`).\n"
+    "                 [--device cpu|cuda (default: the bundle's)] [--mp4 VIDEO.mp4] [--fps N]\n"
+    "Sampling settings and --fps default to the ones the bundle's manifest records (those of `dcrt animate`).\n"
     "Writes FRAMES_DIR/frame_000.png ...; --mp4 also encodes them with the ffmpeg on PATH.\n"
     "TOKENS.npy: `dcrt tokenize`; NOISE.npy: `dcrt noise` (same --steps, --eta, --timestep-spacing).\n";
 
 struct Args {
   std::string bundle, image, tokens, noise, out, mp4, device;
-  int fps = 8;
+  std::optional<int> fps;  // else the bundle's
   std::map<std::string, std::string> sampling;  // sampling flag -> value: overrides of the bundle's defaults
 };
 
@@ -125,6 +126,14 @@ SamplingOptions sampling_options(const Bundle& bundle, const std::map<std::strin
   return s;
 }
 
+// --fps, else the bundle's. A manifest without one (TensorRT, or an AOTInductor bundle built before dcrt recorded
+// it) needs the flag, as it needs the sampling flags.
+int frame_rate(const Bundle& bundle, const std::optional<int>& given) {
+  if (given) return *given;
+  if (!bundle.fps) throw HostError(bundle.dir + "/manifest.json records no fps: pass --fps");
+  return *bundle.fps;
+}
+
 std::string frame_name(int k) {
   char name[32];
   std::snprintf(name, sizeof(name), "frame_%03d.png", k);
@@ -181,12 +190,13 @@ int run(int argc, char** argv) {
   const Args args = parse(argc, argv);
   const auto start = std::chrono::steady_clock::now();
   const Bundle bundle = read_bundle(args.bundle);
+  const int fps = args.mp4.empty() ? 0 : frame_rate(bundle, args.fps);  // before the work: a missing one fails now
   const Device device = device_from_name(args.device.empty() ? bundle.device : args.device);
   HostInputs inputs{read_png_rgb(args.image), read_npy(args.tokens), read_npy(args.noise)};
   const std::unique_ptr<Engine> engine = open_engine(bundle, device);
   const Video video = generate(bundle, *engine, sampling_options(bundle, args.sampling), inputs);
   write_frames(video, args.out);
-  if (!args.mp4.empty()) write_mp4(args.out, args.mp4, args.fps);
+  if (!args.mp4.empty()) write_mp4(args.out, args.mp4, fps);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "dcrt_host: %d frames of %dx%d from %s (%s, %s) in %.1f s -> %s\n", video.frames, video.width,
                video.height, bundle.dir.c_str(), bundle.engine_kind.c_str(), device == Device::kCPU ? "cpu" : "cuda",
