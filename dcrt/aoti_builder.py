@@ -136,6 +136,7 @@ def build_aoti_bundle(
     for name in fresh:
         log(f"{name}: up to date")
     if not stale:
+        _refresh_host_fields(existing, preset, directory, log)
         return AotiBuildReport(directory, {}, fresh, {})
     check_compiler()
     directory.mkdir(parents=True, exist_ok=True)
@@ -268,6 +269,18 @@ def host_fields(preset: Preset) -> dict:
     options = resolve_options(preset, "animate")
     sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
     return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
+
+
+def _refresh_host_fields(manifest: AotiManifest | None, preset: Preset, directory: Path, log: Log) -> None:
+    """Rewrite the manifest's host fields where they differ from the preset's: they are derived, not built, so a
+    bundle whose packages are all up to date still gains what a newer dcrt records for hosts."""
+    fields = host_fields(preset)
+    if manifest is None or all(getattr(manifest, name) == value for name, value in fields.items()):
+        return
+    for name, value in fields.items():
+        setattr(manifest, name, value)
+    manifest.write(directory)
+    log("manifest.json: host fields updated")
 
 
 def reference_outputs(model, spec: ComponentSpec, device: str) -> tuple[tuple, tuple]:

@@ -127,6 +127,21 @@ def test_stale_packages_and_only_those_are_rebuilt(aoti_tiny_bundle, tmp_path, t
     AotiBackend(directory, verify=True)  # the rebuilt package is recorded with its new hash
 
 
+def test_an_up_to_date_build_refreshes_the_hosts_fields(aoti_tiny_bundle, tmp_path):
+    """A bundle built before dcrt recorded a host field (here the video's fps) gains it without a rebuild."""
+    root, directory = _copy(aoti_tiny_bundle, tmp_path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    fps = manifest["sampling"].pop("fps")
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    messages = []
+    report = build_aoti_bundle(
+        TINY, Weights("tiny"), root, AotiConfig(), detect_aoti_target("cpu"), log=messages.append
+    )
+    assert report.built == {} and "manifest.json: host fields updated" in messages
+    assert json.loads((directory / "manifest.json").read_text())["sampling"]["fps"] == fps
+    AotiBackend(directory, verify=True)  # the packages are the ones the manifest records
+
+
 def test_loading_refuses_a_broken_or_foreign_bundle(aoti_tiny_bundle, tmp_path):
     root, directory = _copy(aoti_tiny_bundle, tmp_path)
     with open(directory / "vae_decoder.pt2", "r+b") as f:

@@ -289,6 +289,7 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
     no_fps = bundle_with_manifest(host_bundle, tmp_path / "no-fps", manifest)
     mp4 = ["--mp4", tmp_path / "boat.mp4"]
     cases["records no fps: pass --fps"] = ["--bundle", no_fps, "--image", host_image, "--steps", 3, *mp4]
+    cases["--fps must be >= 1"] = ["--bundle", host_bundle, "--image", host_image, "--fps", 0, *mp4]
     for message, args in cases.items():
         done = run_host(host_binary, *args, *base, check_rc=False)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr

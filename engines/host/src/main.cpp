@@ -129,8 +129,13 @@ SamplingOptions sampling_options(const Bundle& bundle, const std::map<std::strin
 // --fps, else the bundle's. A manifest without one (TensorRT, or an AOTInductor bundle built before dcrt recorded
 // it) needs the flag, as it needs the sampling flags.
 int frame_rate(const Bundle& bundle, const std::optional<int>& given) {
-  if (given) return *given;
-  if (!bundle.fps) throw HostError(bundle.dir + "/manifest.json records no fps: pass --fps");
+  if (given) {
+    if (*given < 1) throw HostError("--fps must be >= 1");
+    return *given;
+  }
+  if (!bundle.fps)
+    throw HostError(bundle.dir +
+                    "/manifest.json records no fps: pass --fps (`dcrt build --engine aoti` again records it)");
   return *bundle.fps;
 }
 
