@@ -14,7 +14,7 @@ def _spell_out_fp32(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
 
     PyTorch's own kernels (eager and inductor) accumulate the statistics of fp16 and bf16 inputs in fp32
     already, so a norm whose weights share the activations' dtype runs on them directly: the same numbers
-    without fp32 copies of its input and output (at 320x512 they raised the dual-ref decoder's peak from 4.0
+    without fp32 copies of its input and output (at 320x512 they raise the dual-ref decoder's peak from 3.4
     to 6.5 GiB: benchmarks/memory.py). An ONNX export spells the fp32 island out, since ORT and TensorRT would
     otherwise normalise in fp16. fp32 weights (an fp32 model, or autocast as the original runs) keep the
     original's upcast."""

@@ -43,8 +43,12 @@ class TemporalResBlock(nn.Module):
         self.out_layers = nn.Sequential(GroupNorm(32, channels), nn.SiLU(), nn.Identity(), conv())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [1, C, T, H, W]
-        return x + self.out_layers(self.in_layers(x))
+        # x: [1, C, T, H, W]. One layer at a time: nesting the two Sequentials would keep the first's output
+        # alive through all of the second (a call holds its argument), one more clip-sized tensor at the peak.
+        h = x
+        for layer in (*self.in_layers, *self.out_layers):
+            h = layer(h)
+        return x + h
 
 
 class VideoResnetBlock(ResnetBlock):
@@ -58,8 +62,8 @@ class VideoResnetBlock(ResnetBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = super().forward(x)  # [T, C, H, W]
-        alpha = torch.sigmoid(self.mix_factor)
-        return alpha * _to_frames(self.time_stack(_to_clip(s))) + (1.0 - alpha) * s
+        # lerp: the blend in one pass, without the two scaled copies as temporaries (the clip decoder's peak).
+        return torch.lerp(s, _to_frames(self.time_stack(_to_clip(s))), torch.sigmoid(self.mix_factor))
 
 
 class VideoConv(nn.Conv2d):
