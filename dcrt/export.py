@@ -22,7 +22,8 @@ from dcrt.atomic import atomic_dir, atomic_file
 from dcrt.config import Preset
 from dcrt.errors import DcrtError, UsageError
 from dcrt.graph_module import GraphModule
-from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
+from dcrt.graph_spec import ComponentSpec
+from dcrt.io_spec import io_table, sample_inputs
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.version import __version__
