@@ -32,7 +32,8 @@ from dcrt.atomic import atomic_file
 from dcrt.config import Preset
 from dcrt.engine_bundle import bundle_dir, preset_dirname
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.io_spec import ComponentSpec, io_table
+from dcrt.graph_spec import ComponentSpec
+from dcrt.io_spec import io_table
 from dcrt.manifest import sha256_file
 from dcrt.options import resolve_options
 from dcrt.version import __version__

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dcrt.engine_bundle import bundle_dir, check_entries, entry_stale_reason, io_matches, slug
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.io_spec import ComponentSpec
+from dcrt.graph_spec import ComponentSpec
 from dcrt.manifest import MANIFEST_FILE, read_manifest, write_manifest
 
 AOTI_SCHEMA_VERSION = 1

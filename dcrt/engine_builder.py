@@ -37,7 +37,8 @@ from dcrt.engine_bundle import (
     stale_reason,
 )
 from dcrt.errors import DcrtError, UsageError
-from dcrt.io_spec import ComponentSpec, io_table
+from dcrt.graph_spec import ComponentSpec
+from dcrt.io_spec import io_table
 from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem
 
 TIMING_CACHE_FILE = "timing.cache"

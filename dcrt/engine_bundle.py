@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.io_spec import ComponentSpec
+from dcrt.graph_spec import ComponentSpec
 from dcrt.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest, write_manifest
 from dcrt.presets import get_preset
 from dcrt.version import __version__

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from dcrt.atomic import atomic_dir, atomic_file
 from dcrt.config import Preset
 from dcrt.errors import DcrtError, UsageError
-from dcrt.io_spec import ComponentSpec, io_table, sample_inputs
+from dcrt.graph_module import GraphModule
+from dcrt.graph_spec import ComponentSpec
+from dcrt.io_spec import io_table, sample_inputs
 from dcrt.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.version import __version__
@@ -33,21 +34,6 @@ SCHEDULE_FILE = "schedule.safetensors"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 # Relative error budgets of ONNX Runtime vs PyTorch (fp32 weights) per graph precision.
 TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
-
-
-class GraphModule(nn.Module):
-    """A component as one graph: float inputs cast to the compute dtype, float outputs back to fp32."""
-
-    def __init__(self, forward: Callable, modules: dict[str, nn.Module], dtype: torch.dtype):
-        super().__init__()
-        self.parts = nn.ModuleDict(modules)
-        self.run = forward
-        self.dtype = dtype
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        cast = [x.to(self.dtype) if x.is_floating_point() else x for x in inputs]
-        out = self.run(*cast)
-        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
 def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphModule]:

@@ -3,60 +3,24 @@
 Export, sample inputs, buffer allocation, the manifest and the engine build all read this table;
 no shape is restated anywhere else. Float tensors cross every graph boundary as float32 whatever the
 precision inside (an fp16 graph casts at its edges), so a host never converts.
+
+This module holds DynamiCrafter's table and the dispatch by family (`io_table`, `sample_inputs`); Stable Video
+Diffusion's rows are dcrt.svd_io_spec's, and the spec types both are made of are dcrt.graph_spec's.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from dcrt.clip_decode import second_pass_frames
 from dcrt.config import Preset
+from dcrt.graph_spec import ComponentSpec, TensorSpec
 
 # Frames per VAE-decoder call. 4 frames of the 1024 preset's full-resolution 128-channel activations
 # are ~1.2 GB in fp16 per tensor; 16 at once is what produced out-of-memory and black videos upstream.
 VAE_DECODE_CHUNK = 4
 # The encoder graph takes two frames: interpolation's key frames; image-to-video pads with a copy.
 VAE_ENCODE_FRAMES = 2
-
-_DTYPES = {"float32": torch.float32, "int64": torch.int64}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str  # "float32" or "int64"
-    shape: tuple[int, ...]
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return _DTYPES[self.dtype]
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    name: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}.onnx"
-
-    @property
-    def batch(self) -> int:
-        return self.inputs[0].shape[0]
-
-    def as_dict(self) -> dict:
-        return {
-            "file": self.filename,
-            "inputs": [t.as_dict() for t in self.inputs],
-            "outputs": [t.as_dict() for t in self.outputs],
-        }
 
 
 def io_table(preset: Preset, height: int | None = None, width: int | None = None) -> dict[str, ComponentSpec]:

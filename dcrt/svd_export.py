@@ -1,11 +1,12 @@
 """Stable Video Diffusion's graphs for `dcrt.export`: each IO-table component (dcrt.svd_io_spec) in terms of the
-reference modules. Export, its ONNX Runtime check and the manifest are dcrt.export's, shared with DynamiCrafter."""
+reference modules, as a dcrt.graph_module.GraphModule. Export, its ONNX Runtime check and the manifest are
+dcrt.export's, shared with DynamiCrafter."""
 
 from __future__ import annotations
 
 import torch
 
-from dcrt.export import GraphModule
+from dcrt.graph_module import GraphModule
 from dcrt.models.svd import StableVideoDiffusion
 from dcrt.svd_io_spec import decoder_chunks
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from dcrt.config import SVDPreset
-from dcrt.io_spec import ComponentSpec, TensorSpec
+from dcrt.graph_spec import ComponentSpec, TensorSpec
 
 
 def decoder_chunks(preset: SVDPreset) -> dict[str, int]:

@@ -14,7 +14,8 @@ import torch
 from dcrt.backends.static import StaticShapeBackend, load_schedule
 from dcrt.backends.svd_static import StaticSVDBackend
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.io_spec import ComponentSpec, io_table
+from dcrt.graph_spec import ComponentSpec
+from dcrt.io_spec import io_table
 from dcrt.manifest import ExportManifest
 from dcrt.presets import get_preset
 

@@ -18,7 +18,7 @@ import torch
 from dcrt.backends.base import Backend
 from dcrt.config import Preset
 from dcrt.errors import UsageError
-from dcrt.io_spec import ComponentSpec
+from dcrt.graph_spec import ComponentSpec
 
 
 def load_schedule(directory: Path, files) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ from dcrt.backends.static import StaticGraphs
 from dcrt.backends.svd_base import SVDBackend
 from dcrt.config import SVDPreset
 from dcrt.errors import UsageError
-from dcrt.io_spec import ComponentSpec
+from dcrt.graph_spec import ComponentSpec
 from dcrt.svd_io_spec import decoder_chunks
 
 

@@ -14,7 +14,7 @@ from dcrt.backends.svd_static import StaticSVDBackend
 from dcrt.backends.tensorrt_runtime import EngineSet
 from dcrt.engine_bundle import read_manifest_or_none
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.io_spec import TensorSpec
+from dcrt.graph_spec import TensorSpec
 from dcrt.presets import get_preset
 
 

@@ -24,7 +24,8 @@ from dcrt.engine_bundle import (
     rebuild_command,
 )
 from dcrt.errors import DcrtError, UsageError
-from dcrt.io_spec import ComponentSpec, TensorSpec, io_table
+from dcrt.graph_spec import ComponentSpec, TensorSpec
+from dcrt.io_spec import io_table
 from dcrt.presets import get_preset
 
 _ELEMENT_BYTES = {"float32": 4, "int64": 8}

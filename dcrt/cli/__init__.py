@@ -4,6 +4,7 @@ the work to the library (dcrt.loading, dcrt.pipeline, dcrt.export, dcrt.engine_b
     app.py        the typer app, `main` (errors -> one line and an exit code), grouped help
     options.py    library option types (SamplingRequest, BackendRequest, OutputOptions) rendered as options
     generate.py   animate, interpolate, loop, batch
+    progress.py   the denoising progress bar of the generating commands
     artifacts.py  fetch, export, build
     host.py       tokenize, noise (the C++ host's inputs)
     machine.py    info, bench

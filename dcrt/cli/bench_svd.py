@@ -1,21 +1,25 @@
-"""`dcrt bench` for a Stable Video Diffusion preset (dcrt.svd_bench): the same report as DynamiCrafter's."""
+"""`dcrt bench` for a Stable Video Diffusion preset (dcrt.svd_bench): the same report as DynamiCrafter's, handed
+back to `dcrt bench` (dcrt.cli.machine), which publishes both."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dcrt.cli.app import say
-from dcrt.cli.machine import publish
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
 
+if TYPE_CHECKING:  # dcrt.bench imports torch: the command line loads it only for a command that runs
+    from dcrt.bench import BenchReport
+
 
 def bench_svd(
-    model: BackendRequest, sampling: SamplingRequest, names: list[str], repeat: int, warmup: int, out: Path
-) -> None:
+    model: BackendRequest, sampling: SamplingRequest, names: list[str], repeat: int, warmup: int
+) -> BenchReport:
+    """Time each stage of each backend in `names` on one random image, at the preset's size and frame count."""
     preset = model.preset_config()
     fixed = [f"--{n}" for n in ("height", "width", "frames", "overlap") if getattr(sampling, n) is not None]
     if fixed:
@@ -34,7 +38,7 @@ def bench_svd(
     machine = environment(torch.device(usable_device(model.device)))  # before the runs: the load they meet
     pipelines = open_svd_pipelines(names, model, say)
     results = [run_svd_backend(name, pipelines[name], image, opts, warmup, repeat, say) for name in names]
-    report = BenchReport(
+    return BenchReport(
         preset=preset.name,
         height=preset.height,
         width=preset.width,
@@ -47,4 +51,3 @@ def bench_svd(
         results=results,
         frames=preset.frames,
     )
-    publish(report, out)

@@ -3,8 +3,6 @@ costs well under a second), then one backend opened (`dcrt.open_backend`), then 
 
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -23,8 +21,10 @@ from dcrt.cli.options import (
     OptionalPrompt,
     OutputOptions,
     Prompt,
+    default_output,
     takes,
 )
+from dcrt.cli.progress import progress
 from dcrt.config import MODES
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
@@ -184,7 +184,7 @@ def generate(
     opts = resolve_options(preset, mode, sampling)
     fmt = format_for(output.out or Path(), output.format)
     check_video_options(fmt, output.frame_rate(), output.quality)
-    targets = [output.out or _default_output(job, mode, fmt, out_dir) for job in jobs]
+    targets = [output.out or default_output(job.name, mode, fmt, out_dir) for job in jobs]
     if out_dir is not None:
         _check_out_dir(out_dir)
     if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with
@@ -205,7 +205,7 @@ def generate(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for job, images, target in zip(jobs, pictures, targets):
-        with _progress() as on_step:
+        with progress() as on_step:
             if len(images) > 2:  # key frames: one clip per pair, joined on the frame they share
                 prompts = pair_prompts(job.pair_prompts or job.prompt, len(images))
                 frames = generate_keyframes(pipe, images, prompts, opts, on_step).frames
@@ -217,34 +217,6 @@ def generate(
                 frames = pipe.decoded_chunks(latents, mode, references)
             write_video(frames, target, fmt, fps=output.frame_rate(), quality=output.quality)
         typer.echo(str(target))
-
-
-@contextmanager
-def _progress():
-    """A denoising progress bar on stderr, closed however the run ends: after Ctrl-C, the message that
-    follows starts a line of its own."""
-    from tqdm import tqdm
-
-    bars = []
-
-    def on_step(step: int, total: int) -> None:
-        if step == 1:  # a new video or clip: a bar of its own
-            if bars:
-                bars.pop().close()
-            bars.append(tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, dynamic_ncols=True))
-        bars[-1].update(1)
-
-    try:
-        yield on_step
-    finally:
-        for bar in bars:
-            bar.close()
-
-
-def _default_output(job: Job, mode: str, fmt: str, out_dir: Path | None) -> Path:
-    """<first image's name>_<mode>.<format> in --out-dir, else in the current directory (png: a folder)."""
-    suffix = "" if fmt == "png" else f".{fmt}"
-    return (out_dir or Path(".")) / f"{job.name}_{mode}{suffix}"
 
 
 def _check_out_dir(out_dir: Path) -> None:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import typer
 
-from dcrt.batch import Job
 from dcrt.cli.app import log
-from dcrt.cli.generate import _default_output, _progress
-from dcrt.cli.options import OutputOptions
+from dcrt.cli.options import OutputOptions, default_output
+from dcrt.cli.progress import progress
 from dcrt.loading import BackendRequest
 from dcrt.options import SamplingRequest
 from dcrt.svd_options import SVDRequest
@@ -37,7 +36,7 @@ def animate_svd(
     opts = resolve_svd_options(preset, replace(svd, steps=sampling.steps, seed=sampling.seed, fps=output.fps))
     fmt = format_for(output.out or Path(), output.format)
     check_video_options(fmt, opts.fps, output.quality)
-    target = output.out or _default_output(Job([image], "", image.stem), "animate", fmt, None)
+    target = output.out or default_output(image.stem, "animate", fmt)
     check_output_path(target, fmt)
     model.check_names()
     model.requested_weights()  # a missing --ckpt fails here, before the image is read
@@ -51,7 +50,7 @@ def animate_svd(
     from dcrt.video import write_video
 
     pipe = svd_pipeline_for(open_backend(model, log=log))
-    with _progress() as on_step:
+    with progress() as on_step:
         latents = pipe.sample(picture, opts, on_step=on_step)
         write_video(pipe.decoded_chunks(latents, opts), target, fmt, fps=opts.fps, quality=output.quality)
     typer.echo(str(target))

@@ -77,7 +77,8 @@ def bench(
     if model.preset_config().family == "svd":
         from dcrt.cli.bench_svd import bench_svd
 
-        return bench_svd(model, sampling, names, repeat, warmup, out)
+        publish(bench_svd(model, sampling, names, repeat, warmup), out)
+        return
 
     import numpy as np
 

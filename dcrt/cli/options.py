@@ -68,6 +68,13 @@ class OutputOptions:
         return self.fps if self.fps is not None else default
 
 
+def default_output(name: str, mode: str, fmt: str, out_dir: Path | None = None) -> Path:
+    """Where a video goes without --out: <name>_<mode>.<format> (name: the first image's) in --out-dir, else in
+    the current directory (png: a folder)."""
+    suffix = "" if fmt == "png" else f".{fmt}"
+    return (out_dir or Path(".")) / f"{name}_{mode}{suffix}"
+
+
 _PANEL_OF = {SamplingRequest: SAMPLING, SVDRequest: SAMPLING, OutputOptions: OUTPUT}
 
 
