@@ -1,5 +1,6 @@
 """The package's import rules, read from the source (ast): the runtime never imports a builder (TensorRT's or
-AOTInductor's), and no library module imports the package face (`dcrt/__init__.py`, the lazy public API)."""
+AOTInductor's), no library module imports the package face (`dcrt/__init__.py`, the lazy public API), and no
+module imports itself through others."""
 
 import ast
 from pathlib import Path
@@ -99,3 +100,33 @@ def test_no_library_module_imports_the_package_face():
                     if (a.name == "dcrt" or a.name.startswith("dcrt.")) and a.asname is None
                 ]
     assert offenders == []
+
+
+def _statement_imports(module: str) -> set[str]:
+    """The dcrt modules `module` names in import statements (anywhere), without parent packages or strings."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            source = _resolve(module, node)
+            found |= {source, *(f"{source}.{alias.name}" for alias in node.names)}
+    return (found & set(MODULES)) - {module}
+
+
+def test_no_two_modules_import_each_other_even_through_others():
+    """A cycle makes the import order matter and hides which of the two is the lower layer."""
+    graph = {module: _statement_imports(module) for module in MODULES}
+
+    def reaches_itself(start: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                return True
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return False
+
+    assert sorted(m for m in MODULES if reaches_itself(m)) == []
