@@ -1,7 +1,8 @@
-"""Numerical parity of dcrt against the original DynamiCrafter code, per component, on random weights.
+"""Numerical parity of dcrt against the original DynamiCrafter (or ToonCrafter) code, per component, on random weights.
 
     DCRT_REFERENCE_REPO=/path/to/DynamiCrafter python benchmarks/parity.py --preset 256 --preset 512 \
         [--out benchmarks/results/parity-cpu.json]
+    DCRT_TOONCRAFTER_REPO=/path/to/ToonCrafter python benchmarks/parity.py --preset tooncrafter
 
 Prints a Markdown table (preset, component, rel error, max abs) and writes JSON with versions and input sizes.
 Memory: one preset at a time; the dcrt checkpoint is memory-mapped and reference parts are built, compared and
@@ -82,9 +83,13 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the temporary checkpoint goes (needs ~11 GB per full preset)")
     args = ap.parse_args()
 
-    repo = original.reference_repo()
-    if repo is None:
-        sys.exit(f"set ${original.ENV_VAR} to a checkout of github.com/Doubiiu/DynamiCrafter")
+    from dcrt.presets import get_preset
+
+    # Each preset's original: DynamiCrafter's checkout, or ToonCrafter's for a dual-ref decoder.
+    repos = {name: original.reference_repo(get_preset(name)) for name in args.preset}
+    missing = sorted({original.env_var_for(get_preset(n)) for n, repo in repos.items() if repo is None})
+    if missing:
+        sys.exit(f"set {', '.join('$' + var for var in missing)} (DynamiCrafter's or ToonCrafter's checkout)")
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = components.ParitySizes(batch=args.batch, latent_hw=tuple(args.latent))
@@ -101,7 +106,7 @@ def main() -> None:
 
     if args.out:
         meta = {
-            **original.environment(repo),
+            "references": {name: original.environment(repo) for name, repo in repos.items()},
             "sizes": dataclasses.asdict(sizes),
             "results": rows,
         }
