@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 
 from dcrt.edm import EDMDenoiser, EDMInputs, EDMSchedule, FrameGuidance, edm_step
-from dcrt.runner import capture_step
+from dcrt.runner import CapturedLoop
 from dcrt.sampler import StepCallback
 
 
-class EDMGraphRunner:
+class EDMGraphRunner(CapturedLoop):
     """Static buffers + one captured step for a fixed (schedule, guidance, shapes); `run` may be called for any
     number of videos: each call copies its inputs into the buffers and replays."""
 
@@ -50,7 +50,6 @@ class EDMGraphRunner:
         self.scales = guidance.scales(noise.shape[2], device)
         self.x = torch.empty(noise.shape, dtype=torch.float32, device=device)
         self.step = torch.zeros((1,), dtype=torch.long, device=device)  # position 0: the noisiest step
-        self.graph: torch.cuda.CUDAGraph | None = None
 
     def _load(self, inputs: EDMInputs, noise: torch.Tensor) -> None:
         n = self.branches.concat.shape[0]
@@ -70,23 +69,8 @@ class EDMGraphRunner:
         """Point the step counter at the first step (position 0)."""
         self.step.zero_()
 
-    def _capture(self) -> None:
-        x_start = self.x.clone()
-        self.graph = capture_step(self._step, self._rewind)
-        self.x.copy_(x_start)
-        self._rewind()
-
     @torch.inference_mode()
     def run(self, inputs: EDMInputs, noise: torch.Tensor, on_step: StepCallback | None = None) -> torch.Tensor:
         """All steps from unit Gaussian `noise`; returns the final latents [1, 4, T, h, w] (float32, a new tensor)."""
         self._load(inputs, noise)
-        if self.capture and self.graph is None:
-            self._capture()
-        for k in range(self.steps):
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self._step()
-            if on_step is not None:
-                on_step(k + 1, self.steps)
-        return self.x.clone()
+        return self._loop(on_step)

@@ -17,8 +17,6 @@ graph's math equals the eager sampler's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from dcrt.kernels import StepKernels, cfg_workspace
@@ -26,26 +24,57 @@ from dcrt.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCal
 from dcrt.schedule import DDIMCoefficients, DDIMSchedule
 
 
-def capture_step(step: Callable[[], None], reset: Callable[[], None]) -> torch.cuda.CUDAGraph:
-    """One `step()` recorded as a CUDA graph, each step (warm-up or captured) after a `reset()`. The warm-up
-    advances the state `step` updates; the caller restores it."""
-    # Warm up on a side stream first (allocator pools, lazy kernel loading, library workspaces), as capture
-    # requires. The caller has loaded its inputs, so warm-up steps compute on real data.
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            reset()
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    reset()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph
+class CapturedLoop:
+    """What the lean runners share: the loop over `steps` that replays one captured step, or on a CPU runs its body.
+
+    A subclass keeps its state in static buffers, `x` among them (the latents), and defines `_step` (one step at its
+    device-side counter, capturable) and `_rewind` (the counter back at the first step)."""
+
+    x: torch.Tensor
+    steps: int
+    capture: bool  # record the step as a CUDA graph on the first run
+    graph: torch.cuda.CUDAGraph | None = None
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def _rewind(self) -> None:
+        raise NotImplementedError
+
+    def _capture(self) -> None:
+        # Warm up on a side stream first (allocator pools, lazy kernel loading, library workspaces), as capture
+        # requires. Inputs are loaded already, so warm-up steps compute on real data; the state they advance is
+        # restored afterwards.
+        x_start = self.x.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._rewind()
+                self._step()
+        torch.cuda.current_stream().wait_stream(stream)
+        self._rewind()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._step()
+        self.x.copy_(x_start)
+        self._rewind()
+
+    def _loop(self, on_step: StepCallback | None) -> torch.Tensor:
+        """All steps from the loaded buffers; returns the final latents (float32, a new tensor)."""
+        if self.capture and self.graph is None:
+            self._capture()
+        for k in range(self.steps):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._step()
+            if on_step is not None:
+                on_step(k + 1, self.steps)
+        return self.x.clone()
 
 
-class GraphRunner:
+class GraphRunner(CapturedLoop):
     """Static buffers + one captured step for a fixed (schedule, guidance, shapes); `run` may be called
     for any number of videos: each call copies its inputs into the buffers and replays."""
 
@@ -76,7 +105,6 @@ class GraphRunner:
         # int32: index_select takes it, and so does the DDIM kernel (no per-step conversion).
         self.step = torch.empty((1,), dtype=torch.int32, device=device)
         self.noise = torch.empty((steps, *x_T.shape), dtype=torch.float32, device=device) if with_noise else None
-        self.graph: torch.cuda.CUDAGraph | None = None
         if kernels is not None:
             self.guided = torch.empty(x_T.shape, dtype=torch.float32, device=device)
             self.workspace = cfg_workspace(self.x[0].numel(), x_T.shape[0], device)
@@ -112,25 +140,10 @@ class GraphRunner:
         """Point the step counter at the first step (position S-1)."""
         self.step.fill_(self.steps - 1)
 
-    def _capture(self) -> None:
-        x_start = self.x.clone()
-        self.graph = capture_step(self._step, self._rewind)
-        self.x.copy_(x_start)
-        self._rewind()
-
     @torch.inference_mode()
     def run(
         self, inputs: SamplerInputs, x_T: torch.Tensor, noise: NoiseSource | None, on_step: StepCallback | None = None
     ) -> torch.Tensor:
         """All steps from x_T; returns the final latents [1, 4, T, h, w] (float32, a new tensor)."""
         self._load(inputs, x_T, noise)
-        if self.capture and self.graph is None:
-            self._capture()
-        for k in range(self.steps):
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self._step()
-            if on_step is not None:
-                on_step(k + 1, self.steps)
-        return self.x.clone()
+        return self._loop(on_step)
