@@ -15,7 +15,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcrt.engine_bundle import bundle_dir, check_entries, entry_stale_reason, io_matches, slug
+from dcrt.engine_bundle import check_entries, entry_stale_reason, io_matches, locate_bundle, slug
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.graph_spec import ComponentSpec
 from dcrt.manifest import MANIFEST_FILE, read_manifest, write_manifest
@@ -208,16 +208,8 @@ def stale_reason(
 
 def find_bundle(root: Path, target: AotiTarget, preset: str, preset_dir: str | None = None) -> Path:
     """The bundle for this target; if there is none, say which AOTInductor bundles exist and how to build one."""
-    preset_dir = preset_dir or preset
-    directory = bundle_dir(root, target, preset_dir)
-    if (directory / MANIFEST_FILE).is_file():
-        return directory
-    others = sorted(p.parent.parent.name for p in Path(root).glob(f"aoti-*/{preset_dir}/{MANIFEST_FILE}"))
-    built = f"; {root} has them only for {', '.join(others)}" if others else ""
-    raise UsageError(
-        f"no AOTInductor packages of preset {preset_dir} for {target.describe()} in {root}{built}: "
-        f"build them with `{rebuild_command(preset, target.device)}`"
-    )
+    rebuild = rebuild_command(preset, target.device)
+    return locate_bundle(root, target, preset_dir or preset, "AOTInductor packages", "aoti-*", rebuild)
 
 
 def check_bundle(manifest: AotiManifest, specs: dict[str, ComponentSpec], directory: Path, verify: bool) -> None:

@@ -258,15 +258,19 @@ def stale_reason(key: EngineKey, manifest: EngineManifest | None, directory: Pat
 
 def find_bundle(root: Path, target: Target, preset: str, preset_dir: str | None = None) -> Path:
     """The bundle for this GPU/TensorRT; if there is none, say which bundles exist and how to build one."""
-    preset_dir = preset_dir or preset
+    return locate_bundle(root, target, preset_dir or preset, "TensorRT engines", "*-trt*", rebuild_command(preset))
+
+
+def locate_bundle(root: Path, target: BundleTarget, preset_dir: str, what: str, kind_glob: str, rebuild: str) -> Path:
+    """The bundle of `preset_dir` for `target` under `root`; if there is none, one line naming the targets that
+    have bundles of this kind (target folders matching `kind_glob`) and the command `rebuild` that builds it."""
     directory = bundle_dir(root, target, preset_dir)
     if (directory / MANIFEST_FILE).is_file():
         return directory
-    others = sorted(p.parent.parent.name for p in Path(root).glob(f"*/{preset_dir}/{MANIFEST_FILE}"))
+    others = sorted(p.parent.parent.name for p in Path(root).glob(f"{kind_glob}/{preset_dir}/{MANIFEST_FILE}"))
     built = f"; {root} has them only for {', '.join(others)}" if others else ""
     raise UsageError(
-        f"no TensorRT engines of preset {preset_dir} for {target.describe()} in {root}{built}: "
-        f"build them with `{rebuild_command(preset)}`"
+        f"no {what} of preset {preset_dir} for {target.describe()} in {root}{built}: build them with `{rebuild}`"
     )
 
 
