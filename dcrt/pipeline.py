@@ -233,7 +233,7 @@ class Pipeline:
         [1, 4, frames, h, w] float32, a dual-ref decoder's reference features). `decoded_chunks` turns them
         into frames."""
         self.preset.check_mode(mode)
-        timer = timer or _untimed
+        timer = timer or untimed
         device = self.backend.device
         guidance = guidance_for(opts)
         windows = opts.windows(mode)
@@ -261,12 +261,13 @@ class Pipeline:
     ) -> VideoResult:
         """`sample`, then decoding (inside `timer("decode")`): the latents and all frames."""
         latents, references = self.sample(images, prompt, mode, opts, x_T, on_step, timer)
-        with (timer or _untimed)("decode"):
+        with (timer or untimed)("decode"):
             frames = np.concatenate(list(self.decoded_chunks(latents, mode, references)))
         return VideoResult(latents=latents, frames=frames)
 
 
-def _untimed(stage: str) -> AbstractContextManager:
+def untimed(stage: str) -> AbstractContextManager:
+    """The `StageTimer` of an untimed run."""
     return nullcontext()
 
 

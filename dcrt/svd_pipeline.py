@@ -15,7 +15,6 @@ video (tests/test_svd_pipeline.py checks it end to end).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from dcrt.edm_runner import EDMGraphRunner
 from dcrt.errors import UsageError
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_pixels
-from dcrt.pipeline import StageTimer, VideoResult
+from dcrt.pipeline import StageTimer, VideoResult, untimed
 from dcrt.sampler import NoiseSource, StepCallback
 from dcrt.svd_options import SVDOptions
 
@@ -97,7 +96,7 @@ class SVDPipeline:
         """Conditioning and denoising, each inside `timer(stage)`: the final latents [1, 4, T, h, w] float32.
         `x_T`: unit Gaussian noise of that shape instead of the seeded draw (the augmentation noise is still drawn)."""
         self.check(opts)
-        timer = timer or _untimed
+        timer = timer or untimed
         device = self.backend.device
         shape = self.latent_shape()
         if x_T is not None and tuple(x_T.shape) != shape:
@@ -142,13 +141,9 @@ class SVDPipeline:
     ) -> VideoResult:
         """`sample`, then decoding (inside `timer("decode")`): the latents and all frames, to be played at fps."""
         latents = self.sample(image, opts, x_T, on_step, timer)
-        with (timer or _untimed)("decode"):
+        with (timer or untimed)("decode"):
             frames = np.concatenate(list(self.decoded_chunks(latents, opts)))
         return VideoResult(latents=latents, frames=frames, fps=opts.fps)
-
-
-def _untimed(stage: str) -> nullcontext:
-    return nullcontext()
 
 
 def svd_pipeline_for(model) -> SVDPipeline:
