@@ -3,8 +3,7 @@ back to `dcrt bench` (dcrt.cli.machine), which publishes both."""
 
 from __future__ import annotations
 
-import sys
-from dataclasses import replace
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dcrt.cli.app import say
@@ -17,7 +16,12 @@ if TYPE_CHECKING:  # dcrt.bench imports torch: the command line loads it only fo
 
 
 def bench_svd(
-    model: BackendRequest, sampling: SamplingRequest, names: list[str], repeat: int, warmup: int
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    names: list[str],
+    repeat: int,
+    warmup: int,
+    report: Callable[..., BenchReport],
 ) -> BenchReport:
     """Time each stage of each backend in `names` on one random image, at the preset's size and frame count."""
     preset = model.preset_config()
@@ -25,28 +29,19 @@ def bench_svd(
     if fixed:
         raise UsageError(f"{', '.join(fixed)}: preset {preset.name} runs at its own size and frame count")
     import numpy as np
-    import torch
 
-    from dcrt.bench import BenchReport, environment
-    from dcrt.loading import usable_device
     from dcrt.svd_bench import open_svd_pipelines, run_svd_backend, svd_unet_flops
     from dcrt.svd_options import resolve_svd_options
 
     opts = resolve_svd_options(preset, steps=sampling.steps)
     image = (np.random.default_rng(0).random((preset.height, preset.width, 3)) * 255).astype(np.uint8)
-    model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    machine = environment(torch.device(usable_device(model.device)))  # before the runs: the load they meet
     pipelines = open_svd_pipelines(names, model, say)
     results = [run_svd_backend(name, pipelines[name], image, opts, warmup, repeat, say) for name in names]
-    return BenchReport(
+    return report(
         preset=preset.name,
         height=preset.height,
         width=preset.width,
         steps=opts.steps,
-        repeat=repeat,
-        warmup=warmup,
-        command=" ".join(["dcrt", *sys.argv[1:]]),
-        environment=machine,
         unet_flops_per_sample=svd_unet_flops(preset),
         results=results,
         frames=preset.frames,

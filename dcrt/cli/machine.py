@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -74,46 +76,61 @@ def bench(
         raise UsageError("--repeat must be >= 1 and --warmup >= 0")
     model = replace(model, preset=model.preset or BENCH_PRESET)
     model.check_names()
+    import torch
+
+    from dcrt.bench import BenchReport, environment
+    from dcrt.loading import usable_device
+
+    model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # The fields both families share; the machine is read before the runs, as the load they meet.
+    report = partial(
+        BenchReport,
+        repeat=repeat,
+        warmup=warmup,
+        command=" ".join(["dcrt", *sys.argv[1:]]),
+        environment=environment(torch.device(usable_device(model.device))),
+    )
     if model.preset_config().family == "svd":
         from dcrt.cli.bench_svd import bench_svd
 
-        publish(bench_svd(model, sampling, names, repeat, warmup), out)
+        publish(bench_svd(model, sampling, names, repeat, warmup, report), out)
         return
+    publish(_bench_dynamicrafter(model, sampling, names, repeat, warmup, report), out)
 
+
+def _bench_dynamicrafter(
+    model: BackendRequest,
+    sampling: SamplingRequest,
+    names: list[str],
+    repeat: int,
+    warmup: int,
+    report: Callable[..., BenchReport],
+) -> BenchReport:
+    """Time each stage of each backend in `names` on two random images at the preset's (or the given) size."""
     import numpy as np
 
-    from dcrt.bench import BenchReport, environment, open_pipelines, run_backend
+    from dcrt.bench import open_pipelines, run_backend
     from dcrt.flops import unet_flops
-    from dcrt.loading import usable_device
     from dcrt.options import resolve_options
 
     preset = model.preset_config()
     opts = resolve_options(preset, preset.modes[0], sampling)
     rng = np.random.default_rng(0)
     images = [(rng.random((opts.height, opts.width, 3)) * 255).astype(np.uint8) for _ in range(2)]
-    import torch
-
-    model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    machine = environment(torch.device(usable_device(model.device)))  # before the runs: the load they meet
     pipelines = open_pipelines(names, model, opts, say)
     results = [
         run_backend(name, pipelines[name], images, "a boat sailing on a calm sea", opts, warmup, repeat, say)
         for name in names
     ]
-    report = BenchReport(
+    return report(
         preset=preset.name,
         height=opts.height,
         width=opts.width,
         steps=opts.steps,
-        repeat=repeat,
-        warmup=warmup,
-        command=" ".join(["dcrt", *sys.argv[1:]]),
-        environment=machine,
         unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width),
         results=results,
         frames=opts.frames,
     )
-    publish(report, out)
 
 
 def publish(report: BenchReport, out: Path) -> None:
