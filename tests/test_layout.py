@@ -41,9 +41,9 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
     return f"{package}.{node.module}" if node.module else package
 
 
-def _imports(module: str) -> set[str]:
-    """Every dcrt module `module` may import: at the top, inside functions, under TYPE_CHECKING, and named in a
-    string (the lazy `import_module` tables of dcrt/__init__.py and dcrt/backends/__init__.py)."""
+def _named(module: str, strings: bool) -> set[str]:
+    """The names `module` imports anywhere (at the top, inside functions, under TYPE_CHECKING), and with `strings`
+    every string constant too (the lazy `import_module` tables of dcrt/__init__.py and dcrt/backends/__init__.py)."""
     found = set()
     for node in ast.walk(ast.parse(MODULES[module].read_text())):
         if isinstance(node, ast.Import):
@@ -52,8 +52,14 @@ def _imports(module: str) -> set[str]:
             source = _resolve(module, node)
             found.add(source)
             found.update(f"{source}.{alias.name}" for alias in node.names)  # `from dcrt import kernels`
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str):
             found.add(node.value)
+    return found
+
+
+def _imports(module: str) -> set[str]:
+    """Every dcrt module `module` may import, the packages above them included."""
+    found = _named(module, strings=True)
     with_parents = {".".join(name.split(".")[:i]) for name in found for i in range(1, name.count(".") + 2)}
     return with_parents & set(MODULES)
 
@@ -104,14 +110,7 @@ def test_no_library_module_imports_the_package_face():
 
 def _statement_imports(module: str) -> set[str]:
     """The dcrt modules `module` names in import statements (anywhere), without parent packages or strings."""
-    found = set()
-    for node in ast.walk(ast.parse(MODULES[module].read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            source = _resolve(module, node)
-            found |= {source, *(f"{source}.{alias.name}" for alias in node.names)}
-    return (found & set(MODULES)) - {module}
+    return (_named(module, strings=False) & set(MODULES)) - {module}
 
 
 def test_no_two_modules_import_each_other_even_through_others():
