@@ -104,7 +104,7 @@ def fake_model(preset_name: str, dtype: torch.dtype, fake: FakeTensorMode) -> Dy
         torch.set_default_dtype(default)
 
 
-def _frames_shape_only(video: torch.Tensor) -> np.ndarray:
+def frames_shape_only(video: torch.Tensor) -> np.ndarray:
     """`to_uint8_frames` for fake tensors: the device-side conversion runs, the host copy is an empty array."""
     x = ((video.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0).to(torch.uint8).permute(0, 2, 3, 1)
     return np.zeros(tuple(x.shape), np.uint8)
@@ -118,7 +118,7 @@ def estimate(preset_name: str, dtype: str, steps: int | None, fp32_norm_copies: 
     mode = preset.modes[0]
     opts = resolve_options(preset, mode, **({"steps": steps} if steps else {}))
     images = [np.zeros((opts.height, opts.width, 3), np.uint8)] * (1 if mode == "animate" else 2)
-    patches = [mock.patch(f"dcrt.{m}.to_uint8_frames", _frames_shape_only) for m in ("pipeline", "clip_decode")]
+    patches = [mock.patch(f"dcrt.{m}.to_uint8_frames", frames_shape_only) for m in ("pipeline", "clip_decode")]
     if fp32_norm_copies:
         patches.append(mock.patch("dcrt.models.layers._spell_out_fp32", lambda x, weight: True))
     with fake, torch.inference_mode(), LiveTensors() as live:

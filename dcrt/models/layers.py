@@ -67,10 +67,22 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+# CUDA's fused attention kernels (flash, memory-efficient) put the batch on a grid dimension of at most 65535
+# blocks and fail beyond it with "invalid configuration argument" (pytorch/pytorch#146704). The temporal
+# attention's batch is every pixel of every clip in the UNet call: a long video at 1024 passes it (8 windows and
+# guidance branches x 9216 pixels), so a larger batch runs in slices of this size.
+MAX_ATTENTION_BATCH = 65535
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: torch.Tensor | None = None):
-    """Multi-head softmax attention on [B, N, heads*d] tensors, scale 1/sqrt(d)."""
+    """Multi-head softmax attention on [B, N, heads*d] tensors, scale 1/sqrt(d); `mask` broadcasts over B."""
     b, n, inner = q.shape
     d = inner // heads
     q, k, v = (x.reshape(b, x.shape[1], heads, d).transpose(1, 2) for x in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if b <= MAX_ATTENTION_BATCH:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    else:  # each sample attends only to itself: slices give the same numbers
+        slices = range(0, b, MAX_ATTENTION_BATCH)
+        sliced = [tuple(x[i : i + MAX_ATTENTION_BATCH] for x in (q, k, v)) for i in slices]
+        out = torch.cat([F.scaled_dot_product_attention(*qkv, attn_mask=mask) for qkv in sliced])
     return out.transpose(1, 2).reshape(b, n, inner)

@@ -62,8 +62,12 @@ class VideoResnetBlock(ResnetBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = super().forward(x)  # [T, C, H, W]
-        # lerp: the blend in one pass, without the two scaled copies as temporaries (the clip decoder's peak).
-        return torch.lerp(s, _to_frames(self.time_stack(_to_clip(s))), torch.sigmoid(self.mix_factor))
+        alpha = torch.sigmoid(self.mix_factor)
+        # The original's `alpha * s + (1 - alpha) * x_mix` computes in the promoted dtype: float32 under autocast
+        # (float16 activations, float32 weight), where lerp itself refuses the mix. Otherwise the dtypes agree and
+        # lerp blends in one pass, without the two scaled copies as temporaries (the clip decoder's peak).
+        dtype = torch.promote_types(s.dtype, alpha.dtype)
+        return torch.lerp(s.to(dtype), _to_frames(self.time_stack(_to_clip(s))).to(dtype), alpha.to(dtype))
 
 
 class VideoConv(nn.Conv2d):
