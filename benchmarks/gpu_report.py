@@ -148,7 +148,7 @@ def _jsonable(value):
 
 
 def start_watchdog(report: Report, grace_s: float) -> threading.Timer:
-    """Past budget + grace: record where the run stood, end the children, exit (a hung kernel must not eat the lease)."""
+    """Past budget + grace: record where the run stood, end the children and exit (a hang must not eat the lease)."""
 
     def expire() -> None:
         for group in list(report.children):

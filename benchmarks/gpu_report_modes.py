@@ -100,7 +100,8 @@ def record_environment(report: Report, device: torch.device) -> None:
 def preset_error(args) -> str | None:
     """Why a preset of the command line cannot serve its section, in one line; None when all can."""
     named = [(name, "dynamicrafter", "--presets (SVD goes to --svd)") for name in {*args.presets, args.long_video}]
-    for name, family, what in [*named, (args.svd, "svd", "--svd"), (args.aoti_preset, "dynamicrafter", "--aoti-preset")]:
+    named += [(args.svd, "svd", "--svd"), (args.aoti_preset, "dynamicrafter", "--aoti-preset")]
+    for name, family, what in named:
         try:
             dcrt.get_preset(name).require_family(family, what)
         except DcrtError as exc:
