@@ -78,6 +78,7 @@ def build(report, preset, config: AotiConfig, target, root: Path, components: li
             value={"build_s": entry.build_seconds, "mib": round(entry.bytes / 2**20, 1), "parity": entry.parity},
         )
     report.log(f"built {', '.join(components)} in {time.monotonic() - start:.0f} s")
+    report.section = "aoti"
 
 
 def _ms_per_call(fn, device: torch.device) -> float:
