@@ -62,6 +62,7 @@ DEFAULT_RESERVE_S = 60
 DEFAULT_PRESETS = "512,tooncrafter,256,1024"
 # Builds that cannot share the fast tests' timeout: they run in their own section, `gpu-host`, after the rest.
 HEAVY_GPU_TESTS = ("tests/test_cpp_host.py::test_host_on_cuda_equals_python",)
+GPU_TESTS_TIMEOUT_S = 150.0  # `gpu-tests` (--tests-timeout); each child's timeout is also held to the budget left
 HOST_TIMEOUT_S = 300.0
 PER_TEST_TIMEOUT_S = 60  # pytest-timeout's, where installed: one hung test fails alone, not the whole section
 INTERRUPT_GRACE_S = 10.0  # after SIGINT, for pytest to write its junit XML and summary before SIGKILL
@@ -282,7 +283,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="measured steps per run (default 4; 2 on --dry-run)")
     parser.add_argument("--long-video", default=None, help="preset of the long video (default 512; tiny: --dry-run)")
     parser.add_argument("--svd", default=None, help="SVD preset of its section (default svd-xt; tiny-svd: --dry-run)")
-    parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `gpu-tests` (default 150)")
+    tests = f"seconds for `gpu-tests` (default {GPU_TESTS_TIMEOUT_S:.0f})"
+    parser.add_argument("--tests-timeout", type=float, default=GPU_TESTS_TIMEOUT_S, help=tests)
     parser.add_argument("--aoti-preset", default=None, help="preset of the aoti section (default 512; tiny: --dry-run)")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny presets: checks this script")
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ REST_RESERVE_S = 120  # budget a further component's build must leave
 
 def aoti_section(report, preset_name: str, device: torch.device, dry_run: bool, work: Path) -> None:
     """Build into `work`, time and (CUDA) capture; everything measured lands in report['sections']['aoti']."""
-    preset = dcrt.get_preset("tiny" if dry_run else preset_name)
+    preset = dcrt.get_preset(preset_name)
     kind = device.type
     config, target = AotiConfig(device=kind), detect_aoti_target(kind)
     root = work / "aoti-engines"
