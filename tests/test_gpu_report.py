@@ -282,3 +282,14 @@ def test_a_child_past_its_timeout_is_ended_with_its_whole_process_group(tmp_path
     assert _gone(grandchild) and not report.children
     section = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["sleeper"]
     assert section["exit_code"] == "timeout after 2 s (process group ended)"
+
+
+def test_the_host_section_is_not_run_where_its_tools_are_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_report, "host_prerequisites", lambda: ["cmake not on PATH", "png.h not found"])
+    report = gpu_report.Report(tmp_path, budget_s=100000)
+    try:
+        report.run_section("gpu-host", lambda: gpu_report.gpu_host_section(report, dry_run=False))
+    finally:
+        report.close()
+    section = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["gpu-host"]
+    assert section["status"] == "not run: cmake not on PATH; png.h not found" and "command" not in section
