@@ -63,7 +63,7 @@ def dry_run(tmp_path_factory):
     )
     cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), "--dry-run", "--out", str(out)]
     cmd += ["--budget", "100000"]  # neither a section's reserve nor the watchdog can run out on a busy machine
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1100)
     data = json.loads((out / "gpu-report.json").read_text())
     return proc.returncode, proc.stdout + proc.stderr, data, out
 
