@@ -6,9 +6,9 @@ video, the SVD and aoti sections' entry points, and the Markdown table.
 Per preset, seeded random weights are drawn on the device, and every mode samples the same image, prompt
 and noise: the fp32 reference (TF32 off), the baseline (the original's way), dcrt eager fp16, the captured
 graph, graph + fused kernels, and bf16 graph + fused kernels. Each mode runs once to warm up (and capture)
-and once timed (the dry run: once), at `--steps` steps: conditioning, denoising (ms per step) and decoding are measured; the
-50-step time is computed from those measured parts and labelled so. Then the modes are compared: relative
-error of the final latents and PSNR of the decoded frames.
+and once timed (the dry run: once), at `--steps` steps: conditioning, denoising (ms per step) and decoding
+are measured; the 50-step time is computed from those measured parts and labelled so. Then the modes are
+compared: relative error of the final latents and PSNR of the decoded frames.
 """
 
 from __future__ import annotations
