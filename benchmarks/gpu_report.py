@@ -1,107 +1,75 @@
 """The one command to run first whenever a GPU is available: the GPU tests, then every sampling mode at full size.
 
-    python benchmarks/gpu_report.py --out DIR [--budget 480] [--presets 512,tooncrafter,256,1024] [--steps 4]
-    python benchmarks/gpu_report.py --dry-run --out DIR    # CPU, tiny preset: proves the script itself (CI)
-    python benchmarks/gpu_report.py --out DIR --svd svd-xt  # the SVD section's preset (the default; gpu_report_svd.py)
+    python benchmarks/gpu_report.py --out DIR [--budget 400] [--sections NAME,...] [--work DIR]
+    python benchmarks/gpu_report.py --dry-run --out DIR         # CPU, tiny presets: proves the script itself (CI)
+    python benchmarks/gpu_report.py --sections aoti --out DIR   # one section on its own, with the whole budget
 
-Sections run in order, each by name: `kernels` (NVRTC compile + load), `gpu-tests` (`pytest -m gpu` with a
-timeout and junit XML), then one per preset, the long video, and Stable Video Diffusion's. A section that
-would start with less than its reserve of the `--budget` left is recorded as skipped; a watchdog records where
-it stood and exits if the budget is overrun. DIR receives gpu-report.json (rewritten after every measurement),
-gpu-report.log, gpu-tests.xml and gpu-tests.log, and at the end gpu-report.md.
+Sections run in this order, each by name (`--sections` picks some; `section_names`): `kernels` (NVRTC compile +
+load), `gpu-tests` (`pytest -m gpu` without HEAVY_GPU_TESTS: the kernel and runner tests), one per preset
+(`--presets`; benchmarks/gpu_report_modes.py), `long-video`, Stable Video Diffusion's (`--svd`; gpu_report_svd.py),
+`aoti` (AOTInductor CUDA packages built on the device; gpu_report_aoti.py) and `gpu-host` (HEAVY_GPU_TESTS: the C++
+host's CUDA build, only where cmake, nvcc, a C++ compiler and png.h are found, else recorded "not run: why"). A
+section that would start with less than its reserve (RESERVE_S) of the budget left is recorded as skipped; past
+budget + WATCHDOG_GRACE_S a watchdog records where the run stood, ends the pytest children and exits (code 3).
 
-Per preset, seeded random weights are drawn on the device, and every mode samples the same image, prompt
-and noise (`MODES`): the fp32 reference (TF32 off), the baseline (the original's way), dcrt eager fp16,
-the captured graph, graph + fused kernels, and bf16 graph + fused kernels. Each mode runs once to warm
-up (and capture) and once timed, at `--steps` steps: conditioning, denoising (ms per step) and decoding
-are measured; the 50-step time is computed from those measured parts and labelled so. Then the modes
-are compared (`COMPARISONS`): relative error of the final latents and PSNR of the decoded frames.
-Last, `aoti` (benchmarks/gpu_report_aoti.py): AOTInductor CUDA packages built on the device, timed beside
-eager, and whether a CUDA graph can capture them.
+This file imports only the standard library: it creates DIR and writes gpu-report.json (the command) before it
+imports torch, dcrt and the section modules, so a failed import is recorded there with its traceback's last lines
+(status "failed: import ...", exit code 4). DIR receives only small files, flat: gpu-report.json (rewritten after
+every measurement), gpu-report.log, gpu-report.md at the end, and <section>.xml / <section>.log per pytest child.
+Packages, caches and build folders go to the work folder: --work (kept), or a fresh temporary folder outside DIR,
+removed at the end (left behind only when the watchdog ends the run).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
-import math
 import os
+import platform
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the GPU machine runs from a checkout, without installing dcrt
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from gpu_report_aoti import aoti_markdown, aoti_section  # noqa: E402
-from gpu_report_svd import svd_markdown, svd_section  # noqa: E402
-
-import dcrt  # noqa: E402
-from dcrt import kernel_compile, kernels  # noqa: E402
-from dcrt.backends import TorchBackend  # noqa: E402
-from dcrt.backends.baseline import BaselineBackend  # noqa: E402
-from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize  # noqa: E402
-from dcrt.checkpoint import WEIGHT_DTYPES  # noqa: E402
-from dcrt.errors import DcrtError  # noqa: E402
-from dcrt.export import relative_error  # noqa: E402
-from dcrt.flops import unet_flops  # noqa: E402
-from dcrt.options import resolve_options  # noqa: E402
-from dcrt.pipeline import Pipeline, guidance_for  # noqa: E402
-
-PROMPT = "a boat sailing on a calm sea at sunset"
-STEPS_COMPUTED = 50  # the released models' default: the figure computed from the measured parts
-
-
-@dataclass(frozen=True)
-class Mode:
-    name: str
-    dtype: str  # key of WEIGHT_DTYPES: the weights
-    baseline: bool = False  # BaselineBackend: the original's way of running the same weights
-    cuda_graph: bool = False
-    fused_kernels: bool = False
-    reference: bool = False  # fp32 with TF32 off: what the other modes are checked against
-
-
-# Grouped by weights, so one model per dtype is resident at a time.
-MODES = (
-    Mode("fp32-reference", "fp32", reference=True),
-    Mode("baseline", "fp32", baseline=True),
-    Mode("eager-fp16", "fp16"),
-    Mode("graph-fp16", "fp16", cuda_graph=True),
-    Mode("graph-fused-fp16", "fp16", cuda_graph=True, fused_kernels=True),
-    Mode("graph-fused-bf16", "bf16", cuda_graph=True, fused_kernels=True),
-)
-# (mode, against): what each comparison shows.
-COMPARISONS = (
-    ("graph-fp16", "eager-fp16"),  # capture changes nothing
-    ("graph-fused-fp16", "graph-fp16"),  # the fused kernels change (almost) nothing
-    ("baseline", "fp32-reference"),  # fp16 autocast, the original's way
-    ("eager-fp16", "fp32-reference"),  # fp16 weights
-    ("graph-fused-fp16", "fp32-reference"),
-    ("graph-fused-bf16", "fp32-reference"),  # bf16 weights
-)
-# Seconds of budget a section needs to start (rough full-size costs on an H200; the rest is skipped by name).
+# The default budget and the watchdog's grace fit one 8-minute device command, wheel install to last file:
+# ~15 s of install and imports + 400 s + 30 s = ~445 s < 480 s (README.md, "On a GPU machine").
+DEFAULT_BUDGET_S = 400.0
+WATCHDOG_GRACE_S = 30.0
+# Seconds of budget a section needs to start (rough full-size costs on an H200, never all measured; the rest is
+# skipped by name). A preset's mode needs its preset's reserve / len(MODES).
 RESERVE_S = {
     **{"kernels": 20, "gpu-tests": 60, "tiny": 10, "256": 40, "512": 60, "1024": 120, "tooncrafter": 60},
     **{"long-video": 60, "svd-xt": 150, "tiny-svd": 10},
     "aoti": 240,  # one full-size UNet package compiled on the device, then timed and captured
+    "gpu-host": 240,  # CMake + nvcc build of the host, and the tiny preset's six CUDA packages
 }
+DEFAULT_RESERVE_S = 60
 # In the order they are measured, so a short budget keeps the first: 512 (the most used), then ToonCrafter (its
 # 10 GB target has never been measured), then the others.
 DEFAULT_PRESETS = "512,tooncrafter,256,1024"
-LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
-LONG_VIDEO_MODE = "graph-fused-fp16"
-# Peak-memory targets (GB, 1e9 bytes) that the half-precision modes are held to; issue 16 set ToonCrafter's.
-# `python benchmarks/memory.py` estimates the same figure without a GPU.
-MEMORY_TARGETS_GB = {"tooncrafter": 10}
-DEFAULT_RESERVE_S = 60
+# Builds that cannot share the fast tests' timeout: they run in their own section, `gpu-host`, after the rest.
+HEAVY_GPU_TESTS = ("tests/test_cpp_host.py::test_host_on_cuda_equals_python",)
+GPU_TESTS_TIMEOUT_S = 150.0  # `gpu-tests` (--tests-timeout); each child's timeout is also held to the budget left
+HOST_TIMEOUT_S = 300.0
+PER_TEST_TIMEOUT_S = 60  # pytest-timeout's, where installed: one hung test fails alone, not the whole section
+INTERRUPT_GRACE_S = 10.0  # after SIGINT, for pytest to write its junit XML and summary before SIGKILL
+
+
+class NotRun(Exception):
+    """A section that cannot run here (a missing tool): recorded as "not run: why", not as a failure."""
 
 
 class Report:
@@ -112,7 +80,9 @@ class Report:
         self.started = time.monotonic()
         self.budget_s = budget_s
         self.data: dict = {"status": "running", "sections": {}}
-        self.section = "start"
+        self.section, self.section_started = "start", self.started
+        self.children: set[int] = set()  # process groups of running children: the watchdog ends them
+        self.render: Callable[[dict], str] | None = None  # the Markdown table, once the torch side is imported
         out.mkdir(parents=True, exist_ok=True)
         self._log = (out / "gpu-report.log").open("w")
 
@@ -121,6 +91,12 @@ class Report:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.budget_s - self.elapsed()
+
+    def reserve_s(self, name: str) -> float:
+        return RESERVE_S.get(name, DEFAULT_RESERVE_S)
 
     def log(self, message: str) -> None:
         line = f"{self.elapsed():7.1f} s  [{self.section}] {message}"
@@ -141,40 +117,48 @@ class Report:
         node[path[-1]] = value
         self.save()
 
-    def run_section(self, name: str, reserve_key: str, body: Callable[[], None]) -> None:
+    def run_section(self, name: str, body: Callable[[], None]) -> None:
         """Run `body` unless less than its reserve of the budget is left; a failure is recorded, not raised."""
-        self.section = name
-        left = self.budget_s - self.elapsed()
-        reserve = RESERVE_S.get(reserve_key, DEFAULT_RESERVE_S)
+        self.section, self.section_started = name, time.monotonic()
+        left, reserve = self.left(), self.reserve_s(name)
         if left < reserve:
             self.log(f"skipped: {left:.0f} s of the budget left, {reserve} s needed to start")
-            self.record(name, "status", value=f"skipped (budget: {left:.0f} s left)")
+            self.record(name, "status", value=f"skipped (budget: {left:.0f} s left, {reserve} s needed)")
             return
         self.record(name, "status", value="running")
-        start = time.monotonic()
         try:
             body()
             status = "done"
+        except NotRun as exc:
+            self.log(f"not run: {exc}")
+            status = f"not run: {exc}"
         except Exception as exc:  # the report goes on with the next section
             self.log("FAILED:\n" + traceback.format_exc())
             status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        self.record(name, "seconds", value=round(time.monotonic() - start, 1))
+        self.record(name, "seconds", value=round(time.monotonic() - self.section_started, 1))
         self.record(name, "status", value=status)
+
+    def write_markdown(self) -> None:
+        if self.render is not None:
+            (self.out / "gpu-report.md").write_text(self.render(self.data))
 
 
 def _jsonable(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return str(value)
+    item = getattr(value, "item", None)  # numpy and torch scalars
+    return item() if callable(item) else str(value)
 
 
 def start_watchdog(report: Report, grace_s: float) -> threading.Timer:
-    """Past budget + grace: record where the run stood, then exit (a hung kernel must not eat the lease)."""
+    """Past budget + grace: record where the run stood, end the children and exit (a hang must not eat the lease)."""
 
     def expire() -> None:
-        report.data["status"] = f"aborted: over budget in section {report.section}"
+        for group in list(report.children):
+            _signal_group(group, signal.SIGKILL)
+        in_section = time.monotonic() - report.section_started
+        report.data["status"] = f"aborted: over budget in section {report.section} after {in_section:.0f} s in it"
         report.log(report.data["status"])
         report.save()
+        report.write_markdown()
         os._exit(3)
 
     timer = threading.Timer(report.budget_s + grace_s, expire)
@@ -183,365 +167,213 @@ def start_watchdog(report: Report, grace_s: float) -> threading.Timer:
     return timer
 
 
-# --- sections -----------------------------------------------------------------------------------
+# --- child processes: pytest runs apart, so a crash or a hang there cannot take the report down -----------
 
 
-def kernels_section(report: Report, device: torch.device) -> None:
-    arch = "sm_90"
-    if device.type == "cuda":
-        arch = kernel_compile.arch_for_capability(*torch.cuda.get_device_capability(device))
-    start = time.perf_counter()
-    kernel_compile.compile_cubin(arch, cache=False)
-    report.record("kernels", "nvrtc", value={"version": kernel_compile.nvrtc_version(), "arch": arch})
-    report.record("kernels", "compile_s", value=round(time.perf_counter() - start, 2))
-    if device.type == "cuda":
-        start = time.perf_counter()
-        kernels.load_kernels(device)
-        report.record("kernels", "load_s", value=round(time.perf_counter() - start, 2))
+@dataclass(frozen=True)
+class ChildResult:
+    code: int | None  # None: ended on timeout
+    output: str
+
+
+def run_child(report: Report, cmd: list[str], log: Path, timeout_s: float) -> ChildResult:
+    """`cmd` in a session (process group) of its own, its output in `log`. Past `timeout_s` the whole group gets
+    SIGINT (pytest then writes its junit XML and summary), then SIGKILL after INTERRUPT_GRACE_S; the group is
+    ended after a normal exit too, so no grandchild (cmake, nvcc, Inductor's workers) skews later timings."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        report.children.add(proc.pid)  # the session's id is the child's pid
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+            _signal_group(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            report.children.discard(proc.pid)
+    return ChildResult(code, log.read_text(errors="replace"))
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:  # nothing left in the group
+        pass
+
+
+def child_section(report: Report, name: str, cmd: list[str], timeout_s: float) -> None:
+    """Run `cmd` as section `name`'s child; record its command, exit, summary line and every test not passed."""
+    report.record(name, "command", value=" ".join(cmd[1:]))
+    report.log(f"{' '.join(cmd[1:])} (timeout {timeout_s:.0f} s)")
+    result = run_child(report, cmd, report.out / f"{name}.log", timeout_s)
+    code = result.code if result.code is not None else f"timeout after {timeout_s:.0f} s (process group ended)"
+    summary = [line for line in result.output.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
+    report.record(name, "exit_code", value=code)
+    report.record(name, "summary", value=summary[0])
+    outcomes = ("FAILED", "ERROR", "SKIPPED")  # a skip with a GPU present hides a test: listed, never quiet
+    not_passed = [line for line in result.output.splitlines() if line.startswith(outcomes)]
+    report.record(name, "not_passed", value=not_passed)
+    report.log(f"exit {code}: {summary[0]}")
+    if code != 0:
+        raise RuntimeError(f"{name}: exit {code}: {summary[0]}")
+
+
+def pytest_command(report: Report, name: str, selection: list[str], collect_only: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report.out / name}.xml"]
+    if importlib.util.find_spec("pytest_timeout"):
+        cmd.append(f"--timeout={PER_TEST_TIMEOUT_S}")
+    return [*cmd, "-rfEs", "-m", "gpu", *selection] + (["--collect-only"] if collect_only else [])
 
 
 def gpu_tests_section(report: Report, dry_run: bool, timeout_s: float) -> None:
-    """`pytest -m gpu` in a child process (a crash there cannot take the report down); collect-only on a dry run."""
-    xml, log = report.out / "gpu-tests.xml", report.out / "gpu-tests.log"
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}"]
-    cmd += ["-rfEs", "tests"] + (["--collect-only"] if dry_run else [])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    report.log(" ".join(cmd[1:]))
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
-        output, code = proc.stdout + proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        code = f"timeout after {timeout_s:.0f} s"
-    log.write_text(output)
-    summary = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
-    report.record("gpu-tests", "command", value=" ".join(cmd[1:]))
-    report.record("gpu-tests", "exit_code", value=code)
-    report.record("gpu-tests", "summary", value=summary[0])
-    outcomes = ("FAILED", "ERROR", "SKIPPED")  # a skip with a GPU present hides a test: listed, never quiet
-    report.record("gpu-tests", "not_passed", value=[line for line in output.splitlines() if line.startswith(outcomes)])
-    report.log(f"exit {code}: {summary[0]}")
-    if code != 0:
-        raise RuntimeError(f"pytest -m gpu: {summary[0]}")
+    """`pytest -m gpu` but HEAVY_GPU_TESTS: the kernel and runner tests first; collect-only on a dry run."""
+    deselect = [f"--deselect={test}" for test in HEAVY_GPU_TESTS]
+    cmd = pytest_command(report, "gpu-tests", ["tests", *deselect], dry_run)
+    child_section(report, "gpu-tests", cmd, min(timeout_s, max(report.left(), 1.0)))
 
 
-@dataclass
-class ModeResult:
-    latents: torch.Tensor  # float32, on the CPU
-    frames: np.ndarray  # uint8 [T, H, W, 3]
+def gpu_host_section(report: Report, dry_run: bool) -> None:
+    """HEAVY_GPU_TESTS where their tools are found (else "not run: why"); collect-only on a dry run."""
+    missing = host_prerequisites()
+    report.record("gpu-host", "missing", value=missing)
+    if missing and not dry_run:
+        raise NotRun("; ".join(missing))
+    cmd = pytest_command(report, "gpu-host", list(HEAVY_GPU_TESTS), dry_run)
+    child_section(report, "gpu-host", cmd, min(HOST_TIMEOUT_S, max(report.left(), 1.0)))
 
 
-def test_image(height: int, width: int) -> np.ndarray:
-    """A smooth seeded picture (gradients and a disc): the same input for every mode."""
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    disc = ((x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.05).astype(np.float64)
-    image = np.stack([x, y, 0.5 * disc + 0.25 * (1 - x)], axis=-1)
-    return (image * 255).clip(0, 255).astype(np.uint8)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def pipeline_for_mode(model, mode: Mode, dry_run: bool) -> Pipeline:
-    backend = BaselineBackend(model) if mode.baseline else TorchBackend(model)
-    fused = mode.fused_kernels
-    if fused and dry_run:  # no CUDA: the kernels' torch reference runs the same fused wiring
-        fused = kernels.ReferenceKernels()
-    return Pipeline(backend, cache_unconditional=not mode.baseline, cuda_graph=mode.cuda_graph, fused_kernels=fused)
-
-
-def measure_mode(
-    report: Report, preset_name: str, mode: Mode, model, opts, image, dry_run: bool, label: str | None = None
-) -> ModeResult:
-    """Warm up, then time one run of `mode`; recorded as `label` (default: the mode's name) in `preset_name`.
-    The preset's first task: animate, or interpolate (the same image at both ends) for interpolation models."""
-    task = model.preset.modes[0]
-    images = [image, image] if task == "interpolate" else [image]
-    device = model.device
-    pipeline = pipeline_for_mode(model, mode, dry_run)
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if mode.reference:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        peak_memory_reset(device)
-        runs = []
-        for _ in range(2):  # warm-up (lazy init, cuDNN plans, graph capture), then timed
-            clock = StageClock(device)
-            with clock("end_to_end"):
-                result = pipeline.generate(images, PROMPT, task, opts, timer=clock)
-            runs.append(clock.seconds)
-        peak = peak_memory_bytes(device)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    timed = runs[-1]
-    ms_per_step = timed["denoise"] * 1000 / opts.steps
-    evaluations = opts.steps * guidance_for(opts).branches * opts.windows(task).count
-    latents = result.latents.float().cpu()
-    entry = {
-        "precision": pipeline.backend.precision,
-        "cuda_graph": pipeline.capture,
-        "fused_kernels": type(pipeline.kernels).__name__ if pipeline.kernels is not None else None,
-        "seconds": {stage: round(s, 4) for stage, s in timed.items()},
-        "warmup_end_to_end_s": round(runs[0]["end_to_end"], 3),
-        "ms_per_step": round(ms_per_step, 2),
-        f"computed_{STEPS_COMPUTED}_step_s": round(
-            timed["conditioning"] + ms_per_step * STEPS_COMPUTED / 1000 + timed["decode"], 2
-        ),
-        "ms_per_frame": round(timed["end_to_end"] * 1000 / opts.frames, 2),
-        "unet_tflops_effective": round(
-            unet_flops(model.preset, 1, opts.height, opts.width) * evaluations / timed["denoise"] / 1e12, 2
-        ),
-        "peak_memory_gib": round(peak / 2**30, 2),
-        "latents_finite": bool(torch.isfinite(latents).all()),
-        "black_frames": int((result.frames.reshape(len(result.frames), -1).max(axis=1) < 8).sum()),
-    }
-    report.record(preset_name, "modes", label or mode.name, value=entry)
-    report.log(
-        f"{label or mode.name}: {ms_per_step:.1f} ms/step, conditioning {timed['conditioning']:.2f} s, "
-        f"decode {timed['decode']:.2f} s, peak {entry['peak_memory_gib']} GiB"
-    )
-    return ModeResult(latents, result.frames)
-
-
-def decoder_check(report: Report, preset_name: str, model, latents: torch.Tensor) -> None:
-    """The fp16 VAE decode of real latents: no NaN/Inf in its float output, no black frames."""
-    backend = TorchBackend(model)
-    z = latents.to(model.device)[0].transpose(0, 1)  # [T, 4, h, w]
-    with torch.inference_mode():
-        video = torch.cat([backend.decode_latents(c).float().cpu() for c in z.split(backend.decode_chunk)])
-    frame_max = video.flatten(1).amax(dim=1)
-    report.record(
-        preset_name,
-        f"vae_decode_{str(model.dtype).removeprefix('torch.')}",
-        value={
-            "finite": bool(torch.isfinite(video).all()),
-            "black_frames": int((frame_max <= -1 + 2 * 8 / 255).sum()),  # every pixel under 8 of 255
-            "min": float(video.min()),
-            "max": float(video.max()),
-        },
-    )
-
-
-def compare(report: Report, preset_name: str, results: dict[str, ModeResult]) -> None:
-    for mode, against in COMPARISONS:
-        if mode in results and against in results:
-            a, b = results[mode], results[against]
-            decibels = psnr(a.frames, b.frames)
-            entry = {
-                "latents_rel_error": relative_error(a.latents, b.latents),
-                "frames_psnr_db": round(decibels, 2) if math.isfinite(decibels) else "identical",
-            }
-            report.record(preset_name, "comparisons", f"{mode} vs {against}", value=entry)
-            report.log(
-                f"{mode} vs {against}: rel. error {entry['latents_rel_error']:.2e}, {entry['frames_psnr_db']} dB"
-            )
-
-
-def preset_section(report: Report, preset_name: str, device: torch.device, steps: int, dry_run: bool) -> None:
-    preset = dcrt.get_preset(preset_name)
-    opts = resolve_options(preset, steps=steps, seed=123)
-    image = test_image(opts.height, opts.width)
-    report.record(preset_name, "settings", value={"height": opts.height, "width": opts.width, "steps": steps})
-    results: dict[str, ModeResult] = {}
-    model, model_dtype = None, None
-    for mode in MODES:
-        report.section = f"{preset_name}/{mode.name}"
-        if report.budget_s - report.elapsed() < RESERVE_S.get(preset_name, DEFAULT_RESERVE_S) / len(MODES):
-            report.record(preset_name, "modes", mode.name, value="skipped (budget)")
-            continue
-        try:
-            if mode.dtype != model_dtype:
-                model = None  # one model resident at a time
-                _empty_cache(device)
-                start = time.perf_counter()
-                model, model_dtype = (
-                    dcrt.random_model(preset, seed=0, device=device, dtype=WEIGHT_DTYPES[mode.dtype]),
-                    mode.dtype,
-                )
-                report.log(f"random {mode.dtype} weights on {device} in {time.perf_counter() - start:.1f} s")
-            results[mode.name] = measure_mode(report, preset_name, mode, model, opts, image, dry_run)
-            if mode.name == "eager-fp16" and preset.vae.dual_ref is None:  # a clip decoder needs its references
-                decoder_check(report, preset_name, model, results[mode.name].latents)
-        except Exception as exc:
-            report.log("FAILED:\n" + traceback.format_exc())
-            report.record(preset_name, "modes", mode.name, value=f"failed: {type(exc).__name__}: {exc}"[:500])
-        _empty_cache(device)
-    report.section = preset_name
-    compare(report, preset_name, results)
-    memory_target(report, preset_name)
-    failed = [m.name for m in MODES if str(report.data["sections"][preset_name]["modes"][m.name]).startswith("failed")]
-    if failed:
-        raise RuntimeError(f"modes failed: {', '.join(failed)}")
-
-
-def memory_target(report: Report, preset_name: str) -> None:
-    """The half-precision modes' peak memory against the preset's target, if it has one."""
-    if preset_name not in MEMORY_TARGETS_GB:
-        return
-    target = MEMORY_TARGETS_GB[preset_name]
-    modes = report.data["sections"][preset_name]["modes"]
-    half = {m.name for m in MODES if m.dtype != "fp32"}
-    peaks = {
-        name: round(entry["peak_memory_gib"] * 2**30 / 1e9, 2)
-        for name, entry in modes.items()
-        if name in half and isinstance(entry, dict)  # measured, not skipped or failed
-    }
-    entry = {"target_gb": target, "peak_gb": peaks, "met": bool(peaks) and max(peaks.values()) <= target}
-    report.record(preset_name, "memory_target", value=entry)
-    report.log(f"peak memory of the half-precision modes {peaks} GB, target {target} GB: met {entry['met']}")
-
-
-def long_video_section(report: Report, preset_name: str, device: torch.device, steps: int, dry_run: bool) -> None:
-    """The fastest mode at 16 and at LONG_VIDEO_FRAMES frames, side by side: ms per step and per frame grow with
-    the number of windows (docs/sampling.md §4.10), and the long video stays finite."""
-    preset = dcrt.get_preset(preset_name)
-    mode = next(m for m in MODES if m.name == LONG_VIDEO_MODE)
-    model = dcrt.random_model(preset, seed=0, device=device, dtype=WEIGHT_DTYPES[mode.dtype])
-    sizes = {"height": preset.height, "width": preset.width, "steps": steps}
-    report.record("long-video", "settings", value=sizes | {"preset": preset_name, "frames": f"16, {LONG_VIDEO_FRAMES}"})
-    for frames in (preset.frames, LONG_VIDEO_FRAMES):
-        opts = resolve_options(preset, steps=steps, seed=123, frames=frames)
-        label = f"{mode.name}, {frames} frames ({opts.windows('animate').count} windows)"
-        report.section = f"long-video/{label}"
-        measure_mode(report, "long-video", mode, model, opts, test_image(opts.height, opts.width), dry_run, label)
-        _empty_cache(device)
-
-
-def _empty_cache(device: torch.device) -> None:
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-# --- the table ----------------------------------------------------------------------------------
-
-
-def markdown(data: dict) -> str:
-    env = data.get("environment", {})
-    lines = [
-        f"# GPU report: {env.get('device', '?')}",
-        "",
-        f"torch {env.get('torch')}, CUDA {env.get('cuda')}, driver {env.get('driver')}, "
-        f"commit {env.get('git_commit')}; {data.get('elapsed_s')} s, status {data.get('status')}",
-        "",
-        "| section | status | seconds |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {name} | {s.get('status')} | {s.get('seconds', '-')} |" for name, s in data["sections"].items()]
-    computed = f"computed_{STEPS_COMPUTED}_step_s"
-    for name, section in data["sections"].items():
-        if section.get("kind") == "svd":
-            lines += svd_markdown(name, section)
-            continue
-        modes = section.get("modes")
-        if not isinstance(modes, dict):
-            continue
-        settings = section.get("settings", {})
-        lines += [
-            "",
-            f"## {name} ({settings.get('height')}x{settings.get('width')}, {settings.get('frames', 16)} frames, "
-            f"measured at {settings.get('steps')} steps)",
-            "",
-            f"| mode | ms/step | ms/frame | conditioning s | decode s | measured end-to-end s | {computed} (computed) "
-            "| UNet TFLOP/s | peak GiB | finite | black frames |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for mode, m in modes.items():
-            if not isinstance(m, dict):
-                lines.append(f"| {mode} | {m} |")
-                continue
-            s = m["seconds"]
-            lines.append(
-                f"| {mode} | {m['ms_per_step']} | {m.get('ms_per_frame', '-')} | {s['conditioning']:.3f} "
-                f"| {s['decode']:.3f} | {s['end_to_end']:.3f} "
-                f"| {m[computed]} | {m['unet_tflops_effective']} | {m['peak_memory_gib']} | {m['latents_finite']} "
-                f"| {m['black_frames']} |"
-            )
-        comparisons = section.get("comparisons", {})
-        if comparisons:
-            lines += ["", "| comparison | latents rel. error | frames PSNR dB |", "|---|---|---|"]
-            lines += [f"| {k} | {v['latents_rel_error']:.2e} | {v['frames_psnr_db']} |" for k, v in comparisons.items()]
-        if "memory_target" in section:
-            t = section["memory_target"]
-            lines += ["", f"Peak memory target {t['target_gb']} GB: met {t['met']} (GB per mode: {t['peak_gb']})"]
-    lines += aoti_markdown(data["sections"].get("aoti", {}))
-    return "\n".join(lines) + "\n"
+def host_prerequisites() -> list[str]:
+    """What the C++ host's CUDA build needs and this machine lacks (its CMake's find_package(PNG) wants png.h)."""
+    missing = [f"{tool} not on PATH" for tool in ("cmake", "nvcc") if shutil.which(tool) is None]
+    if not any(shutil.which(compiler) for compiler in ("c++", "g++", "clang++")):
+        missing.append("no C++ compiler (c++, g++, clang++) on PATH")
+    paths = [os.environ.get(v, "") for v in ("CPATH", "CPLUS_INCLUDE_PATH")]
+    folders = ["/usr/include", "/usr/local/include", *(p for v in paths for p in v.split(os.pathsep) if p)]
+    if not any((Path(folder) / "png.h").is_file() for folder in folders):
+        missing.append("png.h not found (libpng headers: apt-get install libpng-dev)")
+    return missing
 
 
 # --- main ---------------------------------------------------------------------------------------
 
 
+def section_names(args: argparse.Namespace) -> list[str]:
+    """Every section of a run with these arguments, in the order they run."""
+    return ["kernels", "gpu-tests", *args.presets, "long-video", args.svd, "aoti", "gpu-host"]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="directory for the JSON, logs, junit XML, Markdown")
-    parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole report (default 480)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON, logs, junit XML, Markdown")
+    budget = f"seconds for the whole report (default {DEFAULT_BUDGET_S:.0f}; the watchdog: +{WATCHDOG_GRACE_S:.0f})"
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help=budget)
+    parser.add_argument("--sections", default=None, help="comma-separated section names to run (default: all)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="folder for packages and builds, kept (default: a temporary one)"
+    )
     parser.add_argument(
         "--presets", default=None, help=f"comma-separated (default {DEFAULT_PRESETS}; tiny on --dry-run)"
     )
     parser.add_argument("--steps", type=int, default=None, help="measured steps per run (default 4; 2 on --dry-run)")
-    parser.add_argument(
-        "--long-video", default=None, help=f"preset of the {LONG_VIDEO_FRAMES}-frame run (default 512; tiny: --dry-run)"
-    )
+    parser.add_argument("--long-video", default=None, help="preset of the long video (default 512; tiny: --dry-run)")
     parser.add_argument("--svd", default=None, help="SVD preset of its section (default svd-xt; tiny-svd: --dry-run)")
-    parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for `pytest -m gpu`")
-    parser.add_argument("--aoti-preset", default="512", help="preset of the AOTInductor section (tiny on --dry-run)")
-    parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny preset: checks this script")
+    tests = f"seconds for `gpu-tests` (default {GPU_TESTS_TIMEOUT_S:.0f})"
+    parser.add_argument("--tests-timeout", type=float, default=GPU_TESTS_TIMEOUT_S, help=tests)
+    parser.add_argument("--aoti-preset", default=None, help="preset of the aoti section (default 512; tiny: --dry-run)")
+    parser.add_argument("--dry-run", action="store_true", help="on the CPU with the tiny presets: checks this script")
     args = parser.parse_args(argv)
-    args.presets = (args.presets or ("tiny" if args.dry_run else DEFAULT_PRESETS)).split(",")
-    args.steps = args.steps or (2 if args.dry_run else 4)
-    args.long_video = args.long_video or ("tiny" if args.dry_run else "512")
-    args.svd = args.svd or ("tiny-svd" if args.dry_run else "svd-xt")
-    sections = [(name, "dynamicrafter", "--presets (SVD goes to --svd)") for name in {*args.presets, args.long_video}]
-    for name, family, what in [*sections, (args.svd, "svd", "--svd")]:  # one line before any work, no traceback
-        try:
-            dcrt.get_preset(name).require_family(family, what)
-        except DcrtError as exc:
-            parser.error(str(exc))
+    tiny = args.dry_run
+    args.presets = (args.presets or ("tiny" if tiny else DEFAULT_PRESETS)).split(",")
+    args.steps = args.steps or (2 if tiny else 4)
+    args.long_video = args.long_video or ("tiny" if tiny else "512")
+    args.svd = args.svd or ("tiny-svd" if tiny else "svd-xt")
+    args.aoti_preset = args.aoti_preset or ("tiny" if tiny else "512")
+    names = section_names(args)
+    args.sections = args.sections.split(",") if args.sections else names
+    unknown = [name for name in args.sections if name not in names]
+    if unknown:
+        parser.error(f"--sections: no section {', '.join(unknown)}; this run's sections: {', '.join(names)}")
+    args.sections = [name for name in names if name in args.sections]  # the run's order
+    if args.work is not None and args.work.resolve().is_relative_to(args.out.resolve()):
+        parser.error("--work must be outside --out (--out receives only small files)")
     return args
+
+
+@contextmanager
+def work_folder(given: Path | None) -> Iterator[Path]:
+    """The --work folder (kept), or a fresh temporary one outside --out, removed at the end (GBs of packages)."""
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    path = Path(tempfile.mkdtemp(prefix="gpu-report-work-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def import_torch_side(report: Report):
+    """benchmarks/gpu_report_modes.py (torch, dcrt, the section modules), or None with the failure recorded."""
+    try:
+        return importlib.import_module("gpu_report_modes")
+    except Exception as exc:  # ImportError, or e.g. an OSError from a CUDA library: all recorded
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        report.data["status"] = f"failed: import: {type(exc).__name__}: {first}"
+        report.data["import_error"] = traceback.format_exc().strip().splitlines()[-12:]
+        report.log(report.data["status"])
+        report.save()
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.dry_run and not torch.cuda.is_available():
-        print("gpu_report: no CUDA GPU visible (use --dry-run to check the script on a CPU)", file=sys.stderr)
-        return 2
-    device = torch.device("cpu" if args.dry_run else "cuda")
     report = Report(args.out, args.budget)
-    watchdog = start_watchdog(report, grace_s=60.0)
+    report.data["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    report.data |= {"dry_run": args.dry_run, "sections_selected": args.sections, "python": platform.python_version()}
+    report.save()  # before anything can fail
+    watchdog = start_watchdog(report, WATCHDOG_GRACE_S)
     try:
-        return run_report(report, args, device, argv)
+        return run_report(report, args)
     finally:
         watchdog.cancel()
         report.close()
 
 
-def run_report(report: Report, args: argparse.Namespace, device: torch.device, argv: list[str] | None) -> int:
-    report.data["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
-    report.data["dry_run"] = args.dry_run
-    report.data["environment"] = environment(device)
-    report.save()
-    report.log(f"{report.data['environment']['device']}, budget {args.budget:.0f} s, presets {args.presets}")
-    report.run_section("kernels", "kernels", lambda: kernels_section(report, device))
-    report.run_section("gpu-tests", "gpu-tests", lambda: gpu_tests_section(report, args.dry_run, args.tests_timeout))
-    for name in args.presets:
-        report.run_section(name, name, lambda name=name: preset_section(report, name, device, args.steps, args.dry_run))
-    report.run_section(
-        "long-video",
-        "long-video",
-        lambda: long_video_section(report, args.long_video, device, args.steps, args.dry_run),
-    )
-    svd = args.svd
-    image = test_image(dcrt.get_preset(svd).height, dcrt.get_preset(svd).width)
-    report.run_section(svd, svd, lambda: svd_section(report, svd, device, args.steps, image))
-    report.run_section("aoti", "aoti", lambda: aoti_section(report, args.aoti_preset, device, args.dry_run))
+def run_report(report: Report, args: argparse.Namespace) -> int:
+    modes = import_torch_side(report)
+    if modes is None:
+        return 4
+    refusal = modes.preset_error(args)
+    device = modes.device_for(args.dry_run)
+    if refusal or device is None:
+        refusal = refusal or "no CUDA GPU visible (use --dry-run to check the script on a CPU)"
+        report.data["status"] = f"failed: {refusal}"
+        report.save()
+        print(f"gpu_report: error: {refusal}", file=sys.stderr)
+        return 2
+    modes.record_environment(report, device)
+    report.render = modes.markdown
+    with work_folder(args.work) as work:
+        report.data["work"] = str(work)
+        bodies = modes.section_bodies(report, args, device, work)
+        bodies["gpu-tests"] = lambda: gpu_tests_section(report, args.dry_run, args.tests_timeout)
+        bodies["gpu-host"] = lambda: gpu_host_section(report, args.dry_run)
+        for name in args.sections:
+            report.run_section(name, bodies[name])
     report.section = "end"
-    failed = [n for n, s in report.data["sections"].items() if not str(s.get("status")).startswith(("done", "skipped"))]
+    done = ("done", "skipped", "not run")
+    failed = [n for n, s in report.data["sections"].items() if not str(s.get("status")).startswith(done)]
     report.data["status"] = f"failed sections: {', '.join(failed)}" if failed else "done"
     report.save()
-    (args.out / "gpu-report.md").write_text(markdown(report.data))
-    print(markdown(report.data))
+    report.write_markdown()
+    print(modes.markdown(report.data))
     return 1 if failed else 0
 
 

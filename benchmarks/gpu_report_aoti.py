@@ -2,8 +2,9 @@
 graph can capture it (measured, never assumed: dcrt.backends.aoti_backend keeps `capturable` False until this
 says otherwise).
 
-On a GPU it builds the full-size `unet` package (batch 2, fp16, CUDA) of the report's first preset, then the rest
-of the bundle while the budget allows (each component records its build time and size, or why it was not built).
+On a GPU it builds the full-size `unet` package (batch 2, fp16, CUDA) of `--aoti-preset`, then the rest of the
+bundle while the budget allows (each component records its build time and size, or why it was not built). The
+packages (GBs) go to gpu_report's work folder, never to its --out.
 The dry run builds the tiny preset's `text_encoder` for the CPU (the smallest package: the section's wiring in
 seconds, not a measurement). Then for the measured component: ms per call eager (the PyTorch module) and packaged,
 side by side, and on CUDA a capture of the package's call into a CUDA graph, replayed and compared with a direct
@@ -30,12 +31,12 @@ CALLS = 10  # timed calls per side
 REST_RESERVE_S = 120  # budget a further component's build must leave
 
 
-def aoti_section(report, preset_name: str, device: torch.device, dry_run: bool) -> None:
-    """Build, time and (CUDA) capture; everything lands in report['sections']['aoti']."""
-    preset = dcrt.get_preset("tiny" if dry_run else preset_name)
+def aoti_section(report, preset_name: str, device: torch.device, dry_run: bool, work: Path) -> None:
+    """Build into `work`, time and (CUDA) capture; everything measured lands in report['sections']['aoti']."""
+    preset = dcrt.get_preset(preset_name)
     kind = device.type
     config, target = AotiConfig(device=kind), detect_aoti_target(kind)
-    root = Path(report.out) / "aoti-engines"
+    root = work / "aoti-engines"
     name = MEASURED[kind]
     report.record("aoti", "settings", value={"preset": preset.name, "target": target.dirname, "component": name})
     build(report, preset, config, target, root, [name])
@@ -44,7 +45,7 @@ def aoti_section(report, preset_name: str, device: torch.device, dry_run: bool) 
         report.record("aoti", "not_built", value={c: "dry run: one package only" for c in rest})
     else:
         for component in rest:
-            left = report.budget_s - report.elapsed()
+            left = report.left()
             if left < REST_RESERVE_S:
                 report.record("aoti", "not_built", component, value=f"budget: {left:.0f} s left")
                 continue
@@ -62,6 +63,7 @@ def aoti_section(report, preset_name: str, device: torch.device, dry_run: bool) 
 
 
 def build(report, preset, config: AotiConfig, target, root: Path, components: list[str]) -> None:
+    report.section = f"aoti/build {', '.join(components)}"  # where a watchdog abort stood, with its seconds in it
     start = time.monotonic()
     result = build_aoti_bundle(
         preset, Weights(preset.name), root, config, target, log=report.log, only=tuple(components)
@@ -76,6 +78,7 @@ def build(report, preset, config: AotiConfig, target, root: Path, components: li
             value={"build_s": entry.build_seconds, "mib": round(entry.bytes / 2**20, 1), "parity": entry.parity},
         )
     report.log(f"built {', '.join(components)} in {time.monotonic() - start:.0f} s")
+    report.section = "aoti"
 
 
 def _ms_per_call(fn, device: torch.device) -> float:

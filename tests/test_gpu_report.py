@@ -2,7 +2,8 @@
 
 The dry run goes through every section and mode with the tiny preset, in a child process where the
 packages that the lent GPU machine lacks cannot be imported, so an import or logic error shows up here
-and not in the 15 minutes of GPU time.
+and not in the 15 minutes of GPU time. Its budget is one a slow machine cannot exhaust; a separate test
+proves the budget skipping. No test here asserts on speed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import gpu_report  # noqa: E402
+import gpu_report_modes as modes  # noqa: E402
 
 # Not on the lent GPU machine (its image's package list, 2026-11) and not carried by benchmarks/gpu_wheels.sh.
 MISSING_ON_THE_GPU_MACHINE = (
@@ -59,7 +62,8 @@ def dry_run(tmp_path_factory):
         DCRT_TEST_MISSING_MODULES=",".join(MISSING_ON_THE_GPU_MACHINE),
     )
     cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), "--dry-run", "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    cmd += ["--budget", "100000"]  # neither a section's reserve nor the watchdog can run out on a busy machine
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1100)
     data = json.loads((out / "gpu-report.json").read_text())
     return proc.returncode, proc.stdout + proc.stderr, data, out
 
@@ -84,10 +88,23 @@ def test_dry_run_passes_every_section_without_the_missing_packages(dry_run):
         "long-video": "done",
         "tiny-svd": "done",
         "aoti": "done",
+        "gpu-host": "done",
     }
     assert "collected" in data["sections"]["gpu-tests"]["summary"]  # every -m gpu test module imports there
+    assert "deselected" in data["sections"]["gpu-tests"]["summary"]  # the heavy build runs in gpu-host
+    assert "1 test collected" in data["sections"]["gpu-host"]["summary"]
     for name in ("gpu-report.json", "gpu-report.md", "gpu-report.log", "gpu-tests.xml", "gpu-tests.log"):
         assert (out / name).is_file(), name
+
+
+def test_dry_run_out_holds_only_small_files_and_the_work_folder_is_removed(dry_run):
+    _, _, data, out = dry_run
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert len(files) <= 8  # what the device tool brings back: 8 files of 16 MiB, 2 folders deep at most
+    for path in files:
+        assert path.suffix in {".json", ".md", ".log", ".xml"} and path.stat().st_size < 16 * 2**20, path
+        assert len(path.relative_to(out).parts) <= 2, path
+    assert not Path(data["work"]).is_relative_to(out) and not Path(data["work"]).exists()
 
 
 def test_dry_run_measures_a_long_video_beside_a_short_one(dry_run):
@@ -101,15 +118,15 @@ def test_dry_run_measures_a_long_video_beside_a_short_one(dry_run):
 def test_dry_run_measures_every_mode_and_comparison(dry_run):
     _, output, data, _ = dry_run
     tiny = data["sections"]["tiny"]
-    assert list(tiny["modes"]) == [m.name for m in gpu_report.MODES]
+    assert list(tiny["modes"]) == [m.name for m in modes.MODES]
     for name, mode in tiny["modes"].items():
         assert isinstance(mode, dict), f"{name}: {mode}"
         assert mode["ms_per_step"] > 0 and mode["peak_memory_gib"] > 0 and mode["latents_finite"], name
-        computed = mode[f"computed_{gpu_report.STEPS_COMPUTED}_step_s"]
+        computed = mode[f"computed_{modes.STEPS_COMPUTED}_step_s"]
         assert computed > mode["seconds"]["end_to_end"] - mode["seconds"]["denoise"], name
     assert tiny["modes"]["baseline"]["cuda_graph"] is False and tiny["modes"]["baseline"]["fused_kernels"] is None
     assert tiny["modes"]["graph-fused-bf16"]["fused_kernels"] == "ReferenceKernels"  # the wiring ran, on a CPU
-    assert set(tiny["comparisons"]) == {f"{a} vs {b}" for a, b in gpu_report.COMPARISONS}
+    assert set(tiny["comparisons"]) == {f"{a} vs {b}" for a, b in modes.COMPARISONS}
     assert tiny["comparisons"]["baseline vs fp32-reference"]["latents_rel_error"] < 1e-4  # same fp32 weights
     assert tiny["comparisons"]["graph-fp16 vs eager-fp16"]["latents_rel_error"] < 1e-5
     assert tiny["vae_decode_float16"]["finite"]
@@ -120,19 +137,19 @@ def test_tooncrafter_half_precision_peaks_are_held_to_the_10_gb_target(tmp_path,
     report = gpu_report.Report(tmp_path, budget_s=60)
     try:
         seconds = {"conditioning": 1.0, "denoise": 2.0, "decode": 1.0, "end_to_end": 4.0}
-        measured = {"seconds": seconds, "ms_per_step": 1.0, f"computed_{gpu_report.STEPS_COMPUTED}_step_s": 5.0}
+        measured = {"seconds": seconds, "ms_per_step": 1.0, f"computed_{modes.STEPS_COMPUTED}_step_s": 5.0}
         measured |= {"unet_tflops_effective": 1.0, "latents_finite": True, "black_frames": 0}
-        modes = {m.name: measured | {"peak_memory_gib": 20.0 if m.dtype == "fp32" else 8.0} for m in gpu_report.MODES}
-        modes["graph-fused-fp16"]["peak_memory_gib"] = peak_gib
-        modes["graph-fp16"] = "skipped (budget)"
-        report.record("tooncrafter", "modes", value=modes)
-        gpu_report.memory_target(report, "tooncrafter")
+        entries = {m.name: measured | {"peak_memory_gib": 20.0 if m.dtype == "fp32" else 8.0} for m in modes.MODES}
+        entries["graph-fused-fp16"]["peak_memory_gib"] = peak_gib
+        entries["graph-fp16"] = "skipped (budget)"
+        report.record("tooncrafter", "modes", value=entries)
+        modes.memory_target(report, "tooncrafter")
     finally:
         report.close()
     target = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["tooncrafter"]["memory_target"]
     assert target["target_gb"] == 10 and target["met"] is met
     assert set(target["peak_gb"]) == {"eager-fp16", "graph-fused-fp16", "graph-fused-bf16"}  # fp32 and skips left out
-    assert f"Peak memory target 10 GB: met {met}" in gpu_report.markdown(report.data)
+    assert f"Peak memory target 10 GB: met {met}" in modes.markdown(report.data)
 
 
 def test_dry_run_measures_svd_against_diffusers_beside_the_anchor(dry_run):
@@ -153,9 +170,8 @@ def test_dry_run_measures_svd_against_diffusers_beside_the_anchor(dry_run):
     assert "## tiny-svd" in table and "(published; not measured here) | - | - | - | 19.1 | 22.6 |" in table
 
 
-def test_the_svd_section_takes_an_svd_preset_only(capsys):
-    with pytest.raises(SystemExit):
-        gpu_report.parse_args(["--out", "x", "--svd", "512"])
+def test_the_svd_section_takes_an_svd_preset_only(tmp_path, capsys):
+    assert gpu_report.main(["--dry-run", "--out", str(tmp_path), "--svd", "512"]) == 2
     assert "512 does not support --svd yet (model family dynamicrafter; svd has it)" in capsys.readouterr().err
 
 
@@ -174,21 +190,33 @@ def test_dry_run_builds_and_times_one_aoti_package(dry_run):
 
 def test_budget_skips_sections_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["gpu_report.py"])
+    monkeypatch.setattr(gpu_report, "WATCHDOG_GRACE_S", 100000.0)  # in this process, the watchdog must not fire
     code = gpu_report.main(["--dry-run", "--out", str(tmp_path), "--budget", "5"])
     data = json.loads((tmp_path / "gpu-report.json").read_text())
     assert code == 0 and data["status"] == "done"
     assert all(s["status"].startswith("skipped (budget") for s in data["sections"].values())
-    assert set(data["sections"]) == {"kernels", "gpu-tests", "tiny", "long-video", "tiny-svd", "aoti"}
-    assert "skipped" in (tmp_path / "gpu-report.md").read_text()
+    assert list(data["sections"]) == ["kernels", "gpu-tests", "tiny", "long-video", "tiny-svd", "aoti", "gpu-host"]
+    assert "| aoti | skipped (budget" in (tmp_path / "gpu-report.md").read_text()
+
+
+def test_sections_run_by_name_and_an_unknown_one_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(modes, "kernels_section", lambda *args: None)
+    assert gpu_report.main(["--dry-run", "--out", str(tmp_path), "--sections", "kernels", "--budget", "100000"]) == 0
+    assert list(json.loads((tmp_path / "gpu-report.json").read_text())["sections"]) == ["kernels"]
+    with pytest.raises(SystemExit):
+        gpu_report.parse_args(["--dry-run", "--out", str(tmp_path), "--sections", "kernels,1024"])
+    assert "--sections: no section 1024; this run's sections: kernels, gpu-tests, tiny," in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gpu_report.parse_args(["--out", str(tmp_path), "--work", str(tmp_path / "work")])
+    assert "--work must be outside --out" in capsys.readouterr().err
 
 
 def test_a_failing_mode_fails_its_section_and_the_report(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(gpu_report, "measure_mode", broken)
-    monkeypatch.setattr(gpu_report, "gpu_tests_section", lambda *args: None)
-    code = gpu_report.main(["--dry-run", "--out", str(tmp_path)])
+    monkeypatch.setattr(modes, "measure_mode", broken)
+    code = gpu_report.main(["--dry-run", "--out", str(tmp_path), "--sections", "tiny,long-video", "--budget", "100000"])
     data = json.loads((tmp_path / "gpu-report.json").read_text())
     assert code == 1 and data["status"] == "failed sections: tiny, long-video"
     assert data["sections"]["tiny"]["modes"]["baseline"].startswith("failed: RuntimeError: simulated failure")
@@ -196,10 +224,72 @@ def test_a_failing_mode_fails_its_section_and_the_report(tmp_path, monkeypatch):
 
 
 def test_svd_presets_are_refused_in_one_line_before_any_work(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        gpu_report.parse_args(["--dry-run", "--out", str(tmp_path), "--presets", "tiny,svd-xt"])
+    code = gpu_report.main(["--dry-run", "--out", str(tmp_path), "--presets", "tiny,svd-xt"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert info.value.code == 2 and err.endswith(
-        "svd-xt does not support --presets (SVD goes to --svd) yet (model family svd; dynamicrafter has it)"
-    )
-    assert not any(tmp_path.iterdir())
+    refusal = "svd-xt does not support --presets (SVD goes to --svd) yet (model family svd; dynamicrafter has it)"
+    assert code == 2 and err.endswith(refusal)
+    data = json.loads((tmp_path / "gpu-report.json").read_text())
+    assert data["status"].endswith(refusal) and data["sections"] == {}
+
+
+def test_the_first_json_is_written_before_the_torch_side_is_imported(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(os.environ, PYTHONPATH=str(site), DCRT_TEST_MISSING_MODULES="torch")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    data = json.loads((tmp_path / "out" / "gpu-report.json").read_text())
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert data["status"] == "failed: import: ModuleNotFoundError: No module named 'torch'"
+    assert data["command"] == f"gpu_report.py --out {tmp_path / 'out'}" and data["sections"] == {}
+    assert "ModuleNotFoundError: No module named 'torch'" in data["import_error"][-1]
+
+
+# The child ignores SIGINT, and its grandchild too: only the group's SIGKILL ends them. `-S`: a quick start.
+SLEEPER = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
+    print(subprocess.Popen([sys.executable, "-S", "-c", code]).pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for its new parent to reap it; polled with a generous bound."""
+    for _ in range(600):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in "ZX":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_child_past_its_timeout_is_ended_with_its_whole_process_group(tmp_path):
+    report = gpu_report.Report(tmp_path, budget_s=60)
+    try:
+        with pytest.raises(RuntimeError, match="timeout after 2 s"):
+            gpu_report.child_section(report, "sleeper", [sys.executable, "-S", "-c", SLEEPER], timeout_s=2)
+    finally:
+        report.close()
+    grandchild = int((tmp_path / "sleeper.log").read_text().split()[0])
+    assert _gone(grandchild) and not report.children
+    section = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["sleeper"]
+    assert section["exit_code"] == "timeout after 2 s (process group ended)"
+
+
+def test_the_host_section_is_not_run_where_its_tools_are_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_report, "host_prerequisites", lambda: ["cmake not on PATH", "png.h not found"])
+    report = gpu_report.Report(tmp_path, budget_s=100000)
+    try:
+        report.run_section("gpu-host", lambda: gpu_report.gpu_host_section(report, dry_run=False))
+    finally:
+        report.close()
+    section = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["gpu-host"]
+    assert section["status"] == "not run: cmake not on PATH; png.h not found" and "command" not in section
