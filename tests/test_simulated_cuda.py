@@ -29,7 +29,7 @@ from dcrt.svd_options import resolve_svd_options
 from dcrt.svd_pipeline import SVDPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import gpu_report  # noqa: E402
+import gpu_report_modes  # noqa: E402
 
 STEPS = 2
 SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
@@ -43,7 +43,7 @@ def _generate(pipeline: Pipeline, opts, task: str | None = None):
     """As gpu_report measures: the preset's first task (interpolate: the same image at both ends)."""
     task = task or pipeline.preset.modes[0]
     images = [_image(opts)] * (2 if task == "interpolate" else 1)
-    return pipeline.generate(images, gpu_report.PROMPT, task, opts)
+    return pipeline.generate(images, gpu_report_modes.PROMPT, task, opts)
 
 
 @pytest.mark.parametrize("preset_name", ["tiny", "tiny-tooncrafter"])
@@ -52,10 +52,10 @@ def test_every_gpu_report_mode_runs_on_simulated_cuda(preset_name):
     opts = resolve_options(preset, steps=STEPS, seed=123)
     latent = (1, preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
     with simulated_cuda() as cuda:
-        for mode in gpu_report.MODES:
+        for mode in gpu_report_modes.MODES:
             model = cuda.build(DynamiCrafter, preset, WEIGHT_DTYPES[mode.dtype])
             graphs, launches = len(cuda.graphs), len(cuda.kernels.launches)
-            pipeline = gpu_report.pipeline_for_mode(model, mode, dry_run=False)
+            pipeline = gpu_report_modes.pipeline_for_mode(model, mode, dry_run=False)
             result = _generate(pipeline, opts)
 
             assert result.latents.device == DEVICE and result.latents.dtype == torch.float32, mode.name
@@ -82,21 +82,21 @@ def test_the_baseline_runs_under_cuda_autocast_in_every_other_task(preset_name, 
     with fp32 weights, where CUDA refuses mixed dtypes that the CPU accepts."""
     preset = dcrt.get_preset(preset_name)
     opts = resolve_options(preset, task, steps=STEPS, seed=123)
-    baseline = next(m for m in gpu_report.MODES if m.baseline)
+    baseline = next(m for m in gpu_report_modes.MODES if m.baseline)
     with simulated_cuda() as cuda:
         model = cuda.build(DynamiCrafter, preset, WEIGHT_DTYPES[baseline.dtype])
-        result = _generate(gpu_report.pipeline_for_mode(model, baseline, dry_run=False), opts, task)
+        result = _generate(gpu_report_modes.pipeline_for_mode(model, baseline, dry_run=False), opts, task)
         assert result.latents.device == DEVICE and result.frames.shape[1:] == (opts.height, opts.width, 3)
 
 
 def test_long_video_mode_runs_on_simulated_cuda():
     preset = dcrt.get_preset("tiny")
-    mode = next(m for m in gpu_report.MODES if m.name == gpu_report.LONG_VIDEO_MODE)
-    opts = resolve_options(preset, steps=STEPS, seed=123, frames=gpu_report.LONG_VIDEO_FRAMES)
+    mode = next(m for m in gpu_report_modes.MODES if m.name == gpu_report_modes.LONG_VIDEO_MODE)
+    opts = resolve_options(preset, steps=STEPS, seed=123, frames=gpu_report_modes.LONG_VIDEO_FRAMES)
     with simulated_cuda() as cuda:
         model = cuda.build(DynamiCrafter, preset, WEIGHT_DTYPES[mode.dtype])
-        result = _generate(gpu_report.pipeline_for_mode(model, mode, dry_run=False), opts)
-        assert result.latents.shape[2] == gpu_report.LONG_VIDEO_FRAMES and result.latents.device == DEVICE
+        result = _generate(gpu_report_modes.pipeline_for_mode(model, mode, dry_run=False), opts)
+        assert result.latents.shape[2] == gpu_report_modes.LONG_VIDEO_FRAMES and result.latents.device == DEVICE
         assert [(g.captures, g.replays) for g in cuda.graphs] == [(1, STEPS)]
 
 
