@@ -16,6 +16,45 @@ import dcrt
 
 REPO = Path(__file__).resolve().parents[1]
 
+FP32_EPS = 2.0**-23  # 1.19e-7: the spacing of float32 numbers just above 1.0 (torch.finfo(torch.float32).eps)
+
+
+def fp32_tolerance(ops: int, amplification: float = 1.0) -> float:
+    """The relative error two fp32 computations of the same function may differ by when they only order their sums
+    differently (another runtime, thread count, SIMD path or memory alignment): at most one rounding (eps) per op
+    in the longest chain of dependent ops, the chain's errors adding up (OPS x eps), times AMPLIFICATION where
+    later math magnifies an earlier difference (a sampler's steps). Bounds that are "not bit-identical but the
+    same computation" say their OPS and AMPLIFICATION, so a bound is derived, not raised until green."""
+    return FP32_EPS * ops * amplification
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for torch and every ONNX Runtime session (default: theirs); "
+        "the runtime-vs-runtime tolerances must hold with any count, e.g. --threads 1 and --threads 2",
+    )
+
+
+def pytest_configure(config):
+    threads = config.getoption("--threads")
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            import onnxruntime
+        except ImportError:
+            return
+        options = onnxruntime.SessionOptions
+
+        def with_threads():  # dcrt builds its sessions from onnxruntime.SessionOptions(): each gets the count
+            made = options()
+            made.intra_op_num_threads = threads
+            return made
+
+        onnxruntime.SessionOptions = with_threads
+
 
 def shared_dir() -> Path | None:
     """Data from outside the repository: $DCRT_SHARED_DIR, or a `shared/` folder beside the checkout (the
