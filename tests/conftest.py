@@ -34,13 +34,18 @@ GRAPH_OPS = 1000
 GRAPH_TOLERANCE = fp32_tolerance(GRAPH_OPS)  # 1.2e-4; measured with 1 or 2 threads: <= 2.9e-6 (ORT vs torch)
 
 
-def sampling_tolerance(steps: int, guidance_scale: float) -> float:
-    """The fp32 bound on the final latents of one sampler run two ways (runtimes, thread counts): each step's
-    noise prediction combines the UNet's outputs with weights summing to 2 x GUIDANCE_SCALE - 1 in absolute value
-    (two-way (1 - s) u + s c; three-way u + s_img (i - u) + s (c - i) alike for 1 <= s_img <= s), so a UNet
-    difference of GRAPH_TOLERANCE reaches it that much larger; the DDIM (or Euler) update carries it into the
-    latents with a coefficient near 1; the STEPS' differences add up."""
-    return fp32_tolerance(GRAPH_OPS, amplification=steps * max(1.0, 2 * guidance_scale - 1))
+def sampling_tolerance(steps: int, scale: float, image_scale: float | None = None, rescale: float = 0.0) -> float:
+    """The fp32 bound on the final latents of one sampler run two ways (runtimes, thread counts). Each step's noise
+    prediction combines the UNet's outputs, each GRAPH_TOLERANCE off, with weights whose absolute values sum to
+    |1 - s| + |s| (two-way guidance at scale s: (1 - s) u + s c) or |1 - s_img| + |s_img - s| + |s| (three-way:
+    u + s_img (i - u) + s (c - i)); guidance rescale r multiplies that by a ratio of stds of the same outputs, adding
+    r x (their two differences); the DDIM (or Euler) update carries the prediction's difference into the latents
+    with a coefficient near 1, and the STEPS' differences add up."""
+    if image_scale is None:
+        weights = abs(1 - scale) + abs(scale)
+    else:
+        weights = abs(1 - image_scale) + abs(image_scale - scale) + abs(scale)
+    return fp32_tolerance(GRAPH_OPS, amplification=steps * weights * (1 + 2 * rescale))
 
 
 def pytest_addoption(parser):
