@@ -2,6 +2,7 @@
 
 import json
 
+from conftest import sampling_tolerance
 from PIL import Image
 
 
@@ -58,12 +59,14 @@ def test_baseline_gives_the_same_video(tiny_model):
 
     image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     baseline = Pipeline(BaselineBackend(tiny_model), cache_unconditional=False)
+    rescale = tiny_model.preset.sampling.guidance_rescale
     for run in (
         lambda m: dcrt.animate(m, image, "x", steps=3),
         lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "x", steps=3),
     ):
         a, b = run(tiny_model), run(baseline)
-        assert relative_error(b.latents, a.latents) < 1e-4
+        # other batches, other kernels: float reassociation, amplified by guidance and the steps (measured 1.1e-5)
+        assert relative_error(b.latents, a.latents) < sampling_tolerance(3, 7.5, None, rescale)
         assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
 
 
