@@ -16,6 +16,68 @@ import dcrt
 
 REPO = Path(__file__).resolve().parents[1]
 
+FP32_EPS = 2.0**-23  # 1.19e-7: the spacing of float32 numbers just above 1.0 (torch.finfo(torch.float32).eps)
+
+
+def fp32_tolerance(ops: int, amplification: float = 1.0) -> float:
+    """The relative error two fp32 computations of the same function may differ by when they only order their sums
+    differently (another runtime, thread count, SIMD path or memory alignment): at most one rounding (eps) per op
+    in the longest chain of dependent ops, the chain's errors adding up (OPS x eps), times AMPLIFICATION where
+    later math magnifies an earlier difference (a sampler's steps). Bounds that are "not bit-identical but the
+    same computation" say their OPS and AMPLIFICATION, so a bound is derived, not raised until green."""
+    return FP32_EPS * ops * amplification
+
+
+# The longest chain of dependent ops in one tiny fp32 graph, conditioning included: the tiny UNet has 1029 layers
+# (convolutions, linears, norms, activations; q/k/v and the like side by side, so its chain is shorter).
+GRAPH_OPS = 1000
+# 1.2e-4. Measured with 1 and 2 threads: ONNX Runtime vs torch <= 3.1e-6, AOTInductor vs torch <= 5.6e-6 (its
+# build-time check of the UNet 1.8e-5), a memory-mapped vs an aligned copy of the same weights 1.3e-6.
+GRAPH_TOLERANCE = fp32_tolerance(GRAPH_OPS)
+
+
+def sampling_tolerance(steps: int, scale: float, image_scale: float | None = None, rescale: float = 0.0) -> float:
+    """The fp32 bound on the final latents of one sampler run two ways (runtimes, thread counts). Each step's noise
+    prediction combines the UNet's outputs, each GRAPH_TOLERANCE off, with weights whose absolute values sum to
+    |1 - s| + |s| (two-way guidance at scale s: (1 - s) u + s c) or |1 - s_img| + |s_img - s| + |s| (three-way:
+    u + s_img (i - u) + s (c - i)); guidance rescale r multiplies that by a ratio of stds of the same outputs, adding
+    r x (their two differences); the DDIM (or Euler) update carries the prediction's difference into the latents
+    with a coefficient near 1, and the STEPS' differences add up."""
+    if image_scale is None:
+        weights = abs(1 - scale) + abs(scale)
+    else:
+        weights = abs(1 - image_scale) + abs(image_scale - scale) + abs(scale)
+    return fp32_tolerance(GRAPH_OPS, amplification=steps * weights * (1 + 2 * rescale))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for torch (AOTInductor packages too) and every ONNX Runtime session in the test "
+        "process (default: theirs; OMP_NUM_THREADS reaches child processes); the runtime-vs-runtime tolerances "
+        "must hold with any count, e.g. --threads 1 and --threads 2",
+    )
+
+
+def pytest_configure(config):
+    threads = config.getoption("--threads")
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            import onnxruntime
+        except ImportError:
+            return
+        options = onnxruntime.SessionOptions
+
+        def with_threads():  # dcrt builds its sessions from onnxruntime.SessionOptions(): each gets the count
+            made = options()
+            made.intra_op_num_threads = threads
+            return made
+
+        onnxruntime.SessionOptions = with_threads
+
 
 def shared_dir() -> Path | None:
     """Data from outside the repository: $DCRT_SHARED_DIR, or a `shared/` folder beside the checkout (the

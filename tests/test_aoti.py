@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import AOTI_BUILD_LOG
+from conftest import AOTI_BUILD_LOG, GRAPH_TOLERANCE, sampling_tolerance
 
 import dcrt
 from dcrt.aoti_builder import AotiConfig, build_aoti_bundle, plan_build
@@ -44,7 +44,7 @@ def test_bundle_follows_the_contract(aoti_tiny_bundle):
         assert entry["file"] == f"{name}.pt2" and (aoti_tiny_bundle / entry["file"]).stat().st_size == entry["bytes"]
         assert entry["inputs"] == [t.as_dict() for t in spec.inputs]  # positional order
         assert entry["outputs"] == [t.as_dict() for t in spec.outputs]
-        assert entry["parity"]["rel_error"] < 1e-4 and entry["flags"]["inductor"]["cpp.march"] == "x86-64-v3"
+        assert entry["parity"]["rel_error"] < GRAPH_TOLERANCE and entry["flags"]["inductor"]["cpp.march"] == "x86-64-v3"
     assert (aoti_tiny_bundle / "schedule.safetensors").stat().st_size == data["schedule_sizes"]["schedule.safetensors"]
     assert sorted(p.name for p in aoti_tiny_bundle.iterdir()) == sorted(
         ["manifest.json", "schedule.safetensors", *(f"{n}.pt2" for n in specs)]
@@ -66,18 +66,23 @@ def test_each_package_matches_pytorch_on_fresh_inputs(aoti_backend, tiny_model, 
     with torch.no_grad():
         want = graph_modules(tiny_model, torch.float32)[name](*inputs)
     got = aoti_backend._run_all(name, *inputs)
-    assert relative_error(got if len(got) > 1 else got[0], want) < 1e-4
+    assert relative_error(got if len(got) > 1 else got[0], want) < GRAPH_TOLERANCE
 
 
 def test_aoti_pipeline_matches_torch(aoti_backend, tiny_model):
-    # As the ONNX Runtime backend: latents to float reassociation, uint8 frames within one level.
+    # As the ONNX Runtime backend: latents to float reassociation amplified by guidance and the steps
+    # (sampling_tolerance), uint8 frames within one level.
     image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
-    for run in (
-        lambda m: dcrt.animate(m, image, "a cat", steps=3, seed=4),
-        lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "a cat", steps=3, image_guidance_scale=2.0),
+    rescale = TINY.sampling.guidance_rescale
+    for run, bound in (
+        (lambda m: dcrt.animate(m, image, "a cat", steps=3, seed=4), sampling_tolerance(3, 7.5, None, rescale)),
+        (
+            lambda m: dcrt.interpolate(m, image, image[::-1].copy(), "a cat", steps=3, image_guidance_scale=2.0),
+            sampling_tolerance(3, 7.5, 2.0, rescale),
+        ),
     ):
         a, b = run(TorchBackend(tiny_model)), run(aoti_backend)
-        assert relative_error(b.latents, a.latents) < 1e-4
+        assert relative_error(b.latents, a.latents) < bound
         assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
 
 
@@ -175,6 +180,5 @@ def test_dual_ref_vae_packages_take_and_return_every_reference(tmp_path):
         with torch.no_grad():
             want = graph_modules(model, torch.float32)[name](*inputs)
         got = call_package(load_package(report.directory / f"{name}.pt2", "cpu"), inputs)
-        assert (
-            len(got) == len(spec.outputs) and relative_error(got, want if isinstance(want, tuple) else (want,)) < 1e-4
-        )
+        assert len(got) == len(spec.outputs)
+        assert relative_error(got, want if isinstance(want, tuple) else (want,)) < GRAPH_TOLERANCE

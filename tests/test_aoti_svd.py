@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 import dcrt
 from dcrt.backends.aoti_backend import AotiBackend, AotiSVDBackend, open_aoti
@@ -19,7 +20,7 @@ from dcrt.svd_pipeline import SVDPipeline
 
 pytestmark = pytest.mark.aoti
 TINY_SVD = dcrt.get_preset("tiny-svd")
-BOUND = 1e-4  # fp32 packages
+BOUND = GRAPH_TOLERANCE  # fp32 packages, one call: float reassociation along the graph's chain
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,8 @@ def test_the_pipeline_matches_torch(backend, svd_model):
     error = relative_error(ours.latents, expected.latents)
     levels = np.abs(ours.frames.astype(np.int16) - expected.frames.astype(np.int16)).max()
     print(f"end to end, 3 steps: latents {error:.2e}, frames within {levels} level(s)")
-    assert error < BOUND and levels <= 1
+    # Euler steps under guidance rising to the preset's max_guidance_scale amplify a UNet difference as DDIM's do
+    assert error < sampling_tolerance(3, opts.max_guidance_scale) and levels <= 1
 
 
 def test_cli_animate_runs_the_packages(aoti_tiny_svd_bundle, tmp_path, run_cli):

@@ -4,6 +4,7 @@ through several key frames (§6.4), from the Python API and the command line."""
 import numpy as np
 import pytest
 import torch
+from conftest import sampling_tolerance
 from PIL import Image
 
 import dcrt
@@ -117,5 +118,7 @@ def test_baseline_backend_runs_the_dual_ref_decoder_the_original_way(toon):
     first, last = _keyframes(2)
     ours = dcrt.interpolate(toon, first, last, "a", steps=2)
     baseline = dcrt.interpolate(Pipeline(BaselineBackend(toon)), first, last, "a", steps=2)
-    assert relative_error(baseline.latents, ours.latents) < 1e-5
+    # other batches, other kernels: float reassociation, amplified by guidance and the steps (measured 6.9e-6)
+    bound = sampling_tolerance(2, 7.5, None, toon.preset.sampling.guidance_rescale)
+    assert relative_error(baseline.latents, ours.latents) < bound
     assert np.abs(baseline.frames.astype(int) - ours.frames.astype(int)).max() <= 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
 from dcrt.backends.svd_torch import TorchSVDBackend
@@ -16,7 +17,7 @@ from dcrt.presets import get_preset
 from dcrt.svd_options import resolve_svd_options
 from dcrt.svd_pipeline import SVDPipeline
 
-BOUND = 1e-4  # fp32 graphs
+BOUND = GRAPH_TOLERANCE  # fp32 graphs, one call: float reassociation along the graph's chain
 
 
 @pytest.fixture
@@ -84,7 +85,8 @@ def test_onnxruntime_runs_the_pipeline_as_torch_does(svd_export):
     error = relative_error(ours.latents, expected.latents)
     levels = np.abs(ours.frames.astype(np.int16) - expected.frames.astype(np.int16)).max()
     print(f"end to end, 3 steps: latents {error:.2e}, frames within {levels} level(s)")
-    assert error < 1e-4 and levels <= 1
+    # Euler steps under guidance rising to the preset's max_guidance_scale amplify a UNet difference as DDIM's do
+    assert error < sampling_tolerance(3, opts.max_guidance_scale) and levels <= 1
 
 
 def test_each_family_has_its_onnxruntime_backend(svd_export, exported):

@@ -4,10 +4,12 @@ and --extend's chained clips."""
 import numpy as np
 import pytest
 import torch
+from conftest import GRAPH_TOLERANCE
 
 import dcrt
 from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
+from dcrt.export import relative_error
 from dcrt.pipeline import Pipeline
 from dcrt.sampler import NoiseSource, WindowedDenoiser
 from dcrt.windows import MAX_FRAMES, TemporalWindows, plan_windows
@@ -85,7 +87,11 @@ def test_fusion_of_the_tiny_unet_equals_a_direct_computation(tiny_model):
     with torch.no_grad():
         fused = WindowedDenoiser(tiny_model.unet, plan, 77 + 16 * 16, None, "cpu")(x, t, context, fs)
         expected = _direct_fusion(tiny_model.unet, plan, x, t, context, fs)
-    torch.testing.assert_close(fused.double(), expected, rtol=1e-5, atol=1e-5)
+    # The fusion runs the UNet on other batches than the direct computation (other kernels, other sums) and blends
+    # with weights summing to one: one UNet call's reassociation, not amplified (measured 1.2e-6 with 1 thread,
+    # 1.9e-6 with 2; elementwise, rtol = atol = 1e-5 was 77% used with 2 threads). A frame fed the wrong window
+    # is off by O(1): far above the bound.
+    assert relative_error(fused.double(), expected) < GRAPH_TOLERANCE
 
 
 def test_sixteen_frames_take_the_path_of_a_sixteen_frame_video(tiny_model, image):
