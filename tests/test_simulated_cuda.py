@@ -17,6 +17,7 @@ import torch
 
 import dcrt
 from _cuda_fakes import DEVICE, HostSync, simulated_cuda
+from conftest import fp32_tolerance
 from dcrt.backends import TorchBackend
 from dcrt.backends.svd_torch import TorchSVDBackend
 from dcrt.checkpoint import WEIGHT_DTYPES
@@ -128,14 +129,14 @@ def test_long_video_at_1024_keeps_every_attention_call_within_the_kernels_batch_
 
 
 def test_attention_in_slices_equals_one_call(monkeypatch):
-    """The sliced path on real tensors: each sample attends only to itself, so slicing changes no number beyond
-    the last bit (fp32, a softmax over 16 keys: bound 1e-6 relative)."""
+    """The sliced path on real tensors: each sample attends only to itself, so slices compute the same function
+    (fp32; a chain of ~100 ops: 16-wide dot products of 64, a softmax over 16 keys, a weighted sum of 16)."""
     q, k, v = (torch.randn(10, 16, 64, generator=torch.Generator().manual_seed(i)) for i in range(3))
     whole = layers.attention(q, k, v, heads=4)
     monkeypatch.setattr(layers, "MAX_ATTENTION_BATCH", 3)
     sliced = layers.attention(q, k, v, heads=4)
     assert sliced.shape == whole.shape
-    assert ((sliced - whole).norm() / whole.norm()).item() < 1e-6
+    assert ((sliced - whole).norm() / whole.norm()).item() < fp32_tolerance(ops=100)
 
 
 # --- the simulation finds what a GPU would -------------------------------------------------------------------
