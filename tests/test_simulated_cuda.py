@@ -30,10 +30,19 @@ from dcrt.svd_options import resolve_svd_options
 from dcrt.svd_pipeline import SVDPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import gpu_report  # noqa: E402
 import gpu_report_modes  # noqa: E402
 
 STEPS = 2
 SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+# What the report runs on a GPU (at full size: `-m full`, 1-2 min more) and on its dry run, plus tiny-tooncrafter,
+# the tiny stand-in for its tooncrafter section's dual-ref decoder.
+ON_GPU = gpu_report.parse_args(["--out", "unused"])
+DRY_RUN = gpu_report.parse_args(["--out", "unused", "--dry-run"])
+
+
+def _presets(tiny: list[str], full: list[str]) -> list:
+    return [*tiny, *(pytest.param(name, marks=pytest.mark.full) for name in full)]
 
 
 def _image(opts) -> np.ndarray:
@@ -47,7 +56,7 @@ def _generate(pipeline: Pipeline, opts, task: str | None = None):
     return pipeline.generate(images, gpu_report_modes.PROMPT, task, opts)
 
 
-@pytest.mark.parametrize("preset_name", ["tiny", "tiny-tooncrafter"])
+@pytest.mark.parametrize("preset_name", _presets([*DRY_RUN.presets, "tiny-tooncrafter"], ON_GPU.presets))
 def test_every_gpu_report_mode_runs_on_simulated_cuda(preset_name):
     preset = dcrt.get_preset(preset_name)
     opts = resolve_options(preset, steps=STEPS, seed=123)
@@ -70,7 +79,8 @@ def test_every_gpu_report_mode_runs_on_simulated_cuda(preset_name):
                 assert new_graphs == [], mode.name
             names = {launch.name for launch in cuda.kernels.launches[launches:]}
             if mode.fused_kernels:  # the real wrappers launched: the combine reads the model's dtype, the update fp32
-                assert names == {f"cfg_partials_{SUFFIX[model.dtype]}", f"cfg_combine_{SUFFIX[model.dtype]}", "ddim_update_f32"}, mode.name
+                combine = {"cfg_combine"} | ({"cfg_partials"} if opts.guidance_rescale > 0 else set())  # rescale's stds
+                assert names == {f"{k}_{SUFFIX[model.dtype]}" for k in combine} | {"ddim_update_f32"}, mode.name
             else:
                 assert names == set(), mode.name
 
@@ -90,8 +100,9 @@ def test_the_baseline_runs_under_cuda_autocast_in_every_other_task(preset_name, 
         assert result.latents.device == DEVICE and result.frames.shape[1:] == (opts.height, opts.width, 3)
 
 
-def test_long_video_mode_runs_on_simulated_cuda():
-    preset = dcrt.get_preset("tiny")
+@pytest.mark.parametrize("preset_name", _presets([DRY_RUN.long_video], [ON_GPU.long_video]))
+def test_long_video_mode_runs_on_simulated_cuda(preset_name):
+    preset = dcrt.get_preset(preset_name)
     mode = next(m for m in gpu_report_modes.MODES if m.name == gpu_report_modes.LONG_VIDEO_MODE)
     opts = resolve_options(preset, steps=STEPS, seed=123, frames=gpu_report_modes.LONG_VIDEO_FRAMES)
     with simulated_cuda() as cuda:
@@ -102,8 +113,9 @@ def test_long_video_mode_runs_on_simulated_cuda():
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "runner"])
-def test_svd_modes_run_on_simulated_cuda(cuda_graph):
-    preset = dcrt.get_preset("tiny-svd")
+@pytest.mark.parametrize("preset_name", _presets([DRY_RUN.svd], [ON_GPU.svd]))
+def test_svd_modes_run_on_simulated_cuda(preset_name, cuda_graph):
+    preset = dcrt.get_preset(preset_name)
     opts = resolve_svd_options(preset, steps=STEPS)
     with simulated_cuda() as cuda:
         model = cuda.build(StableVideoDiffusion, preset, torch.float16)  # the report's SVD section runs fp16
