@@ -93,13 +93,14 @@ class Estimate:
     peak_gib: float  # weights + the larger of the two
 
 
-def fake_model(preset_name: str, dtype: torch.dtype, fake: FakeTensorMode) -> DynamiCrafter:
-    """The preset's networks as fake tensors in `dtype` (its schedule buffers as the model builds them)."""
+def fake_model(network: type, preset, dtype: torch.dtype, fake: FakeTensorMode, device: str | torch.device = "cpu"):
+    """`network(preset)` (DynamiCrafter, StableVideoDiffusion) as fake tensors in `dtype` on `device` (its schedule
+    buffers as the model builds them)."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # built in the dtype: converting fake parameters afterwards is unsupported
     try:
-        with fake:
-            return DynamiCrafter(dcrt.get_preset(preset_name)).eval().requires_grad_(False)
+        with fake, torch.device(device):
+            return network(dcrt.get_preset(preset)).eval().requires_grad_(False)
     finally:
         torch.set_default_dtype(default)
 
@@ -112,7 +113,7 @@ def frames_shape_only(video: torch.Tensor) -> np.ndarray:
 
 def estimate(preset_name: str, dtype: str, steps: int | None, fp32_norm_copies: bool) -> Estimate:
     fake = FakeTensorMode(allow_non_fake_inputs=True)
-    model = fake_model(preset_name, DTYPES[dtype], fake)
+    model = fake_model(DynamiCrafter, preset_name, DTYPES[dtype], fake)
     weights = sum(t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers()])
     preset = model.preset
     mode = preset.modes[0]

@@ -40,7 +40,7 @@ from dcrt.kernel_compile import KERNEL_NAMES, KernelError
 from dcrt.models import layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from memory import frames_shape_only  # noqa: E402
+from memory import fake_model, frames_shape_only  # noqa: E402
 
 DEVICE = torch.device("cuda", 0)
 # CUDA's launch limits: gridDim.x < 2^31, gridDim.y and .z <= 65535, at most 1024 threads a block.
@@ -175,15 +175,8 @@ class SimulatedCuda:
         return _sdpa(q, k, v, *args, **kwargs)
 
     def build(self, network: type, preset, dtype: torch.dtype) -> torch.nn.Module:
-        """`network(preset)` with fake weights in `dtype` on the simulated device (built in the dtype: converting
-        fake parameters afterwards is unsupported)."""
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            with self.fake, DEVICE:
-                return network(preset).eval().requires_grad_(False)
-        finally:
-            torch.set_default_dtype(default)
+        """`network(preset)` with fake weights in `dtype` on the simulated device."""
+        return fake_model(network, preset, dtype, self.fake, DEVICE)
 
 
 _sdpa = F.scaled_dot_product_attention
