@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from dcrt.bench import PeakMemory
+from dcrt.families.dynamicrafter.bench import PeakMemory
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 import dcrt
-from dcrt.aoti_builder import AotiConfig, build_aoti_bundle
-from dcrt.aoti_bundle import AotiManifest, detect_aoti_target
+from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle
+from dcrt.artifacts.aoti_bundle import AotiManifest, detect_aoti_target
 from dcrt.backends.aoti_backend import call_package, load_package
-from dcrt.export import PRECISIONS, graph_modules, relative_error
-from dcrt.io_spec import io_table, sample_inputs
+from dcrt.artifacts.export import PRECISIONS, graph_modules, relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.weights import Weights
 
 MEASURED = {"cuda": "unet", "cpu": "text_encoder"}  # the component timed and captured, per device

@@ -23,9 +23,9 @@ import onnxruntime as ort
 import torch
 
 import dcrt
-from dcrt.bench import PeakMemory
-from dcrt.export import export_graph, graph_modules, parity_session_options, relative_error
-from dcrt.io_spec import io_table, sample_inputs
+from dcrt.families.dynamicrafter.bench import PeakMemory
+from dcrt.artifacts.export import export_graph, graph_modules, parity_session_options, relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """The Python API: `dcrt.animate`, `interpolate`, `loop` and `interpolate_keyframes` over a model, a backend or a
-pipeline. Each takes the fields of `dcrt.options.SamplingRequest` as keywords; one left out is the preset's
+pipeline. Each takes the fields of `dcrt.families.dynamicrafter.options.SamplingRequest` as keywords; one left out is the preset's
 default (`dcrt.config.SamplingDefaults`). `dcrt.animate` of a Stable Video Diffusion model runs `animate_svd`,
-whose keywords are `dcrt.svd_options.SVDRequest`'s."""
+whose keywords are `dcrt.families.svd.options.SVDRequest`'s."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from collections.abc import Sequence
 import torch
 
 from dcrt.backends import Backend
-from dcrt.backends.svd_base import SVDBackend
+from dcrt.families.svd.backend import SVDBackend
 from dcrt.batch import pair_prompts
-from dcrt.chaining import extend_video, generate_keyframes
+from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
 from dcrt.errors import UsageError
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.svd import StableVideoDiffusion
-from dcrt.options import clip_prompts, resolve_options, takes_sampling_options
-from dcrt.pipeline import Pipeline, VideoResult, pipeline_for
-from dcrt.sampler import StepCallback
-from dcrt.svd_options import resolve_svd_options, with_svd_options
-from dcrt.svd_pipeline import SVDPipeline, svd_pipeline_for
+from dcrt.families.dynamicrafter.options import clip_prompts, resolve_options, takes_sampling_options
+from dcrt.families.dynamicrafter.pipeline import Pipeline, VideoResult, pipeline_for
+from dcrt.families.dynamicrafter.sampler import StepCallback
+from dcrt.families.svd.options import resolve_svd_options, with_svd_options
+from dcrt.families.svd.pipeline import SVDPipeline, svd_pipeline_for
 
 Model = DynamiCrafter | Backend | Pipeline | StableVideoDiffusion | SVDBackend | SVDPipeline
 
@@ -45,7 +45,7 @@ def animate(
 ) -> VideoResult:
     """Image-to-video: `image` (a path, PIL image or uint8 array) animated following `prompt`.
 
-    `sampling`: the fields of `dcrt.options.SamplingRequest` (steps, guidance_scale, seed, ...); a field left
+    `sampling`: the fields of `dcrt.families.dynamicrafter.options.SamplingRequest` (steps, guidance_scale, seed, ...); a field left
     out takes the preset's default (`dcrt.config.SamplingDefaults`). Noise: a generator seeded with `seed`
     draws x_T, then one tensor per step after the UNet call (the original's order). With `x_T` given, the
     per-step draws start at the generator's beginning.
@@ -53,7 +53,7 @@ def animate(
     `extend`: that many further clips with the same prompt, or a list of their prompts (`extend_video`).
 
     A Stable Video Diffusion model (`dcrt.StableVideoDiffusion`, or its backend or pipeline) takes the fields of
-    `dcrt.svd_options.SVDRequest` instead (steps, min_guidance_scale, fps, motion_bucket_id, ...) and no
+    `dcrt.families.svd.options.SVDRequest` instead (steps, min_guidance_scale, fps, motion_bucket_id, ...) and no
     prompt: SVD has no text conditioning (`animate_svd`).
     """
     if model.preset.family == "svd":
@@ -81,8 +81,8 @@ def animate_svd(
     **sampling,
 ) -> VideoResult:
     """Image-to-video with Stable Video Diffusion: `image` (a path, PIL image or uint8 array) into the preset's
-    frames. `sampling`: the fields of `dcrt.svd_options.SVDRequest`; one left out is the preset's default
-    (`preset.sampling`). A prompt is ignored, with a warning. Noise: see dcrt.svd_pipeline."""
+    frames. `sampling`: the fields of `dcrt.families.svd.options.SVDRequest`; one left out is the preset's default
+    (`preset.sampling`). A prompt is ignored, with a warning. Noise: see dcrt.families.svd.pipeline."""
     if prompt:
         warnings.warn("SVD has no text conditioning; the prompt is ignored", stacklevel=2)
     pipe = svd_pipeline_for(model)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dcrt.errors import UsageError
-from dcrt.svd_config import EDMConfig, SpatioTemporalUNetConfig, SVDSamplingDefaults
+from dcrt.families.svd.config import EDMConfig, SpatioTemporalUNetConfig, SVDSamplingDefaults
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class DiffusionConfig:
     turning_step: int = 400
 
 
-# DDIM timestep spacings (dcrt.timesteps.ddim_timesteps) and what a preset can be asked to do.
+# DDIM timestep spacings (dcrt.families.dynamicrafter.timesteps.ddim_timesteps) and what a preset can be asked to do.
 SPACINGS = ("uniform", "uniform_trailing")
 MODES = ("animate", "interpolate", "loop")
 
@@ -167,7 +167,7 @@ class Seeds:
 @dataclass(frozen=True)
 class SamplingDefaults:
     """What the original scripts pass for this model (docs/models.md §1.9): the only home of every sampling
-    default. `dcrt.options.resolve_options` reads it for the Python API and the command line alike."""
+    default. `dcrt.families.dynamicrafter.options.resolve_options` reads it for the Python API and the command line alike."""
 
     steps: int = 50
     guidance_scale: float = 7.5
@@ -178,7 +178,7 @@ class SamplingDefaults:
     frame_stride_range: tuple[int, int] = (1, 60)
     timestep_spacing: str = "uniform_trailing"
     seeds: Seeds = field(default_factory=Seeds)
-    # Longer videos (dcrt.windows): frames shared by neighbouring windows. Half a window: every inner frame is
+    # Longer videos (dcrt.families.dynamicrafter.windows): frames shared by neighbouring windows. Half a window: every inner frame is
     # seen by two windows (twice the UNet work of the frames), and every multiple of 8 from 16 on is reachable.
     overlap: int = 8
 
@@ -227,7 +227,7 @@ class Preset(_PresetBehaviour):
     modes: tuple[str, ...] = ("animate",)
     family: str = "dynamicrafter"
     # Whether exports and bundles carry the checkpoint's noise schedule (schedule.safetensors): the one home of
-    # that rule. SVD's EDM schedule is computed from the preset (dcrt.edm) instead.
+    # that rule. SVD's EDM schedule is computed from the preset (dcrt.families.svd.sampler) instead.
     carries_schedule: ClassVar[bool] = True
 
 

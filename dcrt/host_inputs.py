@@ -13,8 +13,8 @@ import numpy as np
 from dcrt.atomic import atomic_file
 from dcrt.config import Preset
 from dcrt.errors import UsageError
-from dcrt.options import SamplingOptions
-from dcrt.timesteps import ddim_timesteps
+from dcrt.families.dynamicrafter.options import SamplingOptions
+from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
 
 
 def prompt_tokens(prompt: str, preset: Preset) -> np.ndarray:
@@ -26,11 +26,11 @@ def prompt_tokens(prompt: str, preset: Preset) -> np.ndarray:
 
 def host_noise(preset: Preset, opts: SamplingOptions, device: str = "cpu") -> np.ndarray:
     """float32 [1 + S, 1, C, T, h, w] (eta > 0) or [1, ...] (eta = 0): x_T, then one draw per step, in the order
-    `dcrt.pipeline.Pipeline.sample` draws them from `opts.seed` on `device` (CPU and CUDA generators differ), so
+    `dcrt.families.dynamicrafter.pipeline.Pipeline.sample` draws them from `opts.seed` on `device` (CPU and CUDA generators differ), so
     the host's video is the pipeline's on that device."""
     import torch
 
-    from dcrt.sampler import NoiseSource
+    from dcrt.families.dynamicrafter.sampler import NoiseSource
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda draws with a CUDA generator: it needs a CUDA GPU")

@@ -79,8 +79,8 @@ def _aoti(gpus: list[str], no_gpu: str) -> list[BackendStatus]:
 
 
 def _fused_kernels(gpus: list[Gpu], no_gpu: str) -> BackendStatus:
-    """The graph runner's fused guidance + DDIM kernels (dcrt.kernels): compiled at run time by NVRTC."""
-    import dcrt.kernel_compile as kernels  # torch-free: `dcrt info` answers before torch loads
+    """The graph runner's fused guidance + DDIM kernels (dcrt.runners.kernels): compiled at run time by NVRTC."""
+    import dcrt.runners.kernel_compile as kernels  # torch-free: `dcrt info` answers before torch loads
 
     name = "fused kernels"
     try:

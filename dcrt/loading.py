@@ -22,7 +22,7 @@ from dcrt.presets import DEFAULT_PRESET, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
 DEVICES = ("cpu", "cuda")  # and cuda:N
-WEIGHT_DTYPES = ("fp32", "fp16", "bf16")  # the keys of dcrt.checkpoint.WEIGHT_DTYPES, named without torch
+WEIGHT_DTYPES = ("fp32", "fp16", "bf16")  # the keys of dcrt.families.dynamicrafter.checkpoint.WEIGHT_DTYPES, named without torch
 Log = Callable[[str], None]
 _logger = logging.getLogger("dcrt")
 
@@ -118,12 +118,12 @@ def usable_device(device: str | None) -> str:
 def load_torch_model(preset: Preset, weights: Weights, device: str | None = None, dtype: str | None = None):
     """The `DynamiCrafter` (or for an SVD preset the `StableVideoDiffusion`) of `weights` on `device` (default
     cpu) in `dtype` (default fp16 on CUDA, else fp32)."""
-    from dcrt.checkpoint import WEIGHT_DTYPES as TORCH_DTYPES
-    from dcrt.checkpoint import load_model, random_model
+    from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES as TORCH_DTYPES
+    from dcrt.families.dynamicrafter.checkpoint import load_model, random_model
 
     if preset.family == "svd":
-        from dcrt.svd_checkpoint import load_svd_model as load_model
-        from dcrt.svd_checkpoint import random_svd_model as random_model
+        from dcrt.families.svd.checkpoint import load_svd_model as load_model
+        from dcrt.families.svd.checkpoint import random_svd_model as random_model
     device = usable_device(device)
     torch_dtype = TORCH_DTYPES[dtype or ("fp16" if device.startswith("cuda") else "fp32")]
     if weights.checkpoint is None:
@@ -134,7 +134,7 @@ def load_torch_model(preset: Preset, weights: Weights, device: str | None = None
 def torch_backend(model):
     """The PyTorch backend of a loaded model, of its family."""
     if model.preset.family == "svd":
-        from dcrt.backends.svd_torch import TorchSVDBackend
+        from dcrt.families.svd.torch_backend import TorchSVDBackend
 
         return TorchSVDBackend(model)
     from dcrt.backends import TorchBackend
@@ -154,7 +154,7 @@ def ensure_export(
 ):
     """The export of `weights` in `out` (`dcrt export`): kept when it is up to date, else made (fp32 on the CPU).
     Returns its manifest."""
-    from dcrt.export import ExportRequest, export_model, is_up_to_date, kept_export
+    from dcrt.artifacts.export import ExportRequest, export_model, is_up_to_date, kept_export
 
     request = ExportRequest.for_weights(weights, preset, precision, height, width)
     if not force and is_up_to_date(out, request):  # before loading the model: that is the slow part

@@ -22,7 +22,7 @@ from dcrt.config import (
     VideoDecoderConfig,
 )
 from dcrt.errors import UsageError
-from dcrt.svd_config import SpatioTemporalUNetConfig, SVDSamplingDefaults
+from dcrt.families.svd.config import SpatioTemporalUNetConfig, SVDSamplingDefaults
 
 # The preset a command uses when none is named; a mode this preset cannot do takes the first released preset
 # that can (`default_preset`).

@@ -1,5 +1,5 @@
 """diffusers' Stable Video Diffusion pipeline at an SVD preset's architecture: the reference dcrt is checked against
-(tests/models) and the baseline `dcrt bench` times dcrt against (dcrt.svd_bench). Needs diffusers and transformers
+(tests/models) and the baseline `dcrt bench` times dcrt against (dcrt.families.svd.bench). Needs diffusers and transformers
 (the `[parity]` extra); imported only by those two.
 """
 

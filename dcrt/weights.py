@@ -3,7 +3,7 @@
 A checkpoint is a file, or (SVD) a diffusers folder, fingerprinted over its safetensors and json files.
 
 An export's manifest records its `source`: `random:<preset>:seed0`, or `sha256:<hex>` of the checkpoint
-file together with a cheap stamp of that file (`dcrt.manifest.file_stamp`). A run compares stamps, which
+file together with a cheap stamp of that file (`dcrt.artifacts.manifest.file_stamp`). A run compares stamps, which
 reads 2 MiB instead of hashing a 10 GB checkpoint. Only a file that differs from the stamp in its
 modification time alone (a copy), or a manifest written before stamps existed, is hashed in full.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dcrt.config import Preset
 from dcrt.errors import UsageError
-from dcrt.manifest import file_stamp, sha256_file
+from dcrt.artifacts.manifest import file_stamp, sha256_file
 
 RANDOM_SEED = 0  # the seed of --random-weights, and of the presets that have no released checkpoint
 _CONTENT_KEYS = ("size", "edges_sha256")  # what a copy keeps; its modification time is new

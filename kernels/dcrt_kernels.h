@@ -9,7 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-// Row order of the DDIM coefficient table coefs[DCRT_DDIM_NUM_COEFS][num_steps] (dcrt.schedule.DDIMSchedule).
+// Row order of the DDIM coefficient table coefs[DCRT_DDIM_NUM_COEFS][num_steps] (dcrt.families.dynamicrafter.schedule.DDIMSchedule).
 #define DCRT_DDIM_EPS_FROM_M 0
 #define DCRT_DDIM_EPS_FROM_X 1
 #define DCRT_DDIM_X0_FROM_X 2

@@ -1,4 +1,4 @@
-// Fused DDIM update. Reference: dcrt.sampler.ddim_step (coefficients: dcrt.schedule.DDIMCoefficients),
+// Fused DDIM update. Reference: dcrt.families.dynamicrafter.sampler.ddim_step (coefficients: dcrt.families.dynamicrafter.schedule.DDIMCoefficients),
 // the same operations in the same order, each rounded as one float32 op (docs/sampling.md §4.6).
 //
 // coefs is a float32 table [DCRT_DDIM_NUM_COEFS, num_steps] on the device (DDIMSchedule.table()), row k

@@ -1,5 +1,5 @@
 // Classifier-free guidance combine with guidance rescale (docs/sampling.md §4.6 steps 1-2, 4.7;
-// dcrt.sampler.combine_guidance).
+// dcrt.families.dynamicrafter.sampler.combine_guidance).
 //
 // out holds `branches` stacked blocks of `batch` samples of n elements each, branch order
 // conditional, unconditional[, image-only] (float32, half or bfloat16); guided is float32 [batch, n]:

@@ -1,5 +1,5 @@
 // Host launchers for C++ hosts (built by CMake only; the Python runtime launches the kernels itself
-// with the same configuration, dcrt/kernels.py).
+// with the same configuration, dcrt/runners/kernels.py).
 #include "dcrt_kernels.h"
 
 namespace {

@@ -7,7 +7,7 @@ Inside `simulated_cuda()`:
 - a CUDA graph capture is simulated: the captured body runs under `NoHostSync`, which raises on every op that
   makes the host wait for the device (`.item()`, a copy to the CPU, `nonzero`), as a real capture does; replay
   only counts, since fake tensors hold no values;
-- dcrt's fused kernels are the real `dcrt.kernels.Kernels` wrappers (their argument checks: contiguous CUDA
+- dcrt's fused kernels are the real `dcrt.runners.kernels.Kernels` wrappers (their argument checks: contiguous CUDA
   tensors of the right dtypes) over a recorder of launches that checks the kernel names and the launch
   configuration against CUDA's limits;
 - the CUDA generator draws on the CPU (fake tensors ignore the values), streams are no-ops;
@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import dcrt.kernels
-from dcrt.kernel_compile import KERNEL_NAMES, KernelError
+import dcrt.runners.kernels
+from dcrt.runners.kernel_compile import KERNEL_NAMES, KernelError
 from dcrt.models import layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -113,7 +113,7 @@ class Launch:
 
 @dataclass
 class LaunchRecorder:
-    """Stands in for `dcrt.kernels.KernelModule`: checks each launch's kernel name and configuration, keeps it."""
+    """Stands in for `dcrt.runners.kernels.KernelModule`: checks each launch's kernel name and configuration, keeps it."""
 
     launches: list[Launch] = field(default_factory=list)
 
@@ -161,9 +161,9 @@ class SimulatedCuda:
             yield
         graph.captures += 1
 
-    def load_kernels(self, device) -> dcrt.kernels.Kernels:
+    def load_kernels(self, device) -> dcrt.runners.kernels.Kernels:
         """dcrt's `Kernels` wrappers, as `load_kernels` gives them, launching into the recorder."""
-        kernels = object.__new__(dcrt.kernels.Kernels)
+        kernels = object.__new__(dcrt.runners.kernels.Kernels)
         kernels.device, kernels.module = torch.device(device), self.kernels
         return kernels
 
@@ -199,7 +199,7 @@ def simulated_cuda() -> Iterator[SimulatedCuda]:
         mock.patch("torch.cuda.synchronize", lambda device=None: None),
         mock.patch("torch.cuda.empty_cache", lambda: None),
         mock.patch("torch.Generator", SimulatedGenerator),
-        mock.patch("dcrt.kernels.load_kernels", cuda.load_kernels),
+        mock.patch("dcrt.runners.kernels.load_kernels", cuda.load_kernels),
         mock.patch("torch.nn.functional.scaled_dot_product_attention", cuda.attention),
         *(mock.patch(f"dcrt.{m}.to_uint8_frames", frames_shape_only) for m in ("pipeline", "clip_decode", "svd_pipeline")),
     ]

@@ -104,7 +104,7 @@ def tiny_ckpt(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """An fp32 ONNX export of the tiny preset's random weights: (directory, manifest)."""
-    from dcrt.export import ExportRequest, export_model
+    from dcrt.artifacts.export import ExportRequest, export_model
     from dcrt.weights import Weights
 
     model = dcrt.random_model("tiny", seed=0)
@@ -116,7 +116,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="session")
 def svd_exported(tmp_path_factory):
     """An fp32 ONNX export of tiny-svd's random weights: (the model, directory, manifest)."""
-    from dcrt.export import ExportRequest, export_model
+    from dcrt.artifacts.export import ExportRequest, export_model
     from dcrt.weights import Weights
 
     model = dcrt.random_svd_model("tiny-svd", seed=0)
@@ -156,23 +156,23 @@ def aoti_tiny_svd_bundle(tmp_path_factory) -> Path:
 
 # Every module that hashes files, imported before `hashed` replaces their sha256_file.
 _HASHING_MODULES = (
-    "dcrt.manifest",
+    "dcrt.artifacts.manifest",
     "dcrt.weights",
-    "dcrt.export",
-    "dcrt.engine_bundle",
-    "dcrt.engine_builder",
+    "dcrt.artifacts.export",
+    "dcrt.artifacts.engine_bundle",
+    "dcrt.artifacts.tensorrt_build",
     "dcrt.backends.onnxruntime_backend",
     "dcrt.backends.tensorrt_runtime",
-    "dcrt.aoti_builder",
+    "dcrt.artifacts.aoti_build",
 )
 
 
 @pytest.fixture
 def hashed(monkeypatch) -> collections.Counter:
-    """Counts full-file hashes (dcrt.manifest.sha256_file, in every dcrt module that imported it) by file name."""
+    """Counts full-file hashes (dcrt.artifacts.manifest.sha256_file, in every dcrt module that imported it) by file name."""
     for name in _HASHING_MODULES:
         importlib.import_module(name)
-    real = sys.modules["dcrt.manifest"].sha256_file
+    real = sys.modules["dcrt.artifacts.manifest"].sha256_file
     counts = collections.Counter()
 
     def counting(path, *args, **kwargs):

@@ -12,13 +12,13 @@ import torch
 from conftest import AOTI_BUILD_LOG, GRAPH_TOLERANCE, sampling_tolerance
 
 import dcrt
-from dcrt.aoti_builder import AotiConfig, build_aoti_bundle, plan_build
-from dcrt.aoti_bundle import PORTABLE_ISA, AotiManifest, AotiTarget, detect_aoti_target
+from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle, plan_build
+from dcrt.artifacts.aoti_bundle import PORTABLE_ISA, AotiManifest, AotiTarget, detect_aoti_target
 from dcrt.backends.aoti_backend import AotiBackend, call_package, load_package
-from dcrt.backends.torch_backend import TorchBackend
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.errors import UsageError
-from dcrt.export import graph_modules, relative_error
-from dcrt.io_spec import io_table, sample_inputs
+from dcrt.artifacts.export import graph_modules, relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.weights import Weights
 
 pytestmark = pytest.mark.aoti

@@ -5,7 +5,7 @@ import torch
 from _trt_fakes import make_export
 
 import dcrt
-from dcrt.aoti_bundle import AotiManifest, AotiTarget
+from dcrt.artifacts.aoti_bundle import AotiManifest, AotiTarget
 from dcrt.backends.select import Facts, choose_backend
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.weights import Weights
@@ -47,7 +47,7 @@ def test_cuda_packages_without_a_gpu_are_one_line(run_cli, tmp_path, monkeypatch
 def test_missing_compiler_is_one_line():
     from torch._inductor import config
 
-    from dcrt.aoti_builder import check_compiler
+    from dcrt.artifacts.aoti_build import check_compiler
 
     with config.patch({"cpp.cxx": ("no-such-compiler",)}):
         with pytest.raises(BackendUnavailable, match=r"AOTInductor needs a C\+\+ compiler") as raised:

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import dcrt
-from dcrt.aoti_builder import AotiConfig, build_aoti_bundle
-from dcrt.aoti_bundle import detect_aoti_target
+from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle
+from dcrt.artifacts.aoti_bundle import detect_aoti_target
 from dcrt.backends.aoti_backend import call_package, load_package
-from dcrt.export import graph_modules, relative_error
-from dcrt.io_spec import io_table, sample_inputs
+from dcrt.artifacts.export import graph_modules, relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.weights import Weights
 
 pytestmark = pytest.mark.full

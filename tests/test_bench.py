@@ -53,9 +53,9 @@ def test_baseline_gives_the_same_video(tiny_model):
     import numpy as np
 
     import dcrt
-    from dcrt.backends.baseline import BaselineBackend
-    from dcrt.export import relative_error
-    from dcrt.pipeline import Pipeline
+    from dcrt.families.dynamicrafter.baseline import BaselineBackend
+    from dcrt.artifacts.export import relative_error
+    from dcrt.families.dynamicrafter.pipeline import Pipeline
 
     image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     baseline = Pipeline(BaselineBackend(tiny_model), cache_unconditional=False)
@@ -75,7 +75,7 @@ def test_peak_memory_sees_a_short_lived_allocation():
 
     import torch
 
-    from dcrt.bench import PeakMemory
+    from dcrt.families.dynamicrafter.bench import PeakMemory
 
     with PeakMemory(period=0.01) as peak:
         block = torch.ones(64 * 2**20)  # 256 MiB, touched
@@ -90,7 +90,7 @@ def test_peak_memory_sees_a_short_lived_allocation():
 
 
 def test_a_busy_machine_is_stated_in_the_report():
-    from dcrt.bench import BackendResult, BenchReport, markdown
+    from dcrt.families.dynamicrafter.bench import BackendResult, BenchReport, markdown
 
     def report(load: float) -> str:
         env = {"device": "CPU: test", "load_average_1min": load, "cpu_cores": 2}

@@ -12,8 +12,8 @@ import pytest
 from _trt_fakes import TARGET, FakeBuilder, change_graph, make_export
 
 import dcrt
-from dcrt.engine_builder import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
-from dcrt.engine_bundle import (
+from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
+from dcrt.artifacts.engine_bundle import (
     EngineManifest,
     Target,
     bundle_dir,
@@ -26,11 +26,11 @@ from dcrt.engine_bundle import (
     stale_reason,
 )
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.io_spec import io_table
-from dcrt.manifest import ExportManifest
+from dcrt.families.dynamicrafter.io_spec import io_table
+from dcrt.artifacts.manifest import ExportManifest
 
 REPO = Path(__file__).resolve().parents[1]
-TRT_MODULES = ("dcrt/engine_bundle.py", "dcrt/engine_builder.py", "dcrt/backends/tensorrt_runtime.py")
+TRT_MODULES = ("dcrt/artifacts/engine_bundle.py", "dcrt/artifacts/tensorrt_build.py", "dcrt/backends/tensorrt_runtime.py")
 
 
 # ------------------------------------------------------------------------------------ config from the IO table

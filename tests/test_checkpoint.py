@@ -10,9 +10,9 @@ from conftest import GRAPH_TOLERANCE, shared_dir
 from safetensors.torch import save_file
 
 import dcrt
-from dcrt.checkpoint import expected_shapes, original_state_dict, read_state_dict, unused_tensor_shapes
+from dcrt.families.dynamicrafter.checkpoint import expected_shapes, original_state_dict, read_state_dict, unused_tensor_shapes
 from dcrt.errors import CheckpointError, UsageError
-from dcrt.export import relative_error
+from dcrt.artifacts.export import relative_error
 
 
 def _same_weights(a: dcrt.DynamiCrafter, b: dcrt.DynamiCrafter) -> None:
@@ -136,7 +136,7 @@ def test_missing_and_unexpected_keys(tiny_model, tmp_path):
 def test_ambiguous_layouts_need_a_preset_name(tmp_path):
     with torch.device("meta"):
         shapes = expected_shapes("512")
-    from dcrt.checkpoint import detect_preset
+    from dcrt.families.dynamicrafter.checkpoint import detect_preset
 
     with pytest.raises(UsageError, match="512, 1024, 512-interp"):
         detect_preset(shapes)
@@ -224,7 +224,7 @@ def test_loading_does_not_copy_the_file_into_memory(tmp_path):
 
 def test_tooncrafter_layout_is_detected():
     # docs/models.md §6.2: the 512 keys plus 148 decoder keys (mix factors, temporal blocks, refinements)
-    from dcrt.checkpoint import detect_preset
+    from dcrt.families.dynamicrafter.checkpoint import detect_preset
 
     toon, released = expected_shapes("tooncrafter"), expected_shapes("512")
     assert len(toon) == len(released) + 148 and set(released) <= set(toon)

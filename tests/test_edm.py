@@ -1,4 +1,4 @@
-"""dcrt.edm (SVD's sampler) against the diffusers scheduler and pipeline loop it must match (docs/sampling.md §5).
+"""dcrt.families.svd.sampler (SVD's sampler) against the diffusers scheduler and pipeline loop it must match (docs/sampling.md §5).
 
 diffusers comes with the [parity] extra, which CI installs.
 """
@@ -6,7 +6,7 @@ diffusers comes with the [parity] extra, which CI installs.
 import pytest
 import torch
 
-from dcrt.edm import (
+from dcrt.families.svd.sampler import (
     EDMInputs,
     FrameGuidance,
     build_edm_schedule,

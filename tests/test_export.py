@@ -11,10 +11,10 @@ from conftest import GRAPH_TOLERANCE, sampling_tolerance
 import dcrt
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dcrt.errors import UsageError
-from dcrt.export import ExportRequest, export_model, relative_error, run_onnx
-from dcrt.io_spec import io_table, sample_inputs
-from dcrt.manifest import ExportManifest
-from dcrt.pipeline import Pipeline
+from dcrt.artifacts.export import ExportRequest, export_model, relative_error, run_onnx
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
+from dcrt.artifacts.manifest import ExportManifest
+from dcrt.families.dynamicrafter.pipeline import Pipeline
 
 
 def test_manifest_describes_every_graph(exported):
@@ -38,7 +38,7 @@ def test_each_graph_matches_pytorch_on_fresh_inputs(exported, tiny_model, name):
     out, _ = exported
     spec = io_table(tiny_model.preset)[name]
     inputs = sample_inputs(spec, tiny_model.preset, seed=11)
-    from dcrt.export import graph_modules
+    from dcrt.artifacts.export import graph_modules
 
     with torch.no_grad():
         want = graph_modules(tiny_model, torch.float32)[name](*inputs)
@@ -203,7 +203,7 @@ def test_per_tensor_external_data_is_gathered_into_one_file(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dcrt.export import _gather_external_data
+    from dcrt.artifacts.export import _gather_external_data
 
     weights = [np.random.default_rng(i).standard_normal((64, 64)).astype(np.float32) for i in range(3)]
     nodes, names = [], ["x"]
@@ -246,8 +246,8 @@ def test_parity_session_frees_each_tensor_at_its_last_use(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from dcrt.bench import process_memory_kib
-    from dcrt.export import parity_session
+    from dcrt.families.dynamicrafter.bench import process_memory_kib
+    from dcrt.artifacts.export import parity_session
 
     floats, grow, levels = 10 << 20, 1 << 14, 6  # 40 MiB: above glibc's mmap ceiling, so fresh pages
     nodes, name = [], "x"

@@ -10,7 +10,7 @@ and records wall time, peak RSS, file sizes and parity.
 import pytest
 
 import dcrt
-from dcrt.export import ExportRequest, export_model
+from dcrt.artifacts.export import ExportRequest, export_model
 
 
 @pytest.mark.full

@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import dcrt
-from dcrt.flops import unet_flops
+from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.models.unet3d import UNet3D
 
 

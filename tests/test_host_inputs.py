@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from dcrt.models.tokenizer import Tokenizer
-from dcrt.options import resolve_options
+from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.presets import get_preset
-from dcrt.sampler import NoiseSource
+from dcrt.families.dynamicrafter.sampler import NoiseSource
 
 
 def test_tokenize_writes_prompt_and_empty_prompt(run_cli, tmp_path):

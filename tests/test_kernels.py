@@ -1,4 +1,4 @@
-"""The CUDA kernels (kernels/, dcrt/kernels.py).
+"""The CUDA kernels (kernels/, dcrt/runners/kernels.py).
 
 Everywhere: every kernel compiles through the runtime's NVRTC path for sm_80 and sm_90, each source
 compiles standalone with nvcc, and the CMake build (standalone and as a host's subdirectory) builds.
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from dcrt import kernel_compile, kernels
+from dcrt.runners import kernel_compile, kernels
 from dcrt.config import DiffusionConfig, ImageEncoderConfig
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.clip import clip_normalize
-from dcrt.sampler import Guidance, combine_guidance, ddim_step
-from dcrt.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_tensors
+from dcrt.families.dynamicrafter.sampler import Guidance, combine_guidance, ddim_step
+from dcrt.families.dynamicrafter.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_tensors
 
 ARCHS = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc")

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dcrt"
-BUILDERS = ("dcrt.engine_builder", "dcrt.aoti_builder")
+BUILDERS = ("dcrt.artifacts.tensorrt_build", "dcrt.artifacts.aoti_build")
 # The runtime and backend selection: what `animate --backend trt|aoti` and `dcrt info` load, and the bundle formats
 # the builders share with the runtime.
 RUNTIME = (
     "dcrt.backends",
-    "dcrt.pipeline",
-    "dcrt.svd_pipeline",
-    "dcrt.edm_runner",
+    "dcrt.families.dynamicrafter.pipeline",
+    "dcrt.families.svd.pipeline",
+    "dcrt.runners.edm",
     "dcrt.info",
-    "dcrt.engine_bundle",
-    "dcrt.aoti_bundle",
+    "dcrt.artifacts.engine_bundle",
+    "dcrt.artifacts.aoti_bundle",
     "dcrt.loading",
 )
 
@@ -51,7 +51,7 @@ def _named(module: str, strings: bool) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             source = _resolve(module, node)
             found.add(source)
-            found.update(f"{source}.{alias.name}" for alias in node.names)  # `from dcrt import kernels`
+            found.update(f"{source}.{alias.name}" for alias in node.names)  # `from dcrt.runners import kernels`
         elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str):
             found.add(node.value)
     return found
@@ -99,7 +99,7 @@ def test_no_library_module_imports_the_package_face():
             if isinstance(node, ast.ImportFrom) and _resolve(module, node) == "dcrt":
                 offenders += [f"{module}: from dcrt import {a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
-                # `import dcrt.errors` binds the name `dcrt`, the package face; `import dcrt.kernels as k` does not.
+                # `import dcrt.errors` binds the name `dcrt`, the package face; `import dcrt.runners.kernels as k` does not.
                 offenders += [
                     f"{module}: import {a.name}"
                     for a in node.names

@@ -8,7 +8,7 @@ import pytest
 import dcrt
 from dcrt.config import MODES
 from dcrt.errors import UsageError
-from dcrt.options import SamplingOptions, SamplingRequest, resolve_options
+from dcrt.families.dynamicrafter.options import SamplingOptions, SamplingRequest, resolve_options
 from dcrt.presets import PRESETS, default_preset
 
 

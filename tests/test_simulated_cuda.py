@@ -19,15 +19,15 @@ import dcrt
 from _cuda_fakes import DEVICE, HostSync, simulated_cuda
 from conftest import fp32_tolerance
 from dcrt.backends import TorchBackend
-from dcrt.backends.svd_torch import TorchSVDBackend
-from dcrt.checkpoint import WEIGHT_DTYPES
+from dcrt.families.svd.torch_backend import TorchSVDBackend
+from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES
 from dcrt.models import layers
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.svd import StableVideoDiffusion
-from dcrt.options import resolve_options
-from dcrt.pipeline import Pipeline
-from dcrt.svd_options import resolve_svd_options
-from dcrt.svd_pipeline import SVDPipeline
+from dcrt.families.dynamicrafter.options import resolve_options
+from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.families.svd.options import resolve_svd_options
+from dcrt.families.svd.pipeline import SVDPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gpu_report  # noqa: E402

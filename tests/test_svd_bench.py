@@ -1,4 +1,4 @@
-"""`dcrt bench` on an SVD preset: dcrt's backends against diffusers' pipeline, one report (dcrt.svd_bench)."""
+"""`dcrt bench` on an SVD preset: dcrt's backends against diffusers' pipeline, one report (dcrt.families.svd.bench)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import dcrt
 from dcrt.presets import get_preset
-from dcrt.svd_bench import svd_unet_flops
+from dcrt.families.svd.bench import svd_unet_flops
 
 
 def test_unet_flops_on_the_meta_device_equal_a_real_forwards():

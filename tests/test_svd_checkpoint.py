@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import dcrt
-from dcrt.checkpoint import save_checkpoint
+from dcrt.families.dynamicrafter.checkpoint import save_checkpoint
 from dcrt.errors import CheckpointError, UsageError
 from dcrt.presets import get_preset
-from dcrt.svd_checkpoint import (
+from dcrt.families.svd.checkpoint import (
     detect_svd_preset,
     expected_shapes,
     load_svd_model,
@@ -21,7 +21,7 @@ from dcrt.svd_checkpoint import (
     save_svd_checkpoint,
     unused_tensor_shapes,
 )
-from dcrt.svd_keys import diffusers_to_original
+from dcrt.families.svd.keys import diffusers_to_original
 from tests.models.svd_diffusers import diffusers_unet, diffusers_vae, save_diffusers_folder, transformers_clip
 
 

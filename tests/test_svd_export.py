@@ -1,4 +1,4 @@
-"""Stable Video Diffusion's ONNX export (dcrt.svd_io_spec, dcrt.svd_export) and its ONNX Runtime backend, against
+"""Stable Video Diffusion's ONNX export (dcrt.families.svd.io_spec, dcrt.families.svd.export) and its ONNX Runtime backend, against
 the PyTorch backend per component and end to end (tiny-svd, fp32, CPU)."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import torch
 from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
-from dcrt.backends.svd_torch import TorchSVDBackend
+from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.errors import UsageError
-from dcrt.export import relative_error
-from dcrt.io_spec import io_table, sample_inputs
+from dcrt.artifacts.export import relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.presets import get_preset
-from dcrt.svd_options import resolve_svd_options
-from dcrt.svd_pipeline import SVDPipeline
+from dcrt.families.svd.options import resolve_svd_options
+from dcrt.families.svd.pipeline import SVDPipeline
 
 BOUND = GRAPH_TOLERANCE  # fp32 graphs, one call: float reassociation along the graph's chain
 

@@ -1,4 +1,4 @@
-"""The SVD pipeline's wiring on the tiny preset (dcrt.svd_pipeline, dcrt.svd_options, dcrt.animate for SVD); its
+"""The SVD pipeline's wiring on the tiny preset (dcrt.families.svd.pipeline, dcrt.families.svd.options, dcrt.animate for SVD); its
 numbers against diffusers' pipeline are in tests/models/test_svd_pipeline_parity.py."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import dcrt
-from dcrt.backends.svd_torch import TorchSVDBackend
+from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.errors import UsageError
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.presets import get_preset
-from dcrt.sampler import NoiseSource
-from dcrt.svd_options import SVDRequest, refuse_foreign, resolve_svd_options
-from dcrt.svd_pipeline import SVDPipeline
+from dcrt.families.dynamicrafter.sampler import NoiseSource
+from dcrt.families.svd.options import SVDRequest, refuse_foreign, resolve_svd_options
+from dcrt.families.svd.pipeline import SVDPipeline
 
 
 @pytest.fixture(scope="module")

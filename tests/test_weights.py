@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import dcrt
-from dcrt.export import ExportRequest, export_model, is_up_to_date
-from dcrt.manifest import ExportManifest, file_stamp
+from dcrt.artifacts.export import ExportRequest, export_model, is_up_to_date
+from dcrt.artifacts.manifest import ExportManifest, file_stamp
 from dcrt.weights import Weights, made_from, required_weights
 
 TINY = ["--res", "tiny", "--steps", "2"]

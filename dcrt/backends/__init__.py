@@ -6,7 +6,7 @@ uses) can answer without importing torch.
 
 from importlib import import_module
 
-_API = {"Backend": "dcrt.backends.base", "TorchBackend": "dcrt.backends.torch_backend"}
+_API = {"Backend": "dcrt.families.dynamicrafter.backend", "TorchBackend": "dcrt.families.dynamicrafter.torch_backend"}
 
 __all__ = sorted(_API)
 

@@ -2,7 +2,7 @@
 package per IO-table component, on the CPU or on CUDA, as a `StaticShapeBackend` (DynamiCrafter) or a
 `StaticSVDBackend` (Stable Video Diffusion); `open_aoti` opens a bundle with its family's backend.
 
-The bundle is read and checked through dcrt.aoti_bundle (the runtime never imports the builder): the packages
+The bundle is read and checked through dcrt.artifacts.aoti_bundle (the runtime never imports the builder): the packages
 must have been built for this device, instruction set and torch version, from the IO table's tensors. A
 package returns new output tensors on every call, allocated by torch (on CUDA from its caching allocator, on
 the current stream).
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from dcrt.aoti_bundle import (
+from dcrt.artifacts.aoti_bundle import (
     AotiManifest,
     can_run,
     check_bundle,
@@ -29,9 +29,9 @@ from dcrt.aoti_bundle import (
     rebuild_command,
 )
 from dcrt.backends.static import StaticShapeBackend, load_schedule
-from dcrt.backends.svd_static import StaticSVDBackend
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.errors import UsageError
-from dcrt.io_spec import io_table
+from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.presets import get_preset
 
 # torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point

@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 from dcrt.backends.static import StaticShapeBackend, load_schedule
-from dcrt.backends.svd_static import StaticSVDBackend
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.graph_spec import ComponentSpec
-from dcrt.io_spec import io_table
-from dcrt.manifest import ExportManifest
+from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.families.dynamicrafter.io_spec import io_table
+from dcrt.artifacts.manifest import ExportManifest
 from dcrt.presets import get_preset
 
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from dcrt.config import Preset
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.manifest import MANIFEST_FILE
+from dcrt.artifacts.manifest import MANIFEST_FILE
 from dcrt.weights import Weights, describe_source, made_from
 
 if TYPE_CHECKING:
-    from dcrt.aoti_bundle import AotiTarget
-    from dcrt.engine_bundle import Target
+    from dcrt.artifacts.aoti_bundle import AotiTarget
+    from dcrt.artifacts.engine_bundle import Target
 
 BACKENDS = ("auto", "trt", "aoti", "ort", "torch")
 EXPORT, TRT, AOTI = "export", "trt", "aoti"  # the kinds of artifact a run may load
@@ -87,9 +87,9 @@ class Unfit:
 def unfit(location: Path, kind: str, request: Request, log: Log) -> tuple[Unfit | None, str]:
     """(why the export (kind EXPORT) or bundle (TRT, AOTI) at `location` cannot serve `request`, or None; the
     weights it holds). Raises UsageError when its manifest is missing or unreadable."""
-    from dcrt.aoti_bundle import AotiManifest
-    from dcrt.engine_bundle import EngineManifest
-    from dcrt.manifest import ExportManifest
+    from dcrt.artifacts.aoti_bundle import AotiManifest
+    from dcrt.artifacts.engine_bundle import EngineManifest
+    from dcrt.artifacts.manifest import ExportManifest
 
     name, h, w, weights = request.preset.name, request.height, request.width, request.weights
     if kind == TRT:
@@ -140,7 +140,7 @@ def choose_backend(
     """Resolve `requested` (auto/trt/aoti/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it
     off the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
     `log` hears of a checkpoint hashed in full (a slow moment)."""
-    from dcrt.engine_bundle import bundle_dir, preset_dirname
+    from dcrt.artifacts.engine_bundle import bundle_dir, preset_dirname
 
     check_backend_name(requested)
     request = Request(preset, height or preset.height, width or preset.width, weights)
@@ -176,7 +176,7 @@ def choose_backend(
             raise BackendUnavailable(f"--backend trt: {facts.tensorrt_why}")
         if device == "cpu":
             raise UsageError("--backend trt runs on CUDA, not --device cpu")
-        from dcrt.engine_bundle import find_bundle
+        from dcrt.artifacts.engine_bundle import find_bundle
 
         found = find_bundle(engines_root, facts.target, preset.name, preset_dir)
         why, used = serves(found, TRT)
@@ -254,7 +254,7 @@ def _aoti_command(preset: Preset, device: str) -> str:
 
 def _aoti_bundles(root: Path, preset_dir: str, facts: Facts, device: str | None) -> list[tuple[AotiTarget, Path]]:
     """The AOTInductor bundles this machine can run that exist under `root`, preferred first, on `device`'s kind."""
-    from dcrt.engine_bundle import bundle_dir
+    from dcrt.artifacts.engine_bundle import bundle_dir
 
     kind = None if device is None else device.split(":")[0]
     found = []
@@ -272,7 +272,7 @@ def _requested_aoti(aoti, root: Path, preset: Preset, preset_dir: str, facts: Fa
         targets = [t for t in facts.aoti if t.device == kind]
         if not targets:
             raise BackendUnavailable(f"--backend aoti on {kind}: no AOTInductor target here ({facts.gpu_why})")
-        from dcrt.aoti_bundle import find_bundle
+        from dcrt.artifacts.aoti_bundle import find_bundle
 
         find_bundle(root, targets[-1], preset.name, preset_dir)  # raises: which bundles exist, and the command
     target, location = aoti[0]
@@ -288,7 +288,7 @@ def _because(what: str, passed: list[str]) -> str:
 
 def probe(device: int = 0) -> Facts:
     """Measure the facts: imports TensorRT, onnxruntime and torch, asks CUDA for the GPU. Never raises."""
-    from dcrt.engine_bundle import detect_target
+    from dcrt.artifacts.engine_bundle import detect_target
 
     target, tensorrt_why = None, ""
     try:
@@ -315,7 +315,7 @@ def probe(device: int = 0) -> Facts:
 
 def aoti_targets(gpu: int | None) -> tuple[AotiTarget, ...]:
     """The AOTInductor targets whose packages run here, preferred first: CUDA device `gpu`, this CPU model, AVX2."""
-    from dcrt.aoti_bundle import cpu_target, cuda_target, runs_avx2
+    from dcrt.artifacts.aoti_bundle import cpu_target, cuda_target, runs_avx2
 
     targets = [cuda_target(gpu)] if gpu is not None else []
     return (*targets, cpu_target(native=True), *([cpu_target(native=False)] if runs_avx2() else []))

@@ -1,11 +1,11 @@
 """The `Backend` interface over graphs of static shapes, written once for ONNX Runtime and TensorRT.
 
-An exported graph and the engine built from it take exactly the IO table's shapes (dcrt/io_spec.py), and
+An exported graph and the engine built from it take exactly the IO table's shapes (dcrt/families/dynamicrafter/io_spec.py), and
 each runs as one call that leaves its output in a buffer it owns. `StaticShapeBackend` maps the interface's
 variable batches onto those shapes: text and image rows one at a time, a batch-1 UNet call (no guidance) on
 the batch-2 graph, VAE frames padded to the graph's batch. A subclass supplies only how one graph runs
 (`_execute`): an ONNX Runtime session or a TensorRT engine. `StaticGraphs`, the running and checking of one
-graph, is shared with Stable Video Diffusion's static backend (dcrt.backends.svd_static).
+graph, is shared with Stable Video Diffusion's static backend (dcrt.families.svd.static).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from dcrt.backends.base import Backend
+from dcrt.families.dynamicrafter.backend import Backend
 from dcrt.config import Preset
 from dcrt.errors import UsageError
-from dcrt.graph_spec import ComponentSpec
+from dcrt.artifacts.graphs import ComponentSpec
 
 
 def load_schedule(directory: Path, files) -> dict[str, torch.Tensor]:

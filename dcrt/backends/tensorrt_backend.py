@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 
 from dcrt.backends.static import StaticShapeBackend, load_schedule
-from dcrt.backends.svd_static import StaticSVDBackend
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.backends.tensorrt_runtime import EngineSet
-from dcrt.engine_bundle import read_manifest_or_none
+from dcrt.artifacts.engine_bundle import read_manifest_or_none
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.graph_spec import TensorSpec
+from dcrt.artifacts.graphs import TensorSpec
 from dcrt.presets import get_preset
 
 

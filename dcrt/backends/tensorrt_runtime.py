@@ -1,7 +1,7 @@
 """The TensorRT runtime: the plans of an engine bundle (`dcrt build`), ready to run on a caller-owned CUDA stream.
 It makes no torch call: TensorRT and cuda-python's `cuda.bindings` only.
 
-`EngineSet` checks the bundle against this GPU and TensorRT (dcrt.engine_bundle: the runtime never imports
+`EngineSet` checks the bundle against this GPU and TensorRT (dcrt.artifacts.engine_bundle: the runtime never imports
 the builder), deserializes every plan once, gives all execution contexts ONE scratch block (USER_MANAGED:
 the engines never run at the same time, so the largest `device_memory_size_v2` is enough), and binds every
 input/output to a static device buffer once with `set_tensor_address`. A run is then one
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcrt.engine_bundle import (
+from dcrt.artifacts.engine_bundle import (
     EngineManifest,
     Target,
     check_bundle,
@@ -24,8 +24,8 @@ from dcrt.engine_bundle import (
     rebuild_command,
 )
 from dcrt.errors import DcrtError, UsageError
-from dcrt.graph_spec import ComponentSpec, TensorSpec
-from dcrt.io_spec import io_table
+from dcrt.artifacts.graphs import ComponentSpec, TensorSpec
+from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.presets import get_preset
 
 _ELEMENT_BYTES = {"float32": 4, "int64": 8}

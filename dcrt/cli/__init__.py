@@ -1,5 +1,5 @@
 """The `dcrt` command line: one module per group of commands, each only declaring its options and handing
-the work to the library (dcrt.loading, dcrt.pipeline, dcrt.export, dcrt.engine_builder, dcrt.bench).
+the work to the library (dcrt.loading, dcrt.families.dynamicrafter.pipeline, dcrt.artifacts.export, dcrt.artifacts.tensorrt_build, dcrt.families.dynamicrafter.bench).
 
     app.py        the typer app, `main` (errors -> one line and an exit code), grouped help
     options.py    library option types (SamplingRequest, BackendRequest, OutputOptions) rendered as options

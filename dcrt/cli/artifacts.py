@@ -11,7 +11,7 @@ from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
-from dcrt.options import SamplingRequest, check_size
+from dcrt.families.dynamicrafter.options import SamplingRequest, check_size
 
 SIZE = ("height", "width")
 
@@ -35,7 +35,7 @@ def export_command(
     force: Annotated[bool, typer.Option(help="export again even if an identical export exists")] = False,
 ) -> None:
     """Export every component to ONNX, check each in ONNX Runtime against PyTorch, write manifest.json."""
-    from dcrt.export import PRECISIONS
+    from dcrt.artifacts.export import PRECISIONS
     from dcrt.loading import ensure_export
 
     if precision not in PRECISIONS:
@@ -110,8 +110,8 @@ def build(
 
 
 def _build_trt(model, size, from_, out, opt_level, timing_cache, workspace, verify) -> None:
-    from dcrt.engine_builder import BuildConfig, build_bundle, console_progress
-    from dcrt.engine_bundle import detect_target
+    from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, console_progress
+    from dcrt.artifacts.engine_bundle import detect_target
     from dcrt.loading import ensure_export
 
     config = BuildConfig(opt_level=opt_level, workspace_gb=workspace, timing_cache=timing_cache)
@@ -126,8 +126,8 @@ def _build_trt(model, size, from_, out, opt_level, timing_cache, workspace, veri
 
 def _build_aoti(model, size, out, options: tuple, verify) -> None:
     """`options`: AotiConfig's device, native, precision and jobs, checked there."""
-    from dcrt.aoti_builder import AotiConfig, build_aoti_bundle
-    from dcrt.aoti_bundle import detect_aoti_target
+    from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle
+    from dcrt.artifacts.aoti_bundle import detect_aoti_target
 
     config = AotiConfig(*options)
     target = detect_aoti_target(config.device, config.native)  # --device cuda without a GPU: one line, before work

@@ -1,4 +1,4 @@
-"""`dcrt bench` for a Stable Video Diffusion preset (dcrt.svd_bench): the same report as DynamiCrafter's, handed
+"""`dcrt bench` for a Stable Video Diffusion preset (dcrt.families.svd.bench): the same report as DynamiCrafter's, handed
 back to `dcrt bench` (dcrt.cli.machine), which publishes both."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from dcrt.cli.app import say
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 
-if TYPE_CHECKING:  # dcrt.bench imports torch: the command line loads it only for a command that runs
-    from dcrt.bench import BenchReport
+if TYPE_CHECKING:  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
+    from dcrt.families.dynamicrafter.bench import BenchReport
 
 
 def bench_svd(
@@ -30,8 +30,8 @@ def bench_svd(
         raise UsageError(f"{', '.join(fixed)}: preset {preset.name} runs at its own size and frame count")
     import numpy as np
 
-    from dcrt.svd_bench import open_svd_pipelines, run_svd_backend, svd_unet_flops
-    from dcrt.svd_options import resolve_svd_options
+    from dcrt.families.svd.bench import open_svd_pipelines, run_svd_backend, svd_unet_flops
+    from dcrt.families.svd.options import resolve_svd_options
 
     opts = resolve_svd_options(preset, steps=sampling.steps)
     image = (np.random.default_rng(0).random((preset.height, preset.width, 3)) * 255).astype(np.uint8)

@@ -28,9 +28,9 @@ from dcrt.cli.progress import progress
 from dcrt.config import MODES
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.presets import default_preset
-from dcrt.svd_options import SVD_ONLY_NAMES, SVDRequest, refuse_foreign
+from dcrt.families.svd.options import SVD_ONLY_NAMES, SVDRequest, refuse_foreign
 
 
 @app.command(
@@ -156,7 +156,7 @@ def batch(
 def _further_prompts(prompt: str, extend: int, prompt_file: Path | None) -> list[str]:
     """The prompts of the clips `--extend` adds: from the file, else `extend` times the video's prompt."""
     from dcrt.batch import read_prompt_lines
-    from dcrt.options import clip_prompts
+    from dcrt.families.dynamicrafter.options import clip_prompts
 
     if prompt_file is None:
         return clip_prompts(prompt, extend)
@@ -175,7 +175,7 @@ def generate(
     """Check every option and input, then open the backend once, sample each job and write its video (as its
     frames are decoded). `further`: the prompts of the clips `--extend` chains after each video."""
     from dcrt.images import open_image
-    from dcrt.options import resolve_options
+    from dcrt.families.dynamicrafter.options import resolve_options
     from dcrt.video import check_output_path, check_video_options, format_for
 
     model = replace(model, preset=model.preset or default_preset(mode))
@@ -196,9 +196,9 @@ def generate(
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.batch import pair_prompts
-    from dcrt.chaining import extend_video, generate_keyframes
+    from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
     from dcrt.loading import open_backend
-    from dcrt.pipeline import pipeline_for
+    from dcrt.families.dynamicrafter.pipeline import pipeline_for
     from dcrt.video import write_video
 
     pipe = pipeline_for(open_backend(model, opts.height, opts.width, log=log))

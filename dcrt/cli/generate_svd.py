@@ -1,6 +1,6 @@
 """`dcrt animate` for a Stable Video Diffusion preset: the same order as dcrt.cli.generate (every option and the
 image checked before torch is imported, then one backend, then sample and stream the frames to the writer),
-with SVD's options (dcrt.svd_options)."""
+with SVD's options (dcrt.families.svd.options)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from dcrt.cli.app import log
 from dcrt.cli.options import OutputOptions, default_output
 from dcrt.cli.progress import progress
 from dcrt.loading import BackendRequest
-from dcrt.options import SamplingRequest
-from dcrt.svd_options import SVDRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.families.svd.options import SVDRequest
 
 
 def animate_svd(
@@ -26,10 +26,10 @@ def animate_svd(
     svd: SVDRequest,
     output: OutputOptions,
 ) -> None:
-    """`sampling` holds only the options both families share (steps, seed; dcrt.svd_options.refuse_foreign has
+    """`sampling` holds only the options both families share (steps, seed; dcrt.families.svd.options.refuse_foreign has
     refused the others), `output.fps` is SVD's fps too."""
     from dcrt.images import open_image
-    from dcrt.svd_options import resolve_svd_options
+    from dcrt.families.svd.options import resolve_svd_options
     from dcrt.video import check_output_path, check_video_options, format_for
 
     preset = model.preset_config()
@@ -46,7 +46,7 @@ def animate_svd(
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.loading import open_backend
-    from dcrt.svd_pipeline import svd_pipeline_for
+    from dcrt.families.svd.pipeline import svd_pipeline_for
     from dcrt.video import write_video
 
     pipe = svd_pipeline_for(open_backend(model, log=log))

@@ -10,7 +10,7 @@ import typer
 from dcrt.cli.app import app
 from dcrt.cli.options import takes
 from dcrt.errors import UsageError
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.presets import DEFAULT_PRESET, get_preset
 
 PRESET = Annotated[str, typer.Option("--res", help="model preset (its context length / latent shape)")]
@@ -35,7 +35,7 @@ def noise(
 ) -> None:
     """Write the initial latent noise and each step's noise of a seeded animate run, float32, for the C++ host."""
     from dcrt.host_inputs import host_noise, write_array
-    from dcrt.options import resolve_options
+    from dcrt.families.dynamicrafter.options import resolve_options
 
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}; choose cpu or cuda")

@@ -15,10 +15,10 @@ from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 
-if TYPE_CHECKING:  # dcrt.bench imports torch: the command line loads it only for a command that runs
-    from dcrt.bench import BenchReport
+if TYPE_CHECKING:  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
+    from dcrt.families.dynamicrafter.bench import BenchReport
 
 BENCH_PRESET = "tiny"  # seconds on a CPU; name a real preset on a GPU
 
@@ -65,7 +65,7 @@ def bench(
     On CUDA the torch and trt backends sample with the captured graph and the fused kernels; the baseline
     never does (the original's way: fp32 weights under fp16 autocast, one UNet call per guidance branch). For an
     SVD preset (svd-xt, tiny-svd) the baseline is diffusers' StableVideoDiffusionPipeline."""
-    from dcrt.bench import BENCH_BACKENDS
+    from dcrt.families.dynamicrafter.bench import BENCH_BACKENDS
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
     unknown = [b for b in names if b not in BENCH_BACKENDS]
@@ -78,7 +78,7 @@ def bench(
     model.check_names()
     import torch
 
-    from dcrt.bench import BenchReport, environment
+    from dcrt.families.dynamicrafter.bench import BenchReport, environment
     from dcrt.loading import usable_device
 
     model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -109,9 +109,9 @@ def _bench_dynamicrafter(
     """Time each stage of each backend in `names` on two random images at the preset's (or the given) size."""
     import numpy as np
 
-    from dcrt.bench import open_pipelines, run_backend
-    from dcrt.flops import unet_flops
-    from dcrt.options import resolve_options
+    from dcrt.families.dynamicrafter.bench import open_pipelines, run_backend
+    from dcrt.families.dynamicrafter.flops import unet_flops
+    from dcrt.families.dynamicrafter.options import resolve_options
 
     preset = model.preset_config()
     opts = resolve_options(preset, preset.modes[0], sampling)
@@ -135,7 +135,7 @@ def _bench_dynamicrafter(
 
 def publish(report: BenchReport, out: Path) -> None:
     """Print the report's table, write its files under `out`, and print their paths."""
-    from dcrt.bench import markdown, write_report
+    from dcrt.families.dynamicrafter.bench import markdown, write_report
 
     typer.echo(markdown(report))
     for path in write_report(report, out):

@@ -22,9 +22,9 @@ from typer.core import TyperCommand
 
 from dcrt.config import MODES, Seeds
 from dcrt.loading import BACKEND, MODEL
-from dcrt.options import SAMPLING_NAMES, SamplingRequest, preset_default
+from dcrt.families.dynamicrafter.options import SAMPLING_NAMES, SamplingRequest, preset_default
 from dcrt.presets import DEFAULT_PRESET, PRESETS, default_preset
-from dcrt.svd_options import SVD_NAMES, SVDRequest, svd_default
+from dcrt.families.svd.options import SVD_NAMES, SVDRequest, svd_default
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 
 BATCH, SAMPLING, OUTPUT, SERVER = "Batch", "Sampling", "Output", "Server"
@@ -89,7 +89,7 @@ def _shown(value: object) -> str:
 def preset_defaults_text(name: str) -> str:
     """What `None` means for SamplingRequest field `name`, per preset: "50", or "3 for 256, tiny-256; 24 for ..."."""
     by_value: dict[str, list[str]] = {}
-    # The SVD family has sampling options of its own (dcrt.svd_options.SVDRequest); it shares a few of these.
+    # The SVD family has sampling options of its own (dcrt.families.svd.options.SVDRequest); it shares a few of these.
     for preset in PRESETS.values():
         if preset.family == "svd":
             if name in SVD_NAMES:

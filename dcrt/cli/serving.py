@@ -14,7 +14,7 @@ from dcrt.cli.options import SERVED_MODEL, SERVER, GroupedCommand, KeyframesAndP
 from dcrt.config import MODES
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.presets import DEFAULT_PRESET
 
 HOST_HELP = "address to bind (default: loopback only; 0.0.0.0 serves every interface: put it behind your own auth)"

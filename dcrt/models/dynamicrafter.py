@@ -26,7 +26,7 @@ from dcrt.models.composite import CompositeModel
 from dcrt.models.resampler import Resampler
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.models.unet3d import UNet3D
-from dcrt.schedule import schedule_tensors
+from dcrt.families.dynamicrafter.schedule import schedule_tensors
 
 NETWORKS = ("unet", "vae", "text_encoder", "image_encoder", "resampler")
 

@@ -16,7 +16,7 @@ from torch import nn
 from dcrt.models.attention import CrossAttention, FeedForward, SelfAttention, TransformerBlock
 from dcrt.models.layers import GroupNorm, LayerNorm, timestep_embedding
 from dcrt.models.unet3d import EmbResBlock, fold, unet_stages, unfold
-from dcrt.svd_config import SpatioTemporalUNetConfig
+from dcrt.families.svd.config import SpatioTemporalUNetConfig
 
 
 class AlphaBlender(nn.Module):

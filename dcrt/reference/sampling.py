@@ -217,7 +217,7 @@ def run_dcrt(
 ):
     """dcrt's public API; returns (result.latents, [(x, t, context, concat, fs, output) per batched UNet call])."""
     from dcrt.api import animate, interpolate, loop
-    from dcrt.pipeline import pipeline_for
+    from dcrt.families.dynamicrafter.pipeline import pipeline_for
 
     pipe = pipeline_for(model)
     calls = []
@@ -340,7 +340,7 @@ def prepare(weights: str, preset: str, workdir: Path, seed: int = 0):
     The checkpoint is written once per `weights`; dcrt and the original both alias its memory map, so a full
     preset costs its 10.4 GB once (page cache) rather than twice (anonymous memory).
     """
-    from dcrt.checkpoint import load_model, random_model, save_checkpoint
+    from dcrt.families.dynamicrafter.checkpoint import load_model, random_model, save_checkpoint
 
     path = Path(workdir) / f"{weights}.ckpt"
     if not path.exists():

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.serving.repository import MODEL_NAME
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from dcrt.config import MODES
 from dcrt.errors import DcrtError, UsageError
 from dcrt.loading import BackendRequest
-from dcrt.options import SAMPLING_NAMES, SamplingRequest
+from dcrt.families.dynamicrafter.options import SAMPLING_NAMES, SamplingRequest
 
 Inputs = dict[str, np.ndarray]
 
@@ -78,7 +78,7 @@ class VideoService:
 
     def __init__(self, request: BackendRequest, log: Callable[[str], None] | None = None):
         from dcrt.loading import open_backend
-        from dcrt.pipeline import pipeline_for
+        from dcrt.families.dynamicrafter.pipeline import pipeline_for
 
         preset = request.preset_config()
         self.pipe = pipeline_for(open_backend(request, preset.height, preset.width, log=log))
@@ -110,7 +110,7 @@ class VideoService:
         """One request -> the asked outputs (FRAMES uint8 [1, T, H, W, 3], VIDEO uint8 [1, n] mp4). Raises
         UsageError for a bad request, Cancelled when `cancelled()` turns true between denoising steps.
         `progress(step, total)` hears each step."""
-        from dcrt.options import resolve_options
+        from dcrt.families.dynamicrafter.options import resolve_options
 
         images, prompt, mode, request = self.parse(inputs)
         opts = resolve_options(self.preset, mode, request)

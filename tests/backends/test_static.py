@@ -6,7 +6,7 @@ import torch
 import dcrt
 from dcrt.backends.static import StaticShapeBackend
 from dcrt.errors import UsageError
-from dcrt.io_spec import io_table
+from dcrt.families.dynamicrafter.io_spec import io_table
 
 
 class RecordingBackend(StaticShapeBackend):

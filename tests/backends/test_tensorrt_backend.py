@@ -9,8 +9,8 @@ from _trt_fakes import DEVICE_MEMORY, TARGET, FakeAllocator, FakeBuilder, FakeTr
 
 from dcrt.backends.tensorrt_backend import TensorRTBackend
 from dcrt.backends.tensorrt_runtime import EngineSet, nbytes
-from dcrt.engine_builder import BuildConfig, build_bundle
-from dcrt.engine_bundle import EngineManifest, Target
+from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
+from dcrt.artifacts.engine_bundle import EngineManifest, Target
 from dcrt.errors import BackendUnavailable, UsageError
 
 

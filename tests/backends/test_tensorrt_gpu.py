@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import dcrt
-from dcrt.export import ExportRequest, export_model, graph_modules, relative_error
-from dcrt.io_spec import io_table, sample_inputs
+from dcrt.artifacts.export import ExportRequest, export_model, graph_modules, relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 
 pytestmark = pytest.mark.trt
 FP16_TOLERANCE = 3e-2
@@ -24,14 +24,14 @@ def target():
         pytest.skip(f"TensorRT is not installed ({exc})")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible")
-    from dcrt.engine_bundle import detect_target
+    from dcrt.artifacts.engine_bundle import detect_target
 
     return detect_target()
 
 
 @pytest.fixture(scope="module")
 def bundle(target, tmp_path_factory):
-    from dcrt.engine_builder import BuildConfig, build_bundle
+    from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
 
     root = tmp_path_factory.mktemp("trt")
     model = dcrt.random_model("tiny", seed=0)  # converted to fp16 in place by the export
@@ -71,7 +71,7 @@ def test_each_engine_matches_pytorch(backend, name):
 
 
 def test_animate_on_tensorrt_matches_pytorch(backend):
-    from dcrt.pipeline import Pipeline
+    from dcrt.families.dynamicrafter.pipeline import Pipeline
 
     image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
     x_T = torch.randn(1, 4, 16, 8, 8, generator=torch.Generator().manual_seed(4))  # same start on CPU and GPU

@@ -13,15 +13,15 @@ from _trt_fakes import TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
 
 import dcrt
 import dcrt.backends.tensorrt_backend as trt_backend
-from dcrt.backends.svd_torch import TorchSVDBackend
+from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.backends.tensorrt_backend import TensorRTBackend, TensorRTSVDBackend, open_tensorrt
-from dcrt.engine_builder import BuildConfig, build_bundle
+from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
 from dcrt.errors import UsageError
-from dcrt.export import relative_error
-from dcrt.io_spec import io_table
-from dcrt.svd_export import svd_graph_modules
-from dcrt.svd_options import resolve_svd_options
-from dcrt.svd_pipeline import SVDPipeline
+from dcrt.artifacts.export import relative_error
+from dcrt.families.dynamicrafter.io_spec import io_table
+from dcrt.families.svd.export import svd_graph_modules
+from dcrt.families.svd.options import resolve_svd_options
+from dcrt.families.svd.pipeline import SVDPipeline
 
 
 @pytest.fixture
@@ -93,14 +93,14 @@ def test_each_family_has_its_tensorrt_backend(svd_bundle, on_fake_engines):
 
 
 def test_the_command_line_builds_svd(run_cli, monkeypatch, tmp_path):
-    # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.engine_builder: here with the fake builder.
-    import dcrt.engine_builder
-    import dcrt.engine_bundle
+    # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.artifacts.tensorrt_build: here with the fake builder.
+    import dcrt.artifacts.tensorrt_build
+    import dcrt.artifacts.engine_bundle
 
     calls = []
-    monkeypatch.setattr(dcrt.engine_bundle, "detect_target", lambda device=0: TARGET)
+    monkeypatch.setattr(dcrt.artifacts.engine_bundle, "detect_target", lambda device=0: TARGET)
     monkeypatch.setattr(
-        dcrt.engine_builder, "build_bundle", lambda export_dir, out, *a, **k: calls.append(export_dir) or _report(out)
+        dcrt.artifacts.tensorrt_build, "build_bundle", lambda export_dir, out, *a, **k: calls.append(export_dir) or _report(out)
     )
     monkeypatch.setattr(
         "dcrt.loading.ensure_export", lambda preset, weights, out, precision, *a, **k: calls.append(precision)
@@ -112,6 +112,6 @@ def test_the_command_line_builds_svd(run_cli, monkeypatch, tmp_path):
 
 
 def _report(out):
-    from dcrt.engine_builder import BuildReport
+    from dcrt.artifacts.tensorrt_build import BuildReport
 
     return BuildReport(out, {}, [])

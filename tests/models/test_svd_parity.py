@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dcrt.presets import get_preset
-from dcrt.svd_checkpoint import load_svd_model, load_svd_state
-from dcrt.svd_keys import diffusers_to_original
+from dcrt.families.svd.checkpoint import load_svd_model, load_svd_state
+from dcrt.families.svd.keys import diffusers_to_original
 from tests.models.svd_diffusers import (
     diffusers_unet,
     diffusers_vae,

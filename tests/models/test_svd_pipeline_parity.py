@@ -1,7 +1,7 @@
 """`dcrt.animate` of an SVD model end to end against diffusers' StableVideoDiffusionPipeline (docs/models.md §8.8):
 the same weights (diffusers' tiny models, loaded into dcrt through its own loader), the same picture, the same
 seed. Nothing is handed across: each side preprocesses, augments, encodes, samples and decodes by itself, so
-the seeded draw order (augmentation noise, then x_T frame-major; dcrt.svd_pipeline) is checked as well.
+the seeded draw order (augmentation noise, then x_T frame-major; dcrt.families.svd.pipeline) is checked as well.
 
 Needs the `[parity]` extra; tiny preset, seconds on a CPU.
 """

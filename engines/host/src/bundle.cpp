@@ -36,7 +36,7 @@ std::vector<TensorSpec> tensor_specs(const Json& list) {
 }
 
 // v or eps: the manifest's "parameterization" when it has one; else the schedule says it, because
-// v-models store zeros in sqrt_recip_alphas_cumprod (infinite at t = 999 under zero SNR; dcrt.schedule).
+// v-models store zeros in sqrt_recip_alphas_cumprod (infinite at t = 999 under zero SNR; dcrt.families.dynamicrafter.schedule).
 bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& schedule) {
   if (manifest.has("parameterization")) return manifest["parameterization"].str() == "v";
   const auto it = schedule.find("sqrt_recip_alphas_cumprod");

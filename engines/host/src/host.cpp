@@ -57,7 +57,7 @@ struct Conditioning {
   Tensor latent;   // float32 [4, h, w]: the image's VAE latent (c_concat at every frame)
 };
 
-// dcrt.pipeline.Pipeline.conditioning + unconditional, for animate.
+// dcrt.families.dynamicrafter.pipeline.Pipeline.conditioning + unconditional, for animate.
 Conditioning condition(const Bundle& bundle, Engine& engine, const HostInputs& in, int branches) {
   const ComponentSpec& text = bundle.component("text_encoder");
   const ComponentSpec& image = bundle.component("image_encoder");
@@ -129,7 +129,7 @@ struct UNetBuffers {
   }
 };
 
-// The DDIM loop (dcrt.sampler.sample): x_T -> final latents [1, 4, T, h, w], on the engine's device.
+// The DDIM loop (dcrt.families.dynamicrafter.sampler.sample): x_T -> final latents [1, 4, T, h, w], on the engine's device.
 Tensor denoise(const Bundle& bundle, Engine& engine, const SamplingOptions& opts, const DDIMSchedule& schedule,
                const Conditioning& cond, const Tensor& noise) {
   const Device device = engine.device();

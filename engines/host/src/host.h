@@ -1,4 +1,4 @@
-// Image-to-video on a bundle, as dcrt.pipeline.Pipeline.generate does it for `animate`: conditioning,
+// Image-to-video on a bundle, as dcrt.families.dynamicrafter.pipeline.Pipeline.generate does it for `animate`: conditioning,
 // the DDIM loop with guidance, decoding. Noise comes from the caller (a file written by `dcrt noise`).
 #pragma once
 

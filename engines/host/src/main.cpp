@@ -67,7 +67,7 @@ const std::map<std::string, Setter>& sampling_flags() {
       {"--image-guidance-scale",
        [](SamplingOptions& s, const std::string& v) {
          s.guidance.image_guidance_scale = number("--image-guidance-scale", v);
-         s.guidance.image_guidance = s.guidance.image_guidance_scale != 1.0;  // as dcrt.pipeline.guidance_for
+         s.guidance.image_guidance = s.guidance.image_guidance_scale != 1.0;  // as dcrt.families.dynamicrafter.pipeline.guidance_for
        }},
   };
   return flags;

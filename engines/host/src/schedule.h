@@ -1,5 +1,5 @@
 // The DDIM schedule of one run, built from the bundle's schedule.safetensors exactly as
-// dcrt.schedule.build_ddim_schedule and dcrt.timesteps.ddim_timesteps do (docs/sampling.md §4.4, 4.5):
+// dcrt.families.dynamicrafter.schedule.build_ddim_schedule and dcrt.families.dynamicrafter.timesteps.ddim_timesteps do (docs/sampling.md §4.4, 4.5):
 // the same timesteps and the same eight float32 coefficient rows, in the same precisions.
 #pragma once
 
@@ -12,7 +12,7 @@
 
 namespace dcrt_host {
 
-// Row order of the coefficient table: dcrt.schedule.COEFFICIENT_ROWS = DCRT_DDIM_* in kernels/dcrt_kernels.h.
+// Row order of the coefficient table: dcrt.families.dynamicrafter.schedule.COEFFICIENT_ROWS = DCRT_DDIM_* in kernels/dcrt_kernels.h.
 enum CoefRow { kEpsFromM, kEpsFromX, kX0FromX, kX0FromM, kX0Rescale, kSqrtAlphaPrev, kDirection, kSigma, kNumCoefs };
 
 struct DDIMSchedule {

@@ -1,5 +1,5 @@
 // The CPU implementation of one denoising step after the UNet: the guidance combine
-// (dcrt.sampler.combine_guidance) and the DDIM update (dcrt.sampler.ddim_step). Each float32 operation is
+// (dcrt.families.dynamicrafter.sampler.combine_guidance) and the DDIM update (dcrt.families.dynamicrafter.sampler.ddim_step). Each float32 operation is
 // the reference's, in its order and rounding (as kernels/guidance.cu and kernels/ddim.cu are on CUDA).
 #pragma once
 
@@ -15,7 +15,7 @@ struct Guidance {
   double image_guidance_scale = 0.0;  // used only with 3 branches (multi-condition guidance)
   double guidance_rescale = 0.0;
   bool image_guidance = false;
-  // 1 (scale 1: no guidance), 2 (conditional, unconditional) or 3 (+ image-only): dcrt.sampler.Guidance.branches
+  // 1 (scale 1: no guidance), 2 (conditional, unconditional) or 3 (+ image-only): dcrt.families.dynamicrafter.sampler.Guidance.branches
   int branches() const { return guidance_scale == 1.0 ? 1 : (image_guidance ? 3 : 2); }
 };
 

@@ -1,5 +1,5 @@
 // dcrt_host_check: the host's numeric pieces on .npy files, for tests/test_cpp_host.py to compare with the
-// Python references (dcrt.schedule, dcrt.sampler, dcrt.models.clip, dcrt.images). One subcommand per piece:
+// Python references (dcrt.families.dynamicrafter.schedule, dcrt.families.dynamicrafter.sampler, dcrt.models.clip, dcrt.images). One subcommand per piece:
 //   schedule SCHEDULE.safetensors v|eps STEPS SPACING ETA OUT_DIR     -> OUT_DIR/{timesteps,table}.npy
 //   step SCHEDULE.safetensors v|eps STEPS SPACING ETA I OUT.npy X.npy NOISE.npy|- SCALE IMAGE_SCALE|- RESCALE
 //        RESULT.npy
