@@ -27,16 +27,16 @@ from gpu_report_aoti import aoti_markdown, aoti_section
 from gpu_report_svd import svd_markdown, svd_section
 
 import dcrt
-from dcrt.runners import kernel_compile, kernels
+from dcrt.artifacts.export import relative_error
 from dcrt.backends import TorchBackend
+from dcrt.errors import DcrtError
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
 from dcrt.families.dynamicrafter.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize
 from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES
-from dcrt.errors import DcrtError
-from dcrt.artifacts.export import relative_error
 from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, guidance_for
+from dcrt.runners import kernel_compile, kernels
 
 if TYPE_CHECKING:
     from gpu_report import Report
@@ -383,5 +383,3 @@ def markdown(data: dict) -> str:
             lines += ["", f"Peak memory target {t['target_gb']} GB: met {t['met']} (GB per mode: {t['peak_gb']})"]
     lines += aoti_markdown(data["sections"].get("aoti", {}))
     return "\n".join(lines) + "\n"
-
-

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 import dcrt
-from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.artifacts.export import relative_error
 from dcrt.families.svd.bench import DiffusersBaseline, run_svd_backend, svd_unet_flops
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.torch_backend import TorchSVDBackend
 
 # The anchor of issue 18: TensorRT SVD-XT 1.1 on an H100 PCIe, 25 frames at 576x1024, 25 steps.
 ANCHOR = {"what": "TensorRT SVD-XT 1.1, H100 PCIe, 25 frames, 25 steps", "end_to_end_s": 22.6, "unet_s": 19.1}

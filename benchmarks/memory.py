@@ -33,9 +33,9 @@ from torch.utils._pytree import tree_leaves
 
 import dcrt
 from dcrt.backends import TorchBackend
-from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.models.dynamicrafter import DynamiCrafter
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

@@ -23,8 +23,8 @@ import onnxruntime as ort
 import torch
 
 import dcrt
-from dcrt.families.dynamicrafter.bench import PeakMemory
 from dcrt.artifacts.export import export_graph, graph_modules, parity_session_options, relative_error
+from dcrt.families.dynamicrafter.bench import PeakMemory
 from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.loading import BackendRequest
 from dcrt.serving.client import generate_remote
 from dcrt.serving.repository import ServeOptions, write_repository
 from dcrt.serving.server import free_port, start_server

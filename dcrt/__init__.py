@@ -19,11 +19,11 @@ _API = {
     "random_model": "dcrt.families.dynamicrafter.checkpoint",
     "save_checkpoint": "dcrt.families.dynamicrafter.checkpoint",
     "PRESETS": "dcrt.presets",
-    "Preset": "dcrt.config",
+    "Preset": "dcrt.families.dynamicrafter.config",
     "get_preset": "dcrt.presets",
     "DynamiCrafter": "dcrt.models",
     # Stable Video Diffusion (docs/models.md §8): its presets, networks and weights.
-    "SVDPreset": "dcrt.config",
+    "SVDPreset": "dcrt.families.svd.config",
     "StableVideoDiffusion": "dcrt.models.svd",
     "load_svd_model": "dcrt.families.svd.checkpoint",
     "random_svd_model": "dcrt.families.svd.checkpoint",

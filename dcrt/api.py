@@ -1,6 +1,6 @@
 """The Python API: `dcrt.animate`, `interpolate`, `loop` and `interpolate_keyframes` over a model, a backend or a
 pipeline. Each takes the fields of `dcrt.families.dynamicrafter.options.SamplingRequest` as keywords; one left out is the preset's
-default (`dcrt.config.SamplingDefaults`). `dcrt.animate` of a Stable Video Diffusion model runs `animate_svd`,
+default (`dcrt.families.dynamicrafter.config.SamplingDefaults`). `dcrt.animate` of a Stable Video Diffusion model runs `animate_svd`,
 whose keywords are `dcrt.families.svd.options.SVDRequest`'s."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from collections.abc import Sequence
 import torch
 
 from dcrt.backends import Backend
-from dcrt.families.svd.backend import SVDBackend
 from dcrt.batch import pair_prompts
-from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
 from dcrt.errors import UsageError
-from dcrt.models.dynamicrafter import DynamiCrafter
-from dcrt.models.svd import StableVideoDiffusion
+from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
 from dcrt.families.dynamicrafter.options import clip_prompts, resolve_options, takes_sampling_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, VideoResult, pipeline_for
 from dcrt.families.dynamicrafter.sampler import StepCallback
+from dcrt.families.svd.backend import SVDBackend
 from dcrt.families.svd.options import resolve_svd_options, with_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline, svd_pipeline_for
+from dcrt.models.dynamicrafter import DynamiCrafter
+from dcrt.models.svd import StableVideoDiffusion
 
 Model = DynamiCrafter | Backend | Pipeline | StableVideoDiffusion | SVDBackend | SVDPipeline
 
@@ -46,7 +46,7 @@ def animate(
     """Image-to-video: `image` (a path, PIL image or uint8 array) animated following `prompt`.
 
     `sampling`: the fields of `dcrt.families.dynamicrafter.options.SamplingRequest` (steps, guidance_scale, seed, ...); a field left
-    out takes the preset's default (`dcrt.config.SamplingDefaults`). Noise: a generator seeded with `seed`
+    out takes the preset's default (`dcrt.families.dynamicrafter.config.SamplingDefaults`). Noise: a generator seeded with `seed`
     draws x_T, then one tensor per step after the UNet call (the original's order). With `x_T` given, the
     per-step draws start at the generator's beginning.
 

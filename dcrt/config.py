@@ -1,17 +1,11 @@
-"""What a preset is: the frozen dataclasses of every hyper-parameter of the DynamiCrafter models and of Stable
-Video Diffusion (SVD), their defaults being the 512 model's and SVD-XT's. The named presets are dcrt.presets' table.
-
-Values follow docs/models.md §1 (DynamiCrafter) and §8 (SVD). A preset is a frozen tree of dataclasses; code
-never branches on a preset's name, only on its fields (`family` says which model family's code runs it).
-"""
+"""The networks' hyper-parameters: frozen dataclasses of every layer size of the UNets, the VAE, the CLIP towers and
+the resampler, their defaults being the 512 model's (docs/models.md §3) and SVD-XT's (§8.2). A family's preset
+(dcrt.families.<family>.config) assembles them with what only that family has. Torch-free: the command line reads
+presets before it imports torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
-
-from dcrt.errors import UsageError
-from dcrt.families.svd.config import EDMConfig, SpatioTemporalUNetConfig, SVDSamplingDefaults
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -134,126 +128,22 @@ class ResamplerConfig:
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
-    """Noise schedule and parameterisation (docs/models.md §1.2, 1.5, 1.6; docs/sampling.md §4.3)."""
+class SpatioTemporalUNetConfig:
+    """The spatio-temporal UNet (sgm `VideoUNet`, diffusers `UNetSpatioTemporalConditionModel`, docs/models.md §8.2).
 
-    timesteps: int = 1000
-    linear_start: float = 0.00085
-    linear_end: float = 0.012
-    parameterization: str = "v"  # "eps" or "v"
-    zero_snr: bool = True
-    dynamic_rescale: bool = True
-    base_scale: float = 0.7
-    turning_step: int = 400
+    Head width is fixed, head count = channels / width (5, 10, 20, 20 heads at full size)."""
 
-
-# DDIM timestep spacings (dcrt.families.dynamicrafter.timesteps.ddim_timesteps) and what a preset can be asked to do.
-SPACINGS = ("uniform", "uniform_trailing")
-MODES = ("animate", "interpolate", "loop")
-
-
-@dataclass(frozen=True)
-class Seeds:
-    """The original scripts' noise seed for each mode."""
-
-    animate: int = 123
-    interpolate: int = 12306
-    loop: int = 234
-
-    def for_mode(self, mode: str) -> int:
-        return getattr(self, mode)
-
-
-@dataclass(frozen=True)
-class SamplingDefaults:
-    """What the original scripts pass for this model (docs/models.md §1.9): the only home of every sampling
-    default. `dcrt.families.dynamicrafter.options.resolve_options` reads it for the Python API and the command line alike."""
-
-    steps: int = 50
-    guidance_scale: float = 7.5
-    image_guidance_scale: float | None = None  # None: two-way guidance; a scale turns on three-way guidance
-    guidance_rescale: float = 0.7
-    eta: float = 1.0
-    frame_stride: int = 24  # the 256 model: a real frame stride; the others: frames per second
-    frame_stride_range: tuple[int, int] = (1, 60)
-    timestep_spacing: str = "uniform_trailing"
-    seeds: Seeds = field(default_factory=Seeds)
-    # Longer videos (dcrt.families.dynamicrafter.windows): frames shared by neighbouring windows. Half a window: every inner frame is
-    # seen by two windows (twice the UNet work of the frames), and every multiple of 8 from 16 on is reachable.
-    overlap: int = 8
-
-
-class _PresetBehaviour:
-    """What every family's preset can answer: its modes, its family's code, its latent size."""
-
-    def check_mode(self, mode: str) -> None:
-        """One line naming what this preset can do, for a mode it was not trained for."""
-        if mode not in self.modes:
-            raise UsageError(f"preset {self.name} cannot {mode}; it supports: {', '.join(self.modes)}")
-
-    def require_family(self, family: str, what: str) -> None:
-        """One line for a feature that exists only for another model family so far."""
-        if self.family != family:
-            raise UsageError(f"{self.name} does not support {what} yet (model family {self.family}; {family} has it)")
+    in_channels: int = 8  # noisy latent + the conditioning image's latent, concatenated per frame
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (4, 2, 1)
+    head_channels: int = 64
+    context_dim: int = 1024  # the CLIP image embedding: one token per frame
+    added_time_ids: int = 3  # fps - 1, motion bucket id, noise augmentation strength
+    added_time_dim: int = 256  # sinusoid width of each added time id
 
     @property
-    def latent_height(self) -> int:
-        return self.height // self.vae.downscale
-
-    @property
-    def latent_width(self) -> int:
-        return self.width // self.vae.downscale
-
-
-@dataclass(frozen=True)
-class Preset(_PresetBehaviour):
-    name: str
-    height: int
-    width: int
-    frames: int = 16
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    vae: VAEConfig = field(default_factory=VAEConfig)
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
-    resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
-    # The released 256 file stores the frame-stride MLP as `framestride_embed` (older module name, docs/models.md §1.8).
-    fs_embed_checkpoint_name: str = "fps_embedding"
-    hf_repo: str | None = None  # Hugging Face repository holding `checkpoint_file`
-    checkpoint_file: str = "model.ckpt"
-    checkpoint_dir_name: str | None = None  # the original scripts' `checkpoints/<name>/model.ckpt`
-    # What the checkpoint was trained for: image-to-video, or (the interp model) interpolation and loops.
-    modes: tuple[str, ...] = ("animate",)
-    family: str = "dynamicrafter"
-    # Whether exports and bundles carry the checkpoint's noise schedule (schedule.safetensors): the one home of
-    # that rule. SVD's EDM schedule is computed from the preset (dcrt.families.svd.sampler) instead.
-    carries_schedule: ClassVar[bool] = True
-
-
-# SVD's first stage (docs/models.md §8.4); dcrt.presets' image-decoder preset swaps its decoder.
-SVD_VAE = VAEConfig(video=VideoDecoderConfig(), post_quant_conv=False)
-
-
-@dataclass(frozen=True)
-class SVDPreset(_PresetBehaviour):
-    """A Stable Video Diffusion model (docs/models.md §8): image-only conditioning, EDM sampling."""
-
-    name: str
-    height: int
-    width: int
-    frames: int = 25
-    unet: SpatioTemporalUNetConfig = field(default_factory=SpatioTemporalUNetConfig)
-    # The temporal decoder; the encoder is the KL-f8 one of every other preset.
-    vae: VAEConfig = field(default_factory=lambda: SVD_VAE)
-    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # its projected class token conditions
-    # Only the shapes of the text-tower remnants the original file keeps beside the image tower (§8.3).
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    edm: EDMConfig = field(default_factory=EDMConfig)
-    sampling: SVDSamplingDefaults = field(default_factory=SVDSamplingDefaults)
-    hf_repo: str | None = None  # Hugging Face repository holding both layouts (§8.1)
-    checkpoint_file: str = "svd_xt.safetensors"  # the original layout's single file, what `dcrt fetch` downloads
-    checkpoint_dir_name: str | None = None
-    modes: tuple[str, ...] = ("animate",)
-    family: str = "svd"
-    carries_schedule: ClassVar[bool] = False  # its EDM schedule is the preset's (Preset.carries_schedule)
+    def time_embed_dim(self) -> int:
+        return 4 * self.model_channels

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from dcrt.atomic import atomic_file
-from dcrt.config import Preset
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.config import Preset
 from dcrt.families.dynamicrafter.options import SamplingOptions
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
 

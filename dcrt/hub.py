@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dcrt.config import Preset
 from dcrt.errors import DcrtError, UsageError
+from dcrt.families.dynamicrafter.config import Preset
 
 CHECKPOINT_DIR_ENV = "DCRT_CHECKPOINT_DIR"
 

@@ -16,13 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dcrt.backends.select import check_backend_name
-from dcrt.config import Preset
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.config import Preset
 from dcrt.presets import DEFAULT_PRESET, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
 DEVICES = ("cpu", "cuda")  # and cuda:N
-WEIGHT_DTYPES = ("fp32", "fp16", "bf16")  # the keys of dcrt.families.dynamicrafter.checkpoint.WEIGHT_DTYPES, named without torch
+WEIGHT_DTYPES = (
+    "fp32",
+    "fp16",
+    "bf16",
+)  # the keys of dcrt.families.dynamicrafter.checkpoint.WEIGHT_DTYPES, named without torch
 Log = Callable[[str], None]
 _logger = logging.getLogger("dcrt")
 

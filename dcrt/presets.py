@@ -6,23 +6,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dcrt.config import (
-    MODES,
-    SVD_VAE,
-    DiffusionConfig,
     DualRefDecoderConfig,
     ImageEncoderConfig,
-    Preset,
     ResamplerConfig,
-    SamplingDefaults,
-    Seeds,
-    SVDPreset,
+    SpatioTemporalUNetConfig,
     TextEncoderConfig,
     UNetConfig,
     VAEConfig,
     VideoDecoderConfig,
 )
 from dcrt.errors import UsageError
-from dcrt.families.svd.config import SpatioTemporalUNetConfig, SVDSamplingDefaults
+from dcrt.families.dynamicrafter.config import MODES, DiffusionConfig, Preset, SamplingDefaults, Seeds
+from dcrt.families.svd.config import SVD_VAE, SVDPreset, SVDSamplingDefaults
 
 # The preset a command uses when none is named; a mode this preset cannot do takes the first released preset
 # that can (`default_preset`).

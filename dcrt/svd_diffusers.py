@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from dcrt.config import SVDPreset
 from dcrt.errors import UsageError
+from dcrt.families.svd.config import SVDPreset
 
 
 def diffusers_unet(preset: SVDPreset):

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dcrt.batch import Job
-from dcrt.config import Preset
 from dcrt.errors import DcrtError
+from dcrt.families.dynamicrafter.config import Preset
 from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
 from dcrt.serving.client import request_inputs
 from dcrt.serving.service import mp4_bytes

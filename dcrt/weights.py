@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from dcrt.config import Preset
-from dcrt.errors import UsageError
 from dcrt.artifacts.manifest import file_stamp, sha256_file
+from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.config import Preset
 
 RANDOM_SEED = 0  # the seed of --random-weights, and of the presets that have no released checkpoint
 _CONTENT_KEYS = ("size", "edges_sha256")  # what a copy keeps; its modification time is new

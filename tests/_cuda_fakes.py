@@ -36,8 +36,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import dcrt.runners.kernels
-from dcrt.runners.kernel_compile import KERNEL_NAMES, KernelError
 from dcrt.models import layers
+from dcrt.runners.kernel_compile import KERNEL_NAMES, KernelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from memory import fake_model, frames_shape_only  # noqa: E402
@@ -201,7 +201,10 @@ def simulated_cuda() -> Iterator[SimulatedCuda]:
         mock.patch("torch.Generator", SimulatedGenerator),
         mock.patch("dcrt.runners.kernels.load_kernels", cuda.load_kernels),
         mock.patch("torch.nn.functional.scaled_dot_product_attention", cuda.attention),
-        *(mock.patch(f"dcrt.{m}.to_uint8_frames", frames_shape_only) for m in ("pipeline", "clip_decode", "svd_pipeline")),
+        *(
+            mock.patch(f"dcrt.{m}.to_uint8_frames", frames_shape_only)
+            for m in ("pipeline", "clip_decode", "svd_pipeline")
+        ),
     ]
     with contextlib.ExitStack() as stack, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Accessing the data pointer of FakeTensor")

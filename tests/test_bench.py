@@ -53,8 +53,8 @@ def test_baseline_gives_the_same_video(tiny_model):
     import numpy as np
 
     import dcrt
-    from dcrt.families.dynamicrafter.baseline import BaselineBackend
     from dcrt.artifacts.export import relative_error
+    from dcrt.families.dynamicrafter.baseline import BaselineBackend
     from dcrt.families.dynamicrafter.pipeline import Pipeline
 
     image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)

@@ -12,7 +12,6 @@ import pytest
 from _trt_fakes import TARGET, FakeBuilder, change_graph, make_export
 
 import dcrt
-from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
 from dcrt.artifacts.engine_bundle import (
     EngineManifest,
     Target,
@@ -25,12 +24,17 @@ from dcrt.artifacts.engine_bundle import (
     preset_dirname,
     stale_reason,
 )
+from dcrt.artifacts.manifest import ExportManifest
+from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.families.dynamicrafter.io_spec import io_table
-from dcrt.artifacts.manifest import ExportManifest
 
 REPO = Path(__file__).resolve().parents[1]
-TRT_MODULES = ("dcrt/artifacts/engine_bundle.py", "dcrt/artifacts/tensorrt_build.py", "dcrt/backends/tensorrt_runtime.py")
+TRT_MODULES = (
+    "dcrt/artifacts/engine_bundle.py",
+    "dcrt/artifacts/tensorrt_build.py",
+    "dcrt/backends/tensorrt_runtime.py",
+)
 
 
 # ------------------------------------------------------------------------------------ config from the IO table

@@ -9,8 +9,8 @@ from PIL import Image
 
 import dcrt
 from dcrt.backends import TorchBackend
-from dcrt.families.dynamicrafter.clip_decode import decode_clip, second_pass_frames
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.clip_decode import decode_clip, second_pass_frames
 from dcrt.images import to_uint8_frames
 
 
@@ -111,8 +111,8 @@ def test_cli_keyframe_errors_are_one_line(keyframe_files, tmp_path, run_cli):
 
 def test_baseline_backend_runs_the_dual_ref_decoder_the_original_way(toon):
     # the original encodes its 16-frame conditioning video in one batch; same latents and frames as dcrt's path
-    from dcrt.families.dynamicrafter.baseline import BaselineBackend
     from dcrt.artifacts.export import relative_error
+    from dcrt.families.dynamicrafter.baseline import BaselineBackend
     from dcrt.families.dynamicrafter.pipeline import Pipeline
 
     first, last = _keyframes(2)

@@ -10,9 +10,14 @@ from conftest import GRAPH_TOLERANCE, shared_dir
 from safetensors.torch import save_file
 
 import dcrt
-from dcrt.families.dynamicrafter.checkpoint import expected_shapes, original_state_dict, read_state_dict, unused_tensor_shapes
-from dcrt.errors import CheckpointError, UsageError
 from dcrt.artifacts.export import relative_error
+from dcrt.errors import CheckpointError, UsageError
+from dcrt.families.dynamicrafter.checkpoint import (
+    expected_shapes,
+    original_state_dict,
+    read_state_dict,
+    unused_tensor_shapes,
+)
 
 
 def _same_weights(a: dcrt.DynamiCrafter, b: dcrt.DynamiCrafter) -> None:

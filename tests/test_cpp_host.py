@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import save_file
 
 from dcrt.backends.aoti_backend import AotiBackend
-from dcrt.images import load_image, to_uint8_frames
-from dcrt.models.clip import clip_pixels
 from dcrt.families.dynamicrafter.options import resolve_options
-from dcrt.presets import get_preset
 from dcrt.families.dynamicrafter.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule, schedule_tensors
+from dcrt.images import load_image, to_uint8_frames
+from dcrt.models.clip import clip_pixels
+from dcrt.presets import get_preset
 from dcrt.video import DEFAULT_FPS
 
 HOST_SOURCE = Path(__file__).resolve().parents[1] / "engines" / "host"

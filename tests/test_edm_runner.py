@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import dcrt
-from dcrt.families.svd.torch_backend import TorchSVDBackend
-from dcrt.families.svd.sampler import EDMInputs, FrameGuidance, build_edm_schedule, sample_edm
-from dcrt.runners.edm import EDMGraphRunner
 from dcrt.artifacts.export import relative_error
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.sampler import EDMInputs, FrameGuidance, build_edm_schedule, sample_edm
+from dcrt.families.svd.torch_backend import TorchSVDBackend
+from dcrt.runners.edm import EDMGraphRunner
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import torch
 from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 import dcrt
+from dcrt.artifacts.export import ExportRequest, export_model, relative_error, run_onnx
+from dcrt.artifacts.manifest import ExportManifest
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dcrt.errors import UsageError
-from dcrt.artifacts.export import ExportRequest, export_model, relative_error, run_onnx
 from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
-from dcrt.artifacts.manifest import ExportManifest
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 
 
@@ -246,8 +246,8 @@ def test_parity_session_frees_each_tensor_at_its_last_use(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from dcrt.families.dynamicrafter.bench import process_memory_kib
     from dcrt.artifacts.export import parity_session
+    from dcrt.families.dynamicrafter.bench import process_memory_kib
 
     floats, grow, levels = 10 << 20, 1 << 14, 6  # 40 MiB: above glibc's mmap ceiling, so fresh pages
     nodes, name = [], "x"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dcrt.models.tokenizer import Tokenizer
 from dcrt.families.dynamicrafter.options import resolve_options
-from dcrt.presets import get_preset
 from dcrt.families.dynamicrafter.sampler import NoiseSource
+from dcrt.models.tokenizer import Tokenizer
+from dcrt.presets import get_preset
 
 
 def test_tokenize_writes_prompt_and_empty_prompt(run_cli, tmp_path):

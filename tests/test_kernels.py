@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from dcrt.runners import kernel_compile, kernels
-from dcrt.config import DiffusionConfig, ImageEncoderConfig
-from dcrt.images import load_image, to_uint8_frames
-from dcrt.models.clip import clip_normalize
+from dcrt.config import ImageEncoderConfig
+from dcrt.families.dynamicrafter.config import DiffusionConfig
 from dcrt.families.dynamicrafter.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.families.dynamicrafter.schedule import COEFFICIENT_ROWS, build_ddim_schedule, schedule_tensors
+from dcrt.images import load_image, to_uint8_frames
+from dcrt.models.clip import clip_normalize
+from dcrt.runners import kernel_compile, kernels
 
 ARCHS = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc")

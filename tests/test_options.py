@@ -6,8 +6,8 @@ from dataclasses import fields
 import pytest
 
 import dcrt
-from dcrt.config import MODES
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingOptions, SamplingRequest, resolve_options
 from dcrt.presets import PRESETS, default_preset
 

@@ -6,8 +6,8 @@ from PIL import Image
 import dcrt
 from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
-from dcrt.images import load_image, open_image
 from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.images import load_image, open_image
 
 
 class CountingBackend(TorchBackend):
@@ -88,7 +88,10 @@ def test_mode_must_suit_the_preset():
     object.__setattr__(pipe, "preset", dcrt.get_preset("512"))  # a 512 model cannot interpolate
     with pytest.raises(UsageError, match="cannot interpolate"):
         pipe.generate(
-            [np.zeros((64, 64, 3), np.uint8)] * 2, "x", "interpolate", dcrt.families.dynamicrafter.options.resolve_options(pipe.preset)
+            [np.zeros((64, 64, 3), np.uint8)] * 2,
+            "x",
+            "interpolate",
+            dcrt.families.dynamicrafter.options.resolve_options(pipe.preset),
         )
 
 

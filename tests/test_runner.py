@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import dcrt
-from dcrt.runners import kernels
-from dcrt.backends import TorchBackend
 from dcrt.artifacts.export import relative_error
+from dcrt.backends import TorchBackend
 from dcrt.families.dynamicrafter.pipeline import Pipeline
-from dcrt.runners.ddim import GraphRunner
 from dcrt.families.dynamicrafter.sampler import Guidance, NoiseSource, SamplerInputs, sample
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule
+from dcrt.runners import kernels
+from dcrt.runners.ddim import GraphRunner
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,16 @@
 import pytest
 import torch
 
-from dcrt.presets import get_preset
-from dcrt.families.dynamicrafter.sampler import Guidance, NoiseSource, SamplerInputs, combine_guidance, ddim_step, sample
+from dcrt.families.dynamicrafter.sampler import (
+    Guidance,
+    NoiseSource,
+    SamplerInputs,
+    combine_guidance,
+    ddim_step,
+    sample,
+)
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule, schedule_tensors
+from dcrt.presets import get_preset
 
 
 def test_two_way_guidance_with_rescale():

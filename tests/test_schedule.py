@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dcrt.presets import get_preset
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule, dynamic_rescale_table, schedule_tensors
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
+from dcrt.presets import get_preset
 
 
 def _schedule(preset: str, steps=50, spacing=None, eta=1.0):

@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import dcrt
 from _cuda_fakes import DEVICE, HostSync, simulated_cuda
 from conftest import fp32_tolerance
+
+import dcrt
 from dcrt.backends import TorchBackend
-from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES
-from dcrt.models import layers
-from dcrt.models.dynamicrafter import DynamiCrafter
-from dcrt.models.svd import StableVideoDiffusion
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.torch_backend import TorchSVDBackend
+from dcrt.models import layers
+from dcrt.models.dynamicrafter import DynamiCrafter
+from dcrt.models.svd import StableVideoDiffusion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gpu_report  # noqa: E402
@@ -69,7 +69,12 @@ def test_every_gpu_report_mode_runs_on_simulated_cuda(preset_name):
             result = _generate(pipeline, opts)
 
             assert result.latents.device == DEVICE and result.latents.dtype == torch.float32, mode.name
-            assert tuple(result.latents.shape) == latent and result.frames.shape == (opts.frames, opts.height, opts.width, 3)
+            assert tuple(result.latents.shape) == latent and result.frames.shape == (
+                opts.frames,
+                opts.height,
+                opts.width,
+                3,
+            )
             if mode.baseline:  # the original's way on CUDA: fp32 weights under fp16 autocast
                 assert pipeline.backend.precision == "float32 weights, float16 autocast"
             new_graphs = cuda.graphs[graphs:]
@@ -86,7 +91,8 @@ def test_every_gpu_report_mode_runs_on_simulated_cuda(preset_name):
 
 
 @pytest.mark.parametrize(
-    "preset_name, task", [("tiny", "interpolate"), ("tiny", "loop"), ("tiny-256", "animate"), ("tiny-tooncrafter", "loop")]
+    "preset_name, task",
+    [("tiny", "interpolate"), ("tiny", "loop"), ("tiny-256", "animate"), ("tiny-tooncrafter", "loop")],
 )
 def test_the_baseline_runs_under_cuda_autocast_in_every_other_task(preset_name, task):
     """The tasks the report does not measure, the way `dcrt bench` runs its baseline: every op under fp16 autocast
@@ -120,7 +126,12 @@ def test_svd_modes_run_on_simulated_cuda(preset_name, cuda_graph):
     with simulated_cuda() as cuda:
         model = cuda.build(StableVideoDiffusion, preset, torch.float16)  # the report's SVD section runs fp16
         result = SVDPipeline(TorchSVDBackend(model), cuda_graph=cuda_graph).generate(_image(preset), opts)
-        assert result.latents.device == DEVICE and result.frames.shape == (preset.frames, preset.height, preset.width, 3)
+        assert result.latents.device == DEVICE and result.frames.shape == (
+            preset.frames,
+            preset.height,
+            preset.width,
+            3,
+        )
         assert [(g.captures, g.replays) for g in cuda.graphs] == ([(1, STEPS)] if cuda_graph else [])
 
 

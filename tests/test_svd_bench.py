@@ -9,8 +9,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import dcrt
-from dcrt.presets import get_preset
 from dcrt.families.svd.bench import svd_unet_flops
+from dcrt.presets import get_preset
 
 
 def test_unet_flops_on_the_meta_device_equal_a_real_forwards():

@@ -10,9 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import dcrt
-from dcrt.families.dynamicrafter.checkpoint import save_checkpoint
 from dcrt.errors import CheckpointError, UsageError
-from dcrt.presets import get_preset
+from dcrt.families.dynamicrafter.checkpoint import save_checkpoint
 from dcrt.families.svd.checkpoint import (
     detect_svd_preset,
     expected_shapes,
@@ -22,6 +21,7 @@ from dcrt.families.svd.checkpoint import (
     unused_tensor_shapes,
 )
 from dcrt.families.svd.keys import diffusers_to_original
+from dcrt.presets import get_preset
 from tests.models.svd_diffusers import diffusers_unet, diffusers_vae, save_diffusers_folder, transformers_clip
 
 

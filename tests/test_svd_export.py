@@ -8,14 +8,14 @@ import pytest
 import torch
 from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
-from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
-from dcrt.families.svd.torch_backend import TorchSVDBackend
-from dcrt.errors import UsageError
 from dcrt.artifacts.export import relative_error
+from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
+from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
-from dcrt.presets import get_preset
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.torch_backend import TorchSVDBackend
+from dcrt.presets import get_preset
 
 BOUND = GRAPH_TOLERANCE  # fp32 graphs, one call: float reassociation along the graph's chain
 

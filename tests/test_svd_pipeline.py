@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import dcrt
-from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.options import SamplingRequest
-from dcrt.presets import get_preset
 from dcrt.families.dynamicrafter.sampler import NoiseSource
 from dcrt.families.svd.options import SVDRequest, refuse_foreign, resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.torch_backend import TorchSVDBackend
+from dcrt.presets import get_preset
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 from conftest import GRAPH_TOLERANCE
 
 import dcrt
+from dcrt.artifacts.export import relative_error
 from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
-from dcrt.artifacts.export import relative_error
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 from dcrt.families.dynamicrafter.sampler import NoiseSource, WindowedDenoiser
 from dcrt.families.dynamicrafter.windows import MAX_FRAMES, TemporalWindows, plan_windows
@@ -97,7 +97,10 @@ def test_fusion_of_the_tiny_unet_equals_a_direct_computation(tiny_model):
 def test_sixteen_frames_take_the_path_of_a_sixteen_frame_video(tiny_model, image):
     pipe = Pipeline(TorchBackend(tiny_model))
     opts = dcrt.families.dynamicrafter.options.resolve_options(pipe.preset, "animate", frames=16)
-    assert pipe.denoiser(dcrt.families.dynamicrafter.pipeline.guidance_for(opts), opts.windows("animate"), "cpu") == pipe.backend.unet
+    assert (
+        pipe.denoiser(dcrt.families.dynamicrafter.pipeline.guidance_for(opts), opts.windows("animate"), "cpu")
+        == pipe.backend.unet
+    )
     default = dcrt.animate(pipe, image, "a cat", steps=3)
     explicit = dcrt.animate(pipe, image, "a cat", steps=3, frames=16, overlap=4)
     assert torch.equal(default.latents, explicit.latents) and np.array_equal(default.frames, explicit.frames)
@@ -135,7 +138,9 @@ def test_key_frames_sit_at_the_ends_of_the_whole_video(tiny_model, image):
     pipe = Pipeline(TorchBackend(tiny_model))
     opts = dcrt.families.dynamicrafter.options.resolve_options(pipe.preset, "interpolate", frames=32, steps=2)
     pixels = torch.cat([dcrt.images.load_image(image, 64, 64)] * 2)
-    inputs, _ = pipe.conditioning(pixels, "x", "interpolate", dcrt.families.dynamicrafter.pipeline.guidance_for(opts), 24, opts.frames)
+    inputs, _ = pipe.conditioning(
+        pixels, "x", "interpolate", dcrt.families.dynamicrafter.pipeline.guidance_for(opts), 24, opts.frames
+    )
     nonzero = [int(inputs.concat[0, :, f].abs().sum() > 0) for f in range(32)]
     assert nonzero == [1] + [0] * 30 + [1]
     looped = dcrt.loop(pipe, image, "a cat", steps=2, frames=32)

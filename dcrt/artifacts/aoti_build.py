@@ -28,13 +28,13 @@ from dcrt.artifacts.aoti_bundle import (
     read_manifest_or_none,
     stale_reason,
 )
-from dcrt.atomic import atomic_file
-from dcrt.config import Preset
 from dcrt.artifacts.engine_bundle import bundle_dir, preset_dirname
-from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.artifacts.graphs import ComponentSpec
-from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.artifacts.manifest import sha256_file
+from dcrt.atomic import atomic_file
+from dcrt.errors import BackendUnavailable, DcrtError, UsageError
+from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.version import __version__
 from dcrt.video import DEFAULT_FPS
@@ -365,8 +365,8 @@ def _parity(path: Path, inputs: tuple, reference, target: AotiTarget) -> tuple[f
     """(relative error, largest absolute difference) of the package at `path` against the module's outputs."""
     import torch
 
-    from dcrt.backends.aoti_backend import call_package, load_package
     from dcrt.artifacts.export import max_abs_difference, relative_error
+    from dcrt.backends.aoti_backend import call_package, load_package
 
     runner = load_package(path, target.device)
     with torch.no_grad():

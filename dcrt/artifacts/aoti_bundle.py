@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcrt.artifacts.engine_bundle import check_entries, entry_stale_reason, io_matches, locate_bundle, slug
-from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.artifacts.graphs import ComponentSpec
 from dcrt.artifacts.manifest import MANIFEST_FILE, read_manifest, write_manifest
+from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 
 AOTI_SCHEMA_VERSION = 1
 ENGINE_KIND = "aoti"

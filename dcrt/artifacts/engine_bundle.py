@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.artifacts.graphs import ComponentSpec
 from dcrt.artifacts.manifest import MANIFEST_FILE, ExportManifest, file_problem, read_manifest, write_manifest
+from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.presets import get_preset
 from dcrt.version import __version__
 

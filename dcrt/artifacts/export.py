@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from dcrt.atomic import atomic_dir, atomic_file
-from dcrt.config import Preset
-from dcrt.errors import DcrtError, UsageError
 from dcrt.artifacts.graph_module import GraphModule
 from dcrt.artifacts.graphs import ComponentSpec
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.artifacts.manifest import ComponentEntry, ExportManifest, sha256_file
+from dcrt.atomic import atomic_dir, atomic_file
+from dcrt.errors import DcrtError, UsageError
+from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.version import __version__
 from dcrt.weights import Weights, made_from

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcrt.atomic import atomic_file
 from dcrt.artifacts.engine_bundle import (
     PLAN_SUFFIX,
     EngineEntry,
@@ -36,10 +35,11 @@ from dcrt.artifacts.engine_bundle import (
     read_manifest_or_none,
     stale_reason,
 )
-from dcrt.errors import DcrtError, UsageError
 from dcrt.artifacts.graphs import ComponentSpec
-from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.artifacts.manifest import MANIFEST_FILE, ExportManifest, file_problem
+from dcrt.atomic import atomic_file
+from dcrt.errors import DcrtError, UsageError
+from dcrt.families.dynamicrafter.io_spec import io_table
 
 TIMING_CACHE_FILE = "timing.cache"
 # Bumped whenever build_engine changes what it builds from the same inputs: old plans become stale.

@@ -29,9 +29,9 @@ from dcrt.artifacts.aoti_bundle import (
     rebuild_command,
 )
 from dcrt.backends.static import StaticShapeBackend, load_schedule
-from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.io_spec import io_table
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.presets import get_preset
 
 # torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point

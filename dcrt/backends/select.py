@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcrt.config import Preset
-from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.artifacts.manifest import MANIFEST_FILE
+from dcrt.errors import BackendUnavailable, DcrtError, UsageError
+from dcrt.families.dynamicrafter.config import Preset
 from dcrt.weights import Weights, describe_source, made_from
 
 if TYPE_CHECKING:

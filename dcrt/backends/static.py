@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from dcrt.families.dynamicrafter.backend import Backend
-from dcrt.config import Preset
-from dcrt.errors import UsageError
 from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.backend import Backend
+from dcrt.families.dynamicrafter.config import Preset
 
 
 def load_schedule(directory: Path, files) -> dict[str, torch.Tensor]:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from dcrt.backends.static import StaticShapeBackend, load_schedule
-from dcrt.families.svd.static import StaticSVDBackend
-from dcrt.backends.tensorrt_runtime import EngineSet
 from dcrt.artifacts.engine_bundle import read_manifest_or_none
-from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.artifacts.graphs import TensorSpec
+from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.backends.tensorrt_runtime import EngineSet
+from dcrt.errors import BackendUnavailable, UsageError
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.presets import get_preset
 
 

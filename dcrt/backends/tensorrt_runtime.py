@@ -23,8 +23,8 @@ from dcrt.artifacts.engine_bundle import (
     import_tensorrt,
     rebuild_command,
 )
-from dcrt.errors import DcrtError, UsageError
 from dcrt.artifacts.graphs import ComponentSpec, TensorSpec
+from dcrt.errors import DcrtError, UsageError
 from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.presets import get_preset
 

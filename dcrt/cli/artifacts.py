@@ -10,8 +10,8 @@ import typer
 from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.options import SamplingRequest, check_size
+from dcrt.loading import BackendRequest
 
 SIZE = ("height", "width")
 
@@ -110,8 +110,8 @@ def build(
 
 
 def _build_trt(model, size, from_, out, opt_level, timing_cache, workspace, verify) -> None:
-    from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, console_progress
     from dcrt.artifacts.engine_bundle import detect_target
+    from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, console_progress
     from dcrt.loading import ensure_export
 
     config = BuildConfig(opt_level=opt_level, workspace_gb=workspace, timing_cache=timing_cache)

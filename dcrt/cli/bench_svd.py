@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from dcrt.cli.app import say
 from dcrt.errors import UsageError
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.loading import BackendRequest
 
-if TYPE_CHECKING:  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
+if (
+    TYPE_CHECKING
+):  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
     from dcrt.families.dynamicrafter.bench import BenchReport
 
 

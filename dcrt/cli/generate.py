@@ -25,12 +25,12 @@ from dcrt.cli.options import (
     takes,
 )
 from dcrt.cli.progress import progress
-from dcrt.config import MODES
 from dcrt.errors import UsageError
-from dcrt.loading import BackendRequest
+from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingRequest
-from dcrt.presets import default_preset
 from dcrt.families.svd.options import SVD_ONLY_NAMES, SVDRequest, refuse_foreign
+from dcrt.loading import BackendRequest
+from dcrt.presets import default_preset
 
 
 @app.command(
@@ -174,8 +174,8 @@ def generate(
 ) -> None:
     """Check every option and input, then open the backend once, sample each job and write its video (as its
     frames are decoded). `further`: the prompts of the clips `--extend` chains after each video."""
-    from dcrt.images import open_image
     from dcrt.families.dynamicrafter.options import resolve_options
+    from dcrt.images import open_image
     from dcrt.video import check_output_path, check_video_options, format_for
 
     model = replace(model, preset=model.preset or default_preset(mode))
@@ -197,8 +197,8 @@ def generate(
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.batch import pair_prompts
     from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
-    from dcrt.loading import open_backend
     from dcrt.families.dynamicrafter.pipeline import pipeline_for
+    from dcrt.loading import open_backend
     from dcrt.video import write_video
 
     pipe = pipeline_for(open_backend(model, opts.height, opts.width, log=log))

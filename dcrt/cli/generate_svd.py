@@ -13,9 +13,9 @@ import typer
 from dcrt.cli.app import log
 from dcrt.cli.options import OutputOptions, default_output
 from dcrt.cli.progress import progress
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.families.svd.options import SVDRequest
+from dcrt.loading import BackendRequest
 
 
 def animate_svd(
@@ -28,8 +28,8 @@ def animate_svd(
 ) -> None:
     """`sampling` holds only the options both families share (steps, seed; dcrt.families.svd.options.refuse_foreign has
     refused the others), `output.fps` is SVD's fps too."""
-    from dcrt.images import open_image
     from dcrt.families.svd.options import resolve_svd_options
+    from dcrt.images import open_image
     from dcrt.video import check_output_path, check_video_options, format_for
 
     preset = model.preset_config()
@@ -45,8 +45,8 @@ def animate_svd(
         warnings.warn("SVD has no text conditioning; the prompt is ignored", stacklevel=1)
 
     # Everything checked: now the slow part (torch, the model, sampling).
-    from dcrt.loading import open_backend
     from dcrt.families.svd.pipeline import svd_pipeline_for
+    from dcrt.loading import open_backend
     from dcrt.video import write_video
 
     pipe = svd_pipeline_for(open_backend(model, log=log))

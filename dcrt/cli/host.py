@@ -34,8 +34,8 @@ def noise(
     device: Annotated[str, typer.Option(help="draw as a run on this device does: cpu or cuda")] = "cpu",
 ) -> None:
     """Write the initial latent noise and each step's noise of a seeded animate run, float32, for the C++ host."""
-    from dcrt.host_inputs import host_noise, write_array
     from dcrt.families.dynamicrafter.options import resolve_options
+    from dcrt.host_inputs import host_noise, write_array
 
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}; choose cpu or cuda")

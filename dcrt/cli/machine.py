@@ -14,10 +14,12 @@ import typer
 from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.loading import BackendRequest
 
-if TYPE_CHECKING:  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
+if (
+    TYPE_CHECKING
+):  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
     from dcrt.families.dynamicrafter.bench import BenchReport
 
 BENCH_PRESET = "tiny"  # seconds on a CPU; name a real preset on a GPU

@@ -3,7 +3,7 @@
 A command takes whole option types: `@takes(model=BackendRequest, sampling=SamplingRequest)` gives it one
 option per field (the field's metadata holds its help, flag and help panel) and calls it with the built
 objects. So each option is declared once, in the library type the Python API takes too, and a default
-shown in `--help` is read from the table that holds it (`dcrt.config.SamplingDefaults`).
+shown in `--help` is read from the table that holds it (`dcrt.families.dynamicrafter.config.SamplingDefaults`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from dcrt.config import MODES, Seeds
-from dcrt.loading import BACKEND, MODEL
+from dcrt.families.dynamicrafter.config import MODES, Seeds
 from dcrt.families.dynamicrafter.options import SAMPLING_NAMES, SamplingRequest, preset_default
-from dcrt.presets import DEFAULT_PRESET, PRESETS, default_preset
 from dcrt.families.svd.options import SVD_NAMES, SVDRequest, svd_default
+from dcrt.loading import BACKEND, MODEL
+from dcrt.presets import DEFAULT_PRESET, PRESETS, default_preset
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 
 BATCH, SAMPLING, OUTPUT, SERVER = "Batch", "Sampling", "Output", "Server"

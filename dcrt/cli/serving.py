@@ -11,10 +11,10 @@ import typer
 from dcrt.batch import read_prompt_dir
 from dcrt.cli.app import app, log, say
 from dcrt.cli.options import SERVED_MODEL, SERVER, GroupedCommand, KeyframesAndPrompt, OutputOptions, takes
-from dcrt.config import MODES
 from dcrt.errors import UsageError
-from dcrt.loading import BackendRequest
+from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.loading import BackendRequest
 from dcrt.presets import DEFAULT_PRESET
 
 HOST_HELP = "address to bind (default: loopback only; 0.0.0.0 serves every interface: put it behind your own auth)"

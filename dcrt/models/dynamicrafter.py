@@ -19,14 +19,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dcrt.config import Preset
+from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families.dynamicrafter.schedule import schedule_tensors
 from dcrt.models.autoencoder import AutoencoderKL, References
 from dcrt.models.clip import ImageEncoder, TextEncoder
 from dcrt.models.composite import CompositeModel
 from dcrt.models.resampler import Resampler
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.models.unet3d import UNet3D
-from dcrt.families.dynamicrafter.schedule import schedule_tensors
 
 NETWORKS = ("unet", "vae", "text_encoder", "image_encoder", "resampler")
 

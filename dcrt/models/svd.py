@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.config import SVDPreset
+from dcrt.families.svd.config import SVDPreset
 from dcrt.models.autoencoder import AutoencoderKL
 from dcrt.models.clip import ImageEmbedder
 from dcrt.models.composite import CompositeModel

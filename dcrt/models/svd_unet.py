@@ -13,10 +13,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from dcrt.config import SpatioTemporalUNetConfig
 from dcrt.models.attention import CrossAttention, FeedForward, SelfAttention, TransformerBlock
 from dcrt.models.layers import GroupNorm, LayerNorm, timestep_embedding
 from dcrt.models.unet3d import EmbResBlock, fold, unet_stages, unfold
-from dcrt.families.svd.config import SpatioTemporalUNetConfig
 
 
 class AlphaBlender(nn.Module):

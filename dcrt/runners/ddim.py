@@ -19,9 +19,17 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.runners.kernels import StepKernels, cfg_workspace
-from dcrt.families.dynamicrafter.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, combine_guidance, ddim_step
+from dcrt.families.dynamicrafter.sampler import (
+    Denoiser,
+    Guidance,
+    NoiseSource,
+    SamplerInputs,
+    StepCallback,
+    combine_guidance,
+    ddim_step,
+)
 from dcrt.families.dynamicrafter.schedule import DDIMCoefficients, DDIMSchedule
+from dcrt.runners.kernels import StepKernels, cfg_workspace
 
 
 class CapturedLoop:

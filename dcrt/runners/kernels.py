@@ -13,9 +13,9 @@ from typing import Protocol
 
 import torch
 
-from dcrt.runners.kernel_compile import KERNEL_NAMES, KernelError, arch_for_capability, compile_cubin, launch_constants
 from dcrt.families.dynamicrafter.sampler import combine_guidance, ddim_step
 from dcrt.families.dynamicrafter.schedule import DDIMCoefficients
+from dcrt.runners.kernel_compile import KERNEL_NAMES, KernelError, arch_for_capability, compile_cubin, launch_constants
 
 # --- driver: load and launch (GPU only) -----------------------------------------------------------
 

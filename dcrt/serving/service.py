@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dcrt.config import MODES
 from dcrt.errors import DcrtError, UsageError
-from dcrt.loading import BackendRequest
+from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SAMPLING_NAMES, SamplingRequest
+from dcrt.loading import BackendRequest
 
 Inputs = dict[str, np.ndarray]
 
@@ -77,8 +77,8 @@ class VideoService:
     """A backend opened once; `respond` runs one request on it."""
 
     def __init__(self, request: BackendRequest, log: Callable[[str], None] | None = None):
-        from dcrt.loading import open_backend
         from dcrt.families.dynamicrafter.pipeline import pipeline_for
+        from dcrt.loading import open_backend
 
         preset = request.preset_config()
         self.pipe = pipeline_for(open_backend(request, preset.height, preset.width, log=log))

@@ -4,8 +4,8 @@ import pytest
 from _trt_fakes import TARGET, FakeBuilder, make_export
 
 import dcrt
-from dcrt.backends.select import Facts, choose_backend, describe, probe
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
+from dcrt.backends.select import Facts, choose_backend, describe, probe
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.weights import Weights
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from _trt_fakes import DEVICE_MEMORY, TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
 
+from dcrt.artifacts.engine_bundle import EngineManifest, Target
+from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
 from dcrt.backends.tensorrt_backend import TensorRTBackend
 from dcrt.backends.tensorrt_runtime import EngineSet, nbytes
-from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
-from dcrt.artifacts.engine_bundle import EngineManifest, Target
 from dcrt.errors import BackendUnavailable, UsageError
 
 

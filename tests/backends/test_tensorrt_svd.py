@@ -13,15 +13,15 @@ from _trt_fakes import TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
 
 import dcrt
 import dcrt.backends.tensorrt_backend as trt_backend
-from dcrt.families.svd.torch_backend import TorchSVDBackend
-from dcrt.backends.tensorrt_backend import TensorRTBackend, TensorRTSVDBackend, open_tensorrt
-from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
-from dcrt.errors import UsageError
 from dcrt.artifacts.export import relative_error
+from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
+from dcrt.backends.tensorrt_backend import TensorRTBackend, TensorRTSVDBackend, open_tensorrt
+from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.families.svd.export import svd_graph_modules
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.torch_backend import TorchSVDBackend
 
 
 @pytest.fixture
@@ -94,13 +94,15 @@ def test_each_family_has_its_tensorrt_backend(svd_bundle, on_fake_engines):
 
 def test_the_command_line_builds_svd(run_cli, monkeypatch, tmp_path):
     # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.artifacts.tensorrt_build: here with the fake builder.
-    import dcrt.artifacts.tensorrt_build
     import dcrt.artifacts.engine_bundle
+    import dcrt.artifacts.tensorrt_build
 
     calls = []
     monkeypatch.setattr(dcrt.artifacts.engine_bundle, "detect_target", lambda device=0: TARGET)
     monkeypatch.setattr(
-        dcrt.artifacts.tensorrt_build, "build_bundle", lambda export_dir, out, *a, **k: calls.append(export_dir) or _report(out)
+        dcrt.artifacts.tensorrt_build,
+        "build_bundle",
+        lambda export_dir, out, *a, **k: calls.append(export_dir) or _report(out),
     )
     monkeypatch.setattr(
         "dcrt.loading.ensure_export", lambda preset, weights, out, precision, *a, **k: calls.append(precision)

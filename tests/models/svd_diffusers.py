@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 import dcrt.svd_diffusers as reference
-from dcrt.config import SVDPreset
+from dcrt.families.svd.config import SVDPreset
 
 
 def _randomise(model: torch.nn.Module, seed: int | None) -> torch.nn.Module:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcrt.presets import get_preset
 from dcrt.families.svd.checkpoint import load_svd_model, load_svd_state
 from dcrt.families.svd.keys import diffusers_to_original
+from dcrt.presets import get_preset
 from tests.models.svd_diffusers import (
     diffusers_unet,
     diffusers_vae,

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from dcrt.families.svd.checkpoint import load_svd_model
 from dcrt.families.svd.sampler import EDMInputs, FrameGuidance, build_edm_schedule, sample_edm
 from dcrt.presets import get_preset
-from dcrt.families.svd.checkpoint import load_svd_model
 from tests.models.svd_diffusers import (
     diffusers_unet,
     diffusers_vae,

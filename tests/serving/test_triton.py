@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.loading import BackendRequest
 from dcrt.serving.client import generate_remote, request_inputs
 from dcrt.serving.repository import MODEL_NAME, ServeOptions, write_repository
 from dcrt.serving.server import Server, free_port, start_server

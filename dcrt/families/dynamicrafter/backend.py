@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from dcrt.config import Preset
+from dcrt.families.dynamicrafter.config import Preset
 
 
 class Backend(ABC):

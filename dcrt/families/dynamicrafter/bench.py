@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from dcrt.environment import cpu_name, nvidia_driver, package_version
-from dcrt.loading import BackendRequest
 from dcrt.families.dynamicrafter.pipeline import Pipeline, SamplingOptions, guidance_for
+from dcrt.loading import BackendRequest
 from dcrt.version import __version__
 
 STAGES = ("conditioning", "denoise", "decode", "end_to_end")

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from dcrt.atomic import atomic_file
-from dcrt.config import Preset
 from dcrt.errors import CheckpointError, UsageError
+from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families.dynamicrafter.schedule import schedule_tensors
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.presets import PRESETS, get_preset
-from dcrt.families.dynamicrafter.schedule import schedule_tensors
 
 # dcrt component -> prefix of its keys in the original state_dict. Schedule buffers have no prefix.
 COMPONENT_PREFIXES = {

@@ -7,7 +7,7 @@ total against PyTorch's per-module counter on the real module.
 
 from __future__ import annotations
 
-from dcrt.config import Preset
+from dcrt.families.dynamicrafter.config import Preset
 
 
 def _linear(tokens: int, fan_in: int, fan_out: int) -> int:

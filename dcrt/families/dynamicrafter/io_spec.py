@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.families.dynamicrafter.clip_decode import second_pass_frames
-from dcrt.config import Preset
 from dcrt.artifacts.graphs import ComponentSpec, TensorSpec
+from dcrt.families.dynamicrafter.clip_decode import second_pass_frames
+from dcrt.families.dynamicrafter.config import Preset
 
 # Frames per VAE-decoder call. 4 frames of the 1024 preset's full-resolution 128-channel activations
 # are ~1.2 GB in fp16 per tensor; 16 at once is what produced out-of-memory and black videos upstream.

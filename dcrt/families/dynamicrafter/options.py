@@ -1,7 +1,7 @@
 """A run's sampling settings: what the caller asked for (`SamplingRequest`), then the preset's defaults
 filled in and every value checked before any slow work (`resolve_options` -> `SamplingOptions`).
 
-The defaults themselves live in one table, `dcrt.config.SamplingDefaults` (per preset, seeds per mode). The
+The defaults themselves live in one table, `dcrt.families.dynamicrafter.config.SamplingDefaults` (per preset, seeds per mode). The
 Python API (`dcrt.animate` / `interpolate` / `loop`) and the command line both take a `SamplingRequest`; the
 command line renders its fields, with their help, as options (dcrt.cli.options). Torch-free, so that the
 command line rejects a bad option before it imports torch or loads a model.
@@ -14,8 +14,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
-from dcrt.config import SPACINGS, Preset
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.config import SPACINGS, Preset
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
 from dcrt.families.dynamicrafter.windows import TemporalWindows, plan_windows
 
@@ -29,7 +29,7 @@ def _help(text: str) -> dict:
 
 @dataclass(frozen=True)
 class SamplingRequest:
-    """What a caller asks for. `None` is the preset's default (`dcrt.config.SamplingDefaults`)."""
+    """What a caller asks for. `None` is the preset's default (`dcrt.families.dynamicrafter.config.SamplingDefaults`)."""
 
     steps: int | None = field(default=None, metadata=_help("sampling steps, 1-1000 (DDIM; SVD: Euler)"))
     guidance_scale: float | None = field(

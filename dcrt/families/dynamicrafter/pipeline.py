@@ -20,20 +20,28 @@ import torch
 
 import dcrt.runners.kernels as kernel_library  # load_kernels looked up at call time: tests substitute it
 from dcrt.backends import Backend, TorchBackend
-from dcrt.families.dynamicrafter.clip_decode import decode_clip
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.clip_decode import decode_clip
+from dcrt.families.dynamicrafter.options import SamplingOptions
+from dcrt.families.dynamicrafter.sampler import (
+    Denoiser,
+    Guidance,
+    NoiseSource,
+    SamplerInputs,
+    StepCallback,
+    WindowedDenoiser,
+    sample,
+)
+from dcrt.families.dynamicrafter.schedule import DDIMSchedule, build_ddim_schedule
+from dcrt.families.dynamicrafter.windows import TemporalWindows
 from dcrt.images import load_image, to_uint8_frames
-from dcrt.runners.kernels import StepKernels
 from dcrt.models.autoencoder import References
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
-from dcrt.families.dynamicrafter.options import SamplingOptions
 from dcrt.runners.ddim import GraphRunner
-from dcrt.families.dynamicrafter.sampler import Denoiser, Guidance, NoiseSource, SamplerInputs, StepCallback, WindowedDenoiser, sample
-from dcrt.families.dynamicrafter.schedule import DDIMSchedule, build_ddim_schedule
+from dcrt.runners.kernels import StepKernels
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, write_video
-from dcrt.families.dynamicrafter.windows import TemporalWindows
 
 # `timer(stage)` -> a context manager around one stage of `Pipeline.generate` (dcrt.families.dynamicrafter.bench.StageClock).
 StageTimer = Callable[[str], AbstractContextManager]

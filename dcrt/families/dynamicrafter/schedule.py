@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from dcrt.config import DiffusionConfig
+from dcrt.families.dynamicrafter.config import DiffusionConfig
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
 
 # Buffer names in the order the original registers them (they are checkpoint keys without a prefix).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dcrt.config import SPACINGS
+from dcrt.families.dynamicrafter.config import SPACINGS
 
 
 def ddim_timesteps(steps: int, spacing: str, num_train_steps: int = 1000) -> np.ndarray:

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from dcrt.config import SVDPreset
+from dcrt.families.svd.config import SVDPreset
 
 
 class SVDBackend(ABC):

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from dcrt.families.dynamicrafter.bench import BackendResult, StageClock, peak_memory_bytes, peak_memory_reset
-from dcrt.config import SVDPreset
-from dcrt.loading import BackendRequest
+from dcrt.families.svd.config import SVDPreset
 from dcrt.families.svd.options import SVDOptions
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.loading import BackendRequest
 
 
 def svd_unet_flops(preset: SVDPreset) -> int:

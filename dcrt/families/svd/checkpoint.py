@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 from dcrt.atomic import atomic_file
-from dcrt.families.dynamicrafter.checkpoint import check_layout, norm_weight_keys, random_tensor, read_safetensors
-from dcrt.config import SVDPreset
 from dcrt.errors import CheckpointError, UsageError
+from dcrt.families.dynamicrafter.checkpoint import check_layout, norm_weight_keys, random_tensor, read_safetensors
+from dcrt.families.svd.config import SVDPreset
+from dcrt.families.svd.keys import ORIGINAL_PREFIXES, diffusers_to_original
 from dcrt.models.svd import NETWORKS, StableVideoDiffusion
 from dcrt.models.vae import Decoder, Encoder
 from dcrt.presets import PRESETS, get_preset
-from dcrt.families.svd.keys import ORIGINAL_PREFIXES, diffusers_to_original
 
 # The diffusers folders and their weight files, the full-precision name first (the release also has `.fp16`).
 DIFFUSERS_FILES = {

@@ -1,31 +1,19 @@
-"""The configuration pieces only Stable Video Diffusion has (docs/models.md §8); `dcrt.config` assembles them with
-the shared VAE and CLIP configs into `SVDPreset`, and `dcrt.presets` names the `svd` family's presets."""
+"""What a Stable Video Diffusion preset is (docs/models.md §8): image-only conditioning, EDM sampling. The networks'
+configs are dcrt.config's; the named presets are dcrt.families.svd.presets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-
-@dataclass(frozen=True)
-class SpatioTemporalUNetConfig:
-    """The spatio-temporal UNet (sgm `VideoUNet`, diffusers `UNetSpatioTemporalConditionModel`, docs/models.md §8.2).
-
-    Head width is fixed, head count = channels / width (5, 10, 20, 20 heads at full size)."""
-
-    in_channels: int = 8  # noisy latent + the conditioning image's latent, concatenated per frame
-    out_channels: int = 4
-    model_channels: int = 320
-    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (4, 2, 1)
-    head_channels: int = 64
-    context_dim: int = 1024  # the CLIP image embedding: one token per frame
-    added_time_ids: int = 3  # fps - 1, motion bucket id, noise augmentation strength
-    added_time_dim: int = 256  # sinusoid width of each added time id
-
-    @property
-    def time_embed_dim(self) -> int:
-        return 4 * self.model_channels
+from dcrt.config import (
+    ImageEncoderConfig,
+    SpatioTemporalUNetConfig,
+    TextEncoderConfig,
+    VAEConfig,
+    VideoDecoderConfig,
+)
+from dcrt.families.base import PresetBehaviour
 
 
 @dataclass(frozen=True)
@@ -55,3 +43,31 @@ class SVDSamplingDefaults:
     # sampling script's `decoding_t`, which fits a 24 GB GPU at 576x1024.
     decode_chunk: int = 14
     seed: int = 23  # the original sampling script's default seed
+
+
+# SVD's first stage (docs/models.md §8.4); dcrt.presets' image-decoder preset swaps its decoder.
+SVD_VAE = VAEConfig(video=VideoDecoderConfig(), post_quant_conv=False)
+
+
+@dataclass(frozen=True)
+class SVDPreset(PresetBehaviour):
+    """A Stable Video Diffusion model (docs/models.md §8): image-only conditioning, EDM sampling."""
+
+    name: str
+    height: int
+    width: int
+    frames: int = 25
+    unet: SpatioTemporalUNetConfig = field(default_factory=SpatioTemporalUNetConfig)
+    # The temporal decoder; the encoder is the KL-f8 one of every other preset.
+    vae: VAEConfig = field(default_factory=lambda: SVD_VAE)
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # its projected class token conditions
+    # Only the shapes of the text-tower remnants the original file keeps beside the image tower (§8.3).
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    sampling: SVDSamplingDefaults = field(default_factory=SVDSamplingDefaults)
+    hf_repo: str | None = None  # Hugging Face repository holding both layouts (§8.1)
+    checkpoint_file: str = "svd_xt.safetensors"  # the original layout's single file, what `dcrt fetch` downloads
+    checkpoint_dir_name: str | None = None
+    modes: tuple[str, ...] = ("animate",)
+    family: str = "svd"
+    carries_schedule: ClassVar[bool] = False  # its EDM schedule is the preset's (Preset.carries_schedule)

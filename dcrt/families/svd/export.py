@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from dcrt.artifacts.graph_module import GraphModule
-from dcrt.models.svd import StableVideoDiffusion
 from dcrt.families.svd.io_spec import decoder_chunks
+from dcrt.models.svd import StableVideoDiffusion
 
 
 def svd_graph_modules(model: StableVideoDiffusion, dtype: torch.dtype) -> dict[str, GraphModule]:

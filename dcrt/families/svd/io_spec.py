@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.config import SVDPreset
 from dcrt.artifacts.graphs import ComponentSpec, TensorSpec
+from dcrt.families.svd.config import SVDPreset
 
 
 def decoder_chunks(preset: SVDPreset) -> dict[str, int]:

@@ -19,9 +19,9 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
-from dcrt.config import SVDPreset
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.options import SEED_RANGE, SamplingRequest
+from dcrt.families.svd.config import SVDPreset
 
 
 def _meta(text: str, flag: str | None = None) -> dict:

@@ -19,15 +19,15 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from dcrt.families.svd.backend import SVDBackend
-from dcrt.families.svd.sampler import EDMInputs, EDMSchedule, FrameGuidance, build_edm_schedule, sample_edm
-from dcrt.runners.edm import EDMGraphRunner
 from dcrt.errors import UsageError
-from dcrt.images import load_image, to_uint8_frames
-from dcrt.models.clip import clip_pixels
 from dcrt.families.dynamicrafter.pipeline import StageTimer, VideoResult, untimed
 from dcrt.families.dynamicrafter.sampler import NoiseSource, StepCallback
+from dcrt.families.svd.backend import SVDBackend
 from dcrt.families.svd.options import SVDOptions
+from dcrt.families.svd.sampler import EDMInputs, EDMSchedule, FrameGuidance, build_edm_schedule, sample_edm
+from dcrt.images import load_image, to_uint8_frames
+from dcrt.models.clip import clip_pixels
+from dcrt.runners.edm import EDMGraphRunner
 
 
 class SVDPipeline:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.backends.static import StaticGraphs
-from dcrt.families.svd.backend import SVDBackend
-from dcrt.config import SVDPreset
-from dcrt.errors import UsageError
 from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.backends.static import StaticGraphs
+from dcrt.errors import UsageError
+from dcrt.families.svd.backend import SVDBackend
+from dcrt.families.svd.config import SVDPreset
 from dcrt.families.svd.io_spec import decoder_chunks
 
 
