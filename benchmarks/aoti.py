@@ -30,10 +30,10 @@ import dcrt  # noqa: E402
 from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle  # noqa: E402
 from dcrt.artifacts.aoti_bundle import AotiManifest, detect_aoti_target  # noqa: E402
 from dcrt.artifacts.export import graph_modules, relative_error  # noqa: E402
+from dcrt.artifacts.graphs import sample_inputs  # noqa: E402
 from dcrt.backends import TorchBackend  # noqa: E402
 from dcrt.backends.aoti_backend import AotiBackend  # noqa: E402
 from dcrt.families.dynamicrafter.bench import environment  # noqa: E402
-from dcrt.families.dynamicrafter.io_spec import sample_inputs  # noqa: E402
 from dcrt.weights import Weights  # noqa: E402
 
 SAMPLING_STEPS = 5

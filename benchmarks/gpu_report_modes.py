@@ -32,10 +32,10 @@ from dcrt.backends import TorchBackend
 from dcrt.errors import DcrtError
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
 from dcrt.families.dynamicrafter.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize
-from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES
 from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, guidance_for
+from dcrt.families.state_dicts import WEIGHT_DTYPES
 from dcrt.runners import kernel_compile, kernels
 
 if TYPE_CHECKING:

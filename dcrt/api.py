@@ -13,10 +13,10 @@ import torch
 from dcrt.backends import Backend
 from dcrt.batch import pair_prompts
 from dcrt.errors import UsageError
+from dcrt.families.common import StepCallback, VideoResult
 from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
 from dcrt.families.dynamicrafter.options import clip_prompts, resolve_options, takes_sampling_options
-from dcrt.families.dynamicrafter.pipeline import Pipeline, VideoResult, pipeline_for
-from dcrt.families.dynamicrafter.sampler import StepCallback
+from dcrt.families.dynamicrafter.pipeline import Pipeline, pipeline_for
 from dcrt.families.svd.backend import SVDBackend
 from dcrt.families.svd.options import resolve_svd_options, with_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline, svd_pipeline_for

@@ -147,3 +147,9 @@ class SpatioTemporalUNetConfig:
     @property
     def time_embed_dim(self) -> int:
         return 4 * self.model_channels
+
+
+# The tiny presets' towers, shared by every family's tiny member (dcrt.families.<family>.presets).
+TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2))
+TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
+TINY_IMAGE = ImageEncoderConfig(width=64, layers=2, heads=2, projection_dim=32)

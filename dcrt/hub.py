@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 
 from dcrt.errors import DcrtError, UsageError
-from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families import family_of
+from dcrt.families.base import PresetBase
 
 CHECKPOINT_DIR_ENV = "DCRT_CHECKPOINT_DIR"
 
 
-def _candidates(preset: Preset) -> list[Path]:
+def _candidates(preset: PresetBase) -> list[Path]:
     root = os.environ.get(CHECKPOINT_DIR_ENV)
     if not root:
         return []
@@ -24,7 +25,7 @@ def _candidates(preset: Preset) -> list[Path]:
     return [Path(root) / name / preset.checkpoint_file for name in names]
 
 
-def _hf_cached(preset: Preset) -> Path | None:
+def _hf_cached(preset: PresetBase) -> Path | None:
     if preset.hf_repo is None:
         return None
     from huggingface_hub import try_to_load_from_cache
@@ -33,7 +34,7 @@ def _hf_cached(preset: Preset) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def default_checkpoint(preset: Preset) -> Path | None:
+def default_checkpoint(preset: PresetBase) -> Path | None:
     """The preset's checkpoint in $DCRT_CHECKPOINT_DIR, else in the Hugging Face cache; None if neither has it."""
     for path in _candidates(preset):
         if path.is_file():
@@ -41,12 +42,14 @@ def default_checkpoint(preset: Preset) -> Path | None:
     return _hf_cached(preset)
 
 
-def _is_diffusers_folder(preset: Preset, path: Path) -> bool:
-    """An SVD release's diffusers layout (unet/, vae/, image_encoder/): the SVD loader reads the folder itself."""
-    return preset.family == "svd" and (path / "unet").is_dir()
+def _is_diffusers_folder(preset: PresetBase, path: Path) -> bool:
+    """A release in folders (SVD's diffusers layout: unet/, vae/, image_encoder/): its family's loader reads the
+    folder itself."""
+    marker = family_of(preset).checkpoint_folder_marker
+    return marker is not None and (path / marker).is_dir()
 
 
-def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
+def find_checkpoint(preset: PresetBase, explicit: Path | None = None) -> Path:
     if explicit is not None:
         if explicit.is_dir() and _is_diffusers_folder(preset, explicit):
             return explicit
@@ -66,7 +69,7 @@ def find_checkpoint(preset: Preset, explicit: Path | None = None) -> Path:
     )
 
 
-def fetch_checkpoint(preset: Preset) -> Path:
+def fetch_checkpoint(preset: PresetBase) -> Path:
     """Download (resumably) into the Hugging Face cache; returns the local path."""
     if preset.hf_repo is None:
         raise UsageError(f"preset {preset.name} has no released checkpoint to download")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from dcrt.backends.select import check_backend_name
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families import family_of
+from dcrt.families.base import PresetBase
 from dcrt.presets import DEFAULT_PRESET, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
@@ -26,7 +27,7 @@ WEIGHT_DTYPES = (
     "fp32",
     "fp16",
     "bf16",
-)  # the keys of dcrt.families.dynamicrafter.checkpoint.WEIGHT_DTYPES, named without torch
+)  # the keys of dcrt.families.state_dicts.WEIGHT_DTYPES, named without torch
 Log = Callable[[str], None]
 _logger = logging.getLogger("dcrt")
 
@@ -81,7 +82,7 @@ class BackendRequest:
         metadata=_meta("re-hash every file of the export or engine bundle (default: check names and sizes)", BACKEND),
     )
 
-    def preset_config(self) -> Preset:
+    def preset_config(self) -> PresetBase:
         return get_preset(self.preset or DEFAULT_PRESET)
 
     def export_location(self) -> Path:
@@ -119,35 +120,26 @@ def usable_device(device: str | None) -> str:
     return device
 
 
-def load_torch_model(preset: Preset, weights: Weights, device: str | None = None, dtype: str | None = None):
-    """The `DynamiCrafter` (or for an SVD preset the `StableVideoDiffusion`) of `weights` on `device` (default
-    cpu) in `dtype` (default fp16 on CUDA, else fp32)."""
-    from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES as TORCH_DTYPES
-    from dcrt.families.dynamicrafter.checkpoint import load_model, random_model
+def load_torch_model(preset: PresetBase, weights: Weights, device: str | None = None, dtype: str | None = None):
+    """The torch model of `preset`'s family (a `DynamiCrafter`, a `StableVideoDiffusion`, ...) holding `weights`, on
+    `device` (default cpu) in `dtype` (default fp16 on CUDA, else fp32)."""
+    from dcrt.families.state_dicts import WEIGHT_DTYPES as TORCH_DTYPES
 
-    if preset.family == "svd":
-        from dcrt.families.svd.checkpoint import load_svd_model as load_model
-        from dcrt.families.svd.checkpoint import random_svd_model as random_model
+    family = family_of(preset)
     device = usable_device(device)
     torch_dtype = TORCH_DTYPES[dtype or ("fp16" if device.startswith("cuda") else "fp32")]
     if weights.checkpoint is None:
-        return random_model(preset, seed=RANDOM_SEED, device=device, dtype=torch_dtype)
-    return load_model(weights.checkpoint, preset=preset, device=device, dtype=torch_dtype)
+        return family.part("random_model")(preset, seed=RANDOM_SEED, device=device, dtype=torch_dtype)
+    return family.part("load_model")(weights.checkpoint, preset=preset, device=device, dtype=torch_dtype)
 
 
 def torch_backend(model):
     """The PyTorch backend of a loaded model, of its family."""
-    if model.preset.family == "svd":
-        from dcrt.families.svd.torch_backend import TorchSVDBackend
-
-        return TorchSVDBackend(model)
-    from dcrt.backends import TorchBackend
-
-    return TorchBackend(model)
+    return family_of(model.preset).part("torch_backend")(model)
 
 
 def ensure_export(
-    preset: Preset,
+    preset: PresetBase,
     weights: Weights,
     out: Path,
     precision: str = "fp32",

@@ -1,168 +1,21 @@
-"""The named presets: the released DynamiCrafter, ToonCrafter and Stable Video Diffusion models and their tiny
-twins, as data (the dataclasses of dcrt.config filled in). Values follow docs/models.md §1 and §8."""
+"""Every named preset, of every model family (each family's own are in dcrt.families.<family>.presets), and the
+preset a command uses when none is named."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from dcrt.config import (
-    DualRefDecoderConfig,
-    ImageEncoderConfig,
-    ResamplerConfig,
-    SpatioTemporalUNetConfig,
-    TextEncoderConfig,
-    UNetConfig,
-    VAEConfig,
-    VideoDecoderConfig,
-)
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.config import MODES, DiffusionConfig, Preset, SamplingDefaults, Seeds
-from dcrt.families.svd.config import SVD_VAE, SVDPreset, SVDSamplingDefaults
+from dcrt.families import FAMILIES, same_family
+from dcrt.families.base import PresetBase
 
 # The preset a command uses when none is named; a mode this preset cannot do takes the first released preset
 # that can (`default_preset`).
 DEFAULT_PRESET = "512"
 
-_V_MODEL = DiffusionConfig()
-_EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_rescale=False)
-_SAMPLING_256 = SamplingDefaults(
-    frame_stride=3, frame_stride_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0
-)
-# ToonCrafter's one script (run.sh, --interp) uses seed 123; its loop mode has no script of its own.
-_SAMPLING_TOON = SamplingDefaults(frame_stride=10, seeds=Seeds(interpolate=123, loop=123))
-_TOON_VAE = VAEConfig(dual_ref=DualRefDecoderConfig())
-
-# Tiny members of the same family: every code path of the real models (frame folding, 5-D norms,
-# two-softmax cross-attention, per-frame image tokens, zero-SNR v-prediction), at widths that build
-# and run in well under a second on a CPU. GroupNorm(32) needs channel counts that are multiples of 32.
-_TINY_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=64)
-_TINY_VAE = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2))
-_TINY_TEXT = TextEncoderConfig(width=64, layers=3, heads=2, projection_dim=32)
-_TINY_IMAGE = ImageEncoderConfig(width=64, layers=2, heads=2, projection_dim=32)
-_TINY_RESAMPLER = ResamplerConfig(dim=64, depth=2, dim_head=16, heads=2, embedding_dim=64, output_dim=64)
-
-# Stable Video Diffusion's tiny member: four levels, attention at three, every temporal layer, a 6-frame clip
-# decoded in chunks of 4 (so chunking is exercised), at widths that run a whole sample in about a second.
-_TINY_SVD_UNET = SpatioTemporalUNetConfig(
-    model_channels=32, channel_mult=(1, 2, 2, 2), head_channels=16, context_dim=32
-)
-_TINY_SVD_SAMPLING = SVDSamplingDefaults(decode_chunk=4)
-
-PRESETS: dict[str, Preset | SVDPreset] = {
-    p.name: p
-    for p in (
-        Preset(
-            name="256",
-            height=256,
-            width=256,
-            unet=UNetConfig(learnable_image_attn_scale=True, default_frame_stride=3),
-            diffusion=_EPS_MODEL,
-            sampling=_SAMPLING_256,
-            fs_embed_checkpoint_name="framestride_embed",
-            hf_repo="Doubiiu/DynamiCrafter",
-            checkpoint_dir_name="dynamicrafter_256_v1",
-        ),
-        Preset(
-            name="512",
-            height=320,
-            width=512,
-            hf_repo="Doubiiu/DynamiCrafter_512",
-            checkpoint_dir_name="dynamicrafter_512_v1",
-        ),
-        Preset(
-            name="1024",
-            height=576,
-            width=1024,
-            unet=UNetConfig(default_frame_stride=10),
-            diffusion=replace(_V_MODEL, base_scale=0.3),
-            sampling=SamplingDefaults(frame_stride=10),
-            hf_repo="Doubiiu/DynamiCrafter_1024",
-            checkpoint_dir_name="dynamicrafter_1024_v1",
-        ),
-        Preset(
-            name="512-interp",
-            height=320,
-            width=512,
-            unet=UNetConfig(default_frame_stride=10),
-            sampling=SamplingDefaults(frame_stride=5),
-            hf_repo="Doubiiu/DynamiCrafter_512_Interp",
-            checkpoint_dir_name="dynamicrafter_512_interp_v1",
-            modes=("interpolate", "loop"),
-        ),
-        Preset(
-            name="tooncrafter",
-            height=320,
-            width=512,
-            vae=_TOON_VAE,
-            sampling=_SAMPLING_TOON,
-            hf_repo="Doubiiu/ToonCrafter",
-            checkpoint_dir_name="tooncrafter_512_interp_v1",
-            modes=("interpolate", "loop"),
-        ),
-        Preset(
-            name="tiny",
-            height=64,
-            width=64,
-            unet=_TINY_UNET,
-            vae=_TINY_VAE,
-            text=_TINY_TEXT,
-            image=_TINY_IMAGE,
-            resampler=_TINY_RESAMPLER,
-            modes=MODES,
-        ),
-        Preset(
-            name="tiny-256",
-            height=64,
-            width=64,
-            unet=replace(_TINY_UNET, learnable_image_attn_scale=True, default_frame_stride=3),
-            vae=_TINY_VAE,
-            text=_TINY_TEXT,
-            image=_TINY_IMAGE,
-            resampler=_TINY_RESAMPLER,
-            diffusion=_EPS_MODEL,
-            sampling=_SAMPLING_256,
-            fs_embed_checkpoint_name="framestride_embed",
-            modes=MODES,
-        ),
-        Preset(
-            name="tiny-tooncrafter",
-            height=64,
-            width=64,
-            unet=_TINY_UNET,
-            vae=replace(_TINY_VAE, dual_ref=DualRefDecoderConfig()),
-            text=_TINY_TEXT,
-            image=_TINY_IMAGE,
-            resampler=_TINY_RESAMPLER,
-            sampling=_SAMPLING_TOON,
-            modes=("interpolate", "loop"),
-        ),
-        SVDPreset(name="svd-xt", height=576, width=1024, hf_repo="stabilityai/stable-video-diffusion-img2vid-xt"),
-        # The same release's second file: the same weights but a per-frame image decoder (docs/models.md §8.4).
-        SVDPreset(
-            name="svd-xt-image-decoder",
-            height=576,
-            width=1024,
-            vae=replace(SVD_VAE, video=None),
-            hf_repo="stabilityai/stable-video-diffusion-img2vid-xt",
-            checkpoint_file="svd_xt_image_decoder.safetensors",
-        ),
-        SVDPreset(
-            name="tiny-svd",
-            height=64,
-            width=64,
-            frames=6,
-            unet=_TINY_SVD_UNET,
-            vae=replace(_TINY_VAE, video=VideoDecoderConfig(), post_quant_conv=False),
-            image=_TINY_IMAGE,
-            text=_TINY_TEXT,
-            sampling=_TINY_SVD_SAMPLING,
-        ),
-    )
-}
+PRESETS: dict[str, PresetBase] = {p.name: p for family in FAMILIES.values() for p in family.part("presets")}
 
 
-def get_preset(name: str | Preset | SVDPreset) -> Preset | SVDPreset:
-    if isinstance(name, (Preset, SVDPreset)):
+def get_preset(name: str | PresetBase) -> PresetBase:
+    if isinstance(name, PresetBase):
         return name
     try:
         return PRESETS[name]
@@ -175,5 +28,7 @@ def default_preset(mode: str) -> str:
     if mode in PRESETS[DEFAULT_PRESET].modes:
         return DEFAULT_PRESET
     return next(
-        p.name for p in PRESETS.values() if p.family == "dynamicrafter" and mode in p.modes and p.hf_repo is not None
+        p.name
+        for p in PRESETS.values()
+        if same_family(p, PRESETS[DEFAULT_PRESET]) and mode in p.modes and p.hf_repo is not None
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dcrt.artifacts.manifest import file_stamp, sha256_file
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families.base import PresetBase
 
 RANDOM_SEED = 0  # the seed of --random-weights, and of the presets that have no released checkpoint
 _CONTENT_KEYS = ("size", "edges_sha256")  # what a copy keeps; its modification time is new
@@ -72,7 +72,7 @@ def _combined(folder: Path, digest: Callable[[Path], str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def requested_weights(preset: Preset, ckpt: Path | None = None, random_weights: bool = False) -> Weights | None:
+def requested_weights(preset: PresetBase, ckpt: Path | None = None, random_weights: bool = False) -> Weights | None:
     """The weights a run asks for: random (--random-weights, or a preset with no released checkpoint), the
     --ckpt file, else the preset's checkpoint found on this machine. None: no checkpoint is here, so an
     export or engine bundle may supply the weights (a host that holds only engines)."""
@@ -88,7 +88,7 @@ def requested_weights(preset: Preset, ckpt: Path | None = None, random_weights: 
     return None if found is None else Weights(preset.name, found)
 
 
-def required_weights(preset: Preset, ckpt: Path | None = None, random_weights: bool = False) -> Weights:
+def required_weights(preset: PresetBase, ckpt: Path | None = None, random_weights: bool = False) -> Weights:
     """`requested_weights`, where no checkpoint is an error that says how to get one (export, torch)."""
     from dcrt.hub import find_checkpoint
 

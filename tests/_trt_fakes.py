@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import dcrt
 from dcrt.artifacts.engine_bundle import Target
+from dcrt.artifacts.graphs import io_table
 from dcrt.artifacts.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.artifacts.tensorrt_build import BuiltEngine
-from dcrt.families.dynamicrafter.io_spec import io_table
 
 TARGET = Target("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0")
 DEVICE_MEMORY = {

@@ -15,9 +15,9 @@ import dcrt
 from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle, plan_build
 from dcrt.artifacts.aoti_bundle import PORTABLE_ISA, AotiManifest, AotiTarget, detect_aoti_target
 from dcrt.artifacts.export import graph_modules, relative_error
+from dcrt.artifacts.graphs import io_table, sample_inputs
 from dcrt.backends.aoti_backend import AotiBackend, call_package, load_package
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.weights import Weights
 

@@ -11,8 +11,8 @@ import dcrt
 from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle
 from dcrt.artifacts.aoti_bundle import detect_aoti_target
 from dcrt.artifacts.export import graph_modules, relative_error
+from dcrt.artifacts.graphs import io_table, sample_inputs
 from dcrt.backends.aoti_backend import call_package, load_package
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.weights import Weights
 
 pytestmark = pytest.mark.full

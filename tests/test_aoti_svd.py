@@ -11,9 +11,9 @@ from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 import dcrt
 from dcrt.artifacts.export import relative_error
+from dcrt.artifacts.graphs import io_table, sample_inputs
 from dcrt.backends.aoti_backend import AotiBackend, AotiSVDBackend, open_aoti
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend

@@ -24,10 +24,10 @@ from dcrt.artifacts.engine_bundle import (
     preset_dirname,
     stale_reason,
 )
+from dcrt.artifacts.graphs import io_table
 from dcrt.artifacts.manifest import ExportManifest
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
 
 REPO = Path(__file__).resolve().parents[1]
 TRT_MODULES = (

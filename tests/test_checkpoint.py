@@ -12,12 +12,8 @@ from safetensors.torch import save_file
 import dcrt
 from dcrt.artifacts.export import relative_error
 from dcrt.errors import CheckpointError, UsageError
-from dcrt.families.dynamicrafter.checkpoint import (
-    expected_shapes,
-    original_state_dict,
-    read_state_dict,
-    unused_tensor_shapes,
-)
+from dcrt.families.dynamicrafter.checkpoint import expected_shapes, original_state_dict, unused_tensor_shapes
+from dcrt.families.state_dicts import read_state_dict
 
 
 def _same_weights(a: dcrt.DynamiCrafter, b: dcrt.DynamiCrafter) -> None:

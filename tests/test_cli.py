@@ -371,7 +371,7 @@ def test_console_script_is_installed():
 
 
 def test_dtype_names_are_the_weight_dtypes():
-    from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES
+    from dcrt.families.state_dicts import WEIGHT_DTYPES
     from dcrt.loading import WEIGHT_DTYPES as NAMES
 
     assert NAMES == tuple(WEIGHT_DTYPES)  # the torch-free names checked before loading

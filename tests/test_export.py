@@ -10,10 +10,10 @@ from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 import dcrt
 from dcrt.artifacts.export import ExportRequest, export_model, relative_error, run_onnx
+from dcrt.artifacts.graphs import io_table, sample_inputs
 from dcrt.artifacts.manifest import ExportManifest
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dcrt.families.common import NoiseSource
 from dcrt.families.dynamicrafter.options import resolve_options
-from dcrt.families.dynamicrafter.sampler import NoiseSource
 from dcrt.models.tokenizer import Tokenizer
 from dcrt.presets import get_preset
 

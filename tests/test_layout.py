@@ -1,6 +1,8 @@
-"""The package's import rules, read from the source (ast): the runtime never imports a builder (TensorRT's or
-AOTInductor's), no library module imports the package face (`dcrt/__init__.py`, the lazy public API), and no
-module imports itself through others."""
+"""The package's layout rules, read from the source (ast): the runtime never imports a builder (TensorRT's or
+AOTInductor's); each model family is one package that no other family imports, and only the registry
+(dcrt.families) compares family names; family-neutral code (backends, artifacts, loading, ...) reaches a family only
+through the registry; no library module imports the package face (`dcrt/__init__.py`, the lazy public API); no
+module imports itself through others; `dcrt/` keeps few top-level modules and the runtime keeps short functions."""
 
 import ast
 from pathlib import Path
@@ -9,17 +11,25 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dcrt"
 BUILDERS = ("dcrt.artifacts.tensorrt_build", "dcrt.artifacts.aoti_build")
-# The runtime and backend selection: what `animate --backend trt|aoti` and `dcrt info` load, and the bundle formats
-# the builders share with the runtime.
+# The runtime: what `dcrt animate` (any --backend) and `dcrt info` load, and the bundle formats the builders share
+# with it.
 RUNTIME = (
-    "dcrt.backends",
-    "dcrt.families.dynamicrafter.pipeline",
-    "dcrt.families.svd.pipeline",
-    "dcrt.runners.edm",
-    "dcrt.info",
-    "dcrt.artifacts.engine_bundle",
+    "dcrt.api",
     "dcrt.artifacts.aoti_bundle",
+    "dcrt.artifacts.engine_bundle",
+    "dcrt.artifacts.graphs",
+    "dcrt.artifacts.manifest",
+    "dcrt.backends",
+    "dcrt.families.common",
+    "dcrt.families.dynamicrafter.pipeline",
+    "dcrt.families.dynamicrafter.sampler",
+    "dcrt.families.dynamicrafter.static",
+    "dcrt.families.svd.pipeline",
+    "dcrt.families.svd.sampler",
+    "dcrt.families.svd.static",
+    "dcrt.info",
     "dcrt.loading",
+    "dcrt.runners",
 )
 
 
@@ -64,7 +74,15 @@ def _imports(module: str) -> set[str]:
     return with_parents & set(MODULES)
 
 
+def _role_modules() -> set[str]:
+    """The family modules the registry imports by role (`Family.part`): strings the import scan cannot see."""
+    from dcrt.families import FAMILIES
+
+    return {f"{f.package}.{role.partition(':')[0]}" for f in FAMILIES.values() for role in f.roles.values()}
+
+
 GRAPH = {module: _imports(module) for module in MODULES}
+GRAPH["dcrt.families"] |= _role_modules() & set(MODULES)
 
 
 def _reachable(start: str) -> set[str]:
@@ -74,6 +92,31 @@ def _reachable(start: str) -> set[str]:
             seen.add(name)
             todo.append(name)
     return seen
+
+
+FAMILY_PACKAGES = tuple(
+    f"dcrt.families.{p.name}" for p in sorted((PACKAGE / "families").iterdir()) if (p / "__init__.py").is_file()
+)
+# Code that serves every family alike: it asks the registry (dcrt.families) for what differs, never a family's
+# package by name. dcrt.families.{base,common,state_dicts} are what the families share.
+FAMILY_NEUTRAL = (
+    "dcrt.artifacts",
+    "dcrt.backends",
+    "dcrt.config",
+    "dcrt.families.base",
+    "dcrt.families.common",
+    "dcrt.families.state_dicts",
+    "dcrt.hub",
+    "dcrt.loading",
+    "dcrt.presets",
+    "dcrt.weights",
+)
+MAX_TOP_LEVEL_MODULES = 20
+MAX_RUNTIME_FUNCTION_LINES = 60
+
+
+def _family(module: str) -> str | None:
+    return next((f for f in FAMILY_PACKAGES if module == f or module.startswith(f + ".")), None)
 
 
 def _is_cli(module: str) -> bool:
@@ -129,3 +172,57 @@ def test_no_two_modules_import_each_other_even_through_others():
         return False
 
     assert sorted(m for m in MODULES if reaches_itself(m)) == []
+
+
+def test_the_families_are_found():
+    assert FAMILY_PACKAGES == ("dcrt.families.dynamicrafter", "dcrt.families.svd")
+
+
+def test_no_family_imports_another():
+    offenders = [
+        f"{module} imports {name}"
+        for module in MODULES
+        if _family(module)
+        for name in _statement_imports(module)
+        if _family(name) not in (None, _family(module))
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(FAMILY_NEUTRAL)))
+def test_family_neutral_code_asks_the_registry(module):
+    assert sorted(name for name in _statement_imports(module) if _family(name)) == []
+
+
+def _family_comparisons(path: Path) -> list[int]:
+    """Lines comparing something's `.family` (a family's name) with anything."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Compare)
+        and any(isinstance(x, ast.Attribute) and x.attr == "family" for x in (node.left, *node.comparators))
+    ]
+
+
+def test_only_the_registry_compares_family_names():
+    found = {module: lines for module, path in MODULES.items() if (lines := _family_comparisons(path))}
+    assert set(found) <= {"dcrt.families", "dcrt.families.base"}, found
+
+
+def test_the_top_level_stays_small():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def _long_functions(path: Path) -> list[str]:
+    return [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_RUNTIME_FUNCTION_LINES
+    ]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(RUNTIME)))
+def test_runtime_functions_stay_short(module):
+    assert _long_functions(MODULES[module]) == []

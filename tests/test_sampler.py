@@ -1,14 +1,8 @@
 import pytest
 import torch
 
-from dcrt.families.dynamicrafter.sampler import (
-    Guidance,
-    NoiseSource,
-    SamplerInputs,
-    combine_guidance,
-    ddim_step,
-    sample,
-)
+from dcrt.families.common import NoiseSource
+from dcrt.families.dynamicrafter.sampler import Guidance, SamplerInputs, combine_guidance, ddim_step, sample
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule, schedule_tensors
 from dcrt.presets import get_preset
 

@@ -19,9 +19,9 @@ from conftest import fp32_tolerance
 
 import dcrt
 from dcrt.backends import TorchBackend
-from dcrt.families.dynamicrafter.checkpoint import WEIGHT_DTYPES
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.families.state_dicts import WEIGHT_DTYPES
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend

@@ -9,9 +9,9 @@ import torch
 from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 from dcrt.artifacts.export import relative_error
+from dcrt.artifacts.graphs import io_table, sample_inputs
 from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend

@@ -11,8 +11,8 @@ import torch
 
 import dcrt
 from dcrt.errors import UsageError
+from dcrt.families.common import NoiseSource
 from dcrt.families.dynamicrafter.options import SamplingRequest
-from dcrt.families.dynamicrafter.sampler import NoiseSource
 from dcrt.families.svd.options import SVDRequest, refuse_foreign, resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend

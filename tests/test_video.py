@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.pipeline import VideoResult
+from dcrt.families.common import VideoResult
 from dcrt.video import check_video_options, format_for
 
 

@@ -29,15 +29,13 @@ from dcrt.artifacts.aoti_bundle import (
     stale_reason,
 )
 from dcrt.artifacts.engine_bundle import bundle_dir, preset_dirname
-from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.artifacts.graphs import ComponentSpec, io_table
 from dcrt.artifacts.manifest import sha256_file
 from dcrt.atomic import atomic_file
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.families.dynamicrafter.config import Preset
-from dcrt.families.dynamicrafter.io_spec import io_table
-from dcrt.families.dynamicrafter.options import resolve_options
+from dcrt.families import family_of
+from dcrt.families.base import PresetBase
 from dcrt.version import __version__
-from dcrt.video import DEFAULT_FPS
 from dcrt.weights import Weights, made_from
 
 # Bumped whenever the build makes other packages from the same inputs: old packages become stale.
@@ -97,7 +95,7 @@ class AotiBuildReport:
 
 
 def plan_build(
-    preset: Preset, weights: Weights, root: Path, target: AotiTarget, config: AotiConfig, height: int, width: int
+    preset: PresetBase, weights: Weights, root: Path, target: AotiTarget, config: AotiConfig, height: int, width: int
 ) -> tuple[Path, AotiManifest | None, dict[str, str | None]]:
     """(the bundle directory, the manifest there that may be kept, component -> why to build it or None)."""
     directory = bundle_dir(root, target, preset_dirname(preset.name, height, width, (preset.height, preset.width)))
@@ -112,7 +110,7 @@ def plan_build(
 
 
 def build_aoti_bundle(
-    preset: Preset,
+    preset: PresetBase,
     weights: Weights,
     root: Path,
     config: AotiConfig,
@@ -238,7 +236,7 @@ def check_compiler() -> None:
 
 
 def _new_manifest(
-    preset: Preset, weights: Weights, target: AotiTarget, config: AotiConfig, height: int, width: int
+    preset: PresetBase, weights: Weights, target: AotiTarget, config: AotiConfig, height: int, width: int
 ) -> AotiManifest:
     return AotiManifest(
         preset.name,
@@ -255,24 +253,16 @@ def _new_manifest(
     )
 
 
-# What a host needs for `animate` (dcrt.families.dynamicrafter.options.SamplingOptions' names); the seed stays with the noise file.
-HOST_SAMPLING = (
-    "steps", "guidance_scale", "image_guidance_scale", "guidance_rescale", "eta", "frame_stride", "timestep_spacing",
-)  # fmt: skip
-
-
-def host_fields(preset: Preset) -> dict:
-    """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at): what engines/host reads instead of keeping copies. None where
-    the C++ host has nothing to run (no DynamiCrafter animate)."""
-    if preset.family != "dynamicrafter" or "animate" not in preset.modes:
+def host_fields(preset: PresetBase) -> dict:
+    """What the manifest records for the C++ host (`parameterization`, `sampling`): the family's, None for a family
+    the host does not run."""
+    family = family_of(preset)
+    if not family.has("host_fields"):
         return {"parameterization": None, "sampling": None}
-    options = resolve_options(preset, "animate")
-    sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
-    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
+    return family.part("host_fields")(preset)
 
 
-def _refresh_host_fields(manifest: AotiManifest | None, preset: Preset, directory: Path, log: Log) -> None:
+def _refresh_host_fields(manifest: AotiManifest | None, preset: PresetBase, directory: Path, log: Log) -> None:
     """Rewrite the manifest's host fields where they differ from the preset's: they are derived, not built, so a
     bundle whose packages are all up to date still gains what a newer dcrt records for hosts."""
     fields = host_fields(preset)
@@ -290,7 +280,7 @@ def reference_outputs(model, spec: ComponentSpec, device: str) -> tuple[tuple, t
     import torch
 
     from dcrt.artifacts.export import graph_modules
-    from dcrt.families.dynamicrafter.io_spec import sample_inputs
+    from dcrt.artifacts.graphs import sample_inputs
 
     inputs = tuple(x.to(device) for x in sample_inputs(spec, model.preset))
     with torch.no_grad():

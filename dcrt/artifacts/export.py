@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from dcrt.artifacts.graph_module import GraphModule
-from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.artifacts.graphs import ComponentSpec, io_table, sample_inputs
 from dcrt.artifacts.manifest import ComponentEntry, ExportManifest, sha256_file
 from dcrt.atomic import atomic_dir, atomic_file
 from dcrt.errors import DcrtError, UsageError
-from dcrt.families.dynamicrafter.config import Preset
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
+from dcrt.families import family_of
+from dcrt.families.base import PresetBase
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.version import __version__
 from dcrt.weights import Weights, made_from
@@ -36,41 +36,9 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
 
 
-def graph_modules(model: DynamiCrafter, dtype: torch.dtype) -> dict[str, GraphModule]:
-    """The computation of each IO-table component, in terms of the reference modules."""
-    if model.preset.family == "svd":
-        from dcrt.families.svd.export import svd_graph_modules
-
-        return svd_graph_modules(model, dtype)
-    m = model
-    unet = GraphModule(lambda x, t, c, frame_stride: m.unet(x, t, c, frame_stride), {"unet": m.unet}, dtype)
-    graphs = {
-        "text_encoder": GraphModule(lambda tokens: m.text_encoder(tokens), {"text": m.text_encoder}, dtype),
-        "image_encoder": GraphModule(
-            lambda pixels: m.resampler(m.image_encoder.encode_pixels(pixels)),
-            {"image": m.image_encoder, "resampler": m.resampler},
-            dtype,
-        ),
-        "unet": unet,
-        "unet_image_guidance": unet,
-    }
-    if m.preset.vae.dual_ref is None:
-        return graphs | {
-            "vae_encoder": GraphModule(lambda frames: m.vae.encode(frames), {"vae": m.vae}, dtype),
-            "vae_decoder": GraphModule(lambda z: m.vae.decode(z), {"vae": m.vae}, dtype),
-        }
-    # docs/models.md §6.2: latents and references in one encoder pass; a whole clip per decoder call, two lengths
-    decoder = GraphModule(lambda z, *references: m.vae.decode(z, references), {"vae": m.vae}, dtype)
-    return graphs | {
-        "vae_encoder": GraphModule(lambda frames: _flat(m.vae.encode_keyframes(frames)), {"vae": m.vae}, dtype),
-        "vae_decoder": decoder,
-        "vae_decoder_second_pass": decoder,
-    }
-
-
-def _flat(encoded: tuple[torch.Tensor, tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """(latents, references) -> the encoder graph's outputs: latents, reference_0, reference_1, ..."""
-    return (encoded[0], *encoded[1])
+def graph_modules(model, dtype: torch.dtype) -> dict[str, GraphModule]:
+    """The computation of each IO-table component of `model` (any family's), in terms of its reference modules."""
+    return family_of(model.preset).part("graph_modules")(model, dtype)
 
 
 def _fold_constants(graph):
@@ -193,7 +161,7 @@ class ExportRequest:
     an up-to-date export is then recognised by the checkpoint's stamp without hashing the checkpoint, and a new
     export hashes it once (dcrt.weights)."""
 
-    preset: Preset
+    preset: PresetBase
     precision: str = "fp32"
     source: str = "unknown"
     height: int | None = None
@@ -209,7 +177,7 @@ class ExportRequest:
     def for_weights(
         cls,
         weights: Weights,
-        preset: Preset,
+        preset: PresetBase,
         precision: str = "fp32",
         height: int | None = None,
         width: int | None = None,

@@ -35,11 +35,10 @@ from dcrt.artifacts.engine_bundle import (
     read_manifest_or_none,
     stale_reason,
 )
-from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.artifacts.graphs import ComponentSpec, io_table
 from dcrt.artifacts.manifest import MANIFEST_FILE, ExportManifest, file_problem
 from dcrt.atomic import atomic_file
 from dcrt.errors import DcrtError, UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
 
 TIMING_CACHE_FILE = "timing.cache"
 # Bumped whenever build_engine changes what it builds from the same inputs: old plans become stale.

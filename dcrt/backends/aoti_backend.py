@@ -28,9 +28,9 @@ from dcrt.artifacts.aoti_bundle import (
     read_manifest_or_none,
     rebuild_command,
 )
+from dcrt.artifacts.graphs import io_table
 from dcrt.backends.static import StaticShapeBackend, load_schedule
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.presets import get_preset
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import torch
 
-from dcrt.artifacts.graphs import ComponentSpec
+from dcrt.artifacts.graphs import ComponentSpec, io_table
 from dcrt.artifacts.manifest import ExportManifest
 from dcrt.backends.static import StaticShapeBackend, load_schedule
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.presets import get_preset
 

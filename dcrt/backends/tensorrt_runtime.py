@@ -23,9 +23,8 @@ from dcrt.artifacts.engine_bundle import (
     import_tensorrt,
     rebuild_command,
 )
-from dcrt.artifacts.graphs import ComponentSpec, TensorSpec
+from dcrt.artifacts.graphs import ComponentSpec, TensorSpec, io_table
 from dcrt.errors import DcrtError, UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
 from dcrt.presets import get_preset
 
 _ELEMENT_BYTES = {"float32": 4, "int64": 8}

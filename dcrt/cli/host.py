@@ -20,7 +20,7 @@ OUT = Annotated[Path, typer.Option("--out", "-o", help="output .npy file")]
 @app.command()
 def tokenize(prompt: Annotated[str, typer.Argument(help="the prompt")], out: OUT, res: PRESET = DEFAULT_PRESET) -> None:
     """Write the prompt's CLIP token ids and the empty prompt's, int64 [2, 77], for the C++ host."""
-    from dcrt.host_inputs import prompt_tokens, write_array
+    from dcrt.families.dynamicrafter.host import prompt_tokens, write_array
 
     typer.echo(str(write_array(out, prompt_tokens(prompt, get_preset(res)))))
 
@@ -34,8 +34,8 @@ def noise(
     device: Annotated[str, typer.Option(help="draw as a run on this device does: cpu or cuda")] = "cpu",
 ) -> None:
     """Write the initial latent noise and each step's noise of a seeded animate run, float32, for the C++ host."""
+    from dcrt.families.dynamicrafter.host import host_noise, write_array
     from dcrt.families.dynamicrafter.options import resolve_options
-    from dcrt.host_inputs import host_noise, write_array
 
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}; choose cpu or cuda")

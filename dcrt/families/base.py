@@ -1,4 +1,4 @@
-"""What every model family shares: `PresetBehaviour`, what any family's preset can answer, and `Family`, the one
+"""What every model family shares: `PresetBase`, what any family's preset can answer, and `Family`, the one
 object through which the rest of dcrt asks a family for what differs (dcrt.families holds the registry)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from importlib import import_module
 from dcrt.errors import UsageError
 
 
-class PresetBehaviour:
+class PresetBase:
     """What every family's preset can answer: its modes, its family's code, its latent size."""
 
     def check_mode(self, mode: str) -> None:
@@ -47,6 +47,9 @@ class Family:
         pipeline_for    (model, backend or pipeline) -> its pipeline
         io_table        (preset, height, width) -> {graph name: ComponentSpec}, its exported graphs' static shapes
         graph_modules   (model, dtype) -> {graph name: GraphModule}, what each graph is traced from
+        sample_inputs   (spec, preset, seed) -> realistic random inputs of one graph
+        host_fields     (preset) -> what an AOTInductor bundle's manifest records for the C++ host (only a family
+                        the host runs has it)
     """
 
     name: str
@@ -54,6 +57,11 @@ class Family:
     roles: dict[str, str] = field(default_factory=dict)  # role -> "module:attribute"
     # Whether exports and engines may be made at another size than the preset's (--height / --width).
     custom_size: bool = True
+    # A checkpoint may be a folder holding this subfolder (SVD's diffusers layout: unet/, vae/, ...); None: files only.
+    checkpoint_folder_marker: str | None = None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
 
     def part(self, role: str):
         """The attribute playing `role` for this family (imported now)."""

@@ -19,15 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.families.dynamicrafter.sampler import (
-    Denoiser,
-    Guidance,
-    NoiseSource,
-    SamplerInputs,
-    StepCallback,
-    combine_guidance,
-    ddim_step,
-)
+from dcrt.families.common import NoiseSource, StepCallback
+from dcrt.families.dynamicrafter.sampler import Denoiser, Guidance, SamplerInputs, combine_guidance, ddim_step
 from dcrt.families.dynamicrafter.schedule import DDIMCoefficients, DDIMSchedule
 from dcrt.runners.kernels import StepKernels, cfg_workspace
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from dcrt.families.dynamicrafter.sampler import StepCallback
+from dcrt.families.common import StepCallback
 from dcrt.families.svd.sampler import EDMDenoiser, EDMInputs, EDMSchedule, FrameGuidance, edm_step
 from dcrt.runners.ddim import CapturedLoop
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import dcrt
+from dcrt.artifacts.graphs import io_table
 from dcrt.backends.static import StaticShapeBackend
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
 
 
 class RecordingBackend(StaticShapeBackend):

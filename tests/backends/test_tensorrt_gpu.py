@@ -10,7 +10,7 @@ import torch
 
 import dcrt
 from dcrt.artifacts.export import ExportRequest, export_model, graph_modules, relative_error
-from dcrt.families.dynamicrafter.io_spec import io_table, sample_inputs
+from dcrt.artifacts.graphs import io_table, sample_inputs
 
 pytestmark = pytest.mark.trt
 FP16_TOLERANCE = 3e-2

@@ -13,12 +13,11 @@ from _trt_fakes import TARGET, FakeAllocator, FakeBuilder, FakeTrt, make_export
 
 import dcrt
 import dcrt.backends.tensorrt_backend as trt_backend
-from dcrt.artifacts.export import relative_error
+from dcrt.artifacts.export import graph_modules, relative_error
+from dcrt.artifacts.graphs import io_table
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
 from dcrt.backends.tensorrt_backend import TensorRTBackend, TensorRTSVDBackend, open_tensorrt
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
-from dcrt.families.svd.export import svd_graph_modules
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend
@@ -54,7 +53,7 @@ def on_fake_engines(monkeypatch):
 def _engines_compute_with(backend, model) -> list[str]:
     """Each engine's enqueue computes its graph with the reference module, from its bound input buffers into its
     bound output buffers (what a real engine does); returns the log of enqueued components."""
-    graphs, enqueued = svd_graph_modules(model, torch.float32), []
+    graphs, enqueued = graph_modules(model, torch.float32), []
     for name, runner in backend.engines.runners.items():
 
         def enqueue(stream, name=name, spec=runner.spec):

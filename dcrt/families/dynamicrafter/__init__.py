@@ -16,5 +16,7 @@ FAMILY = Family(
         "pipeline_for": "pipeline:pipeline_for",
         "io_table": "io_spec:io_table",
         "graph_modules": "export:graph_modules",
+        "sample_inputs": "io_spec:sample_inputs",
+        "host_fields": "host:host_fields",
     },
 )

@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from dcrt.families.common import StepCallback, VideoResult
 from dcrt.families.dynamicrafter.options import SEED_RANGE, SamplingOptions
-from dcrt.families.dynamicrafter.pipeline import Pipeline, VideoResult
-from dcrt.families.dynamicrafter.sampler import StepCallback
+from dcrt.families.dynamicrafter.pipeline import Pipeline
 
 
 def join_clips(clips: list[VideoResult]) -> VideoResult:

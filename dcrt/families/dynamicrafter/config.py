@@ -14,7 +14,7 @@ from dcrt.config import (
     UNetConfig,
     VAEConfig,
 )
-from dcrt.families.base import PresetBehaviour
+from dcrt.families.base import PresetBase
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class SamplingDefaults:
 
 
 @dataclass(frozen=True)
-class Preset(PresetBehaviour):
+class Preset(PresetBase):
     name: str
     height: int
     width: int

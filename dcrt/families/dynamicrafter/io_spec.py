@@ -1,12 +1,5 @@
-"""One table of every exported graph's inputs and outputs: names, dtypes, static shapes.
-
-Export, sample inputs, buffer allocation, the manifest and the engine build all read this table;
-no shape is restated anywhere else. Float tensors cross every graph boundary as float32 whatever the
-precision inside (an fp16 graph casts at its edges), so a host never converts.
-
-This module holds DynamiCrafter's table and the dispatch by family (`io_table`, `sample_inputs`); Stable Video
-Diffusion's rows are dcrt.families.svd.io_spec's, and the spec types both are made of are dcrt.artifacts.graphs's.
-"""
+"""DynamiCrafter's IO table: every exported graph's inputs and outputs (names, dtypes, static shapes), and realistic
+inputs for each. Readers get it through dcrt.artifacts.graphs.io_table, which asks the preset's family."""
 
 from __future__ import annotations
 
@@ -23,13 +16,8 @@ VAE_DECODE_CHUNK = 4
 VAE_ENCODE_FRAMES = 2
 
 
-def io_table(preset: Preset, height: int | None = None, width: int | None = None) -> dict[str, ComponentSpec]:
-    """The graphs of one preset at one resolution (default: the preset's)."""
-    height, width = height or preset.height, width or preset.width
-    if preset.family == "svd":
-        from dcrt.families.svd.io_spec import svd_io_table
-
-        return svd_io_table(preset, height, width)
+def io_table(preset: Preset, height: int, width: int) -> dict[str, ComponentSpec]:
+    """The graphs of one preset at one resolution."""
     f = preset.vae.downscale
     h, w, frames = height // f, width // f, preset.frames
     c, z = preset.unet.context_dim, preset.vae.z_channels
@@ -114,11 +102,6 @@ def _dual_ref_vae(preset: Preset, height: int, width: int) -> list[ComponentSpec
 def sample_inputs(spec: ComponentSpec, preset: Preset, seed: int = 0) -> list[torch.Tensor]:
     """Realistic random inputs for a graph: tokens in the vocabulary, timesteps and frame_stride in range."""
     g = torch.Generator().manual_seed(seed)
-    if preset.family == "svd":
-        from dcrt.families.svd.io_spec import realistic_floats
-
-        floats = realistic_floats(preset, g)
-        return [floats.get(t.name, lambda shape: torch.randn(shape, generator=g))(t.shape) for t in spec.inputs]
     ranges = {
         "tokens": (0, preset.text.vocab_size),
         "timestep": (0, preset.diffusion.timesteps),

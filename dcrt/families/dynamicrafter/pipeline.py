@@ -10,28 +10,17 @@ image is VAE-encoded once (interp / loop: the two key frames), and the loop neve
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-import dcrt.runners.kernels as kernel_library  # load_kernels looked up at call time: tests substitute it
 from dcrt.backends import Backend, TorchBackend
 from dcrt.errors import UsageError
+from dcrt.families.common import NoiseSource, StageTimer, StepCallback, VideoResult, untimed
 from dcrt.families.dynamicrafter.clip_decode import decode_clip
 from dcrt.families.dynamicrafter.options import SamplingOptions
-from dcrt.families.dynamicrafter.sampler import (
-    Denoiser,
-    Guidance,
-    NoiseSource,
-    SamplerInputs,
-    StepCallback,
-    WindowedDenoiser,
-    sample,
-)
+from dcrt.families.dynamicrafter.sampler import Denoiser, Guidance, SamplerInputs, WindowedDenoiser, sample
 from dcrt.families.dynamicrafter.schedule import DDIMSchedule, build_ddim_schedule
 from dcrt.families.dynamicrafter.windows import TemporalWindows
 from dcrt.images import load_image, to_uint8_frames
@@ -39,12 +28,9 @@ from dcrt.models.autoencoder import References
 from dcrt.models.clip import clip_pixels
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.tokenizer import Tokenizer
+from dcrt.runners import kernels
 from dcrt.runners.ddim import GraphRunner
 from dcrt.runners.kernels import StepKernels
-from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, write_video
-
-# `timer(stage)` -> a context manager around one stage of `Pipeline.generate` (dcrt.families.dynamicrafter.bench.StageClock).
-StageTimer = Callable[[str], AbstractContextManager]
 
 
 def guidance_for(opts: SamplingOptions) -> Guidance:
@@ -53,20 +39,6 @@ def guidance_for(opts: SamplingOptions) -> Guidance:
     return Guidance(
         guidance_scale=opts.guidance_scale, image_guidance_scale=image_scale, guidance_rescale=opts.guidance_rescale
     )
-
-
-@dataclass
-class VideoResult:
-    latents: torch.Tensor  # [1, 4, T, h, w] final latents, before decoding (float32)
-    frames: np.ndarray  # uint8 [T, H, W, 3]
-    fps: int = DEFAULT_FPS  # the frame rate to play it at (SVD: the rate it was conditioned on)
-
-    def save(
-        self, path: str | Path, fps: int | None = None, quality: int = DEFAULT_QUALITY, format: str | None = None
-    ) -> Path:
-        """Write the frames as mp4 (H.264), gif, webp or a folder of png frames at `fps` (default: the video's);
-        the format defaults to the extension's. Written to a temporary file and renamed, as the command line does."""
-        return write_video(self.frames, path, format, fps=fps or self.fps, quality=quality)
 
 
 class Pipeline:
@@ -98,7 +70,7 @@ class Pipeline:
         if fused_kernels is not False and not self.cuda_graph:
             raise UsageError("the fused kernels run inside the graph runner: they need cuda_graph=True")
         if fused_kernels is True:
-            fused_kernels = kernel_library.load_kernels(backend.device)
+            fused_kernels = kernels.load_kernels(backend.device)
         self.kernels: StepKernels | None = fused_kernels or None
         self._runners: dict[tuple, GraphRunner] = {}
         self.preset = backend.preset
@@ -272,11 +244,6 @@ class Pipeline:
         with (timer or untimed)("decode"):
             frames = np.concatenate(list(self.decoded_chunks(latents, mode, references)))
         return VideoResult(latents=latents, frames=frames)
-
-
-def untimed(stage: str) -> AbstractContextManager:
-    """The `StageTimer` of an untimed run."""
-    return nullcontext()
 
 
 def pipeline_for(model: DynamiCrafter | Backend | Pipeline) -> Pipeline:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from dcrt.families.common import NoiseSource, StepCallback
 from dcrt.families.dynamicrafter.schedule import DDIMCoefficients, DDIMSchedule
 from dcrt.families.dynamicrafter.windows import TemporalWindows
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -122,38 +122,6 @@ class WindowedDenoiser:
             for j, w in enumerate(group):
                 fused.index_add_(2, self.indices[w], out[j] * self.weights[w].view(1, 1, -1, 1, 1))
         return fused
-
-
-class NoiseSource:
-    """Seeded Gaussian noise in the documented order: x_T first, then one draw per step.
-
-    The same order (and shapes) as the original, so on CUDA the same seed gives the original's noise.
-    """
-
-    def __init__(self, seed: int, device: torch.device | str):
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.device = device
-
-    def draw(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator, device=self.device, dtype=torch.float32)
-
-    def draw_initial(self, shape: tuple[int, ...], windows: TemporalWindows, seed: int) -> torch.Tensor:
-        """x_T [B, C, N, h, w]. One window's worth is drawn as for a video of that length; beyond it, noise is
-        rescheduled as FreeNoise does (Qiu et al. 2023, arXiv:2310.15169; docs/sampling.md §4.10): each block
-        of `stride` frames from frame `window` on repeats the block `window` frames earlier, shuffled by a
-        permutation seeded with `seed`. Overlapping windows so start from the same few noise frames, which
-        keeps the long video coherent; the per-step draws (eta > 0) stay independent for all N frames."""
-        frames, window, stride = shape[2], windows.window, windows.stride
-        if frames == window:
-            return self.draw(shape)
-        x = torch.empty(shape, dtype=torch.float32, device=self.device)
-        x[:, :, :window] = self.draw((*shape[:2], window, *shape[3:]))
-        order = torch.Generator().manual_seed(seed)  # on the CPU: the same permutations on every device
-        for start in range(window, frames, stride):
-            length = min(stride, frames - start)
-            source = (start - window + torch.randperm(length, generator=order)).to(self.device)
-            x[:, :, start : start + length] = x[:, :, source]
-        return x
 
 
 def sample(

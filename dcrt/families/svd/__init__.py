@@ -13,8 +13,10 @@ FAMILY = Family(
         "torch_backend": "torch_backend:TorchSVDBackend",
         "static_backend": "static:StaticSVDBackend",
         "pipeline_for": "pipeline:svd_pipeline_for",
-        "io_table": "io_spec:svd_io_table",
-        "graph_modules": "export:svd_graph_modules",
+        "io_table": "io_spec:io_table",
+        "graph_modules": "export:graph_modules",
+        "sample_inputs": "io_spec:sample_inputs",
     },
     custom_size=False,
+    checkpoint_folder_marker="unet",
 )

@@ -18,12 +18,13 @@ import torch
 
 from dcrt.atomic import atomic_file
 from dcrt.errors import CheckpointError, UsageError
-from dcrt.families.dynamicrafter.checkpoint import check_layout, norm_weight_keys, random_tensor, read_safetensors
+from dcrt.families.state_dicts import check_layout, norm_weight_keys, random_tensor, read_safetensors
 from dcrt.families.svd.config import SVDPreset
 from dcrt.families.svd.keys import ORIGINAL_PREFIXES, diffusers_to_original
+from dcrt.families.svd.presets import PRESETS as FAMILY_PRESETS
 from dcrt.models.svd import NETWORKS, StableVideoDiffusion
 from dcrt.models.vae import Decoder, Encoder
-from dcrt.presets import PRESETS, get_preset
+from dcrt.presets import get_preset
 
 # The diffusers folders and their weight files, the full-precision name first (the release also has `.fp16`).
 DIFFUSERS_FILES = {
@@ -135,7 +136,7 @@ def _check_dtypes(state: dict[str, torch.Tensor], source: str) -> None:
 
 
 def detect_svd_preset(shapes: dict[str, tuple[int, ...]], layout: str) -> SVDPreset:
-    for preset in (p for p in PRESETS.values() if p.family == "svd"):
+    for preset in FAMILY_PRESETS:
         if expected_shapes(preset, layout) == shapes:
             return preset
     raise CheckpointError(f"checkpoint ({layout} layout) matches no SVD preset (is it Stable Video Diffusion XT?)")

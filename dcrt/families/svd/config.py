@@ -13,7 +13,7 @@ from dcrt.config import (
     VAEConfig,
     VideoDecoderConfig,
 )
-from dcrt.families.base import PresetBehaviour
+from dcrt.families.base import PresetBase
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ SVD_VAE = VAEConfig(video=VideoDecoderConfig(), post_quant_conv=False)
 
 
 @dataclass(frozen=True)
-class SVDPreset(PresetBehaviour):
+class SVDPreset(PresetBase):
     """A Stable Video Diffusion model (docs/models.md §8): image-only conditioning, EDM sampling."""
 
     name: str

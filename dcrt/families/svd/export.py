@@ -11,7 +11,7 @@ from dcrt.families.svd.io_spec import decoder_chunks
 from dcrt.models.svd import StableVideoDiffusion
 
 
-def svd_graph_modules(model: StableVideoDiffusion, dtype: torch.dtype) -> dict[str, GraphModule]:
+def graph_modules(model: StableVideoDiffusion, dtype: torch.dtype) -> dict[str, GraphModule]:
     m = model
     decoder = GraphModule(lambda z: m.vae.decode(z), {"vae": m.vae}, dtype)
     return {

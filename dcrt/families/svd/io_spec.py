@@ -26,7 +26,7 @@ def decoder_chunks(preset: SVDPreset) -> dict[str, int]:
     return {"vae_decoder": chunk} | ({"vae_decoder_tail": tail} if tail else {})
 
 
-def svd_io_table(preset: SVDPreset, height: int, width: int) -> dict[str, ComponentSpec]:
+def io_table(preset: SVDPreset, height: int, width: int) -> dict[str, ComponentSpec]:
     f = preset.vae.downscale
     h, w, frames, z = height // f, width // f, preset.frames, preset.vae.z_channels
     d, size, unet = preset.image.projection_dim, preset.image.image_size, preset.unet
@@ -75,3 +75,10 @@ def realistic_floats(preset: SVDPreset, g: torch.Generator) -> dict:
         return base * (1 + 0.5 * torch.rand(shape, generator=g))
 
     return {"c_noise": lambda shape: lo + (hi - lo) * torch.rand(shape, generator=g), "added_time_ids": time_ids}
+
+
+def sample_inputs(spec: ComponentSpec, preset: SVDPreset, seed: int = 0) -> list[torch.Tensor]:
+    """Realistic random inputs for one graph: noise levels and time ids in range (`realistic_floats`)."""
+    g = torch.Generator().manual_seed(seed)
+    floats = realistic_floats(preset, g)
+    return [floats.get(t.name, lambda shape: torch.randn(shape, generator=g))(t.shape) for t in spec.inputs]

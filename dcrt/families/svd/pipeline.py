@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.pipeline import StageTimer, VideoResult, untimed
-from dcrt.families.dynamicrafter.sampler import NoiseSource, StepCallback
+from dcrt.families.common import NoiseSource, StageTimer, StepCallback, VideoResult, untimed
 from dcrt.families.svd.backend import SVDBackend
 from dcrt.families.svd.options import SVDOptions
 from dcrt.families.svd.sampler import EDMInputs, EDMSchedule, FrameGuidance, build_edm_schedule, sample_edm

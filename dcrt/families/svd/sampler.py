@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from dcrt.families.dynamicrafter.sampler import StepCallback
+from dcrt.families.common import StepCallback
 from dcrt.families.svd.config import EDMConfig
 
 # denoise(model_in [n, 8, T, h, w], c_noise [n], image_embeds [n, 1, D], added_time_ids [n, 3]) -> [n, 4, T, h, w]

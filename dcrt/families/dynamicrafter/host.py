@@ -13,8 +13,9 @@ import numpy as np
 from dcrt.atomic import atomic_file
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.config import Preset
-from dcrt.families.dynamicrafter.options import SamplingOptions
+from dcrt.families.dynamicrafter.options import SamplingOptions, resolve_options
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
+from dcrt.video import DEFAULT_FPS
 
 
 def prompt_tokens(prompt: str, preset: Preset) -> np.ndarray:
@@ -30,7 +31,7 @@ def host_noise(preset: Preset, opts: SamplingOptions, device: str = "cpu") -> np
     the host's video is the pipeline's on that device."""
     import torch
 
-    from dcrt.families.dynamicrafter.sampler import NoiseSource
+    from dcrt.families.common import NoiseSource
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda draws with a CUDA generator: it needs a CUDA GPU")
@@ -53,3 +54,20 @@ def write_array(path: Path, array: np.ndarray) -> Path:
     with atomic_file(path, ".npy") as tmp:
         np.save(tmp, np.ascontiguousarray(array))
     return path
+
+
+# What a host needs for `animate` (dcrt.families.dynamicrafter.options.SamplingOptions' names); the seed stays with the noise file.
+HOST_SAMPLING = (
+    "steps", "guidance_scale", "image_guidance_scale", "guidance_rescale", "eta", "frame_stride", "timestep_spacing",
+)  # fmt: skip
+
+
+def host_fields(preset: Preset) -> dict:
+    """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
+    `dcrt animate` writes a DynamiCrafter video at): what engines/host reads instead of keeping copies. None where
+    the C++ host has nothing to run (no DynamiCrafter animate)."""
+    if "animate" not in preset.modes:
+        return {"parameterization": None, "sampling": None}
+    options = resolve_options(preset, "animate")
+    sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
+    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
