@@ -16,5 +16,11 @@ FAMILY = Family(
         "pipeline_for": "pipeline:pipeline_for",
         "io_table": "io_spec:io_table",
         "graph_modules": "export:graph_modules",
+        "animate": "generate:animate",
+        "stream": "generate:stream",
+        "check_animate": "options:check_animate",
+        "check_run": "options:check_run",
+        "option_default": "options:option_default",
+        "bench": "bench:bench_report",
     },
 )

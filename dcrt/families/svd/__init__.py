@@ -15,6 +15,12 @@ FAMILY = Family(
         "pipeline_for": "pipeline:svd_pipeline_for",
         "io_table": "io_spec:svd_io_table",
         "graph_modules": "export:svd_graph_modules",
+        "animate": "generate:animate",
+        "stream": "generate:stream",
+        "check_animate": "options:check_animate",
+        "check_run": "options:check_run",
+        "option_default": "options:option_default",
+        "bench": "bench:bench_report",
     },
     custom_size=False,
 )
