@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 @dataclass(frozen=True)
 class Job:
     images: list[Path]
-    prompt: str
+    prompt: str | None  # None: a model without text conditioning (SVD)
     name: str  # output file stem
     # interpolate through more than two key frames: one prompt per consecutive pair (None: `prompt` for each)
     pair_prompts: list[str] | None = None

@@ -1,5 +1,5 @@
-"""The SVD pipeline's wiring on the tiny preset (dcrt.families.svd.pipeline, dcrt.families.svd.options, dcrt.animate for SVD); its
-numbers against diffusers' pipeline are in tests/models/test_svd_pipeline_parity.py."""
+"""The SVD pipeline's wiring on the tiny preset (dcrt.families.svd.pipeline, dcrt.families.svd.options, dcrt.animate
+for SVD); its numbers against diffusers' pipeline are in tests/models/test_svd_pipeline_parity.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import dcrt
 from dcrt.errors import UsageError
 from dcrt.families.common import NoiseSource
 from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.families.dynamicrafter.options import refuse_foreign as refuse_svd_options
 from dcrt.families.svd.options import SVDRequest, refuse_foreign, resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend
@@ -76,7 +77,7 @@ def test_options_of_the_other_family_are_refused_by_flag():
     with pytest.raises(UsageError, match="--eta, --frames: DynamiCrafter option"):
         refuse_foreign(get_preset("tiny-svd"), SamplingRequest(eta=1.0, frames=8, steps=3), SVDRequest())
     with pytest.raises(UsageError, match="--motion-bucket: Stable Video Diffusion option"):
-        refuse_foreign(get_preset("tiny"), SamplingRequest(), SVDRequest(motion_bucket_id=3))
+        refuse_svd_options(get_preset("tiny"), SamplingRequest(), SVDRequest(motion_bucket_id=3))
     refuse_foreign(get_preset("tiny-svd"), SamplingRequest(steps=3, seed=1), SVDRequest(motion_bucket_id=3))
     with pytest.raises(UsageError, match="does not support Stable Video Diffusion's sampling options"):
         resolve_svd_options(get_preset("tiny"))

@@ -1,9 +1,10 @@
-"""The `dcrt` command line: one module per group of commands, each only declaring its options and handing
-the work to the library (dcrt.loading, dcrt.families.dynamicrafter.pipeline, dcrt.artifacts.export, dcrt.artifacts.tensorrt_build, dcrt.families.dynamicrafter.bench).
+"""The `dcrt` command line: one module per group of commands, each only declaring and checking its options and
+handing the work to the library (dcrt.api, dcrt.loading, dcrt.artifacts, each family's bench). A command serves
+every model family: what differs is asked of the family registry (dcrt.families).
 
     app.py        the typer app, `main` (errors -> one line and an exit code), grouped help
     options.py    library option types (SamplingRequest, BackendRequest, OutputOptions) rendered as options
-    generate.py   animate, interpolate, loop, batch
+    generate.py   animate, interpolate, loop, batch (through dcrt.api)
     progress.py   the denoising progress bar of the generating commands
     artifacts.py  fetch, export, build
     host.py       tokenize, noise (the C++ host's inputs)

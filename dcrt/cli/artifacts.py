@@ -10,6 +10,7 @@ import typer
 from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
+from dcrt.families import family_of
 from dcrt.families.dynamicrafter.options import SamplingRequest, check_size
 from dcrt.loading import BackendRequest
 
@@ -53,8 +54,9 @@ ENGINES = ("trt", "aoti")
 
 
 def check_own_size(preset, size, verb: str) -> None:
-    """SVD's graphs are made at the preset's size only (its pipeline runs there): another size is one line."""
-    if preset.family == "svd" and (size.height, size.width) != (None, None):
+    """Some families' graphs are made at the preset's size only (SVD's pipeline runs there): another size is one
+    line."""
+    if not family_of(preset).custom_size and (size.height, size.width) != (None, None):
         raise UsageError(f"{preset.name} is {verb} at its own size, {preset.height}x{preset.width}")
 
 

@@ -1,9 +1,13 @@
-"""animate, interpolate, loop and batch: every option and input checked first (no torch, no model: a bad one
-costs well under a second), then one backend opened (`dcrt.open_backend`), then sample and write."""
+"""animate, interpolate, loop and batch, for every model family: every option and input checked first (no torch,
+no model: a bad one costs well under a second; each family checks its own options, dcrt.families), then one
+backend opened (`dcrt.open_backend`), then each video sampled and written by the Python API (`dcrt.api.save_video`:
+the command line builds no pipeline and chains no clips itself)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -26,9 +30,10 @@ from dcrt.cli.options import (
 )
 from dcrt.cli.progress import progress
 from dcrt.errors import UsageError
+from dcrt.families import family_of
 from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingRequest
-from dcrt.families.svd.options import SVD_ONLY_NAMES, SVDRequest, refuse_foreign
+from dcrt.families.svd.options import SVD_ONLY_NAMES, SVDRequest
 from dcrt.loading import BackendRequest
 from dcrt.presets import default_preset
 
@@ -63,17 +68,9 @@ def animate(
 ) -> None:
     model = replace(model, preset=model.preset or default_preset("animate"))
     preset = model.preset_config()
-    refuse_foreign(preset, sampling, svd)
-    if preset.family == "svd":
-        from dcrt.cli.generate_svd import animate_svd
-
-        if extend or extend_prompts:
-            raise UsageError(f"--extend and --extend-prompts are for DynamiCrafter presets, not {preset.name}")
-        return animate_svd(image, prompt, model, sampling, svd, output)
-    if prompt is None:
-        raise UsageError(f"missing argument PROMPT: preset {preset.name} animates following a prompt")
+    further = family_of(preset).part("check_animate")(preset, prompt, extend, extend_prompts, sampling, svd)
     job = Job([image], prompt, image.stem)
-    generate("animate", [job], model, sampling, output, further=_further_prompts(prompt, extend, extend_prompts))
+    generate("animate", [job], model, sampling, output, svd=svd, further=further)
 
 
 @app.command(
@@ -153,16 +150,6 @@ def batch(
     generate(mode, read_prompt_dir(directory, mode, prompts), model, sampling, output, out_dir=out_dir)
 
 
-def _further_prompts(prompt: str, extend: int, prompt_file: Path | None) -> list[str]:
-    """The prompts of the clips `--extend` adds: from the file, else `extend` times the video's prompt."""
-    from dcrt.batch import read_prompt_lines
-    from dcrt.families.dynamicrafter.options import clip_prompts
-
-    if prompt_file is None:
-        return clip_prompts(prompt, extend)
-    return read_prompt_lines(prompt_file, extend or None, "further clip (--extend)")
-
-
 def generate(
     mode: str,
     jobs: list[Job],
@@ -170,20 +157,22 @@ def generate(
     sampling: SamplingRequest,
     output: OutputOptions,
     out_dir: Path | None = None,
+    svd: SVDRequest = SVDRequest(),
     further: list[str] | None = None,
 ) -> None:
-    """Check every option and input, then open the backend once, sample each job and write its video (as its
-    frames are decoded). `further`: the prompts of the clips `--extend` chains after each video."""
-    from dcrt.families.dynamicrafter.options import resolve_options
+    """Check every option and input (the preset's family checks its options: dcrt.families), then open the
+    backend once and write each job's video through dcrt.api. `further`: the prompts of the clips `--extend`
+    chains after each video."""
     from dcrt.images import open_image
-    from dcrt.video import check_output_path, check_video_options, format_for
+    from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
 
     model = replace(model, preset=model.preset or default_preset(mode))
     preset = model.preset_config()
     preset.check_mode(mode)
-    opts = resolve_options(preset, mode, sampling)
+    run = family_of(preset).part("check_run")(preset, mode, sampling, svd, output.fps)
     fmt = format_for(output.out or Path(), output.format)
-    check_video_options(fmt, output.frame_rate(), output.quality)
+    fps = output.frame_rate(run.fps or DEFAULT_FPS)
+    check_video_options(fmt, fps, output.quality)
     targets = [output.out or default_output(job.name, mode, fmt, out_dir) for job in jobs]
     if out_dir is not None:
         _check_out_dir(out_dir)
@@ -193,30 +182,29 @@ def generate(
     model.check_names()
     model.requested_weights()  # a missing --ckpt fails here, before the images are read
     pictures = [[open_image(p) for p in job.images] for job in jobs]
+    jobs = [_prompted(job, run.prompt_warning) for job in jobs]
 
     # Everything checked: now the slow part (torch, the model, sampling).
-    from dcrt.batch import pair_prompts
-    from dcrt.families.dynamicrafter.chaining import extend_video, generate_keyframes
-    from dcrt.families.dynamicrafter.pipeline import pipeline_for
+    from dcrt.api import save_video
     from dcrt.loading import open_backend
-    from dcrt.video import write_video
 
-    pipe = pipeline_for(open_backend(model, opts.height, opts.width, log=log))
+    backend = open_backend(model, *run.size, log=log)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    write = partial(save_video, backend, mode, extend=further or 0, fps=fps, quality=output.quality, format=fmt)
     for job, images, target in zip(jobs, pictures, targets):
         with progress() as on_step:
-            if len(images) > 2:  # key frames: one clip per pair, joined on the frame they share
-                prompts = pair_prompts(job.pair_prompts or job.prompt, len(images))
-                frames = generate_keyframes(pipe, images, prompts, opts, on_step).frames
-            elif further:
-                video = pipe.generate(images, job.prompt, mode, opts, on_step=on_step)
-                frames = extend_video(pipe, video, further, opts, on_step).frames
-            else:  # streamed: each chunk of frames is written as it is decoded
-                latents, references = pipe.sample(images, job.prompt, mode, opts, on_step=on_step)
-                frames = pipe.decoded_chunks(latents, mode, references)
-            write_video(frames, target, fmt, fps=output.frame_rate(), quality=output.quality)
+            write(images, job.prompt, target, pair_prompts=job.pair_prompts, on_step=on_step, **run.sampling)
         typer.echo(str(target))
+
+
+def _prompted(job: Job, warning: str | None) -> Job:
+    """`job` as dcrt.api takes it: for a family without text conditioning (`warning`), a prompt is warned about
+    once every input is checked, and dropped."""
+    if warning is None or not job.prompt:
+        return job
+    warnings.warn(warning, stacklevel=1)
+    return replace(job, prompt=None)
 
 
 def _check_out_dir(out_dir: Path) -> None:

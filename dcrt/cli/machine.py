@@ -1,9 +1,9 @@
-"""info and bench: what this machine can run, and how fast."""
+"""info and bench: what this machine can run, and how fast (each family times its own pipelines: its `bench`
+role, dcrt.families)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -14,6 +14,7 @@ import typer
 from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
+from dcrt.families import family_of
 from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.loading import BackendRequest
 
@@ -92,47 +93,9 @@ def bench(
         command=" ".join(["dcrt", *sys.argv[1:]]),
         environment=environment(torch.device(usable_device(model.device))),
     )
-    if model.preset_config().family == "svd":
-        from dcrt.cli.bench_svd import bench_svd
-
-        publish(bench_svd(model, sampling, names, repeat, warmup, report), out)
-        return
-    publish(_bench_dynamicrafter(model, sampling, names, repeat, warmup, report), out)
-
-
-def _bench_dynamicrafter(
-    model: BackendRequest,
-    sampling: SamplingRequest,
-    names: list[str],
-    repeat: int,
-    warmup: int,
-    report: Callable[..., BenchReport],
-) -> BenchReport:
-    """Time each stage of each backend in `names` on two random images at the preset's (or the given) size."""
-    import numpy as np
-
-    from dcrt.families.dynamicrafter.bench import open_pipelines, run_backend
-    from dcrt.families.dynamicrafter.flops import unet_flops
-    from dcrt.families.dynamicrafter.options import resolve_options
-
     preset = model.preset_config()
-    opts = resolve_options(preset, preset.modes[0], sampling)
-    rng = np.random.default_rng(0)
-    images = [(rng.random((opts.height, opts.width, 3)) * 255).astype(np.uint8) for _ in range(2)]
-    pipelines = open_pipelines(names, model, opts, say)
-    results = [
-        run_backend(name, pipelines[name], images, "a boat sailing on a calm sea", opts, warmup, repeat, say)
-        for name in names
-    ]
-    return report(
-        preset=preset.name,
-        height=opts.height,
-        width=opts.width,
-        steps=opts.steps,
-        unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width),
-        results=results,
-        frames=opts.frames,
-    )
+    run = family_of(preset).part("bench")
+    publish(run(model, sampling, names, repeat, warmup, report, say), out)
 
 
 def publish(report: BenchReport, out: Path) -> None:

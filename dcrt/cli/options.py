@@ -20,9 +20,11 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from dcrt.families import family_of
+from dcrt.families.base import NOT_TAKEN
 from dcrt.families.dynamicrafter.config import MODES, Seeds
-from dcrt.families.dynamicrafter.options import SAMPLING_NAMES, SamplingRequest, preset_default
-from dcrt.families.svd.options import SVD_NAMES, SVDRequest, svd_default
+from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.families.svd.options import SVDRequest
 from dcrt.loading import BACKEND, MODEL
 from dcrt.presets import DEFAULT_PRESET, PRESETS, default_preset
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
@@ -87,18 +89,13 @@ def _shown(value: object) -> str:
 
 
 def preset_defaults_text(name: str) -> str:
-    """What `None` means for SamplingRequest field `name`, per preset: "50", or "3 for 256, tiny-256; 24 for ..."."""
+    """What `None` means for option `name` (a SamplingRequest or SVDRequest field), per preset: "50", or "3 for
+    256, tiny-256; 24 for ..."."""
     by_value: dict[str, list[str]] = {}
-    # The SVD family has sampling options of its own (dcrt.families.svd.options.SVDRequest); it shares a few of these.
-    for preset in PRESETS.values():
-        if preset.family == "svd":
-            if name in SVD_NAMES:
-                by_value.setdefault(_shown(svd_default(preset, name)), []).append(preset.name)
-            continue
-        if name not in SAMPLING_NAMES:
-            continue
-        value = preset.sampling.seeds if name == "seed" else preset_default(preset, name, MODES[0])
-        by_value.setdefault(_shown(value), []).append(preset.name)
+    for preset in PRESETS.values():  # each family answers for the options it takes (dcrt.families)
+        value = family_of(preset).part("option_default")(preset, name)
+        if value is not NOT_TAKEN:
+            by_value.setdefault(_shown(value), []).append(preset.name)
     if len(by_value) == 1:
         return next(iter(by_value))
     return "the preset's: " + "; ".join(f"{value} for {', '.join(names)}" for value, names in by_value.items())

@@ -3,7 +3,7 @@ object through which the rest of dcrt asks a family for what differs (dcrt.famil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import import_module
 
 from dcrt.errors import UsageError
@@ -50,6 +50,14 @@ class Family:
         sample_inputs   (spec, preset, seed) -> realistic random inputs of one graph
         host_fields     (preset) -> what an AOTInductor bundle's manifest records for the C++ host (only a family
                         the host runs has it)
+        animate         dcrt.animate for its models: (model, image, prompt, extend=, x_T=, on_step=, **sampling)
+        stream          (model, mode, images, prompt, on_step, sampling) -> (uint8 frame chunks as decoded, fps)
+        check_animate   (preset, prompt, extend, extend file, sampling request, SVD request) -> further clips'
+                        prompts: `dcrt animate`'s own checks (options of another family, prompt, --extend)
+        check_run       (preset, mode, sampling request, SVD request, --fps) -> CheckedRun: a generating
+                        command's sampling options, checked before torch is imported
+        option_default  (preset, option name) -> what None means for it, or NOT_TAKEN (--help's defaults)
+        bench           (request, sampling request, backends, repeat, warmup, report, log) -> BenchReport
     """
 
     name: str
@@ -69,3 +77,31 @@ class Family:
             raise UsageError(f"model family {self.name} has no {role.replace('_', ' ')} yet")
         module, _, attribute = self.roles[role].partition(":")
         return getattr(import_module(f"{self.package}.{module}"), attribute)
+
+
+# The options each family's request shares with the other's on the command line (steps and seed among the
+# sampling options, fps among the output options): one flag each, so never another family's.
+SHARED_NAMES = ("steps", "seed", "fps")
+# `option_default`'s answer for an option the family does not take.
+NOT_TAKEN = object()
+
+
+@dataclass(frozen=True)
+class CheckedRun:
+    """A generating command's run, checked before torch is imported (a family's `check_run`): what it hands
+    to dcrt.api and how it opens the backend and writes the video."""
+
+    sampling: dict[str, object]  # dcrt.api's sampling keywords
+    fps: int | None = None  # the video's frame rate, where the family is conditioned on it (None: --fps or 8)
+    size: tuple[int | None, int | None] = (None, None)  # the backend's height and width (None: the preset's)
+    prompt_warning: str | None = None  # for a family without text conditioning: what a given prompt gets
+
+
+def refuse_given(preset, request, theirs: str) -> None:
+    """One line naming the flags set in `request`, another family's options (beyond the shared ones)."""
+    given = [f for f in fields(request) if getattr(request, f.name) is not None and f.name not in SHARED_NAMES]
+    if given:
+        flags = ", ".join(f.metadata.get("flag") or "--" + f.name.replace("_", "-") for f in given)
+        raise UsageError(
+            f"{flags}: {theirs} option(s), which preset {preset.name} (model family {preset.family}) does not take"
+        )

@@ -18,5 +18,11 @@ FAMILY = Family(
         "graph_modules": "export:graph_modules",
         "sample_inputs": "io_spec:sample_inputs",
         "host_fields": "host:host_fields",
+        "animate": "generate:animate",
+        "stream": "generate:stream",
+        "check_animate": "options:check_animate",
+        "check_run": "options:check_run",
+        "option_default": "options:option_default",
+        "bench": "bench:bench_report",
     },
 )

@@ -1,4 +1,5 @@
-"""`dcrt bench`: per-stage timings of backends on one preset, measured side by side in one run.
+"""`dcrt bench`: per-stage timings of backends on one preset, measured side by side in one run (`bench_report`
+for a DynamiCrafter preset; the report's types and files serve every family).
 
 Each backend runs the same generation (same image, prompt, seed, steps) `warmup` + `repeat` times.
 A `StageClock` times the stages of `Pipeline.generate` (conditioning, denoise, decode) and the whole
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 from dcrt.environment import cpu_name, nvidia_driver, package_version
+from dcrt.families.dynamicrafter.flops import unet_flops
+from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, SamplingOptions, guidance_for
 from dcrt.loading import BackendRequest
 from dcrt.version import __version__
@@ -275,6 +278,37 @@ def run_backend(
         )
     result.peak_memory_bytes = peak_memory_bytes(device)
     return result
+
+
+def bench_report(
+    request: BackendRequest,
+    sampling: SamplingRequest,
+    names: list[str],
+    repeat: int,
+    warmup: int,
+    report: Callable[..., BenchReport],
+    log: Callable[[str], None],
+) -> BenchReport:
+    """`dcrt bench` for a DynamiCrafter preset: each backend in `names` timed on two random images at the preset's
+    (or the given) size; `report` makes the report from the fields that differ by family."""
+    preset = request.preset_config()
+    opts = resolve_options(preset, preset.modes[0], sampling)
+    rng = np.random.default_rng(0)
+    images = [(rng.random((opts.height, opts.width, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    pipelines = open_pipelines(names, request, opts, log)
+    results = [
+        run_backend(name, pipelines[name], images, "a boat sailing on a calm sea", opts, warmup, repeat, log)
+        for name in names
+    ]
+    return report(
+        preset=preset.name,
+        height=opts.height,
+        width=opts.width,
+        steps=opts.steps,
+        unet_flops_per_sample=unet_flops(preset, 1, opts.height, opts.width),
+        results=results,
+        frames=opts.frames,
+    )
 
 
 def markdown(report: BenchReport) -> str:

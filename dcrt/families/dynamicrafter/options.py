@@ -1,10 +1,11 @@
-"""A run's sampling settings: what the caller asked for (`SamplingRequest`), then the preset's defaults
-filled in and every value checked before any slow work (`resolve_options` -> `SamplingOptions`).
+"""A run's sampling settings: what the caller asked for (`SamplingRequest`), then the preset's defaults filled in and
+every value checked before any slow work (`resolve_options` -> `SamplingOptions`).
 
-The defaults themselves live in one table, `dcrt.families.dynamicrafter.config.SamplingDefaults` (per preset, seeds per mode). The
-Python API (`dcrt.animate` / `interpolate` / `loop`) and the command line both take a `SamplingRequest`; the
-command line renders its fields, with their help, as options (dcrt.cli.options). Torch-free, so that the
-command line rejects a bad option before it imports torch or loads a model.
+The defaults themselves live in one table, `dcrt.families.dynamicrafter.config.SamplingDefaults` (per preset, seeds
+per mode). The Python API (`dcrt.animate` / `interpolate` / `loop`) and the command line both take a
+`SamplingRequest`; the command line renders its fields, with their help, as options (dcrt.cli.options). Torch-free,
+so that the command line rejects a bad option before it imports torch or loads a model: its checks of a
+DynamiCrafter run are `check_animate` and `check_run`, reached through the family registry (dcrt.families).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
+from dcrt.batch import read_prompt_lines
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.config import SPACINGS, Preset
+from dcrt.families.base import NOT_TAKEN, CheckedRun, refuse_given
+from dcrt.families.dynamicrafter.config import MODES, SPACINGS, Preset
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
 from dcrt.families.dynamicrafter.windows import TemporalWindows, plan_windows
 
@@ -29,7 +33,8 @@ def _help(text: str) -> dict:
 
 @dataclass(frozen=True)
 class SamplingRequest:
-    """What a caller asks for. `None` is the preset's default (`dcrt.families.dynamicrafter.config.SamplingDefaults`)."""
+    """What a caller asks for. `None` is the preset's default
+    (`dcrt.families.dynamicrafter.config.SamplingDefaults`)."""
 
     steps: int | None = field(default=None, metadata=_help("sampling steps, 1-1000 (DDIM; SVD: Euler)"))
     guidance_scale: float | None = field(
@@ -172,6 +177,38 @@ def clip_prompts(prompt: str, extend: int | list[str]) -> list[str]:
             raise UsageError(f"extend must be a number of clips >= 0, got {extend}")
         return [prompt] * extend
     return list(extend)
+
+
+def refuse_foreign(preset: Preset, sampling: SamplingRequest, svd) -> None:
+    """One line for a Stable Video Diffusion option (the command line declares both families' options)."""
+    refuse_given(preset, svd, "Stable Video Diffusion")
+
+
+def check_animate(
+    preset: Preset, prompt: str | None, extend: int, extend_file: Path | None, sampling: SamplingRequest, svd
+) -> list[str]:
+    """`dcrt animate`'s own checks: no other family's options, a prompt, and the further clips' prompts
+    (--extend-prompts' lines, else --extend times the prompt), which it returns."""
+    refuse_foreign(preset, sampling, svd)
+    if prompt is None:
+        raise UsageError(f"missing argument PROMPT: preset {preset.name} animates following a prompt")
+    if extend_file is None:
+        return clip_prompts(prompt, extend)
+    return read_prompt_lines(extend_file, extend or None, "further clip (--extend)")
+
+
+def check_run(preset: Preset, mode: str, sampling: SamplingRequest, svd, fps: int | None) -> CheckedRun:
+    """A generating command's options checked for `mode` (an SVD request has been refused: `check_animate`);
+    the video is written at --fps, whatever it is, as the model is not conditioned on it."""
+    opts = resolve_options(preset, mode, sampling)
+    return CheckedRun(asdict(sampling), size=(opts.height, opts.width))
+
+
+def option_default(preset: Preset, name: str) -> object:
+    """What `None` means for option `name` (--help; the seed: per mode), or NOT_TAKEN for another family's."""
+    if name not in SAMPLING_NAMES:
+        return NOT_TAKEN
+    return preset.sampling.seeds if name == "seed" else preset_default(preset, name, MODES[0])
 
 
 def check_size(height: int | None, width: int | None) -> None:

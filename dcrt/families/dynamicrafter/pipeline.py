@@ -169,8 +169,8 @@ class Pipeline:
     ) -> Iterator[np.ndarray]:
         """[1, 4, T, h, w] -> uint8 [k, H, W, 3] chunks of `decode_chunk` frames, one VAE call each: memory for
         decoding does not grow with T, and a writer can stream them. With a dual-ref decoder's `references`, the
-        whole clip at once (`dcrt.families.dynamicrafter.clip_decode.decode_clip`). A loop's last frame (a repeat of its first, which
-        the original drops) is left out."""
+        whole clip at once (`dcrt.families.dynamicrafter.clip_decode.decode_clip`). A loop's last frame (a repeat of
+        its first, which the original drops) is left out."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
         if references is not None:
             frames = decode_clip(self.backend, z, references)
@@ -247,11 +247,10 @@ class Pipeline:
 
 
 def pipeline_for(model: DynamiCrafter | Backend | Pipeline) -> Pipeline:
-    """The model's pipeline, created once so its cached unconditional context is reused across calls."""
+    """The model's or backend's pipeline, created once and kept on it, so that its cached unconditional context
+    and captured runners serve every call (the command line's batch runs each video through dcrt.api)."""
     if isinstance(model, Pipeline):
         return model
-    if isinstance(model, Backend):
-        return Pipeline(model)
     if getattr(model, "_pipeline", None) is None:
-        model._pipeline = Pipeline(TorchBackend(model))
+        model._pipeline = Pipeline(model if isinstance(model, Backend) else TorchBackend(model))
     return model._pipeline

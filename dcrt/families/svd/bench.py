@@ -1,6 +1,7 @@
 """`dcrt bench` for a Stable Video Diffusion preset: dcrt's SVD pipeline on each backend against diffusers'
-StableVideoDiffusionPipeline (the `baseline`), the same image, seed and settings, timed by stage with dcrt.families.dynamicrafter.bench's
-clock and written as its report (table + JSON).
+StableVideoDiffusionPipeline (the `baseline`), the same image, seed and settings, timed by stage with
+dcrt.families.dynamicrafter.bench's clock and written as its report (table + JSON); `bench_report` is its
+`dcrt bench`.
 
 The baseline is the diffusers pipeline as its documentation runs it: fp16 weights on CUDA (fp32 on a CPU), both
 guidance branches in one UNet call, no CUDA graph. Its stages are timed by wrapping its CLIP and VAE encodes
@@ -16,9 +17,17 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from dcrt.families.dynamicrafter.bench import BackendResult, StageClock, peak_memory_bytes, peak_memory_reset
+from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.bench import (
+    BackendResult,
+    BenchReport,
+    StageClock,
+    peak_memory_bytes,
+    peak_memory_reset,
+)
+from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.families.svd.config import SVDPreset
-from dcrt.families.svd.options import SVDOptions
+from dcrt.families.svd.options import SVDOptions, resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.loading import BackendRequest
 
@@ -149,3 +158,33 @@ def run_svd_backend(
         log(f"{name}: run {i + 1}/{warmup + repeat} {note}{clock.seconds['end_to_end']:.2f} s")
     result.peak_memory_bytes = peak_memory_bytes(device)
     return result
+
+
+def bench_report(
+    request: BackendRequest,
+    sampling: SamplingRequest,
+    names: list[str],
+    repeat: int,
+    warmup: int,
+    report: Callable[..., BenchReport],
+    log: Callable[[str], None],
+) -> BenchReport:
+    """`dcrt bench` for an SVD preset: each backend in `names` timed on one random image, at the preset's size and
+    frame count (the only ones its graphs take: another is one line); `report` as DynamiCrafter's."""
+    preset = request.preset_config()
+    fixed = [f"--{n}" for n in ("height", "width", "frames", "overlap") if getattr(sampling, n) is not None]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: preset {preset.name} runs at its own size and frame count")
+    opts = resolve_svd_options(preset, steps=sampling.steps)
+    image = (np.random.default_rng(0).random((preset.height, preset.width, 3)) * 255).astype(np.uint8)
+    pipelines = open_svd_pipelines(names, request, log)
+    results = [run_svd_backend(name, pipelines[name], image, opts, warmup, repeat, log) for name in names]
+    return report(
+        preset=preset.name,
+        height=preset.height,
+        width=preset.width,
+        steps=opts.steps,
+        unet_flops_per_sample=svd_unet_flops(preset),
+        results=results,
+        frames=preset.frames,
+    )

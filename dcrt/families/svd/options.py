@@ -1,15 +1,16 @@
-"""A Stable Video Diffusion run's settings: what the caller asked for (`SVDRequest`), then the preset's defaults
-filled in and every value checked before any slow work (`resolve_svd_options` -> `SVDOptions`).
+"""A Stable Video Diffusion run's settings: what the caller asked for (`SVDRequest`), then the preset's defaults filled
+in and every value checked before any slow work (`resolve_svd_options` -> `SVDOptions`).
 
-Why a request type of its own rather than more fields on `dcrt.families.dynamicrafter.options.SamplingRequest`: the two families share
-only `steps` and `seed`; the rest of each is meaningless to the other (DDIM's eta and spacing, DynamiCrafter's
-single guidance scale and frame stride; SVD's guidance ramp and three added time ids). Two types keep each
-family's checks and defaults in one place, and a field of the other family is refused by name in one line
-(`refuse_foreign`). The defaults live in the preset (`dcrt.families.svd.config.SVDSamplingDefaults`). Torch-free, like
-dcrt.families.dynamicrafter.options, so the command line rejects a bad value before it imports torch.
+Why a request type of its own rather than more fields on `dcrt.families.dynamicrafter.options.SamplingRequest`: the
+two families share only `steps` and `seed`; the rest of each is meaningless to the other (DDIM's eta and spacing,
+DynamiCrafter's single guidance scale and frame stride; SVD's guidance ramp and three added time ids). Two types
+keep each family's checks and defaults in one place, and a field of the other family is refused by name in one line
+(`refuse_foreign`). The defaults live in the preset (`dcrt.families.svd.config.SVDSamplingDefaults`). Torch-free,
+like dcrt.families.dynamicrafter.options, so the command line rejects a bad value before it imports torch: its
+checks of an SVD run are `check_animate` and `check_run`, reached through the family registry (dcrt.families).
 
-`fps` has one meaning everywhere: the frame rate of the video. The UNet is conditioned on fps - 1 (as both
-released pipelines do) and the video is written at fps.
+`fps` has one meaning everywhere: the frame rate of the video. The UNet is conditioned on fps - 1 (as both released
+pipelines do) and the video is written at fps.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from dcrt.errors import UsageError
+from dcrt.families.base import NOT_TAKEN, SHARED_NAMES, CheckedRun, refuse_given
 from dcrt.families.dynamicrafter.options import SEED_RANGE, SamplingRequest
 from dcrt.families.svd.config import SVDPreset
 
@@ -74,12 +77,12 @@ class SVDOptions:
 
 
 SVD_NAMES = tuple(f.name for f in fields(SVDRequest))
-# Given by the command line's DynamiCrafter options (steps, seed) and output options (fps): one flag each.
-SHARED_NAMES = ("steps", "seed", "fps")
+# The command line's SVD options: the rest are its DynamiCrafter options (steps, seed) and output options (fps).
 SVD_ONLY_NAMES = tuple(name for name in SVD_NAMES if name not in SHARED_NAMES)
 # Ranges: what the released pipelines' conditioning was made for; the embedding extrapolates beyond them.
 MOTION_BUCKET_RANGE = (0, 255)
 FPS_RANGE = (1, 60)
+IGNORED_PROMPT = "SVD has no text conditioning; the prompt is ignored"
 
 
 def svd_default(preset: SVDPreset, name: str) -> object:
@@ -129,26 +132,33 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _flag(name: str, owner: type) -> str:
-    spec = next(f for f in fields(owner) if f.name == name)
-    return spec.metadata.get("flag") or "--" + name.replace("_", "-")
+def refuse_foreign(preset: SVDPreset, sampling: SamplingRequest, svd: SVDRequest) -> None:
+    """One line for a DynamiCrafter option (the command line declares both families' options)."""
+    refuse_given(preset, sampling, "DynamiCrafter")
 
 
-def refuse_foreign(preset, sampling: SamplingRequest, svd: SVDRequest) -> None:
-    """One line for an option of the other model family (command line: both families' options are declared)."""
-    if preset.family == "svd":
-        given = [
-            f.name for f in fields(sampling) if getattr(sampling, f.name) is not None and f.name not in SHARED_NAMES
-        ]
-        owner, theirs = SamplingRequest, "DynamiCrafter"
-    else:
-        given = [name for name in SVD_ONLY_NAMES if getattr(svd, name) is not None]
-        owner, theirs = SVDRequest, "Stable Video Diffusion"
-    if given:
-        flags = ", ".join(_flag(name, owner) for name in given)
-        raise UsageError(
-            f"{flags}: {theirs} option(s), which preset {preset.name} (model family {preset.family}) does not take"
-        )
+def check_animate(
+    preset: SVDPreset, prompt: str | None, extend: int, extend_file: Path | None, sampling: SamplingRequest, svd
+) -> list[str]:
+    """`dcrt animate`'s own checks for an SVD preset: no other family's options, no further clips. A prompt is
+    allowed (and ignored, with a warning: `check_run`)."""
+    refuse_foreign(preset, sampling, svd)
+    if extend or extend_file:
+        raise UsageError(f"--extend and --extend-prompts are for DynamiCrafter presets, not {preset.name}")
+    return []
+
+
+def check_run(preset: SVDPreset, mode: str, sampling: SamplingRequest, svd: SVDRequest, fps: int | None) -> CheckedRun:
+    """A generating command's options checked (`sampling` holds only the shared steps and seed:
+    `refuse_foreign`); --fps is SVD's conditioning fps too, so the video is written at the checked one."""
+    request = replace(svd, steps=sampling.steps, seed=sampling.seed, fps=fps)
+    opts = resolve_svd_options(preset, request)
+    return CheckedRun(asdict(request), fps=opts.fps, prompt_warning=IGNORED_PROMPT)
+
+
+def option_default(preset: SVDPreset, name: str) -> object:
+    """What `None` means for option `name` (--help), or NOT_TAKEN for another family's."""
+    return svd_default(preset, name) if name in SVD_NAMES else NOT_TAKEN
 
 
 def with_svd_options(function: Callable) -> Callable:

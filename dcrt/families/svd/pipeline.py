@@ -1,8 +1,8 @@
 """Stable Video Diffusion image-to-video: image -> conditioning -> EDM Euler sampler -> frames (docs/models.md §8,
 docs/sampling.md §5.5).
 
-What it shares with DynamiCrafter's pipeline (dcrt.families.dynamicrafter.pipeline) it imports: image loading and resizing
-(dcrt.images), the frame conversion, `VideoResult` and its writer, the progress callback and the stage timer.
+What it shares with DynamiCrafter's pipeline (dcrt.families.dynamicrafter.pipeline) it imports: image loading and
+resizing (dcrt.images), the frame conversion, `VideoResult` and its writer, the progress callback and the stage timer.
 What differs is the conditioning (a CLIP image embedding, the latent of a noise-augmented copy of the image, three
 added time ids; zeros for the unconditional branch) and the sampler (dcrt.families.svd.sampler).
 
@@ -146,13 +146,12 @@ class SVDPipeline:
 
 
 def svd_pipeline_for(model) -> SVDPipeline:
-    """An SVD model's pipeline (created once and kept on the model), a backend's, or the pipeline itself."""
+    """An SVD model's or backend's pipeline (created once and kept on it, so its captured runners serve every
+    call), or the pipeline itself."""
     if isinstance(model, SVDPipeline):
         return model
-    if isinstance(model, SVDBackend):
-        return SVDPipeline(model)
     if getattr(model, "_pipeline", None) is None:
         from dcrt.families.svd.torch_backend import TorchSVDBackend
 
-        model._pipeline = SVDPipeline(TorchSVDBackend(model))
+        model._pipeline = SVDPipeline(model if isinstance(model, SVDBackend) else TorchSVDBackend(model))
     return model._pipeline
