@@ -33,7 +33,7 @@ from dcrt.artifacts.export import graph_modules, relative_error  # noqa: E402
 from dcrt.artifacts.graphs import sample_inputs  # noqa: E402
 from dcrt.backends import TorchBackend  # noqa: E402
 from dcrt.backends.aoti_backend import AotiBackend  # noqa: E402
-from dcrt.families.dynamicrafter.bench import environment  # noqa: E402
+from dcrt.bench import environment
 from dcrt.weights import Weights  # noqa: E402
 
 SAMPLING_STEPS = 5

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from dcrt.families.dynamicrafter.bench import PeakMemory
+from dcrt.bench import PeakMemory
 
 REPO = Path(__file__).resolve().parents[1]
 

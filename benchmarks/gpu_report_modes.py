@@ -29,9 +29,9 @@ from gpu_report_svd import svd_markdown, svd_section
 import dcrt
 from dcrt.artifacts.export import relative_error
 from dcrt.backends import TorchBackend
+from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize
 from dcrt.errors import DcrtError
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
-from dcrt.families.dynamicrafter.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize
 from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, guidance_for

@@ -25,7 +25,7 @@ import torch
 import dcrt
 from dcrt.artifacts.export import export_graph, graph_modules, parity_session_options, relative_error
 from dcrt.artifacts.graphs import io_table, sample_inputs
-from dcrt.families.dynamicrafter.bench import PeakMemory
+from dcrt.bench import PeakMemory
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ from dcrt.reference import components, original
 
 def _memory() -> str:
     """Resident memory from /proc (Linux): anonymous (tensors) vs file-backed (the mmap'd checkpoint, reclaimable)."""
-    from dcrt.families.dynamicrafter.bench import process_memory_kib
+    from dcrt.bench import process_memory_kib
 
     try:
         kib = process_memory_kib()

@@ -1,7 +1,7 @@
 """One probe of the machine: CUDA GPUs, ONNX Runtime providers, package versions, CPU and driver.
 
 Read by `dcrt info` (dcrt.info), `--backend auto` (dcrt.backends.select.probe) and bench reports
-(dcrt.families.dynamicrafter.bench.environment). Torch-free at import: each function imports what it asks about when called,
+(dcrt.bench.environment). Torch-free at import: each function imports what it asks about when called,
 and none raises: a missing or broken package is an answer, with the reason.
 """
 

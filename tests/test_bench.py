@@ -75,7 +75,7 @@ def test_peak_memory_sees_a_short_lived_allocation():
 
     import torch
 
-    from dcrt.families.dynamicrafter.bench import PeakMemory
+    from dcrt.bench import PeakMemory
 
     with PeakMemory(period=0.01) as peak:
         block = torch.ones(64 * 2**20)  # 256 MiB, touched
@@ -90,7 +90,7 @@ def test_peak_memory_sees_a_short_lived_allocation():
 
 
 def test_a_busy_machine_is_stated_in_the_report():
-    from dcrt.families.dynamicrafter.bench import BackendResult, BenchReport, markdown
+    from dcrt.bench import BackendResult, BenchReport, markdown
 
     def report(load: float) -> str:
         env = {"device": "CPU: test", "load_average_1min": load, "cpu_cores": 2}

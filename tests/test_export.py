@@ -247,7 +247,7 @@ def test_parity_session_frees_each_tensor_at_its_last_use(tmp_path):
     from onnx import TensorProto, helper
 
     from dcrt.artifacts.export import parity_session
-    from dcrt.families.dynamicrafter.bench import process_memory_kib
+    from dcrt.bench import process_memory_kib
 
     floats, grow, levels = 10 << 20, 1 << 14, 6  # 40 MiB: above glibc's mmap ceiling, so fresh pages
     nodes, name = [], "x"

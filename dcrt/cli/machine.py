@@ -18,10 +18,8 @@ from dcrt.families import family_of
 from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.loading import BackendRequest
 
-if (
-    TYPE_CHECKING
-):  # dcrt.families.dynamicrafter.bench imports torch: the command line loads it only for a command that runs
-    from dcrt.families.dynamicrafter.bench import BenchReport
+if TYPE_CHECKING:  # dcrt.bench imports torch: the command line loads it only for a command that runs
+    from dcrt.bench import BenchReport
 
 BENCH_PRESET = "tiny"  # seconds on a CPU; name a real preset on a GPU
 
@@ -68,7 +66,7 @@ def bench(
     On CUDA the torch and trt backends sample with the captured graph and the fused kernels; the baseline
     never does (the original's way: fp32 weights under fp16 autocast, one UNet call per guidance branch). For an
     SVD preset (svd-xt, tiny-svd) the baseline is diffusers' StableVideoDiffusionPipeline."""
-    from dcrt.families.dynamicrafter.bench import BENCH_BACKENDS
+    from dcrt.bench import BENCH_BACKENDS
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
     unknown = [b for b in names if b not in BENCH_BACKENDS]
@@ -81,7 +79,7 @@ def bench(
     model.check_names()
     import torch
 
-    from dcrt.families.dynamicrafter.bench import BenchReport, environment
+    from dcrt.bench import BenchReport, environment
     from dcrt.loading import usable_device
 
     model = replace(model, device=model.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -100,7 +98,7 @@ def bench(
 
 def publish(report: BenchReport, out: Path) -> None:
     """Print the report's table, write its files under `out`, and print their paths."""
-    from dcrt.families.dynamicrafter.bench import markdown, write_report
+    from dcrt.bench import markdown, write_report
 
     typer.echo(markdown(report))
     for path in write_report(report, out):

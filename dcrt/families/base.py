@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from importlib import import_module
+from typing import Protocol
 
 from dcrt.errors import UsageError
 
@@ -77,6 +78,23 @@ class Family:
             raise UsageError(f"model family {self.name} has no {role.replace('_', ' ')} yet")
         module, _, attribute = self.roles[role].partition(":")
         return getattr(import_module(f"{self.package}.{module}"), attribute)
+
+
+# A seed, in every family: what torch.Generator.manual_seed accepts without remapping (a 64-bit unsigned integer).
+SEED_RANGE = (0, 2**64 - 1)
+
+
+class CommandSampling(Protocol):
+    """What every family reads of the command line's sampling options (its `SamplingRequest`, the DynamiCrafter
+    family's request type, declares them all): the shared steps and seed, and the size and length that a family of
+    fixed size refuses."""
+
+    steps: int | None
+    seed: int | None
+    height: int | None
+    width: int | None
+    frames: int | None
+    overlap: int | None
 
 
 # The options each family's request shares with the other's on the command line (steps and seed among the

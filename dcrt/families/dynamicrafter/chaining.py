@@ -9,8 +9,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from dcrt.families.base import SEED_RANGE
 from dcrt.families.common import StepCallback, VideoResult
-from dcrt.families.dynamicrafter.options import SEED_RANGE, SamplingOptions
+from dcrt.families.dynamicrafter.options import SamplingOptions
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 
 

@@ -18,13 +18,10 @@ from pathlib import Path
 
 from dcrt.batch import read_prompt_lines
 from dcrt.errors import UsageError
-from dcrt.families.base import NOT_TAKEN, CheckedRun, refuse_given
+from dcrt.families.base import NOT_TAKEN, SEED_RANGE, CheckedRun, refuse_given
 from dcrt.families.dynamicrafter.config import MODES, SPACINGS, Preset
 from dcrt.families.dynamicrafter.timesteps import ddim_timesteps
 from dcrt.families.dynamicrafter.windows import TemporalWindows, plan_windows
-
-# What torch.Generator.manual_seed accepts without remapping: a 64-bit unsigned integer.
-SEED_RANGE = (0, 2**64 - 1)
 
 
 def _help(text: str) -> dict:

@@ -1,6 +1,6 @@
 """`dcrt bench` for a Stable Video Diffusion preset: dcrt's SVD pipeline on each backend against diffusers'
 StableVideoDiffusionPipeline (the `baseline`), the same image, seed and settings, timed by stage with
-dcrt.families.dynamicrafter.bench's clock and written as its report (table + JSON); `bench_report` is its
+dcrt.bench's clock and written as its report (table + JSON); `bench_report` is its
 `dcrt bench`.
 
 The baseline is the diffusers pipeline as its documentation runs it: fp16 weights on CUDA (fp32 on a CPU), both
@@ -17,15 +17,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from dcrt.bench import BackendResult, BenchReport, StageClock, peak_memory_bytes, peak_memory_reset
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter.bench import (
-    BackendResult,
-    BenchReport,
-    StageClock,
-    peak_memory_bytes,
-    peak_memory_reset,
-)
-from dcrt.families.dynamicrafter.options import SamplingRequest
+from dcrt.families.base import CommandSampling
 from dcrt.families.svd.config import SVDPreset
 from dcrt.families.svd.options import SVDOptions, resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
@@ -162,7 +156,7 @@ def run_svd_backend(
 
 def bench_report(
     request: BackendRequest,
-    sampling: SamplingRequest,
+    sampling: CommandSampling,
     names: list[str],
     repeat: int,
     warmup: int,

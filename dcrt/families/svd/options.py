@@ -22,8 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from dcrt.errors import UsageError
-from dcrt.families.base import NOT_TAKEN, SHARED_NAMES, CheckedRun, refuse_given
-from dcrt.families.dynamicrafter.options import SEED_RANGE, SamplingRequest
+from dcrt.families.base import NOT_TAKEN, SEED_RANGE, SHARED_NAMES, CheckedRun, CommandSampling, refuse_given
 from dcrt.families.svd.config import SVDPreset
 
 
@@ -132,13 +131,13 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def refuse_foreign(preset: SVDPreset, sampling: SamplingRequest, svd: SVDRequest) -> None:
+def refuse_foreign(preset: SVDPreset, sampling: CommandSampling, svd: SVDRequest) -> None:
     """One line for a DynamiCrafter option (the command line declares both families' options)."""
     refuse_given(preset, sampling, "DynamiCrafter")
 
 
 def check_animate(
-    preset: SVDPreset, prompt: str | None, extend: int, extend_file: Path | None, sampling: SamplingRequest, svd
+    preset: SVDPreset, prompt: str | None, extend: int, extend_file: Path | None, sampling: CommandSampling, svd
 ) -> list[str]:
     """`dcrt animate`'s own checks for an SVD preset: no other family's options, no further clips. A prompt is
     allowed (and ignored, with a warning: `check_run`)."""
@@ -148,7 +147,7 @@ def check_animate(
     return []
 
 
-def check_run(preset: SVDPreset, mode: str, sampling: SamplingRequest, svd: SVDRequest, fps: int | None) -> CheckedRun:
+def check_run(preset: SVDPreset, mode: str, sampling: CommandSampling, svd: SVDRequest, fps: int | None) -> CheckedRun:
     """A generating command's options checked (`sampling` holds only the shared steps and seed:
     `refuse_foreign`); --fps is SVD's conditioning fps too, so the video is written at the checked one."""
     request = replace(svd, steps=sampling.steps, seed=sampling.seed, fps=fps)
