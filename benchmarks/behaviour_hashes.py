@@ -108,7 +108,9 @@ def cli_hashes(work: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="where the JSON of hashes goes")
-    parser.add_argument("--compare", type=Path, help="an earlier run's JSON: list the differences, exit 1 on any")
+    parser.add_argument(
+        "--compare", type=Path, help="an earlier run's JSON: list the differences, exit 1 on any difference"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runtimes", default="torch,ort,cli")
     args = parser.parse_args()
@@ -127,10 +129,11 @@ def main() -> int:
     if args.compare is None:
         return 0
     before = json.loads(args.compare.read_text())["hashes"]
-    differ = sorted(key for key in before.keys() | found.keys() if before.get(key) != found.get(key))
+    shared = sorted(before.keys() & found.keys())  # a run of fewer runtimes compares what it made
+    differ = [key for key in shared if before[key] != found[key]]
     for key in differ:
-        print(f"DIFFERS {key}: {before.get(key)} -> {found.get(key)}")
-    print(f"{len(before) - len(differ)} of {len(before)} identical" if before else "nothing to compare")
+        print(f"DIFFERS {key}: {before[key]} -> {found[key]}")
+    print(f"{len(shared) - len(differ)} of {len(shared)} identical ({len(before.keys() - found.keys())} not run here)")
     return 1 if differ else 0
 
 
