@@ -255,7 +255,8 @@ def _new_manifest(
     )
 
 
-# What a host needs for `animate` (dcrt.families.dynamicrafter.options.SamplingOptions' names); the seed stays with the noise file.
+# What a host needs for `animate` (dcrt.families.dynamicrafter.options.SamplingOptions' names); the seed stays
+# with the noise file.
 HOST_SAMPLING = (
     "steps", "guidance_scale", "image_guidance_scale", "guidance_rescale", "eta", "frame_stride", "timestep_spacing",
 )  # fmt: skip
@@ -263,8 +264,8 @@ HOST_SAMPLING = (
 
 def host_fields(preset: Preset) -> dict:
     """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at): what engines/host reads instead of keeping copies. None where
-    the C++ host has nothing to run (no DynamiCrafter animate)."""
+    `dcrt animate` writes a DynamiCrafter video at): what the C++ host (cpp_host/) reads instead of keeping copies.
+    None where the C++ host has nothing to run (no DynamiCrafter animate)."""
     if preset.family != "dynamicrafter" or "animate" not in preset.modes:
         return {"parameterization": None, "sampling": None}
     options = resolve_options(preset, "animate")
