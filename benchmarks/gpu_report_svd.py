@@ -56,7 +56,7 @@ def svd_section(report, preset_name: str, device: torch.device, steps: int, imag
 
 
 def _diffusers(preset, device: torch.device, dtype: torch.dtype) -> DiffusersBaseline:
-    from dcrt.svd_diffusers import load_diffusers_pipeline
+    from dcrt.families.svd.baseline import load_diffusers_pipeline
 
     return DiffusersBaseline(load_diffusers_pipeline(preset, None, dtype), preset, device)
 

@@ -21,9 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the parity harness (parity/) is not installed: it is imported from the checkout
 
-from dcrt.reference import components, original
+import torch  # noqa: E402
+
+from parity.dynamicrafter import components, original  # noqa: E402
 
 
 def _memory() -> str:

@@ -4,7 +4,7 @@
         [--size 128 128] [--out benchmarks/results/parity-sampler-cpu.json]
 
 For each preset, runs the original `image_guided_synthesis` and `dcrt.animate` / `interpolate` / `loop` with the
-same weights, x_T and per-step noise (see dcrt/reference/sampling.py) and reports the relative error of the
+same weights, x_T and per-step noise (see parity/dynamicrafter/sampling.py) and reports the relative error of the
 final latents, ||dcrt - ref|| / ||ref||. Cases: i2v (all presets) and, where the preset family has an interp
 model, interpolate and loop (512 weights viewed as `512-interp`; tiny presets support every mode), each with and
 without multi-condition CFG (cfg_img), at eta 0 and 1; 5 DDIM steps, guidance 7.5, the preset's fs / spacing /
@@ -23,9 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the parity harness (parity/) is not installed: it is imported from the checkout
 
-from dcrt.reference import original, sampling
+import torch  # noqa: E402
+
+from parity.dynamicrafter import original, sampling  # noqa: E402
 
 # preset -> [(weights, dcrt preset for those runs, modes)]
 GROUPS = {

@@ -31,7 +31,7 @@ def aoti_backend(aoti_tiny_bundle):
 
 
 def test_bundle_follows_the_contract(aoti_tiny_bundle):
-    # engines/README.md, "AOTInductor bundles": what a C++ host reads, with no Python at run time
+    # docs/bundles.md, "AOTInductor bundles": what a C++ host reads, with no Python at run time
     data = json.loads((aoti_tiny_bundle / "manifest.json").read_text())
     assert data["engine_kind"] == "aoti" and data["device"] == "cpu" and data["isa"] == PORTABLE_ISA
     assert (data["preset"], data["height"], data["width"]) == ("tiny", 64, 64)

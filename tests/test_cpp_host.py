@@ -1,4 +1,4 @@
-"""The C++ host (engines/host): built with CMake once per session, its pieces checked against the Python
+"""The C++ host (cpp_host): built with CMake once per session, its pieces checked against the Python
 references they reproduce (schedule, guidance + DDIM step, CLIP preprocessing, frames, PNG reading), and the
 whole host against the Python pipeline on the tiny preset's AOTInductor bundle (marker aoti, in the default
 run).
@@ -28,7 +28,7 @@ from dcrt.models.clip import clip_pixels
 from dcrt.presets import get_preset
 from dcrt.video import DEFAULT_FPS
 
-HOST_SOURCE = Path(__file__).resolve().parents[1] / "engines" / "host"
+HOST_SOURCE = Path(__file__).resolve().parents[1] / "cpp_host"
 
 
 def cmake_build(build: Path, *targets: str, options: tuple[str, ...] = ()) -> None:

@@ -1,7 +1,7 @@
 """Full-size ONNX export (marked `full`: ~15-45 min and ~27 GB of disk per preset on a CPU).
 
 Both fit in 24 GB of RAM: the 512 case peaks at 12.6 GiB of anonymous memory, most of it the ONNX
-Runtime check of the batch-3 UNet (see export/README.md).
+Runtime check of the batch-3 UNet (see docs/export.md).
 
 `python benchmarks/export_full.py --preset 256 --preset 512` runs the same export through the CLI
 and records wall time, peak RSS, file sizes and parity.

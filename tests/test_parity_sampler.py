@@ -1,7 +1,7 @@
 """Sampler parity: dcrt.animate / interpolate / loop against the original `image_guided_synthesis`.
 
 Runs only when $DCRT_REFERENCE_REPO names a checkout of github.com/Doubiiu/DynamiCrafter (imported from there,
-never vendored; see dcrt/reference/sampling.py for exactly what is patched on the original side). Same weights,
+never vendored; see parity/dynamicrafter/sampling.py for exactly what is patched on the original side). Same weights,
 same x_T, same per-step noise, 5 DDIM steps, guidance 7.5, the preset's fs / spacing / guidance rescale; eta 0
 and 1, with and without multi-condition CFG. Asserts ||dcrt - ref|| / ||ref|| < 1e-3 on the final latents.
 Tiny presets run by default; the released-size presets are marked `full` (tens of minutes, ~12 GB of RAM).
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dcrt.reference.original import ENV_VAR, reference_repo
+from parity.dynamicrafter.original import ENV_VAR, reference_repo
 
 pytestmark = pytest.mark.skipif(
     reference_repo() is None,
@@ -42,7 +42,7 @@ def _assert_close(results) -> None:
 
 
 def _run(weights: str, preset: str, modes, size, tmp_path: Path):
-    from dcrt.reference import sampling
+    from parity.dynamicrafter import sampling
 
     model, state_dict = sampling.prepare(weights, preset, tmp_path)
     return sampling.compare_sampling(model, state_dict, sampling.all_cases(modes), *size)

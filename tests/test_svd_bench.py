@@ -50,7 +50,7 @@ def test_the_baseline_reads_a_diffusers_folder_only(tmp_path):
     import pytest
 
     from dcrt.errors import UsageError
-    from dcrt.svd_diffusers import load_diffusers_pipeline
+    from dcrt.families.svd.baseline import load_diffusers_pipeline
 
     with pytest.raises(UsageError, match="reads the release's diffusers folder"):
         load_diffusers_pipeline(get_preset("svd-xt"), tmp_path / "svd_xt.safetensors", torch.float16)

@@ -3,7 +3,7 @@
 A bundle is `engines/aoti-<device>-<isa>-torch<version>/<preset>/`: one `<component>.pt2` per IO-table graph
 (torch.export + AOTInductor), the noise schedule, and a `manifest.json` whose `engines` list each package's
 file, size, sha256 and its inputs and outputs in the positional order the package takes them. A C++ host
-reads only this manifest (engines/README.md, "AOTInductor bundles").
+reads only this manifest (docs/bundles.md, "AOTInductor bundles").
 
 Shared by the builder (dcrt.artifacts.aoti_build) and the runtime (dcrt.backends.aoti_backend); paths and the checks
 every bundle kind shares come from dcrt.artifacts.engine_bundle.
@@ -141,8 +141,9 @@ class AotiManifest:
     engines: dict[str, AotiEntry] = field(default_factory=dict)
     schedule: dict[str, str] = field(default_factory=dict)  # file -> sha256
     schedule_sizes: dict[str, int] = field(default_factory=dict)  # file -> bytes
-    # For hosts without Python (engines/host): what the UNet predicts, and the preset's animate defaults as
-    # dcrt.families.dynamicrafter.options.resolve_options fills them in plus the video's fps, so a host starts from `dcrt animate`'s settings.
+    # For hosts without Python (the C++ host, cpp_host/): what the UNet predicts, and the preset's animate defaults
+    # as dcrt.families.dynamicrafter.options.resolve_options fills them in plus the video's fps, so a host starts
+    # from `dcrt animate`'s settings.
     parameterization: str | None = None
     sampling: dict | None = None
     engine_kind: str = ENGINE_KIND

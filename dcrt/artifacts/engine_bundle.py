@@ -6,7 +6,7 @@ capability, TensorRT version, build flags, ONNX hashes). A plan is rebuilt exact
 changed or the plan file is not the one recorded.
 
 Shared by the builder (dcrt.artifacts.tensorrt_build, the only code that calls TensorRT's builder) and the runtime
-(dcrt.backends.tensorrt_runtime), which loads a bundle without the build code. Format: engines/README.md.
+(dcrt.backends.tensorrt_runtime), which loads a bundle without the build code. Format: docs/bundles.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""tokenize, noise: the inputs of the C++ host (engines/host) that stay in Python."""
+"""tokenize, noise: the inputs of the C++ host (cpp_host) that stay in Python."""
 
 from __future__ import annotations
 

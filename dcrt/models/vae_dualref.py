@@ -9,6 +9,8 @@ is one clip: the frames are decoded together, never in chunks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -127,6 +129,37 @@ class UpLevel(nn.Module):
             self.upsample = upsample
 
 
+def video_up_levels(chans: list[int], num_res_blocks: int, kernel: int) -> nn.ModuleList:
+    """The up path of both video decoders (this one and dcrt.models.vae_video's): `up[level]` holds
+    num_res_blocks + 1 VideoResnetBlocks and, above level 0 (full resolution), an Upsample. Built from the lowest
+    resolution up, as the original builds it: default initialisation draws from the RNG in that order."""
+    levels, c_in = {}, chans[-1]
+    for level in reversed(range(len(chans))):
+        c_out = chans[level]
+        blocks = [VideoResnetBlock(c_in if i == 0 else c_out, c_out, kernel) for i in range(num_res_blocks + 1)]
+        levels[level] = UpLevel(blocks, Upsample(c_out) if level > 0 else None)
+        c_in = c_out
+    return nn.ModuleList([levels[i] for i in range(len(chans))])
+
+
+def run_up_levels(
+    decoder: nn.Module, z: torch.Tensor, refine: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """A video decoder's `conv_in` and `mid`, then its `up` levels (`video_up_levels`) from the lowest resolution
+    up: each level's blocks, then `refine(level, h)` where given (the dual-ref decoder's key-frame features), then
+    the level's upsample. Takes z rather than mid's output so that no caller's frame holds that tensor through the
+    levels; a function rather than a module's forward so exported graphs keep the decoders' own module scopes."""
+    h = decoder.mid(decoder.conv_in(z))
+    for level in reversed(range(len(decoder.up))):
+        for block in decoder.up[level].block:
+            h = block(h)
+        if refine is not None:
+            h = refine(level, h)
+        if level > 0:
+            h = decoder.up[level].upsample(h)
+    return h
+
+
 class Mid(nn.Module):
     def __init__(self, channels: int, kernel: int):
         super().__init__()
@@ -145,13 +178,7 @@ class DualRefDecoder(nn.Module):
         chans = [cfg.ch * m for m in cfg.ch_mult]
         self.conv_in = nn.Conv2d(cfg.z_channels, chans[-1], 3, padding=1)
         self.mid = Mid(chans[-1], k)
-        levels, c_in = {}, chans[-1]
-        for level in reversed(range(len(chans))):
-            c_out = chans[level]
-            blocks = [VideoResnetBlock(c_in if i == 0 else c_out, c_out, k) for i in range(cfg.num_res_blocks + 1)]
-            levels[level] = UpLevel(blocks, Upsample(c_out) if level > 0 else None)
-            c_in = c_out
-        self.up = nn.ModuleList([levels[i] for i in range(len(chans))])
+        self.up = video_up_levels(chans, cfg.num_res_blocks, k)
         # One refinement per level (index = level), then one after `norm_out` at full resolution.
         self.attn_refinement = nn.ModuleList(
             [
@@ -170,12 +197,6 @@ class DualRefDecoder(nn.Module):
         `dcrt.models.autoencoder.References` -> frames [T, 3, 8h, 8w]."""
         if references is None or len(references) != len(self.attn_refinement):
             raise UsageError(f"the dual-ref decoder needs {len(self.attn_refinement)} reference features")
-        h = self.mid(self.conv_in(z))
-        for level in reversed(range(len(self.up))):
-            for block in self.up[level].block:
-                h = block(h)
-            h = self.attn_refinement[level](h, references[level])
-            if level > 0:
-                h = self.up[level].upsample(h)
+        h = run_up_levels(self, z, lambda level, h: self.attn_refinement[level](h, references[level]))
         h = self.attn_refinement[-1](F.silu(self.norm_out(h)), references[-1])
         return self.conv_out(h)

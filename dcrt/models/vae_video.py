@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcrt.config import VAEConfig
-from dcrt.models.vae import Upsample, group_norm
-from dcrt.models.vae_dualref import Mid, UpLevel, VideoConv, VideoResnetBlock
+from dcrt.models.vae import group_norm
+from dcrt.models.vae_dualref import Mid, VideoConv, run_up_levels, video_up_levels
 
 
 class VideoDecoder(nn.Module):
@@ -24,22 +24,11 @@ class VideoDecoder(nn.Module):
         chans = [cfg.ch * m for m in cfg.ch_mult]
         self.conv_in = nn.Conv2d(cfg.z_channels, chans[-1], 3, padding=1)
         self.mid = Mid(chans[-1], k)
-        levels, c_in = {}, chans[-1]
-        for level in reversed(range(len(chans))):
-            c_out = chans[level]
-            blocks = [VideoResnetBlock(c_in if i == 0 else c_out, c_out, k) for i in range(cfg.num_res_blocks + 1)]
-            levels[level] = UpLevel(blocks, Upsample(c_out) if level > 0 else None)
-            c_in = c_out
-        self.up = nn.ModuleList([levels[i] for i in range(len(chans))])  # up[0]: full resolution
+        self.up = video_up_levels(chans, cfg.num_res_blocks, k)  # up[0]: full resolution
         self.norm_out = group_norm(chans[0])
         self.conv_out = VideoConv(chans[0], cfg.out_channels, k)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z [T, 4, h, w] (unscaled latents of one clip) -> frames [T, 3, 8h, 8w]."""
-        h = self.mid(self.conv_in(z))
-        for level in reversed(range(len(self.up))):
-            for block in self.up[level].block:
-                h = block(h)
-            if level > 0:
-                h = self.up[level].upsample(h)
+        h = run_up_levels(self, z)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -1,5 +1,6 @@
 """The reference models of the SVD parity tests: diffusers' and transformers' classes built at an SVD preset's
-architecture (dcrt.svd_diffusers) with seeded random weights (no download), saved as a diffusers model folder."""
+architecture (dcrt.families.svd.baseline) with seeded random weights (no download), saved as a diffusers model
+folder."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-import dcrt.svd_diffusers as reference
+import dcrt.families.svd.baseline as reference
 from dcrt.families.svd.config import SVDPreset
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcrt.reference import components
-from dcrt.reference.original import ENV_VAR, reference_repo
+from parity.dynamicrafter import components
+from parity.dynamicrafter.original import ENV_VAR, reference_repo
 
 pytestmark = pytest.mark.skipif(
     reference_repo() is None,

@@ -2,7 +2,7 @@
 both clip lengths, and sampling end to end (latents after 5 DDIM steps, and the two-pass decoded frames).
 
 Runs only when $DCRT_TOONCRAFTER_REPO names a checkout of github.com/ToonCrafter/ToonCrafter (imported from there,
-never vendored; see dcrt/reference/original.py and sampling.py for what is stubbed and patched). Needs the
+never vendored; see parity/dynamicrafter/original.py and sampling.py for what is stubbed and patched). Needs the
 `[parity]` extra. Full widths are marked `full`.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from dcrt.presets import get_preset
-from dcrt.reference import components
-from dcrt.reference.original import TOONCRAFTER_ENV_VAR, reference_repo
+from parity.dynamicrafter import components
+from parity.dynamicrafter.original import TOONCRAFTER_ENV_VAR, reference_repo
 
 pytestmark = pytest.mark.skipif(
     reference_repo(get_preset("tooncrafter")) is None,
@@ -48,7 +48,7 @@ def test_dual_ref_vae_parity_full_width(tmp_path):
 
 
 def test_sampler_parity_tiny(tmp_path):
-    from dcrt.reference import sampling
+    from parity.dynamicrafter import sampling
 
     model, state_dict = sampling.prepare("tiny-tooncrafter", "tiny-tooncrafter", tmp_path)
     cases = [
@@ -66,7 +66,7 @@ def test_sampler_parity_tiny(tmp_path):
 def test_sampler_parity_full_size(tmp_path):
     """The released architecture end to end at 64x64 (as DynamiCrafter's full-size sampler parity), one case:
     interpolation with stochastic DDIM, 5 steps; latents and the two-pass decoded frames."""
-    from dcrt.reference import sampling
+    from parity.dynamicrafter import sampling
 
     model, state_dict = sampling.prepare("tooncrafter", "tooncrafter", tmp_path)
     case = sampling.SamplerCase("interpolate", multi_cond=False, eta=1.0)

@@ -1,7 +1,7 @@
-"""What the C++ host (engines/host) takes from Python: the prompt's token ids and the noise of a seeded run.
+"""What the C++ host (cpp_host) takes from Python: the prompt's token ids and the noise of a seeded run.
 
 Tokenization and the random generator stay on the Python side, so the host needs neither a BPE tokenizer nor
-torch's RNG: `dcrt tokenize` and `dcrt noise` write these arrays as .npy files (engines/README.md, "C++ host").
+torch's RNG: `dcrt tokenize` and `dcrt noise` write these arrays as .npy files (cpp_host/README.md).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def prompt_tokens(prompt: str, preset: Preset) -> np.ndarray:
 
 def host_noise(preset: Preset, opts: SamplingOptions, device: str = "cpu") -> np.ndarray:
     """float32 [1 + S, 1, C, T, h, w] (eta > 0) or [1, ...] (eta = 0): x_T, then one draw per step, in the order
-    `dcrt.families.dynamicrafter.pipeline.Pipeline.sample` draws them from `opts.seed` on `device` (CPU and CUDA generators differ), so
-    the host's video is the pipeline's on that device."""
+    `dcrt.families.dynamicrafter.pipeline.Pipeline.sample` draws them from `opts.seed` on `device` (CPU and CUDA
+    generators differ), so the host's video is the pipeline's on that device."""
     import torch
 
     from dcrt.families.common import NoiseSource
@@ -64,7 +64,7 @@ HOST_SAMPLING = (
 
 def host_fields(preset: Preset) -> dict:
     """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at): what engines/host reads instead of keeping copies. None where
+    `dcrt animate` writes a DynamiCrafter video at): what the C++ host (cpp_host/) reads instead of keeping copies. None where
     the C++ host has nothing to run (no DynamiCrafter animate)."""
     if "animate" not in preset.modes:
         return {"parameterization": None, "sampling": None}

@@ -1,7 +1,6 @@
 """`dcrt bench` for a Stable Video Diffusion preset: dcrt's SVD pipeline on each backend against diffusers'
-StableVideoDiffusionPipeline (the `baseline`), the same image, seed and settings, timed by stage with
-dcrt.bench's clock and written as its report (table + JSON); `bench_report` is its
-`dcrt bench`.
+StableVideoDiffusionPipeline (the `baseline`, built by dcrt.families.svd.baseline), the same image, seed and
+settings, timed by stage with dcrt.bench's clock and written as its report (table + JSON).
 
 The baseline is the diffusers pipeline as its documentation runs it: fp16 weights on CUDA (fp32 on a CPU), both
 guidance branches in one UNet call, no CUDA graph. Its stages are timed by wrapping its CLIP and VAE encodes
@@ -102,7 +101,7 @@ def open_svd_pipelines(names: list[str], request: BackendRequest, log: Callable[
     pipelines = {}
     for name in names:
         if name == "baseline":
-            from dcrt.svd_diffusers import load_diffusers_pipeline
+            from dcrt.families.svd.baseline import load_diffusers_pipeline
 
             device = torch.device(usable_device(request.device))
             dtype = torch.float16 if device.type == "cuda" else torch.float32

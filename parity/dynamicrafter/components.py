@@ -1,7 +1,7 @@
 """Per-component parity: dcrt's modules against the ORIGINAL DynamiCrafter modules, on the same weights.
 
 For parity checks only; never imported by dcrt's runtime. The original code is never copied: it is imported
-from $DCRT_REFERENCE_REPO (dcrt.reference.original, which lists every stub and patch applied to it).
+from $DCRT_REFERENCE_REPO (parity.dynamicrafter.original, which lists every stub and patch applied to it).
 
 Flow: `dcrt.save_checkpoint(model, path)` writes the original checkpoint layout; every reference module
 is built from the same dcrt `Preset` and loaded *strictly* from its prefix of that state dict; both sides
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcrt.reference import dual_ref
-from dcrt.reference.original import (
+from parity.dynamicrafter import dual_ref
+from parity.dynamicrafter.original import (
     import_reference,
     open_clip_arch,
     patch_visual_tower,

@@ -85,7 +85,7 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
   const std::string manifest_path = dir + "/manifest.json";
   Bundle b;
   b.dir = dir;
-  // An AOTInductor manifest says "engine_kind": "aoti"; a TensorRT one has none (engines/README.md).
+  // An AOTInductor manifest says "engine_kind": "aoti"; a TensorRT one has none (docs/bundles.md).
   b.engine_kind = m.has("engine_kind") ? m["engine_kind"].str() : "tensorrt";
   if (b.engine_kind != "aoti" && b.engine_kind != "tensorrt")
     throw HostError(manifest_path + ": unknown engine_kind \"" + b.engine_kind + "\" (aoti or TensorRT expected)");
@@ -104,7 +104,7 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
     check_file(b.path(c.file), entry.has("bytes") ? entry["bytes"].integer() : -1, b.preset);
     b.components.emplace(name, c);
   }
-  // Stable Video Diffusion's graphs take no text and sample by EDM, with no schedule file (engines/README.md).
+  // Stable Video Diffusion's graphs take no text and sample by EDM, with no schedule file (docs/bundles.md).
   if (!b.components.count("text_encoder") && b.components.count("unet") && !b.components.count("unet_image_guidance"))
     throw HostError(dir + " is a " + b.preset + " bundle (Stable Video Diffusion), which this host does not run: " +
                     "use the Python pipeline (dcrt animate --res " + b.preset + " --backend " +

@@ -1,7 +1,7 @@
 """Parity of ToonCrafter's dual-reference VAE (docs/models.md §6.2) against the ORIGINAL `AutoencoderKL_Dualref`.
 
 For parity checks only; never imported by dcrt's runtime. The original is imported from $DCRT_TOONCRAFTER_REPO
-(dcrt.reference.original, which lists the stubs), never copied.
+(parity.dynamicrafter.original, which lists the stubs), never copied.
 """
 
 from __future__ import annotations

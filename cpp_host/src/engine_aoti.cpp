@@ -80,7 +80,7 @@ std::unique_ptr<Engine> open_aoti_engine(const Bundle& bundle, Device device) {
   if (bundle.device != wanted)
     throw HostError(bundle.dir + " was compiled for " + bundle.device + ", not " + wanted + ": run with --device " +
                     bundle.device + ", or rebuild it with `dcrt build --engine aoti --device " + wanted + "`");
-  // A package runs only with the libtorch it was compiled against (engines/README.md, step 1); the local
+  // A package runs only with the libtorch it was compiled against (docs/bundles.md, step 1); the local
   // version suffix (+cu130, +cpu) names the wheel's CUDA build, which the packages do not depend on.
   const std::string built = bundle.torch_version.substr(0, bundle.torch_version.find('+'));
   if (!built.empty() && built != TORCH_VERSION)

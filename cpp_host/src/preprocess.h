@@ -1,4 +1,4 @@
-// Image conversions at the graphs' edges, as the Python pipeline does them (export/README.md, "Image
+// Image conversions at the graphs' edges, as the Python pipeline does them (docs/export.md, "Image
 // preprocessing stays outside the graph"; docs/sampling.md §4.1, 4.9).
 #pragma once
 

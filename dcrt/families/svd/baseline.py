@@ -1,6 +1,8 @@
-"""diffusers' Stable Video Diffusion pipeline at an SVD preset's architecture: the reference dcrt is checked against
-(tests/models) and the baseline `dcrt bench` times dcrt against (dcrt.families.svd.bench). Needs diffusers and transformers
-(the `[parity]` extra); imported only by those two.
+"""The baseline `dcrt bench` times SVD against (dcrt.families.svd.bench), as dcrt.families.dynamicrafter.baseline is
+DynamiCrafter's: diffusers' Stable Video Diffusion pipeline at an SVD preset's architecture. It stays in the package
+because the installed `dcrt bench --backends baseline` builds it; the SVD parity tests (tests/models/svd_diffusers.py)
+and benchmarks/gpu_report_svd.py build their reference with it too. Needs diffusers and transformers (the `[parity]`
+extra), imported only when a pipeline is built.
 """
 
 from __future__ import annotations

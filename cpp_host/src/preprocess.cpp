@@ -7,7 +7,7 @@ namespace dcrt_host {
 
 namespace {
 
-// CLIP's normalisation constants (export/README.md; dcrt.config.ImageEncoderConfig).
+// CLIP's normalisation constants (docs/export.md; dcrt.config.ImageEncoderConfig).
 constexpr float kMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 constexpr float kStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 

@@ -3,13 +3,13 @@
 For parity checks only; never imported by dcrt's runtime. The reference side runs the original
 `scripts/evaluation/inference.py::image_guided_synthesis` (imported from $DCRT_REFERENCE_REPO, never copied) on
 an original `LatentVisualDiffusion` built from the dcrt preset and loaded strictly from the dcrt checkpoint
-(dcrt.reference.model). Both sides get the same x_T and the same per-step noise, and we compare dcrt's final
+(parity.dynamicrafter.model). Both sides get the same x_T and the same per-step noise, and we compare dcrt's final
 latents (`VideoResult.latents`) with the reference's `samples` (captured at `decode_first_stage`, before decoding).
 
 Deviations from running the original script, each needed to run it on a CPU without downloads:
-* Everything dcrt.reference.original lists (stubs for absent `pytorch_lightning` / `cv2` / `transformers` /
+* Everything parity.dynamicrafter.original lists (stubs for absent `pytorch_lightning` / `cv2` / `transformers` /
   `omegaconf`; open_clip towers built with `version=None` from a registered architecture; sequence-first
-  attention restored; no random init), and `model.device` set to cpu (dcrt.reference.model).
+  attention restored; no random init), and `model.device` set to cpu (parity.dynamicrafter.model).
 * `DDIMSampler.register_buffer` hard-codes `.to("cuda")`; it is patched to move tensors to the model's device.
 * `get_first_stage_encoding` uses the posterior MEAN instead of a CPU-generator sample (docs/sampling.md §4.8,
   docs/numerics.md §7.4).
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from dcrt.images import to_uint8_frames
-from dcrt.reference.components import diff, load_checkpoint_state_dict
-from dcrt.reference.model import ReferenceModel, build_reference_model
+from parity.dynamicrafter.components import diff, load_checkpoint_state_dict
+from parity.dynamicrafter.model import ReferenceModel, build_reference_model
 
 PROMPT = "a corgi running on the beach at sunset, cinematic"
 

@@ -1,7 +1,7 @@
 """The ORIGINAL `lvdm.models.ddpm3d.LatentVisualDiffusion`, built from a dcrt preset and strictly loaded.
 
 For parity checks only; never imported by dcrt's runtime. The original class is imported from
-$DCRT_REFERENCE_REPO (dcrt.reference.original), never copied. The model is configured as the original
+$DCRT_REFERENCE_REPO (parity.dynamicrafter.original), never copied. The model is configured as the original
 inference yaml configures it (configs/inference_*_v1.0.yaml), with attribute-dicts in place of OmegaConf
 objects, and loaded *strictly* from the dcrt checkpoint (the 256 file's `framestride_embed` is renamed to
 `fps_embedding`, exactly as the original `load_model_checkpoint` does). `model.device` (a Lightning
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcrt.reference.components import KeyMismatch, resampler_params, unet_params, vae_params
-from dcrt.reference.original import (
+from parity.dynamicrafter.components import KeyMismatch, resampler_params, unet_params, vae_params
+from parity.dynamicrafter.original import (
     import_reference_sampling,
     open_clip_arch,
     patch_visual_tower,

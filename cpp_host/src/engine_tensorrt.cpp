@@ -1,4 +1,4 @@
-// TensorRT implementation of the engine interface, written to engines/README.md's "Running a bundle"
+// TensorRT implementation of the engine interface, written to docs/bundles.md's "Running a bundle"
 // sequence: one IRuntime, every plan deserialized once, one shared scratch block of the largest
 // getDeviceMemorySizeV2() handed to every kUSER_MANAGED context with setDeviceMemoryV2, tensors bound with
 // setTensorAddress, enqueueV3 on the host's stream. CMake builds this file only where NvInfer.h is found.
@@ -93,7 +93,7 @@ class TensorRTEngine : public Engine {
   void* scratch_ = nullptr;
 };
 
-// engines/README.md step 1: a plan runs only on the GPU model and TensorRT version it was built with, so a
+// docs/bundles.md step 1: a plan runs only on the GPU model and TensorRT version it was built with, so a
 // mismatch is refused with the rebuild command before any plan is loaded.
 void check_target(const Bundle& bundle) {
   const std::string version = std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + "." +

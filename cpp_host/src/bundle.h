@@ -1,5 +1,5 @@
 // A bundle directory as the host sees it: manifest.json (which graphs, their positional IO specs, what
-// kind of engine) and schedule.safetensors. Both manifests of engines/README.md are read: an AOTInductor
+// kind of engine) and schedule.safetensors. Both manifests of docs/bundles.md are read: an AOTInductor
 // bundle's ("engine_kind": "aoti") and a TensorRT bundle's (no engine_kind); both list their graphs under "engines".
 #pragma once
 

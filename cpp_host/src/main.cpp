@@ -1,4 +1,4 @@
-// dcrt_host: image-to-video on a dcrt bundle without Python (engines/README.md, "C++ host").
+// dcrt_host: image-to-video on a dcrt bundle without Python (cpp_host/README.md).
 //   dcrt_host --bundle DIR --image IMG.png --tokens TOKENS.npy --noise NOISE.npy --out FRAMES_DIR [options]
 // Every failure is one line on stderr and exit code 2 (bad input) or 1 (a failure while running).
 #include <spawn.h>
