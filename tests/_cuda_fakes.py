@@ -113,7 +113,8 @@ class Launch:
 
 @dataclass
 class LaunchRecorder:
-    """Stands in for `dcrt.runners.kernels.KernelModule`: checks each launch's kernel name and configuration, keeps it."""
+    """Stands in for `dcrt.runners.kernels.KernelModule`: checks each launch's kernel name and configuration, keeps
+    it."""
 
     launches: list[Launch] = field(default_factory=list)
 

@@ -169,7 +169,8 @@ _HASHING_MODULES = (
 
 @pytest.fixture
 def hashed(monkeypatch) -> collections.Counter:
-    """Counts full-file hashes (dcrt.artifacts.manifest.sha256_file, in every dcrt module that imported it) by file name."""
+    """Counts full-file hashes (dcrt.artifacts.manifest.sha256_file, in every dcrt module that imported it) by file
+    name."""
     for name in _HASHING_MODULES:
         importlib.import_module(name)
     real = sys.modules["dcrt.artifacts.manifest"].sha256_file

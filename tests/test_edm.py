@@ -1,4 +1,5 @@
-"""dcrt.families.svd.sampler (SVD's sampler) against the diffusers scheduler and pipeline loop it must match (docs/sampling.md §5).
+"""dcrt.families.svd.sampler (SVD's sampler) against the diffusers scheduler and pipeline loop it must match
+(docs/sampling.md §5).
 
 diffusers comes with the [parity] extra, which CI installs.
 """

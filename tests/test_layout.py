@@ -142,7 +142,8 @@ def test_no_library_module_imports_the_package_face():
             if isinstance(node, ast.ImportFrom) and _resolve(module, node) == "dcrt":
                 offenders += [f"{module}: from dcrt import {a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
-                # `import dcrt.errors` binds the name `dcrt`, the package face; `import dcrt.runners.kernels as k` does not.
+                # `import dcrt.errors` binds the name `dcrt`, the package face; `import dcrt.runners.kernels as k` does
+                # not.
                 offenders += [
                     f"{module}: import {a.name}"
                     for a in node.names

@@ -1,5 +1,5 @@
-"""Stable Video Diffusion's ONNX export (dcrt.families.svd.io_spec, dcrt.families.svd.export) and its ONNX Runtime backend, against
-the PyTorch backend per component and end to end (tiny-svd, fp32, CPU)."""
+"""Stable Video Diffusion's ONNX export (dcrt.families.svd.io_spec, dcrt.families.svd.export) and its ONNX Runtime
+backend, against the PyTorch backend per component and end to end (tiny-svd, fp32, CPU)."""
 
 from __future__ import annotations
 

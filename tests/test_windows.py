@@ -1,5 +1,5 @@
-"""Longer videos: temporal windows (dcrt.families.dynamicrafter.windows), their fusion (WindowedDenoiser), FreeNoise-style initial noise,
-and --extend's chained clips."""
+"""Longer videos: temporal windows (dcrt.families.dynamicrafter.windows), their fusion (WindowedDenoiser),
+FreeNoise-style initial noise, and --extend's chained clips."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
-"""An IO-table component (dcrt.families.dynamicrafter.io_spec) as the one module its graph is traced from: float inputs cast to the
-compute dtype, float outputs back to float32, so every graph takes and returns float32 whatever its precision.
-What each component computes is its family's: dcrt.artifacts.export.graph_modules (DynamiCrafter, and the dispatch),
-dcrt.families.svd.export (Stable Video Diffusion)."""
+"""An IO-table component (dcrt.families.dynamicrafter.io_spec) as the one module its graph is traced from: float inputs
+cast to the compute dtype, float outputs back to float32, so every graph takes and returns float32 whatever its
+precision. What each component computes is its family's: dcrt.artifacts.export.graph_modules (DynamiCrafter, and the
+dispatch), dcrt.families.svd.export (Stable Video Diffusion)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The lean Euler runner of Stable Video Diffusion: one EDM step (`dcrt.families.svd.sampler.edm_step`) captured once as a CUDA
-graph and replayed `steps` times, as dcrt.runners.ddim does for DDIM.
+"""The lean Euler runner of Stable Video Diffusion: one EDM step (`dcrt.families.svd.sampler.edm_step`) captured once
+as a CUDA graph and replayed `steps` times, as dcrt.runners.ddim does for DDIM.
 
 Everything a step reads lives on the device: the schedule's per-step tensors are indexed by a device-side step
 counter (`EDMSchedule.at_device`), the conditioning sits in static buffers, both guidance branches go through the

@@ -92,7 +92,8 @@ def test_each_family_has_its_tensorrt_backend(svd_bundle, on_fake_engines):
 
 
 def test_the_command_line_builds_svd(run_cli, monkeypatch, tmp_path):
-    # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.artifacts.tensorrt_build: here with the fake builder.
+    # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.artifacts.tensorrt_build: here with the fake
+    # builder.
     import dcrt.artifacts.engine_bundle
     import dcrt.artifacts.tensorrt_build
 

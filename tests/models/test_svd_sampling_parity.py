@@ -1,7 +1,8 @@
-"""dcrt's SVD UNet inside dcrt's EDM sampler (`dcrt.families.svd.sampler`) against diffusers' StableVideoDiffusionPipeline: the
-final latents after 5 Euler steps from the same noise and the same conditioning (docs/sampling.md §5,
-docs/models.md §8.8). The pipeline's own conditioning (CLIP embedding, noise-augmented image latents, added time
-ids) is recorded and handed to dcrt's sampler, so this checks the network in the loop, not the preprocessing.
+"""dcrt's SVD UNet inside dcrt's EDM sampler (`dcrt.families.svd.sampler`) against diffusers'
+StableVideoDiffusionPipeline: the final latents after 5 Euler steps from the same noise and the same conditioning
+(docs/sampling.md §5, docs/models.md §8.8). The pipeline's own conditioning (CLIP embedding, noise-augmented image
+latents, added time ids) is recorded and handed to dcrt's sampler, so this checks the network in the loop, not the
+preprocessing.
 
 Needs the `[parity]` extra; tiny preset, seconds on a CPU.
 """
@@ -104,7 +105,8 @@ def test_five_euler_steps_match_the_diffusers_pipeline(pipeline_pair):
             output_type="latent",
         ).frames.transpose(1, 2)
 
-        # The pipeline stacks the unconditional branch (zeros) first; dcrt.families.svd.sampler takes the conditional one first.
+        # The pipeline stacks the unconditional branch (zeros) first; dcrt.families.svd.sampler takes the conditional
+        # one first.
         image_embeds, image_latents = embeds[0].flip(0), latents[0].flip(0)
         assert image_embeds[1].abs().max() == 0 and image_latents[1].abs().max() == 0
         concat = image_latents[:, :, None].expand(-1, -1, frames, -1, -1)

@@ -51,7 +51,8 @@ class Seeds:
 @dataclass(frozen=True)
 class SamplingDefaults:
     """What the original scripts pass for this model (docs/models.md §1.9): the only home of every sampling
-    default. `dcrt.families.dynamicrafter.options.resolve_options` reads it for the Python API and the command line alike."""
+    default. `dcrt.families.dynamicrafter.options.resolve_options` reads it for the Python API and the command line
+    alike."""
 
     steps: int = 50
     guidance_scale: float = 7.5
@@ -62,8 +63,9 @@ class SamplingDefaults:
     frame_stride_range: tuple[int, int] = (1, 60)
     timestep_spacing: str = "uniform_trailing"
     seeds: Seeds = field(default_factory=Seeds)
-    # Longer videos (dcrt.families.dynamicrafter.windows): frames shared by neighbouring windows. Half a window: every inner frame is
-    # seen by two windows (twice the UNet work of the frames), and every multiple of 8 from 16 on is reachable.
+    # Longer videos (dcrt.families.dynamicrafter.windows): frames shared by neighbouring windows. Half a window: every
+    # inner frame is seen by two windows (twice the UNet work of the frames), and every multiple of 8 from 16 on is
+    # reachable.
     overlap: int = 8
 
 

@@ -56,7 +56,8 @@ def write_array(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-# What a host needs for `animate` (dcrt.families.dynamicrafter.options.SamplingOptions' names); the seed stays with the noise file.
+# What a host needs for `animate` (dcrt.families.dynamicrafter.options.SamplingOptions' names); the seed stays with the
+# noise file.
 HOST_SAMPLING = (
     "steps", "guidance_scale", "image_guidance_scale", "guidance_rescale", "eta", "frame_stride", "timestep_spacing",
 )  # fmt: skip
@@ -64,8 +65,8 @@ HOST_SAMPLING = (
 
 def host_fields(preset: Preset) -> dict:
     """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at): what the C++ host (cpp_host/) reads instead of keeping copies. None where
-    the C++ host has nothing to run (no DynamiCrafter animate)."""
+    `dcrt animate` writes a DynamiCrafter video at): what the C++ host (cpp_host/) reads instead of keeping copies.
+    None where the C++ host has nothing to run (no DynamiCrafter animate)."""
     if "animate" not in preset.modes:
         return {"parameterization": None, "sampling": None}
     options = resolve_options(preset, "animate")

@@ -25,7 +25,8 @@ class Guidance:
 
     `image_guidance_scale` set -> three-way multi-condition guidance (the prompt's scale `guidance_scale`, the
     image's `image_guidance_scale`); `guidance_rescale` > 0 -> rescale against the conditional output's std.
-    The names are `SamplingOptions`' (dcrt.families.dynamicrafter.options): one name per idea from the command line to the kernel.
+    The names are `SamplingOptions`' (dcrt.families.dynamicrafter.options): one name per idea from the command line to
+    the kernel.
     """
 
     guidance_scale: float = 7.5
@@ -88,8 +89,8 @@ class SamplerInputs:
 
 class WindowedDenoiser:
     """A `Denoiser` over N > window latent frames: the wrapped UNet runs on each window of `windows`
-    (dcrt.families.dynamicrafter.windows; windows of one step batched `windows_per_call` at a time), and the outputs are fused
-    with the windows' weights before guidance and the DDIM update (docs/sampling.md §4.10). Static
+    (dcrt.families.dynamicrafter.windows; windows of one step batched `windows_per_call` at a time), and the outputs
+    are fused with the windows' weights before guidance and the DDIM update (docs/sampling.md §4.10). Static
     shapes and torch ops only, so a step that calls it can be captured as a CUDA graph."""
 
     def __init__(

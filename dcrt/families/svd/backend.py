@@ -1,7 +1,7 @@
 """The interface every Stable Video Diffusion backend implements (docs/models.md §8).
 
-SVD's networks take other inputs than DynamiCrafter's (`dcrt.families.dynamicrafter.backend.Backend`): no text encoder, a
-one-token image embedding, a float EDM noise level and three added time ids. Shapes (T frames, h x w latent):
+SVD's networks take other inputs than DynamiCrafter's (`dcrt.families.dynamicrafter.backend.Backend`): no text encoder,
+a one-token image embedding, a float EDM noise level and three added time ids. Shapes (T frames, h x w latent):
 
     encode_image    CLIP-normalised pixels [N, 3, 224, 224]   -> image embedding [N, 1, D]
     encode_latents  frames [N, 3, 8h, 8w] in [-1, 1]          -> [N, 4, h, w] (unscaled posterior mean)

@@ -1,6 +1,6 @@
-"""Stable Video Diffusion's graphs for `dcrt.artifacts.export`: each IO-table component (dcrt.families.svd.io_spec) in terms of the
-reference modules, as a dcrt.artifacts.graph_module.GraphModule. Export, its ONNX Runtime check and the manifest are
-dcrt.artifacts.export's, shared with DynamiCrafter."""
+"""Stable Video Diffusion's graphs for `dcrt.artifacts.export`: each IO-table component (dcrt.families.svd.io_spec) in
+terms of the reference modules, as a dcrt.artifacts.graph_module.GraphModule. Export, its ONNX Runtime check and the
+manifest are dcrt.artifacts.export's, shared with DynamiCrafter."""
 
 from __future__ import annotations
 

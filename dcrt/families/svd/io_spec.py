@@ -1,4 +1,5 @@
-"""Stable Video Diffusion's rows of the IO table (dcrt.families.dynamicrafter.io_spec): its graphs' inputs and outputs, static shapes.
+"""Stable Video Diffusion's rows of the IO table (dcrt.families.dynamicrafter.io_spec): its graphs' inputs and outputs,
+static shapes.
 
     image_encoder     pixels [1, 3, 224, 224] (CLIP-normalised in torch first)  -> image_embedding [1, 1, D]
     vae_encoder       frames [1, 3, H, W] in [-1, 1]                            -> latents [1, 4, h, w] (unscaled)

@@ -1,10 +1,10 @@
 """Stable Video Diffusion's sampler: EDM preconditioning, Karras sigmas, Euler steps, per-frame guidance
 (docs/sampling.md §5).
 
-The DynamiCrafter family samples with DDIM over discrete timesteps (dcrt.families.dynamicrafter.sampler); SVD is trained as an EDM
-denoiser (Karras et al. 2022, arXiv:2206.00364) with v-prediction, and samples by Euler steps over a
-continuous sigma ladder. As in dcrt.families.dynamicrafter.sampler, every per-step quantity is a tensor indexed by step position, so
-a step has no host-side branching on data and can be captured as a CUDA graph.
+The DynamiCrafter family samples with DDIM over discrete timesteps (dcrt.families.dynamicrafter.sampler); SVD is
+trained as an EDM denoiser (Karras et al. 2022, arXiv:2206.00364) with v-prediction, and samples by Euler steps over a
+continuous sigma ladder. As in dcrt.families.dynamicrafter.sampler, every per-step quantity is a tensor indexed by step
+position, so a step has no host-side branching on data and can be captured as a CUDA graph.
 """
 
 from __future__ import annotations
