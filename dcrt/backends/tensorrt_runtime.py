@@ -25,7 +25,7 @@ from dcrt.artifacts.engine_bundle import (
 )
 from dcrt.artifacts.graphs import ComponentSpec, TensorSpec
 from dcrt.errors import DcrtError, UsageError
-from dcrt.families.dynamicrafter.io_spec import io_table
+from dcrt.families import family_of
 from dcrt.presets import get_preset
 
 _ELEMENT_BYTES = {"float32": 4, "int64": 8}
@@ -151,7 +151,7 @@ class EngineSet:
             raise UsageError(f"engine bundle {self.directory} does not exist (run `dcrt build`)")
         self.manifest = EngineManifest.read(self.directory)
         self.preset = get_preset(self.manifest.preset)
-        self.specs = io_table(self.preset, self.manifest.height, self.manifest.width)
+        self.specs = family_of(self.preset).part("io_table")(self.preset, self.manifest.height, self.manifest.width)
         trt = trt or import_tensorrt()
         check_target(self.manifest, target or detect_target(device), self.preset.name, self.directory)
         check_bundle(self.manifest, self.specs, self.directory, verify)
