@@ -158,7 +158,7 @@ def _torch_gpu_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
     return None if facts.gpu else f"not CUDA: {facts.gpu_why}"
 
 
-def _cpu_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+def _runs_anywhere(facts: MachineFacts, gpu_allowed: bool) -> str | None:
     return None
 
 
@@ -214,7 +214,7 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
     BackendCandidate(
         runtime="aoti",
         device="cpu",
-        runs_here=_cpu_runs,
+        runs_here=_runs_anywhere,
         reason="AOTInductor packages for {target} in {location}",
         artifact=AOTI,
         label="AOTInductor",
@@ -229,7 +229,7 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         label="ONNX Runtime",
         missing="not ONNX Runtime: no export in {export}",
     ),
-    BackendCandidate(runtime="torch", device="cpu", runs_here=_cpu_runs, reason="PyTorch on the CPU"),
+    BackendCandidate(runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU"),
 )
 
 
