@@ -303,7 +303,7 @@ class CandidateSearch:
     def serves(self, location: Path, kind: str) -> tuple[ArtifactMismatch | None, str]:
         """(why the artifact cannot serve the request, or None; the weights a run on it uses)."""
         why, holds = mismatch(location, kind, self.needs, self.log)
-        return why, self.torch_weights or holds
+        return why, str(self.needs.weights) if self.needs.weights is not None else holds
 
     def fits(self, location: Path, kind: str, label: str) -> str | None:
         """The weights `location` serves the request with, or None after noting why it cannot."""
