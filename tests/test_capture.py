@@ -23,12 +23,13 @@ import dcrt
 from dcrt.artifacts.export import relative_error
 from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter import bench, kernels
+from dcrt.families.dynamicrafter import bench
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 from dcrt.families.dynamicrafter.sampler import Guidance, SamplerInputs
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule
+from dcrt.runners import kernels
 from dcrt.runners.ddim import GraphRunner
 
 # Ops whose result the host must wait for: a scalar read back, or an output size that depends on data.
