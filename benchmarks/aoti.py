@@ -32,8 +32,9 @@ from dcrt.artifacts.aoti_bundle import AotiManifest, detect_aoti_target  # noqa:
 from dcrt.artifacts.export import graph_modules, relative_error  # noqa: E402
 from dcrt.artifacts.graphs import sample_inputs  # noqa: E402
 from dcrt.backends import TorchBackend  # noqa: E402
-from dcrt.backends.aoti_backend import AotiBackend  # noqa: E402
-from dcrt.bench import environment
+from dcrt.backends.aoti_backend import open_aoti  # noqa: E402
+from dcrt.bench import environment  # noqa: E402
+from dcrt.families.dynamicrafter.static import StaticShapeBackend  # noqa: E402
 from dcrt.weights import Weights  # noqa: E402
 
 SAMPLING_STEPS = 5
@@ -48,7 +49,7 @@ def timed(fn, repeat: int) -> list[float]:
     return out
 
 
-def component_speeds(model, backend: AotiBackend, repeat: int) -> dict[str, dict]:
+def component_speeds(model, backend: StaticShapeBackend, repeat: int) -> dict[str, dict]:
     """Per component: median seconds eager and packaged, alternating, after one warm-up call of each."""
     eager = graph_modules(model, torch.float32)
     rows = {}
@@ -66,7 +67,7 @@ def component_speeds(model, backend: AotiBackend, repeat: int) -> dict[str, dict
     return rows
 
 
-def sampling_speed(model, backend: AotiBackend, repeat: int) -> dict:
+def sampling_speed(model, backend: StaticShapeBackend, repeat: int) -> dict:
     """One whole run per backend, alternating, median seconds (conditioning + SAMPLING_STEPS steps + decode)."""
     preset = model.preset
     image = (np.random.default_rng(0).random((preset.height, preset.width, 3)) * 255).astype(np.uint8)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         build_s = time.perf_counter() - start
         manifest = AotiManifest.read(report.directory)
         model = dcrt.random_model(preset, seed=0)
-        backend = AotiBackend(report.directory)
+        backend = open_aoti(report.directory)
         rows = component_speeds(model, backend, args.repeat)
         for name, row in rows.items():
             entry = manifest.engines[name]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dcrt.backends.select import check_backend_name
+from dcrt.backends.select import BackendChoice, check_backend_name
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
@@ -159,6 +159,22 @@ def ensure_export(
     return export_model(load_torch_model(preset, weights, "cpu", "fp32"), out, request, force=True, log=log)
 
 
+def open_graphs(chosen: BackendChoice, request: BackendRequest):
+    """The chosen runtime's graphs of the chosen export or bundle (a dcrt.backends.static.GraphRuntime), on the
+    device each runtime has always been given: its manifest is read here, once."""
+    if chosen.name == "trt":
+        from dcrt.backends.tensorrt_backend import TensorRTGraphs
+
+        return TensorRTGraphs(chosen.location, "cuda", verify=request.verify)
+    if chosen.name == "aoti":
+        from dcrt.backends.aoti_backend import AotiGraphs
+
+        return AotiGraphs(chosen.location, request.device or chosen.device, verify=request.verify)
+    from dcrt.backends.onnxruntime_backend import OnnxRuntimeGraphs
+
+    return OnnxRuntimeGraphs(chosen.location, chosen.device, verify=request.verify)
+
+
 def open_backend(
     request: BackendRequest | str | None = None,
     height: int | None = None,
@@ -196,22 +212,14 @@ def open_backend(
         weights,
         lambda message: log(f"notice: {message}"),
     )
-    if chosen.name == "trt":
-        from dcrt.backends.tensorrt_backend import open_tensorrt
-
-        backend = open_tensorrt(chosen.location, "cuda", verify=request.verify)
-    elif chosen.name == "aoti":
-        from dcrt.backends.aoti_backend import open_aoti
-
-        backend = open_aoti(chosen.location, request.device or chosen.device, verify=request.verify)
-    elif chosen.name == "ort":
-        from dcrt.backends.onnxruntime_backend import open_onnxruntime
-
-        backend = open_onnxruntime(chosen.location, chosen.device, verify=request.verify)
-    else:
+    if chosen.name == "torch":
         weights = weights or request.required_weights()  # none at hand: says where to get them
         chosen = replace(chosen, weights=str(weights))
         backend = torch_backend(load_torch_model(preset, weights, chosen.device, request.dtype))
+    else:  # a runtime of static graphs, behind the adapter of the family its artifact holds
+        from dcrt.backends.static import family_backend
+
+        backend = family_backend(open_graphs(chosen, request))
     # Said once the backend is open: a run that fails to load ends with its one error line alone.
     for notice in chosen.notices:
         log(f"notice: {notice}")

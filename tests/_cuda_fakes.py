@@ -203,8 +203,8 @@ def simulated_cuda() -> Iterator[SimulatedCuda]:
         mock.patch("dcrt.runners.kernels.load_kernels", cuda.load_kernels),
         mock.patch("torch.nn.functional.scaled_dot_product_attention", cuda.attention),
         *(
-            mock.patch(f"dcrt.{m}.to_uint8_frames", frames_shape_only)
-            for m in ("pipeline", "clip_decode", "svd_pipeline")
+            mock.patch(f"dcrt.families.{m}.to_uint8_frames", frames_shape_only)
+            for m in ("dynamicrafter.pipeline", "dynamicrafter.clip_decode", "svd.pipeline")
         ),
     ]
     with contextlib.ExitStack() as stack, warnings.catch_warnings():

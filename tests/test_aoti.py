@@ -16,7 +16,7 @@ from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle, plan_build
 from dcrt.artifacts.aoti_bundle import PORTABLE_ISA, AotiManifest, AotiTarget, detect_aoti_target
 from dcrt.artifacts.export import graph_modules, relative_error
 from dcrt.artifacts.graphs import io_table, sample_inputs
-from dcrt.backends.aoti_backend import AotiBackend, call_package, load_package
+from dcrt.backends.aoti_backend import call_package, load_package, open_aoti
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.weights import Weights
@@ -27,7 +27,7 @@ TINY = dcrt.get_preset("tiny")
 
 @pytest.fixture(scope="module")
 def aoti_backend(aoti_tiny_bundle):
-    return AotiBackend(aoti_tiny_bundle)
+    return open_aoti(aoti_tiny_bundle)
 
 
 def test_bundle_follows_the_contract(aoti_tiny_bundle):
@@ -129,7 +129,7 @@ def test_stale_packages_and_only_those_are_rebuilt(aoti_tiny_bundle, tmp_path, t
     messages = []
     report = build_aoti_bundle(TINY, weights, root, AotiConfig(), target, log=messages.append)
     assert report.built == {"text_encoder": "text_encoder.pt2 is missing"} and len(report.up_to_date) == 5
-    AotiBackend(directory, verify=True)  # the rebuilt package is recorded with its new hash
+    open_aoti(directory, verify=True)  # the rebuilt package is recorded with its new hash
 
 
 def test_an_up_to_date_build_refreshes_the_hosts_fields(aoti_tiny_bundle, tmp_path):
@@ -144,7 +144,7 @@ def test_an_up_to_date_build_refreshes_the_hosts_fields(aoti_tiny_bundle, tmp_pa
     )
     assert report.built == {} and "manifest.json: host fields updated" in messages
     assert json.loads((directory / "manifest.json").read_text())["sampling"]["fps"] == fps
-    AotiBackend(directory, verify=True)  # the packages are the ones the manifest records
+    open_aoti(directory, verify=True)  # the packages are the ones the manifest records
 
 
 def test_loading_refuses_a_broken_or_foreign_bundle(aoti_tiny_bundle, tmp_path):
@@ -152,17 +152,17 @@ def test_loading_refuses_a_broken_or_foreign_bundle(aoti_tiny_bundle, tmp_path):
     with open(directory / "vae_decoder.pt2", "r+b") as f:
         f.write(b"\0")  # same size, other bytes: the sizes pass, torch cannot read it, a re-hash says why
     with pytest.raises(UsageError, match=r"vae_decoder.pt2 cannot be loaded \(.*\): check it with --verify"):
-        AotiBackend(directory)
+        open_aoti(directory)
     with pytest.raises(UsageError, match=r"vae_decoder.pt2 does not match the sha256 in its manifest"):
-        AotiBackend(directory, verify=True)
+        open_aoti(directory, verify=True)
     manifest = AotiManifest.read(directory)
     manifest.torch_version = "0.0"
     manifest.write(directory)
     with pytest.raises(UsageError, match=r"built with torch 0.0, this is torch .*--engine aoti --device cpu`"):
-        AotiBackend(directory)
+        open_aoti(directory)
     (directory / "manifest.json").write_text('{"schema_version": 1, "engine_kind": "trt", "engines": {}}')
     with pytest.raises(UsageError, match="not an AOTInductor bundle"):
-        AotiBackend(directory)
+        open_aoti(directory)
 
 
 def test_dual_ref_vae_packages_take_and_return_every_reference(tmp_path):

@@ -6,7 +6,7 @@ from _trt_fakes import make_export
 
 import dcrt
 from dcrt.artifacts.aoti_bundle import AotiManifest, AotiTarget
-from dcrt.backends.select import Facts, choose_backend
+from dcrt.backends.select import MachineFacts, choose_backend
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.weights import Weights
 
@@ -78,7 +78,7 @@ def _choose(root, export_dir, facts, requested="auto", device=None):
 
 def test_auto_takes_cpu_packages_before_onnx_runtime_and_native_before_avx2(tmp_path):
     make_export(tmp_path / "export")
-    facts = Facts(aoti=(CPU_NATIVE, CPU_AVX2))
+    facts = MachineFacts(aoti=(CPU_NATIVE, CPU_AVX2))
     assert _choose(tmp_path, tmp_path / "export", facts).name == "ort"  # no packages yet
     portable = _aoti_bundle(tmp_path, CPU_AVX2)
     choice = _choose(tmp_path, tmp_path / "export", facts)
@@ -89,7 +89,7 @@ def test_auto_takes_cpu_packages_before_onnx_runtime_and_native_before_avx2(tmp_
 
 
 def test_auto_on_a_gpu_takes_cuda_packages_after_tensorrt_before_torch(tmp_path):
-    facts = Facts(aoti=(CUDA, CPU_AVX2), **GPU)
+    facts = MachineFacts(aoti=(CUDA, CPU_AVX2), **GPU)
     _aoti_bundle(tmp_path, CPU_AVX2)
     choice = _choose(tmp_path, tmp_path / "export", facts)
     assert (choice.name, choice.device) == ("torch", "cuda")  # CUDA before CPU packages
@@ -104,7 +104,7 @@ def test_auto_on_a_gpu_takes_cuda_packages_after_tensorrt_before_torch(tmp_path)
 
 def test_packages_of_other_weights_are_passed_over_or_refused(tmp_path):
     _aoti_bundle(tmp_path, CPU_AVX2, source="sha256:" + "0" * 64)
-    facts = Facts(aoti=(CPU_AVX2,))
+    facts = MachineFacts(aoti=(CPU_AVX2,))
     choice = _choose(tmp_path, tmp_path / "export", facts)
     assert (
         choice.name == "torch"

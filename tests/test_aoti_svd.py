@@ -12,10 +12,12 @@ from conftest import GRAPH_TOLERANCE, sampling_tolerance
 import dcrt
 from dcrt.artifacts.export import relative_error
 from dcrt.artifacts.graphs import io_table, sample_inputs
-from dcrt.backends.aoti_backend import AotiBackend, AotiSVDBackend, open_aoti
+from dcrt.backends.aoti_backend import AotiGraphs, open_aoti
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.static import StaticShapeBackend
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.families.svd.torch_backend import TorchSVDBackend
 
 pytestmark = pytest.mark.aoti
@@ -48,7 +50,7 @@ def test_bundle_has_a_package_per_graph_and_no_schedule(aoti_tiny_svd_bundle):
 
 def test_each_package_matches_pytorch(backend, svd_model):
     ref = TorchSVDBackend(svd_model)
-    assert isinstance(backend, AotiSVDBackend) and backend.decode_chunks == (4,)
+    assert isinstance(backend, StaticSVDBackend) and backend.decode_chunks == (4,)
     g = torch.Generator().manual_seed(3)  # not the build's check inputs
     pixels, frames = torch.randn(2, 3, 224, 224, generator=g), torch.rand(1, 3, 64, 64, generator=g) * 2 - 1
     x, c_noise, context, ids = sample_inputs(io_table(TINY_SVD)["unet"], TINY_SVD, seed=4)
@@ -100,8 +102,8 @@ def test_cli_animate_runs_the_packages(aoti_tiny_svd_bundle, tmp_path, run_cli):
 
 
 def test_an_svd_bundle_is_refused_by_the_dynamicrafter_backend(aoti_tiny_svd_bundle, tmp_path, run_cli):
-    with pytest.raises(UsageError, match="tiny-svd does not support AotiBackend"):
-        AotiBackend(aoti_tiny_svd_bundle)
+    with pytest.raises(UsageError, match="tiny-svd does not support StaticShapeBackend"):
+        StaticShapeBackend(AotiGraphs(aoti_tiny_svd_bundle))
     from PIL import Image
 
     Image.new("RGB", (64, 64)).save(tmp_path / "in.png")
@@ -112,9 +114,9 @@ def test_an_svd_bundle_is_refused_by_the_dynamicrafter_backend(aoti_tiny_svd_bun
 
 
 def test_a_dynamicrafter_bundle_is_refused_for_tiny_svd(aoti_tiny_bundle, tmp_path, run_cli):
-    with pytest.raises(UsageError, match="tiny does not support AotiSVDBackend"):
-        AotiSVDBackend(aoti_tiny_bundle)
-    assert isinstance(open_aoti(aoti_tiny_bundle), AotiBackend)
+    with pytest.raises(UsageError, match="tiny does not support StaticSVDBackend"):
+        StaticSVDBackend(AotiGraphs(aoti_tiny_bundle))
+    assert isinstance(open_aoti(aoti_tiny_bundle), StaticShapeBackend)
     from PIL import Image
 
     Image.new("RGB", (64, 64)).save(tmp_path / "in.png")

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dcrt.backends.aoti_backend import AotiBackend
+from dcrt.backends.aoti_backend import open_aoti
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.sampler import Guidance, combine_guidance, ddim_step
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule, schedule_tensors
@@ -249,7 +249,7 @@ def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image,
     frames = np.stack([np.asarray(Image.open(out / f"frame_{k:03d}.png")) for k in range(16)])
     # The reference modules (eager PyTorch on the CPU, the weights the bundle was compiled from), and the same
     # packages run by Python (--backend aoti): the second leaves only the host's own arithmetic.
-    for name, model in (("torch", dcrt.random_model("tiny", seed=0)), ("aoti", AotiBackend(host_bundle))):
+    for name, model in (("torch", dcrt.random_model("tiny", seed=0)), ("aoti", open_aoti(host_bundle))):
         ref = dcrt.animate(model, host_image, prompt, **sampling).frames
         diff = np.abs(frames.astype(int) - ref.astype(int))
         print(f"host vs Python {name}: max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} of values differ")
@@ -337,7 +337,7 @@ def test_host_on_cuda_equals_python(tmp_path_factory, host_image, tmp_path, run_
     from PIL import Image
 
     frames = np.stack([np.asarray(Image.open(tmp_path / "frames" / f"frame_{k:03d}.png")) for k in range(16)])
-    ref = dcrt.animate(AotiBackend(bundle, "cuda"), host_image, "a boat", **sampling).frames
+    ref = dcrt.animate(open_aoti(bundle, "cuda"), host_image, "a boat", **sampling).frames
     diff = np.abs(frames.astype(int) - ref.astype(int))
     print(f"host (CUDA) vs Python aoti (CUDA): max |diff| {diff.max()} of 255, {np.mean(diff > 0):.2%} differ")
     assert diff.max() <= 1

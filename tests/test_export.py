@@ -12,7 +12,7 @@ import dcrt
 from dcrt.artifacts.export import ExportRequest, export_model, relative_error, run_onnx
 from dcrt.artifacts.graphs import io_table, sample_inputs
 from dcrt.artifacts.manifest import ExportManifest
-from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dcrt.backends.onnxruntime_backend import open_onnxruntime
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 
@@ -66,7 +66,7 @@ def test_ort_pipeline_matches_torch(exported, tiny_model):
     # (sampling_tolerance: 1.2e-2, 1.2e-2, 5.7e-4; measured with 1 and 2 threads: 2.5e-5, 1.6e-4, 5.0e-6),
     # and the uint8 frames to within one level (truncation can flip at a level boundary).
     out, _ = exported
-    ort = Pipeline(OnnxRuntimeBackend(out))
+    ort = Pipeline(open_onnxruntime(out))
     image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
     rescale = tiny_model.preset.sampling.guidance_rescale
     for run, bound in (
@@ -136,7 +136,7 @@ def test_missing_graph_is_named(exported, tmp_path):
     copy = _copy(exported, tmp_path)
     (copy / "vae_decoder.onnx").unlink()
     with pytest.raises(UsageError, match=r"vae_decoder.onnx is missing"):
-        OnnxRuntimeBackend(copy)
+        open_onnxruntime(copy)
 
 
 def test_modified_graph_is_named(exported, tmp_path):
@@ -145,12 +145,12 @@ def test_modified_graph_is_named(exported, tmp_path):
         f.seek(1000)
         f.write(b"\x00\x01\x02")
     with pytest.raises(UsageError, match=r"unet.onnx does not match the sha256"):
-        OnnxRuntimeBackend(copy, verify=True)
+        open_onnxruntime(copy, verify=True)
 
 
 def test_opening_an_export_checks_sizes_and_hashes_only_when_asked(exported, tmp_path, hashed):
     copy = _copy(exported, tmp_path)
-    OnnxRuntimeBackend(copy)
+    open_onnxruntime(copy)
     assert hashed == {}  # every file was hashed when it was written
     graph = (copy / "unet.onnx").read_bytes()
     (copy / "unet.onnx").write_bytes(graph + b"\0")
@@ -158,14 +158,14 @@ def test_opening_an_export_checks_sizes_and_hashes_only_when_asked(exported, tmp
     with pytest.raises(
         UsageError, match=r"unet.onnx does not match the sha256 in its manifest \(corrupt or modified: " + size
     ):
-        OnnxRuntimeBackend(copy)
+        open_onnxruntime(copy)
     assert hashed == {}
     (copy / "unet.onnx").write_bytes(graph)
     schedule = bytearray((copy / "schedule.safetensors").read_bytes())
     schedule[-1] ^= 1  # a value of the last tensor: same size, still loads
     (copy / "schedule.safetensors").write_bytes(schedule)
     with pytest.raises(UsageError, match=r"schedule.safetensors does not match the sha256 .*dcrt export --force"):
-        OnnxRuntimeBackend(copy, verify=True)
+        open_onnxruntime(copy, verify=True)
     assert hashed["schedule.safetensors"] == 1
 
 
@@ -174,7 +174,7 @@ def test_an_export_of_an_older_schema_says_to_re_export(exported, tmp_path):
     data = json.loads((copy / "manifest.json").read_text())
     (copy / "manifest.json").write_text(json.dumps(data | {"schema_version": 1}))
     with pytest.raises(UsageError, match=r"schema version 1, this dcrt reads 2: re-export it with `dcrt export"):
-        OnnxRuntimeBackend(copy)
+        open_onnxruntime(copy)
 
 
 def test_manifest_of_another_preset(exported, tmp_path):
@@ -184,14 +184,14 @@ def test_manifest_of_another_preset(exported, tmp_path):
     data["components"]["unet"]["inputs"][0]["shape"] = [2, 8, 16, 4, 4]
     (copy / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(UsageError, match=r"unet.onnx has other inputs than preset tiny-256"):
-        OnnxRuntimeBackend(copy)
+        open_onnxruntime(copy)
 
 
 def test_not_an_export(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
-        OnnxRuntimeBackend(tmp_path / "none")
+        open_onnxruntime(tmp_path / "none")
     with pytest.raises(UsageError, match="no manifest.json"):
-        OnnxRuntimeBackend(tmp_path)
+        open_onnxruntime(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(UsageError, match="not a valid dcrt manifest"):
         ExportManifest.read(tmp_path)
@@ -302,7 +302,7 @@ def test_dual_ref_vae_graphs_match_pytorch(exported_tooncrafter):
 
 def test_ort_pipeline_matches_torch_with_the_dual_ref_decoder(exported_tooncrafter):
     model, out, _ = exported_tooncrafter
-    ort = Pipeline(OnnxRuntimeBackend(out))
+    ort = Pipeline(open_onnxruntime(out))
     image = (np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8)
     rescale = model.preset.sampling.guidance_rescale
     for run, bound in (  # measured with 1 and 2 threads: 9.9e-6, 7.9e-6 (bounds 1.2e-2, 8.0e-3)

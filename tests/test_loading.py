@@ -17,11 +17,12 @@ def test_auto_without_export_or_gpu_runs_torch_on_the_cpu(tmp_path, monkeypatch)
 
 
 def test_auto_uses_a_fitting_export(exported):
-    from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dcrt.backends.onnxruntime_backend import OnnxRuntimeGraphs
+    from dcrt.families.dynamicrafter.static import StaticShapeBackend
 
     messages = []
     backend = dcrt.open_backend(BackendRequest(preset="tiny", export_dir=exported[0]), log=messages.append)
-    assert isinstance(backend, OnnxRuntimeBackend), messages
+    assert isinstance(backend, StaticShapeBackend) and isinstance(backend.graphs, OnnxRuntimeGraphs), messages
     assert f"with {exported[0]}" in messages[-1]
 
 

@@ -10,10 +10,12 @@ from conftest import GRAPH_TOLERANCE, sampling_tolerance
 
 from dcrt.artifacts.export import relative_error
 from dcrt.artifacts.graphs import io_table, sample_inputs
-from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSVDBackend, open_onnxruntime
+from dcrt.backends.onnxruntime_backend import OnnxRuntimeGraphs, open_onnxruntime
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.static import StaticShapeBackend
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.families.svd.torch_backend import TorchSVDBackend
 from dcrt.presets import get_preset
 
@@ -51,7 +53,7 @@ def test_export_records_every_graph_within_the_fp32_bound(svd_export):
 def test_onnxruntime_matches_torch_per_component(svd_export):
     model, out, _ = svd_export
     ort, ref = open_onnxruntime(out), TorchSVDBackend(model)
-    assert isinstance(ort, OnnxRuntimeSVDBackend) and ort.decode_chunks == (4,)
+    assert isinstance(ort, StaticSVDBackend) and ort.decode_chunks == (4,)
     g = torch.Generator().manual_seed(3)
     pixels, frames = torch.randn(2, 3, 224, 224, generator=g), torch.rand(1, 3, 64, 64, generator=g) * 2 - 1
     spec = io_table(model.preset)["unet"]
@@ -91,9 +93,9 @@ def test_onnxruntime_runs_the_pipeline_as_torch_does(svd_export):
 
 def test_each_family_has_its_onnxruntime_backend(svd_export, exported):
     _, out, _ = svd_export
-    with pytest.raises(UsageError, match="tiny-svd does not support OnnxRuntimeBackend"):
-        OnnxRuntimeBackend(out)
-    assert isinstance(open_onnxruntime(exported[0]), OnnxRuntimeBackend)
+    with pytest.raises(UsageError, match="tiny-svd does not support StaticShapeBackend"):
+        StaticShapeBackend(OnnxRuntimeGraphs(out))
+    assert isinstance(open_onnxruntime(exported[0]), StaticShapeBackend)
 
 
 def test_the_command_line_exports_at_the_presets_size_only(run_cli, tmp_path):

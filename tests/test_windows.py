@@ -149,9 +149,9 @@ def test_key_frames_sit_at_the_ends_of_the_whole_video(tiny_model, image):
 
 
 def test_static_backends_run_only_the_window_they_were_built_for(exported, image):
-    from dcrt.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dcrt.backends.onnxruntime_backend import open_onnxruntime
 
-    pipe = Pipeline(OnnxRuntimeBackend(exported[0]))
+    pipe = Pipeline(open_onnxruntime(exported[0]))
     with pytest.raises(UsageError, match="use --window 16"):
         dcrt.animate(pipe, image, "a cat", steps=1, frames=16, window=8, overlap=4)
     video = dcrt.animate(pipe, image, "a cat", steps=1, frames=24)

@@ -1,4 +1,5 @@
-"""Interchangeable executors of the five networks. The pipeline only sees `Backend`.
+"""Interchangeable executors of the five networks. The pipeline only sees `Backend`: the PyTorch one, or a runtime of
+static-shape graphs (ONNX Runtime, TensorRT, AOTInductor) behind its model family's adapter (dcrt.backends.static).
 
 `Backend` and `TorchBackend` are imported on first use, so that `dcrt.backends.select` (which backend a run
 uses) can answer without importing torch.

@@ -1,6 +1,6 @@
-"""AOTInductor backends: the `.pt2` packages of an AOTInductor bundle (`dcrt build --engine aoti`), one loaded
-package per IO-table component, on the CPU or on CUDA, as a `StaticShapeBackend` (DynamiCrafter) or a
-`StaticSVDBackend` (Stable Video Diffusion); `open_aoti` opens a bundle with its family's backend.
+"""AOTInductor: the `.pt2` packages of an AOTInductor bundle (`dcrt build --engine aoti`), one loaded package per
+IO-table component, on the CPU or on CUDA (`AotiGraphs`, a `GraphRuntime`); `open_aoti` runs them behind the
+bundle's family's backend (dcrt.backends.static).
 
 The bundle is read and checked through dcrt.artifacts.aoti_bundle (the runtime never imports the builder): the packages
 must have been built for this device, instruction set and torch version, from the IO table's tensors. A
@@ -20,18 +20,10 @@ from pathlib import Path
 
 import torch
 
-from dcrt.artifacts.aoti_bundle import (
-    AotiManifest,
-    can_run,
-    check_bundle,
-    detect_aoti_target,
-    read_manifest_or_none,
-    rebuild_command,
-)
+from dcrt.artifacts.aoti_bundle import AotiManifest, can_run, check_bundle, detect_aoti_target, rebuild_command
 from dcrt.artifacts.graphs import io_table
-from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.backends.static import family_backend
 from dcrt.errors import UsageError
-from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.presets import get_preset
 
 # torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point
@@ -67,10 +59,12 @@ def call_package(package, inputs) -> tuple[torch.Tensor, ...]:
     return tuple(out) if isinstance(out, (list, tuple)) else (out,)
 
 
-class AotiPackages:
-    """An AOTInductor bundle checked against this device and the IO table, one loaded package per component.
-    Every file is checked against its manifest record: the size always, the sha256 with `verify` (reads every
-    byte)."""
+class AotiGraphs:
+    """An AOTInductor bundle checked against this device and the IO table, one loaded package per graph: a
+    `GraphRuntime` (dcrt.backends.static). Every file is checked against its manifest record: the size always, the
+    sha256 with `verify` (reads every byte)."""
+
+    capturable = False  # unmeasured on CUDA (module docstring); gpu_report's aoti section measures it
 
     def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
         self.directory = directory = Path(bundle_dir)
@@ -86,8 +80,8 @@ class AotiPackages:
             raise UsageError(
                 f"{directory}: {why}: rebuild with `{rebuild_command(self.manifest.preset, self.device.type)}`"
             )
-        self.preset = get_preset(self.manifest.preset)
-        self.specs = specs = io_table(self.preset, self.manifest.height, self.manifest.width)
+        self.preset = preset = get_preset(self.manifest.preset)
+        self.specs = specs = io_table(preset, self.manifest.height, self.manifest.width)
         check_bundle(self.manifest, specs, directory, verify)
         self.precision = f"{self.manifest.precision} AOTInductor packages ({self.manifest.isa})"
         self.packages = {name: self._load(directory / self.manifest.engines[name].file) for name in specs}
@@ -104,45 +98,13 @@ class AotiPackages:
                 f"`{hint}`"
             ) from None
 
-
-class PackageCalls:
-    """`_execute` over `AotiPackages`: what the backends of both model families share."""
-
-    capturable = False  # unmeasured on CUDA (module docstring); gpu_report's aoti section measures it
-
-    def _open_packages(self, bundle_dir, device, verify: bool, family: str, what: str) -> AotiPackages:
-        packages = AotiPackages(bundle_dir, device, verify)
-        packages.preset.require_family(family, f"{what} (open_aoti opens either family)")
-        self.manifest, self.device, self.packages = packages.manifest, packages.device, packages.packages
-        self.precision = packages.precision
-        return packages
-
-    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        spec = self.specs[component]
+    def execute(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        spec = self.specs[name]
         args = [x.to(device=self.device, dtype=t.torch_dtype).contiguous() for t, x in zip(spec.inputs, inputs)]
         with torch.inference_mode():
-            return call_package(self.packages[component], args)
-
-
-class AotiBackend(PackageCalls, StaticShapeBackend):
-    """Runs a DynamiCrafter AOTInductor bundle's packages (`AotiPackages`)."""
-
-    def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
-        packages = self._open_packages(bundle_dir, device, verify, "dynamicrafter", "AotiBackend")
-        schedule = load_schedule(packages.directory, self.manifest.schedule)
-        super().__init__(packages.preset, packages.specs, schedule)
-
-
-class AotiSVDBackend(PackageCalls, StaticSVDBackend):
-    """Runs a Stable Video Diffusion AOTInductor bundle's packages (`AotiPackages`)."""
-
-    def __init__(self, bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
-        packages = self._open_packages(bundle_dir, device, verify, "svd", "AotiSVDBackend")
-        super().__init__(packages.preset, packages.specs)
+            return call_package(self.packages[name], args)
 
 
 def open_aoti(bundle_dir: str | Path, device: str | torch.device | None = None, verify: bool = False):
     """The AOTInductor backend of the bundle's model family."""
-    manifest = read_manifest_or_none(Path(bundle_dir))
-    svd = manifest is not None and get_preset(manifest.preset).family == "svd"
-    return (AotiSVDBackend if svd else AotiBackend)(bundle_dir, device, verify)
+    return family_backend(AotiGraphs(bundle_dir, device, verify))

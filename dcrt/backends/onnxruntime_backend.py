@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: the exported graphs, one session each, with IO bound to preallocated buffers.
+"""ONNX Runtime: an export's graphs, one session each, with IO bound to preallocated buffers (`OnnxRuntimeGraphs`,
+a `GraphRuntime`); `open_onnxruntime` runs them behind the export's family's backend (dcrt.backends.static).
 
 CPU execution provider here; CUDA (and TensorRT) execution providers where onnxruntime-gpu is
 installed. Inputs are bound straight from torch tensors' memory and outputs land in tensors that
@@ -13,9 +14,8 @@ import torch
 
 from dcrt.artifacts.graphs import ComponentSpec, io_table
 from dcrt.artifacts.manifest import ExportManifest
-from dcrt.backends.static import StaticShapeBackend, load_schedule
+from dcrt.backends.static import family_backend
 from dcrt.errors import BackendUnavailable, UsageError
-from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.presets import get_preset
 
 
@@ -58,7 +58,7 @@ class BoundGraph:
         return self.device.index or 0
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Run on inputs of the spec's shapes (StaticShapeBackend checks them); returns the output buffers (valid
+        """Run on inputs of the spec's shapes (StaticGraphs checks them); returns the output buffers (valid
         until the next call)."""
         import numpy as np
 
@@ -75,9 +75,12 @@ class BoundGraph:
         return tuple(self.outputs)
 
 
-class ExportSessions:
-    """An export directory (`dcrt export`) checked against the IO table, one `BoundGraph` session per component.
-    Every file is checked against its manifest record: the size always, the sha256 with `verify`."""
+class OnnxRuntimeGraphs:
+    """An export directory (`dcrt export`) checked against the IO table, one `BoundGraph` session per graph: a
+    `GraphRuntime` (dcrt.backends.static). Every file is checked against its manifest record: the size always, the
+    sha256 with `verify`."""
+
+    capturable = False  # each call synchronises the stream before ONNX Runtime reads its inputs
 
     def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
         export_dir = Path(export_dir)
@@ -87,6 +90,7 @@ class ExportSessions:
         self.manifest = ExportManifest.read(export_dir)
         self.preset = preset = get_preset(self.manifest.preset)
         self.device = torch.device(device)
+        self.precision = f"{self.manifest.precision} graphs"
         self.specs = specs = io_table(preset, self.manifest.height, self.manifest.width)
         missing = set(specs) - set(self.manifest.components)
         if missing:
@@ -96,46 +100,14 @@ class ExportSessions:
                 raise UsageError(f"{export_dir / spec.filename} has other inputs than preset {preset.name} needs")
         self.manifest.verify_files(export_dir, full=verify)
         providers = providers_for(self.device)
-        self.graphs = {
+        self.sessions = {
             name: BoundGraph(export_dir / spec.filename, spec, self.device, providers) for name, spec in specs.items()
         }
 
-
-class OnnxRuntimeBackend(StaticShapeBackend):
-    """Runs a DynamiCrafter export directory (`dcrt export`) on ONNX Runtime (`ExportSessions`)."""
-
-    capturable = False  # each call synchronises the stream before ONNX Runtime reads its inputs
-
-    def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
-        sessions = ExportSessions(export_dir, device, verify)
-        sessions.preset.require_family("dynamicrafter", "OnnxRuntimeBackend (open_onnxruntime opens either family)")
-        self.manifest, self.device, self.graphs = sessions.manifest, sessions.device, sessions.graphs
-        self.precision = f"{self.manifest.precision} graphs"
-        schedule = load_schedule(sessions.directory, self.manifest.schedule)
-        super().__init__(sessions.preset, sessions.specs, schedule)
-
-    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return self.graphs[component](*inputs)
-
-
-class OnnxRuntimeSVDBackend(StaticSVDBackend):
-    """Runs a Stable Video Diffusion export directory on ONNX Runtime (`ExportSessions`)."""
-
-    capturable = False
-
-    def __init__(self, export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
-        sessions = ExportSessions(export_dir, device, verify)
-        sessions.preset.require_family("svd", "OnnxRuntimeSVDBackend (open_onnxruntime opens either family)")
-        self.manifest, self.device, self.graphs = sessions.manifest, sessions.device, sessions.graphs
-        self.precision = f"{self.manifest.precision} graphs"
-        super().__init__(sessions.preset, sessions.specs)
-
-    def _execute(self, component: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return self.graphs[component](*inputs)
+    def execute(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return self.sessions[name](*inputs)
 
 
 def open_onnxruntime(export_dir: str | Path, device: str | torch.device = "cpu", verify: bool = False):
     """The ONNX Runtime backend of the export's model family."""
-    family = get_preset(ExportManifest.read(Path(export_dir)).preset).family if Path(export_dir).is_dir() else None
-    backend = OnnxRuntimeSVDBackend if family == "svd" else OnnxRuntimeBackend
-    return backend(export_dir, device, verify)
+    return family_backend(OnnxRuntimeGraphs(export_dir, device, verify))

@@ -3,21 +3,25 @@
 Order: TensorRT engines (built for this GPU and TensorRT) > AOTInductor packages for this GPU > ONNX Runtime
 on CUDA (an export and onnxruntime-gpu) > PyTorch on CUDA > AOTInductor packages for this CPU > ONNX Runtime
 on the CPU (an export) > PyTorch on the CPU. Why AOTInductor sits where it does: docs/backends.md.
+The order is data, `AUTO_ORDER` (tests/backends/test_select.py checks that this paragraph, docs/backends.md and
+`--backend`'s help list it as the table does); `choose_backend` walks it once and takes the first candidate this
+machine runs whose artifact serves the request.
 An engine bundle, AOTInductor bundle or export serves a request only when its manifest says it holds the
 requested preset, size and weights (dcrt.weights): auto passes over one that does not, with a notice; a backend named
-explicitly raises instead. `choose_backend` decides from `Facts`, which `probe()` measures.
+explicitly raises instead. `choose_backend` decides from `MachineFacts`, which `probe()` measures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcrt.artifacts.manifest import MANIFEST_FILE
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.families.dynamicrafter.config import Preset
+from dcrt.families.base import PresetBase
 from dcrt.weights import Weights, describe_source, made_from
 
 if TYPE_CHECKING:
@@ -30,7 +34,7 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Facts:
+class MachineFacts:
     """What this machine offers. `None` fields are absent; the matching `*_why` says why."""
 
     target: Target | None = None  # TensorRT importable and a GPU visible
@@ -44,11 +48,11 @@ class Facts:
 
 
 @dataclass(frozen=True)
-class Request:
+class ArtifactNeeds:
     """What a run needs from an export or engine bundle. `weights` None: no checkpoint is at hand, so
     the artifact's own weights are used."""
 
-    preset: Preset
+    preset: PresetBase
     height: int
     width: int
     weights: Weights | None = None
@@ -70,7 +74,7 @@ class BackendChoice:
 
 
 @dataclass(frozen=True)
-class Unfit:
+class ArtifactMismatch:
     """Why the export or bundle at `location` cannot serve a request, and the command that makes one that can."""
 
     location: Path
@@ -84,14 +88,14 @@ class Unfit:
         return f"not using {self.location}: it {self.fact} ({self.remedy} to use it)"
 
 
-def unfit(location: Path, kind: str, request: Request, log: Log) -> tuple[Unfit | None, str]:
-    """(why the export (kind EXPORT) or bundle (TRT, AOTI) at `location` cannot serve `request`, or None; the
+def mismatch(location: Path, kind: str, needs: ArtifactNeeds, log: Log) -> tuple[ArtifactMismatch | None, str]:
+    """(why the export (kind EXPORT) or bundle (TRT, AOTI) at `location` cannot serve `needs`, or None; the
     weights it holds). Raises UsageError when its manifest is missing or unreadable."""
     from dcrt.artifacts.aoti_bundle import AotiManifest
     from dcrt.artifacts.engine_bundle import EngineManifest
     from dcrt.artifacts.manifest import ExportManifest
 
-    name, h, w, weights = request.preset.name, request.height, request.width, request.weights
+    name, h, w, weights = needs.preset.name, needs.height, needs.width, needs.weights
     if kind == TRT:
         manifest = EngineManifest.read(location)
         source, stamp = manifest.export.get("source", ""), manifest.export.get("source_stamp")
@@ -110,13 +114,15 @@ def unfit(location: Path, kind: str, request: Request, log: Log) -> tuple[Unfit 
         return f"{verb} it {how} with `{command}{flags}`"
 
     if manifest.preset != name:
-        return Unfit(location, f"holds preset {manifest.preset}, not {name}", remedy("for that preset")), holds
+        other = f"holds preset {manifest.preset}, not {name}"
+        return ArtifactMismatch(location, other, remedy("for that preset")), holds
     if (manifest.height, manifest.width) != (h, w):
         size = f"holds {manifest.height}x{manifest.width} graphs, not {h}x{w}"
-        return Unfit(location, size, remedy("at that size", f" --height {h} --width {w}")), holds
+        return ArtifactMismatch(location, size, remedy("at that size", f" --height {h} --width {w}")), holds
     if weights is not None and not made_from(weights, source, stamp, log):
         flag = "--random-weights" if weights.checkpoint is None else f"--ckpt {weights.checkpoint}"
-        return Unfit(location, f"was made from {holds}, not {weights}", remedy("from those weights", f" {flag}")), holds
+        made = f"was made from {holds}, not {weights}"
+        return ArtifactMismatch(location, made, remedy("from those weights", f" {flag}")), holds
     return None, holds
 
 
@@ -125,12 +131,288 @@ def check_backend_name(name: str) -> None:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
+# When a candidate's runtime runs on this machine: (facts, GPU allowed) -> None, or why it was passed over. "" passes
+# it over silently: the GPU being off limits or absent is said once, by PyTorch on CUDA's line.
+MachineCheck = Callable[[MachineFacts, bool], str | None]
+
+
+def _tensorrt_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+    if not gpu_allowed:
+        return ""
+    return None if facts.target is not None else f"not TensorRT: {facts.tensorrt_why}"
+
+
+def _gpu_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+    return None if gpu_allowed and facts.gpu else ""
+
+
+def _onnxruntime_gpu_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+    if not (gpu_allowed and facts.gpu):
+        return ""
+    return None if facts.ort_cuda else "not onnxruntime-gpu: onnxruntime-gpu is not installed"
+
+
+def _torch_gpu_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+    if not gpu_allowed:
+        return "--device cpu keeps it off the GPU"
+    return None if facts.gpu else f"not CUDA: {facts.gpu_why}"
+
+
+def _runs_anywhere(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+    return None
+
+
+def _onnxruntime_cpu_runs(facts: MachineFacts, gpu_allowed: bool) -> str | None:
+    return None if facts.ort_cpu else "onnxruntime is not installed"
+
+
+@dataclass(frozen=True)
+class BackendCandidate:
+    """One line of auto's order: a runtime on a device, the artifact it loads, and when this machine runs it.
+    `reason` (chosen) and `missing` (no such artifact exists) are templates over `CandidateSearch.words`."""
+
+    runtime: str  # BackendChoice.name
+    device: str  # "cuda" or "cpu"
+    runs_here: MachineCheck
+    reason: str
+    artifact: str | None = None  # TRT, AOTI or EXPORT; None: PyTorch runs the checkpoint itself
+    label: str = ""  # completes "not <label>: <location> ..." for an artifact that does not serve the request
+    missing: str = ""
+
+
+_NO_AOTI_PACKAGES = "not AOTInductor on {device}: no packages in {root} (`{aoti_command}`)"
+
+AUTO_ORDER: tuple[BackendCandidate, ...] = (
+    BackendCandidate(
+        runtime="trt",
+        device="cuda",
+        runs_here=_tensorrt_runs,
+        reason="TensorRT engines for {target} in {location}",
+        artifact=TRT,
+        label="TensorRT",
+        missing="not TensorRT: no engines in {bundle} (`dcrt build --res {preset}`)",
+    ),
+    BackendCandidate(
+        runtime="aoti",
+        device="cuda",
+        runs_here=_gpu_runs,
+        reason="AOTInductor packages for {target} in {location}",
+        artifact=AOTI,
+        label="AOTInductor",
+        missing=_NO_AOTI_PACKAGES,
+    ),
+    BackendCandidate(
+        runtime="ort",
+        device="cuda",
+        runs_here=_onnxruntime_gpu_runs,
+        reason="onnxruntime-gpu on {gpu}",
+        artifact=EXPORT,
+        label="onnxruntime-gpu",
+        missing="not onnxruntime-gpu: no export in {export}",
+    ),
+    BackendCandidate(runtime="torch", device="cuda", runs_here=_torch_gpu_runs, reason="PyTorch on {gpu}"),
+    BackendCandidate(
+        runtime="aoti",
+        device="cpu",
+        runs_here=_runs_anywhere,
+        reason="AOTInductor packages for {target} in {location}",
+        artifact=AOTI,
+        label="AOTInductor",
+        missing=_NO_AOTI_PACKAGES,
+    ),
+    BackendCandidate(
+        runtime="ort",
+        device="cpu",
+        runs_here=_onnxruntime_cpu_runs,
+        reason="ONNX Runtime on the CPU with {location}",
+        artifact=EXPORT,
+        label="ONNX Runtime",
+        missing="not ONNX Runtime: no export in {export}",
+    ),
+    BackendCandidate(runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU"),
+)
+
+
+@dataclass
+class CandidateSearch:
+    """One request's search: what it needs, what the machine offers, where its artifacts would be, and (auto) what
+    was passed over so far."""
+
+    needs: ArtifactNeeds
+    facts: MachineFacts
+    device: str | None  # as asked; None lets auto pick
+    engines_root: Path
+    export_dir: Path
+    preset_dir: str  # the bundles' folder name for this preset and size
+    log: Log
+    passed: list[str] = field(default_factory=list)  # why each faster candidate was passed over
+    notices: list[str] = field(default_factory=list)  # each existing export or bundle passed over
+
+    @property
+    def gpu_allowed(self) -> bool:
+        return self.device != "cpu"
+
+    @property
+    def torch_weights(self) -> str:
+        return str(self.needs.weights) if self.needs.weights is not None else ""
+
+    @cached_property
+    def bundle(self) -> Path | None:
+        """Where TensorRT engines for this GPU and TensorRT would be."""
+        from dcrt.artifacts.engine_bundle import bundle_dir
+
+        return bundle_dir(self.engines_root, self.facts.target, self.preset_dir) if self.facts.target else None
+
+    @cached_property
+    def aoti_bundles(self) -> list[tuple[AotiTarget, Path]]:
+        """The AOTInductor bundles this machine can run that exist, preferred first, on the asked device's kind."""
+        from dcrt.artifacts.engine_bundle import bundle_dir
+
+        kind = None if self.device is None else self.device.split(":")[0]
+        found = []
+        for target in self.facts.aoti:
+            location = bundle_dir(self.engines_root, target, self.preset_dir)
+            if (kind is None or target.device == kind) and (location / MANIFEST_FILE).is_file():
+                found.append((target, location))
+        return found
+
+    def artifacts(self, kind: str, device: str) -> list[tuple[Path, str]]:
+        """The artifacts of `kind` for `device` that exist, preferred first: (location, the target it was made for)."""
+        if kind == TRT:
+            built = self.bundle is not None and (self.bundle / MANIFEST_FILE).is_file()
+            return [(self.bundle, self.facts.target.describe())] if built else []
+        if kind == AOTI:
+            return [(location, target.describe()) for target, location in self.aoti_bundles if target.device == device]
+        return [(self.export_dir, "")] if (self.export_dir / MANIFEST_FILE).is_file() else []
+
+    def words(self, device: str, location: Path | None = None, target: str = "") -> dict[str, object]:
+        """The fields of a candidate's `missing` and `reason` templates."""
+        preset = self.needs.preset.name
+        return {
+            "device": device,
+            "aoti_command": f"dcrt build --res {preset} --engine aoti --device {device}",
+            "bundle": self.bundle,
+            "root": self.engines_root,
+            "export": self.export_dir,
+            "preset": preset,
+            "gpu": self.facts.gpu,
+            "location": location,
+            "target": target,
+        }
+
+    def serves(self, location: Path, kind: str) -> tuple[ArtifactMismatch | None, str]:
+        """(why the artifact cannot serve the request, or None; the weights a run on it uses)."""
+        why, holds = mismatch(location, kind, self.needs, self.log)
+        return why, str(self.needs.weights) if self.needs.weights is not None else holds
+
+    def fits(self, location: Path, kind: str, label: str) -> str | None:
+        """The weights `location` serves the request with, or None after noting why it cannot."""
+        try:
+            why, used = self.serves(location, kind)
+        except DcrtError as exc:  # a manifest that cannot be read: a notice, as for one that does not fit
+            self.notices.append(f"not using {location}: {exc}")
+            self.passed.append(f"not {label}: {exc}")
+            return None
+        if why is None:
+            return used
+        self.notices.append(why.notice())
+        self.passed.append(f"not {label}: {location} {why.fact}")
+        return None
+
+    def try_candidate(self, candidate: BackendCandidate) -> BackendChoice | None:
+        """`candidate` as the choice when this machine runs it and one of its artifacts serves the request; else
+        None, with why it was passed over noted."""
+        why = candidate.runs_here(self.facts, self.gpu_allowed)
+        if why is not None:
+            if why:
+                self.passed.append(why)
+            return None
+        if candidate.artifact is None:
+            return self.choose(candidate, None, "", self.torch_weights)
+        found = self.artifacts(candidate.artifact, candidate.device)
+        if not found:
+            self.passed.append(candidate.missing.format(**self.words(candidate.device)))
+        for location, target in found:
+            if (used := self.fits(location, candidate.artifact, candidate.label)) is not None:
+                return self.choose(candidate, location, target, used)
+        return None
+
+    def choose(self, candidate: BackendCandidate, location: Path | None, target: str, used: str) -> BackendChoice:
+        reason = candidate.reason.format(**self.words(candidate.device, location, target))
+        because = f"{reason} ({'; '.join(self.passed)})" if self.passed else reason
+        return BackendChoice(candidate.runtime, candidate.device, location, because, used, tuple(self.notices))
+
+
+def _auto(search: CandidateSearch) -> BackendChoice:
+    """The first candidate of `AUTO_ORDER` that this machine runs on an artifact that serves the request."""
+    for candidate in AUTO_ORDER:
+        if (choice := search.try_candidate(candidate)) is not None:
+            return choice
+    raise AssertionError("the last candidate, PyTorch on the CPU, runs anywhere")
+
+
+def _requested_torch(search: CandidateSearch) -> BackendChoice:
+    device = search.device or ("cuda" if search.facts.gpu else "cpu")
+    return BackendChoice("torch", device, None, "requested with --backend torch", search.torch_weights)
+
+
+def _requested_ort(search: CandidateSearch) -> BackendChoice:
+    why, used = search.serves(search.export_dir, EXPORT)
+    if why is not None:
+        raise UsageError(why.error())
+    device = search.device or ("cuda" if search.facts.gpu and search.facts.ort_cuda else "cpu")
+    return BackendChoice("ort", device, search.export_dir, "requested with --backend ort", used)
+
+
+def _requested_trt(search: CandidateSearch) -> BackendChoice:
+    target = search.facts.target
+    if target is None:
+        raise BackendUnavailable(f"--backend trt: {search.facts.tensorrt_why}")
+    if search.device == "cpu":
+        raise UsageError("--backend trt runs on CUDA, not --device cpu")
+    from dcrt.artifacts.engine_bundle import find_bundle
+
+    found = find_bundle(search.engines_root, target, search.needs.preset.name, search.preset_dir)
+    why, used = search.serves(found, TRT)
+    if why is not None:
+        raise UsageError(why.error())
+    return BackendChoice("trt", "cuda", found, f"requested; engines for {target.describe()}", used)
+
+
+def _requested_aoti(search: CandidateSearch) -> BackendChoice:
+    """`--backend aoti`: the first bundle this machine runs (on the device, when named), or why there is none."""
+    facts = search.facts
+    if not search.aoti_bundles:
+        kind = (search.device or ("cuda" if facts.gpu else "cpu")).split(":")[0]
+        targets = [t for t in facts.aoti if t.device == kind]
+        if not targets:
+            raise BackendUnavailable(f"--backend aoti on {kind}: no AOTInductor target here ({facts.gpu_why})")
+        from dcrt.artifacts.aoti_bundle import find_bundle
+
+        preset = search.needs.preset.name
+        find_bundle(search.engines_root, targets[-1], preset, search.preset_dir)  # raises: which exist, the command
+    target, location = search.aoti_bundles[0]
+    why, used = search.serves(location, AOTI)
+    if why is not None:
+        raise UsageError(why.error())
+    return BackendChoice("aoti", target.device, location, f"requested; packages for {target.describe()}", used)
+
+
+_CHOOSERS: dict[str, Callable[[CandidateSearch], BackendChoice]] = {
+    "auto": _auto,
+    "torch": _requested_torch,
+    "ort": _requested_ort,
+    "trt": _requested_trt,
+    "aoti": _requested_aoti,
+}
+
+
 def choose_backend(
-    preset: Preset,
+    preset: PresetBase,
     requested: str,
     engines_root: Path,
     export_dir: Path,
-    facts: Facts,
+    facts: MachineFacts,
     device: str | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -140,153 +422,16 @@ def choose_backend(
     """Resolve `requested` (auto/trt/aoti/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it
     off the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
     `log` hears of a checkpoint hashed in full (a slow moment)."""
-    from dcrt.artifacts.engine_bundle import bundle_dir, preset_dirname
+    from dcrt.artifacts.engine_bundle import preset_dirname
 
     check_backend_name(requested)
-    request = Request(preset, height or preset.height, width or preset.width, weights)
-    engines_root, export_dir = Path(engines_root), Path(export_dir)
-    has_export = (export_dir / MANIFEST_FILE).is_file()
-    preset_dir = preset_dirname(preset.name, request.height, request.width, (preset.height, preset.width))
-    bundle = bundle_dir(engines_root, facts.target, preset_dir) if facts.target else None
-    has_engines = bundle is not None and (bundle / MANIFEST_FILE).is_file()
-    torch_weights = str(weights) if weights is not None else ""
-    aoti = _aoti_bundles(engines_root, preset_dir, facts, device)
-
-    def serves(location: Path, kind: str) -> tuple[Unfit | None, str]:
-        why, holds = unfit(location, kind, request, log)
-        return why, str(weights) if weights is not None else holds
-
-    if requested == "torch":
-        return BackendChoice(
-            "torch", device or ("cuda" if facts.gpu else "cpu"), None, "requested with --backend torch", torch_weights
-        )
-    if requested == "ort":
-        why, used = serves(export_dir, EXPORT)
-        if why is not None:
-            raise UsageError(why.error())
-        return BackendChoice(
-            "ort",
-            device or ("cuda" if facts.gpu and facts.ort_cuda else "cpu"),
-            export_dir,
-            "requested with --backend ort",
-            used,
-        )
-    if requested == "trt":
-        if facts.target is None:
-            raise BackendUnavailable(f"--backend trt: {facts.tensorrt_why}")
-        if device == "cpu":
-            raise UsageError("--backend trt runs on CUDA, not --device cpu")
-        from dcrt.artifacts.engine_bundle import find_bundle
-
-        found = find_bundle(engines_root, facts.target, preset.name, preset_dir)
-        why, used = serves(found, TRT)
-        if why is not None:
-            raise UsageError(why.error())
-        return BackendChoice("trt", "cuda", found, f"requested; engines for {facts.target.describe()}", used)
-    if requested == "aoti":
-        return _requested_aoti(aoti, engines_root, preset, preset_dir, facts, device, serves)
-
-    # auto: walk the order, remembering why each faster option was passed over.
-    passed, notices = [], []
-
-    def fits(location: Path, kind: str, what: str) -> str | None:
-        """The weights `location` serves this request with, or None after noting why it cannot."""
-        try:
-            why, used = serves(location, kind)
-        except DcrtError as exc:  # a manifest that cannot be read: a notice, as for one that does not fit
-            notices.append(f"not using {location}: {exc}")
-            passed.append(f"not {what}: {exc}")
-            return None
-        if why is None:
-            return used
-        notices.append(why.notice())
-        passed.append(f"not {what}: {location} {why.fact}")
-        return None
-
-    def pick(name: str, on: str, location: Path | None, what: str, used: str) -> BackendChoice:
-        return BackendChoice(name, on, location, _because(what, passed), used, tuple(notices))
-
-    def aoti_on(on: str) -> BackendChoice | None:
-        found = [(target, location) for target, location in aoti if target.device == on]
-        for target, location in found:
-            if (used := fits(location, AOTI, "AOTInductor")) is not None:
-                return pick("aoti", on, location, f"AOTInductor packages for {target.describe()} in {location}", used)
-        if not found:
-            passed.append(f"not AOTInductor on {on}: no packages in {engines_root} (`{_aoti_command(preset, on)}`)")
-        return None
-
-    gpu_allowed = device != "cpu"
-    if not gpu_allowed:
-        passed.append("--device cpu keeps it off the GPU")
-    elif facts.target is None:
-        passed.append(f"not TensorRT: {facts.tensorrt_why}")
-    elif not has_engines:
-        passed.append(f"not TensorRT: no engines in {bundle} (`dcrt build --res {preset.name}`)")
-    elif (used := fits(bundle, TRT, "TensorRT")) is not None:
-        return pick("trt", "cuda", bundle, f"TensorRT engines for {facts.target.describe()} in {bundle}", used)
-    if gpu_allowed and facts.gpu:
-        if (chosen := aoti_on("cuda")) is not None:
-            return chosen
-        if facts.ort_cuda and has_export and (used := fits(export_dir, EXPORT, "onnxruntime-gpu")) is not None:
-            return pick("ort", "cuda", export_dir, f"onnxruntime-gpu on {facts.gpu}", used)
-        if not (facts.ort_cuda and has_export):
-            passed.append(
-                "not onnxruntime-gpu: "
-                + (f"no export in {export_dir}" if facts.ort_cuda else "onnxruntime-gpu is not installed")
-            )
-        return pick("torch", "cuda", None, f"PyTorch on {facts.gpu}", torch_weights)
-    if gpu_allowed:
-        passed.append(f"not CUDA: {facts.gpu_why}")
-    if (chosen := aoti_on("cpu")) is not None:
-        return chosen
-    if facts.ort_cpu and has_export and (used := fits(export_dir, EXPORT, "ONNX Runtime")) is not None:
-        return pick("ort", "cpu", export_dir, f"ONNX Runtime on the CPU with {export_dir}", used)
-    if not (facts.ort_cpu and has_export):
-        passed.append(
-            f"not ONNX Runtime: no export in {export_dir}" if facts.ort_cpu else "onnxruntime is not installed"
-        )
-    return pick("torch", "cpu", None, "PyTorch on the CPU", torch_weights)
+    needs = ArtifactNeeds(preset, height or preset.height, width or preset.width, weights)
+    preset_dir = preset_dirname(preset.name, needs.height, needs.width, (preset.height, preset.width))
+    search = CandidateSearch(needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log)
+    return _CHOOSERS[requested](search)
 
 
-def _aoti_command(preset: Preset, device: str) -> str:
-    return f"dcrt build --res {preset.name} --engine aoti --device {device}"
-
-
-def _aoti_bundles(root: Path, preset_dir: str, facts: Facts, device: str | None) -> list[tuple[AotiTarget, Path]]:
-    """The AOTInductor bundles this machine can run that exist under `root`, preferred first, on `device`'s kind."""
-    from dcrt.artifacts.engine_bundle import bundle_dir
-
-    kind = None if device is None else device.split(":")[0]
-    found = []
-    for target in facts.aoti:
-        location = bundle_dir(root, target, preset_dir)
-        if (kind is None or target.device == kind) and (location / MANIFEST_FILE).is_file():
-            found.append((target, location))
-    return found
-
-
-def _requested_aoti(aoti, root: Path, preset: Preset, preset_dir: str, facts: Facts, device: str | None, serves):
-    """`--backend aoti`: the first bundle this machine runs (on `device`, when named), or why there is none."""
-    if not aoti:
-        kind = (device or ("cuda" if facts.gpu else "cpu")).split(":")[0]
-        targets = [t for t in facts.aoti if t.device == kind]
-        if not targets:
-            raise BackendUnavailable(f"--backend aoti on {kind}: no AOTInductor target here ({facts.gpu_why})")
-        from dcrt.artifacts.aoti_bundle import find_bundle
-
-        find_bundle(root, targets[-1], preset.name, preset_dir)  # raises: which bundles exist, and the command
-    target, location = aoti[0]
-    why, used = serves(location, AOTI)
-    if why is not None:
-        raise UsageError(why.error())
-    return BackendChoice("aoti", target.device, location, f"requested; packages for {target.describe()}", used)
-
-
-def _because(what: str, passed: list[str]) -> str:
-    return f"{what} ({'; '.join(passed)})" if passed else what
-
-
-def probe(device: int = 0) -> Facts:
+def probe(device: int = 0) -> MachineFacts:
     """Measure the facts: imports TensorRT, onnxruntime and torch, asks CUDA for the GPU. Never raises."""
     from dcrt.artifacts.engine_bundle import detect_target
 
@@ -302,7 +447,7 @@ def probe(device: int = 0) -> Facts:
     if gpus and gpu is None:
         gpu_why = f"CUDA device {device} does not exist ({len(gpus)} visible)"
     providers = set(ort_providers())
-    return Facts(
+    return MachineFacts(
         target,
         tensorrt_why,
         gpu,

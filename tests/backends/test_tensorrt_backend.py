@@ -9,7 +9,7 @@ from _trt_fakes import DEVICE_MEMORY, TARGET, FakeAllocator, FakeBuilder, FakeTr
 
 from dcrt.artifacts.engine_bundle import EngineManifest, Target
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
-from dcrt.backends.tensorrt_backend import TensorRTBackend
+from dcrt.backends.tensorrt_backend import TensorRTGraphs
 from dcrt.backends.tensorrt_runtime import EngineSet, nbytes
 from dcrt.errors import BackendUnavailable, UsageError
 
@@ -104,4 +104,4 @@ def test_without_tensorrt_the_backend_says_what_is_missing(bundle, monkeypatch):
 
 def test_backend_needs_cuda(bundle):
     with pytest.raises(UsageError, match="CUDA only"):
-        TensorRTBackend(bundle, device="cpu")
+        TensorRTGraphs(bundle, device="cpu")

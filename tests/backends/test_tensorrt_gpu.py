@@ -48,9 +48,9 @@ def bundle(target, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(bundle):
-    from dcrt.backends.tensorrt_backend import TensorRTBackend
+    from dcrt.backends.tensorrt_backend import open_tensorrt
 
-    return TensorRTBackend(bundle, "cuda")
+    return open_tensorrt(bundle, "cuda")
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,12 @@ import dcrt.backends.tensorrt_backend as trt_backend
 from dcrt.artifacts.export import graph_modules, relative_error
 from dcrt.artifacts.graphs import io_table
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
-from dcrt.backends.tensorrt_backend import TensorRTBackend, TensorRTSVDBackend, open_tensorrt
+from dcrt.backends.tensorrt_backend import TensorRTGraphs, open_tensorrt
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.static import StaticShapeBackend
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
+from dcrt.families.svd.static import StaticSVDBackend
 from dcrt.families.svd.torch_backend import TorchSVDBackend
 
 
@@ -53,15 +55,15 @@ def on_fake_engines(monkeypatch):
 def _engines_compute_with(backend, model) -> list[str]:
     """Each engine's enqueue computes its graph with the reference module, from its bound input buffers into its
     bound output buffers (what a real engine does); returns the log of enqueued components."""
-    graphs, enqueued = graph_modules(model, torch.float32), []
-    for name, runner in backend.engines.runners.items():
+    graphs, enqueued, io = graph_modules(model, torch.float32), [], backend.graphs.io
+    for name, runner in backend.graphs.engines.runners.items():
 
         def enqueue(stream, name=name, spec=runner.spec):
             assert stream == 7  # the caller's stream
             enqueued.append(name)
             with torch.no_grad():
-                out = graphs[name](*(backend.io[(name, t.name)] for t in spec.inputs))
-            backend.io[(name, spec.outputs[0].name)].copy_(out)
+                out = graphs[name](*(io[(name, t.name)] for t in spec.inputs))
+            io[(name, spec.outputs[0].name)].copy_(out)
 
         runner.enqueue = enqueue
     return enqueued
@@ -70,7 +72,7 @@ def _engines_compute_with(backend, model) -> list[str]:
 def test_the_tensorrt_backend_runs_the_svd_pipeline(svd_bundle, on_fake_engines):
     report, _ = svd_bundle
     backend = open_tensorrt(report.directory)
-    assert isinstance(backend, TensorRTSVDBackend) and backend.capturable and backend.decode_chunks == (4,)
+    assert isinstance(backend, StaticSVDBackend) and backend.capturable and backend.decode_chunks == (4,)
     model = dcrt.random_svd_model("tiny-svd", seed=0)
     enqueued = _engines_compute_with(backend, model)
     image = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -87,13 +89,13 @@ def test_the_tensorrt_backend_runs_the_svd_pipeline(svd_bundle, on_fake_engines)
 
 def test_each_family_has_its_tensorrt_backend(svd_bundle, on_fake_engines):
     report, _ = svd_bundle
-    with pytest.raises(UsageError, match="tiny-svd does not support TensorRTBackend"):
-        TensorRTBackend(report.directory)
+    with pytest.raises(UsageError, match="tiny-svd does not support StaticShapeBackend"):
+        StaticShapeBackend(TensorRTGraphs(report.directory))
 
 
 def test_the_command_line_builds_svd(run_cli, monkeypatch, tmp_path):
-    # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.artifacts.tensorrt_build: here with the fake
-    # builder.
+    # `dcrt build --res tiny-svd` exports (fp16) and builds through dcrt.artifacts.tensorrt_build: here with the
+    # fake builder.
     import dcrt.artifacts.engine_bundle
     import dcrt.artifacts.tensorrt_build
 

@@ -1,25 +1,25 @@
-"""The `SVDBackend` interface over graphs of static shapes (dcrt.families.svd.io_spec), for ONNX Runtime, TensorRT and
-AOTInductor: `StaticGraphs` (dcrt.backends.static) runs and checks one graph; this maps SVD's calls onto the
-shapes. A subclass supplies `_execute`, as the DynamiCrafter static backend's do."""
+"""Stable Video Diffusion's `SVDBackend` over a runtime of static-shape graphs (dcrt.backends.static.GraphRuntime:
+ONNX Runtime, TensorRT or AOTInductor), whose shapes are dcrt.families.svd.io_spec's. `StaticGraphs` runs and
+checks one graph; this maps SVD's calls onto the shapes, as DynamiCrafter's adapter
+(dcrt.families.dynamicrafter.static) does its own. No schedule file: SVD's EDM schedule is the preset's."""
 
 from __future__ import annotations
 
 import torch
 
-from dcrt.artifacts.graphs import ComponentSpec
-from dcrt.backends.static import StaticGraphs
+from dcrt.backends.static import GraphRuntime, StaticGraphs
 from dcrt.errors import UsageError
 from dcrt.families.svd.backend import SVDBackend
-from dcrt.families.svd.config import SVDPreset
 from dcrt.families.svd.io_spec import decoder_chunks
 
 
 class StaticSVDBackend(StaticGraphs, SVDBackend):
-    def __init__(self, preset: SVDPreset, specs: dict[str, ComponentSpec]):
-        self.preset = preset
-        self.specs = specs
+    def __init__(self, graphs: GraphRuntime):
+        graphs.preset.require_family("svd", "StaticSVDBackend (family_backend picks the family's)")
+        super().__init__(graphs)
+        specs = graphs.specs
         # frames per decoder call -> graph; the pipeline may ask only for the chunk the graphs were made with
-        self._decoders = {specs[name].batch: name for name in decoder_chunks(preset)}
+        self._decoders = {specs[name].batch: name for name in decoder_chunks(graphs.preset)}
         self.decode_chunks = (specs["vae_decoder"].batch,)
         self.unet_batches = (1, 2)
 
