@@ -287,3 +287,10 @@ def write_report(report: BenchReport, out_dir: Path) -> list[Path]:
     with atomic_file(paths[2], suffix=".png") as tmp:
         chart(report, tmp)
     return paths
+
+
+def backend_class(backend) -> str:
+    """What ran, for the report: the backend's class, and for a family adapter over a graph runtime, the runtime's
+    (`StaticShapeBackend(OnnxRuntimeGraphs)`)."""
+    graphs = getattr(backend, "graphs", None)
+    return type(backend).__name__ + (f"({type(graphs).__name__})" if graphs is not None else "")

@@ -1,6 +1,6 @@
 """One probe of the machine: CUDA GPUs, ONNX Runtime providers, package versions, CPU and driver.
 
-Read by `dcrt info` (dcrt.info), `--backend auto` (dcrt.backends.select.probe) and bench reports
+Read by `dcrt info` (dcrt.info), `--backend auto` (dcrt.backends.machine_facts.probe) and bench reports
 (dcrt.bench.environment). Torch-free at import: each function imports what it asks about when called,
 and none raises: a missing or broken package is an answer, with the reason.
 """

@@ -188,7 +188,8 @@ def open_backend(
 
     `log` hears which backend and weights the run uses, and each export or bundle passed over (default: the
     "dcrt" logger)."""
-    from dcrt.backends.select import choose_backend, probe
+    from dcrt.backends.machine_facts import probe
+    from dcrt.backends.select import choose_backend
 
     if request is None or isinstance(request, str):
         request = BackendRequest(preset=request, **changes)

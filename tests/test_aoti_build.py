@@ -6,7 +6,8 @@ from _trt_fakes import make_export
 
 import dcrt
 from dcrt.artifacts.aoti_bundle import AotiManifest, AotiTarget
-from dcrt.backends.select import MachineFacts, choose_backend
+from dcrt.backends.machine_facts import MachineFacts
+from dcrt.backends.select import choose_backend
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.weights import Weights
 

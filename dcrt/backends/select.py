@@ -8,7 +8,8 @@ The order is data, `AUTO_ORDER` (tests/backends/test_select.py checks that this 
 machine runs whose artifact serves the request.
 An engine bundle, AOTInductor bundle or export serves a request only when its manifest says it holds the
 requested preset, size and weights (dcrt.weights): auto passes over one that does not, with a notice; a backend named
-explicitly raises instead. `choose_backend` decides from `MachineFacts`, which `probe()` measures.
+explicitly raises instead. `choose_backend` decides from `MachineFacts` (dcrt.backends.machine_facts), which `probe()`
+measures.
 """
 
 from __future__ import annotations
@@ -20,42 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcrt.artifacts.manifest import MANIFEST_FILE
+from dcrt.backends.artifact_check import AOTI, EXPORT, TRT, ArtifactMismatch, ArtifactNeeds, Log, mismatch
+from dcrt.backends.machine_facts import MachineFacts
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.families.base import PresetBase
-from dcrt.weights import Weights, describe_source, made_from
+from dcrt.weights import Weights
 
 if TYPE_CHECKING:
     from dcrt.artifacts.aoti_bundle import AotiTarget
-    from dcrt.artifacts.engine_bundle import Target
 
 BACKENDS = ("auto", "trt", "aoti", "ort", "torch")
-EXPORT, TRT, AOTI = "export", "trt", "aoti"  # the kinds of artifact a run may load
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class MachineFacts:
-    """What this machine offers. `None` fields are absent; the matching `*_why` says why."""
-
-    target: Target | None = None  # TensorRT importable and a GPU visible
-    tensorrt_why: str = "TensorRT is not installed"
-    gpu: str | None = None  # name of the CUDA GPU PyTorch sees
-    gpu_why: str = "no CUDA GPU visible"
-    ort_cuda: bool = False
-    ort_cpu: bool = True
-    # AOTInductor targets whose packages run here, preferred first: this GPU, this CPU (native), portable AVX2.
-    aoti: tuple[AotiTarget, ...] = ()
-
-
-@dataclass(frozen=True)
-class ArtifactNeeds:
-    """What a run needs from an export or engine bundle. `weights` None: no checkpoint is at hand, so
-    the artifact's own weights are used."""
-
-    preset: PresetBase
-    height: int
-    width: int
-    weights: Weights | None = None
 
 
 @dataclass(frozen=True)
@@ -71,59 +46,6 @@ class BackendChoice:
         """The one line every run prints: which backend, and which weights."""
         where = f" with {self.location}" if self.location is not None else ""
         return f"using {self.name} on {self.device}{where}, weights {self.weights}"
-
-
-@dataclass(frozen=True)
-class ArtifactMismatch:
-    """Why the export or bundle at `location` cannot serve a request, and the command that makes one that can."""
-
-    location: Path
-    fact: str  # completes "<location> ..."
-    remedy: str
-
-    def error(self) -> str:
-        return f"{self.location} {self.fact}: {self.remedy}, or choose --backend torch"
-
-    def notice(self) -> str:
-        return f"not using {self.location}: it {self.fact} ({self.remedy} to use it)"
-
-
-def mismatch(location: Path, kind: str, needs: ArtifactNeeds, log: Log) -> tuple[ArtifactMismatch | None, str]:
-    """(why the export (kind EXPORT) or bundle (TRT, AOTI) at `location` cannot serve `needs`, or None; the
-    weights it holds). Raises UsageError when its manifest is missing or unreadable."""
-    from dcrt.artifacts.aoti_bundle import AotiManifest
-    from dcrt.artifacts.engine_bundle import EngineManifest
-    from dcrt.artifacts.manifest import ExportManifest
-
-    name, h, w, weights = needs.preset.name, needs.height, needs.width, needs.weights
-    if kind == TRT:
-        manifest = EngineManifest.read(location)
-        source, stamp = manifest.export.get("source", ""), manifest.export.get("source_stamp")
-        verb, command = "rebuild", f"dcrt build --res {name}"
-    elif kind == AOTI:
-        manifest = AotiManifest.read(location)
-        source, stamp = manifest.source, manifest.source_stamp
-        verb, command = "rebuild", f"dcrt build --res {name} --engine aoti --device {manifest.device}"
-    else:
-        manifest = ExportManifest.read(location)
-        source, stamp = manifest.source, manifest.source_stamp
-        verb, command = "re-export", f"dcrt export --res {name} --out {location}"
-    holds = describe_source(source, stamp)
-
-    def remedy(how: str, flags: str = "") -> str:
-        return f"{verb} it {how} with `{command}{flags}`"
-
-    if manifest.preset != name:
-        other = f"holds preset {manifest.preset}, not {name}"
-        return ArtifactMismatch(location, other, remedy("for that preset")), holds
-    if (manifest.height, manifest.width) != (h, w):
-        size = f"holds {manifest.height}x{manifest.width} graphs, not {h}x{w}"
-        return ArtifactMismatch(location, size, remedy("at that size", f" --height {h} --width {w}")), holds
-    if weights is not None and not made_from(weights, source, stamp, log):
-        flag = "--random-weights" if weights.checkpoint is None else f"--ckpt {weights.checkpoint}"
-        made = f"was made from {holds}, not {weights}"
-        return ArtifactMismatch(location, made, remedy("from those weights", f" {flag}")), holds
-    return None, holds
 
 
 def check_backend_name(name: str) -> None:
@@ -429,41 +351,6 @@ def choose_backend(
     preset_dir = preset_dirname(preset.name, needs.height, needs.width, (preset.height, preset.width))
     search = CandidateSearch(needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log)
     return _CHOOSERS[requested](search)
-
-
-def probe(device: int = 0) -> MachineFacts:
-    """Measure the facts: imports TensorRT, onnxruntime and torch, asks CUDA for the GPU. Never raises."""
-    from dcrt.artifacts.engine_bundle import detect_target
-
-    target, tensorrt_why = None, ""
-    try:
-        target = detect_target(device)
-    except DcrtError as exc:
-        tensorrt_why = str(exc)
-    from dcrt.environment import cuda_gpus, ort_providers  # the one probe of the machine, torch-free at import
-
-    gpus, gpu_why = cuda_gpus()
-    gpu = gpus[device].name if device < len(gpus) else None
-    if gpus and gpu is None:
-        gpu_why = f"CUDA device {device} does not exist ({len(gpus)} visible)"
-    providers = set(ort_providers())
-    return MachineFacts(
-        target,
-        tensorrt_why,
-        gpu,
-        gpu_why,
-        "CUDAExecutionProvider" in providers,
-        "CPUExecutionProvider" in providers,
-        aoti_targets(device if gpu is not None else None),
-    )
-
-
-def aoti_targets(gpu: int | None) -> tuple[AotiTarget, ...]:
-    """The AOTInductor targets whose packages run here, preferred first: CUDA device `gpu`, this CPU model, AVX2."""
-    from dcrt.artifacts.aoti_bundle import cpu_target, cuda_target, runs_avx2
-
-    targets = [cuda_target(gpu)] if gpu is not None else []
-    return (*targets, cpu_target(native=True), *([cpu_target(native=False)] if runs_avx2() else []))
 
 
 def describe(choice: BackendChoice) -> str:

@@ -28,7 +28,8 @@ BENCH_PRESET = "tiny"  # seconds on a CPU; name a real preset on a GPU
 @takes(model=(BackendRequest, ("preset", "export_dir", "engines")))
 def info(model: BackendRequest) -> None:
     """Versions, devices, which backends this machine can use (and why not), and what --backend auto picks."""
-    from dcrt.backends.select import choose_backend, describe, probe
+    from dcrt.backends.machine_facts import probe
+    from dcrt.backends.select import choose_backend, describe
     from dcrt.info import collect, format_report
 
     typer.echo(format_report(collect()))

@@ -10,7 +10,8 @@ from _trt_fakes import TARGET, FakeBuilder, make_export
 import dcrt
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
 from dcrt.backends import select
-from dcrt.backends.select import AUTO_ORDER, MachineFacts, choose_backend, describe, probe
+from dcrt.backends.machine_facts import MachineFacts, probe
+from dcrt.backends.select import AUTO_ORDER, choose_backend, describe
 from dcrt.errors import BackendUnavailable, UsageError
 from dcrt.loading import BackendRequest
 from dcrt.weights import Weights

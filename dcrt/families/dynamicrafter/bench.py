@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from dcrt.bench import BackendResult, BenchReport, StageClock, peak_memory_bytes, peak_memory_reset
+from dcrt.bench import BackendResult, BenchReport, StageClock, backend_class, peak_memory_bytes, peak_memory_reset
 from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, SamplingOptions, guidance_for
@@ -19,7 +19,7 @@ def pipeline_settings(pipeline: Pipeline) -> dict:
     """How a pipeline samples: what the report states beside each backend's numbers."""
     backend = pipeline.backend
     return {
-        "backend_class": type(backend).__name__,
+        "backend_class": backend_class(backend),
         "device": str(backend.device),
         "precision": backend.precision,
         "capturable": backend.capturable,

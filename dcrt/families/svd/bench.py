@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from dcrt.bench import BackendResult, BenchReport, StageClock, peak_memory_bytes, peak_memory_reset
+from dcrt.bench import BackendResult, BenchReport, StageClock, backend_class, peak_memory_bytes, peak_memory_reset
 from dcrt.errors import UsageError
 from dcrt.families.base import CommandSampling
 from dcrt.families.svd.config import SVDPreset
@@ -120,7 +120,7 @@ def _settings(pipeline) -> dict:
     backend = pipeline.backend
     capture = pipeline.cuda_graph and backend.device.type == "cuda"
     return {
-        "backend_class": type(backend).__name__,
+        "backend_class": backend_class(backend),
         "device": str(backend.device),
         "precision": backend.precision,
         "capturable": backend.capturable,
