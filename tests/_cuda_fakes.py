@@ -16,7 +16,7 @@ Inside `simulated_cuda()`:
 - decoded frames come back as arrays of the right shape (`memory.frames_shape_only`), since fake tensors have
   nothing to copy to the host.
 
-What it cannot see: numerics, kernel bodies, and timing. tests/test_kernels.py and the `-m gpu` tests cover
+What it cannot see: numerics, kernel bodies, and timing. tests/runners/test_kernels.py and the `-m gpu` tests cover
 those on a GPU (benchmarks/gpu_report.py runs them first).
 """
 

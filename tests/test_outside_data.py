@@ -22,7 +22,7 @@ def test_a_clone_with_nothing_beside_it_skips_what_needs_outside_data(tmp_path):
             "-rs",
             "-p",
             "no:cacheprovider",
-            "tests/test_checkpoint.py",
+            "tests/families/dynamicrafter/test_checkpoint.py",
             "-k",
             "released_checkpoint",
         ],

@@ -10,7 +10,7 @@ the end. The step itself is `edm_step`, the eager loop's own function: the runne
 DDIM's fused kernels (dcrt/_kernels: `ddim.cu`, `guidance.cu`) do not apply: the update is Euler's, and the
 guidance scale varies per frame. The step's few element-wise ops run as torch kernels inside the graph.
 
-On a CPU (or with `capture=False`) the same body runs eagerly: tests/test_edm_runner.py checks it equals the
+On a CPU (or with `capture=False`) the same body runs eagerly: tests/runners/test_edm_runner.py checks it equals the
 eager loop.
 """
 

@@ -107,7 +107,7 @@ class StepKernels(Protocol):
 class ReferenceKernels:
     """The fused step kernels' reference: the same interface, computed with dcrt's torch functions.
 
-    kernels/guidance.cu and kernels/ddim.cu are checked against exactly these calls (tests/test_kernels.py);
+    kernels/guidance.cu and kernels/ddim.cu are checked against exactly these calls (tests/runners/test_kernels.py);
     on a machine without CUDA they stand in for the kernels, so the fused wiring runs in CI and in
     `benchmarks/gpu_report.py --dry-run`.
     """
@@ -197,7 +197,7 @@ class Kernels:
 
     # The Python runtime calls only the two methods above (GraphRunner, through StepKernels; it gathers t and
     # moves the step with torch ops). The kernels below serve C++ hosts (kernels/launch.cu): they are wrapped
-    # here only so that tests/test_kernels.py checks each against its torch reference on a GPU.
+    # here only so that tests/runners/test_kernels.py checks each against its torch reference on a GPU.
 
     def ddim_timestep(self, t, timesteps, step) -> None:
         """t[:] = timesteps[*step] (int64)."""

@@ -17,6 +17,7 @@ from PIL import Image
 from dcrt.families.svd.checkpoint import load_svd_model
 from dcrt.families.svd.sampler import EDMInputs, FrameGuidance, build_edm_schedule, sample_edm
 from dcrt.presets import get_preset
+from tests.families.svd.test_edm import SVD_XT_SCHEDULER
 from tests.models.svd_diffusers import (
     diffusers_unet,
     diffusers_vae,
@@ -24,7 +25,6 @@ from tests.models.svd_diffusers import (
     save_diffusers_folder,
     transformers_clip,
 )
-from tests.test_edm import SVD_XT_SCHEDULER
 
 STEPS = 5
 

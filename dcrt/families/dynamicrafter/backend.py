@@ -32,7 +32,7 @@ class Backend(ABC):
     preset: Preset
     device: torch.device
     # True when every call only enqueues work on the current CUDA stream (no host synchronisation, no
-    # device-to-host copy), so a CUDA graph can capture it. Backends opt in; tests/test_capture.py checks.
+    # device-to-host copy), so a CUDA graph can capture it. Backends opt in; tests/runners/test_capture.py checks.
     capturable: bool = False
     precision: str = "float32"  # what the networks compute in, in words (reports and the run's one-line summary)
     # Frames decoded per VAE call: bounds peak memory of the full-resolution decoder activations.

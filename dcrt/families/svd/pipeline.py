@@ -9,7 +9,7 @@ added time ids; zeros for the unconditional branch) and the sampler (dcrt.famili
 Noise: one generator seeded with `seed` on the backend's device draws, in this order, the augmentation noise
 [1, 3, H, W], then x_T drawn as [1, T, 4, h, w] (frames before channels) and transposed: diffusers'
 StableVideoDiffusionPipeline draws the same two tensors in the same order and layout, so one seed gives its
-video (tests/test_svd_pipeline.py checks it end to end).
+video (tests/families/svd/test_svd_pipeline.py checks it end to end).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def test_help_shows_svd_options_with_each_presets_default(run_cli):
 
 
 def test_bad_input_is_refused_before_torch_is_imported(picture, tmp_path):
-    from tests.test_cli import _run_without_torch
+    from tests.cli.test_cli import _run_without_torch
 
     cases = [args for args, _ in _bad_inputs(tmp_path, picture)]
     results, torch_imported = _run_without_torch(cases)

@@ -29,7 +29,7 @@ from dcrt.artifacts.manifest import ExportManifest
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
 from dcrt.errors import BackendUnavailable, UsageError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRT_MODULES = (
     "dcrt/artifacts/engine_bundle.py",
     "dcrt/artifacts/tensorrt_build.py",
