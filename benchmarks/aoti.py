@@ -31,10 +31,10 @@ from dcrt.artifacts.aoti_build import AotiConfig, build_aoti_bundle  # noqa: E40
 from dcrt.artifacts.aoti_bundle import AotiManifest, detect_aoti_target  # noqa: E402
 from dcrt.artifacts.export import graph_modules, relative_error  # noqa: E402
 from dcrt.artifacts.graphs import sample_inputs  # noqa: E402
-from dcrt.backends import TorchBackend  # noqa: E402
 from dcrt.backends.aoti_backend import open_aoti  # noqa: E402
 from dcrt.bench import environment  # noqa: E402
 from dcrt.families.dynamicrafter.static import StaticShapeBackend  # noqa: E402
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend  # noqa: E402
 from dcrt.weights import Weights  # noqa: E402
 
 SAMPLING_STEPS = 5

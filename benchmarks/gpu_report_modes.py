@@ -28,13 +28,13 @@ from gpu_report_svd import svd_markdown, svd_section
 
 import dcrt
 from dcrt.artifacts.export import relative_error
-from dcrt.backends import TorchBackend
 from dcrt.bench import StageClock, environment, peak_memory_bytes, peak_memory_reset, synchronize
 from dcrt.errors import DcrtError
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
 from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, guidance_for
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.families.state_dicts import WEIGHT_DTYPES
 from dcrt.runners import kernel_compile, kernels
 

@@ -32,9 +32,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import dcrt
-from dcrt.backends import TorchBackend
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.models.dynamicrafter import DynamiCrafter
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from dcrt.backends import Backend
 from dcrt.batch import pair_prompts
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.common import StepCallback, VideoResult
+from dcrt.families.dynamicrafter.backend import Backend
 from dcrt.families.dynamicrafter.chaining import generate_keyframes
 from dcrt.families.dynamicrafter.generate import generate
 from dcrt.families.dynamicrafter.options import resolve_options, takes_sampling_options

@@ -3,8 +3,8 @@
 import pytest
 
 import dcrt
-from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.loading import BackendRequest, open_backend
 
 

@@ -18,9 +18,9 @@ from _cuda_fakes import DEVICE, HostSync, simulated_cuda
 from conftest import fp32_tolerance
 
 import dcrt
-from dcrt.backends import TorchBackend
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.families.state_dicts import WEIGHT_DTYPES
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline

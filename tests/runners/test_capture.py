@@ -21,7 +21,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import dcrt
 from dcrt.artifacts.export import relative_error
-from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter import bench
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
@@ -29,6 +28,7 @@ from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 from dcrt.families.dynamicrafter.sampler import Guidance, SamplerInputs
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.runners import kernels
 from dcrt.runners.ddim import GraphRunner
 

@@ -9,11 +9,11 @@ import torch
 
 import dcrt
 from dcrt.artifacts.export import relative_error
-from dcrt.backends import TorchBackend
 from dcrt.families.common import NoiseSource
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 from dcrt.families.dynamicrafter.sampler import Guidance, SamplerInputs, sample
 from dcrt.families.dynamicrafter.schedule import build_ddim_schedule
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.runners import kernels
 from dcrt.runners.ddim import GraphRunner
 

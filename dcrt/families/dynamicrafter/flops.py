@@ -1,8 +1,8 @@
 """Analytic FLOP count of one UNet forward, from the preset alone (2 FLOPs per multiply-add).
 
 Counts what dominates: convolutions, linear layers and attention matmuls. Norms, activations and
-element-wise work are O(activations), well under 1% at these widths. tests/families/dynamicrafter/test_flops.py checks the
-total against PyTorch's per-module counter on the real module.
+element-wise work are O(activations), well under 1% at these widths. tests/families/dynamicrafter/test_flops.py checks
+the total against PyTorch's per-module counter on the real module.
 """
 
 from __future__ import annotations

@@ -15,13 +15,14 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from dcrt.backends import Backend, TorchBackend
 from dcrt.errors import UsageError
 from dcrt.families.common import NoiseSource, StageTimer, StepCallback, VideoResult, untimed
+from dcrt.families.dynamicrafter.backend import Backend
 from dcrt.families.dynamicrafter.clip_decode import decode_clip
 from dcrt.families.dynamicrafter.options import SamplingOptions
 from dcrt.families.dynamicrafter.sampler import Denoiser, Guidance, SamplerInputs, WindowedDenoiser, sample
 from dcrt.families.dynamicrafter.schedule import DDIMSchedule, build_ddim_schedule
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.families.dynamicrafter.windows import TemporalWindows
 from dcrt.images import load_image, to_uint8_frames
 from dcrt.models.autoencoder import References

@@ -8,9 +8,9 @@ from conftest import sampling_tolerance
 from PIL import Image
 
 import dcrt
-from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.clip_decode import decode_clip, second_pass_frames
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.images import to_uint8_frames
 
 

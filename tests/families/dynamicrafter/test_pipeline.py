@@ -4,9 +4,9 @@ import torch
 from PIL import Image
 
 import dcrt
-from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.pipeline import Pipeline
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.images import load_image, open_image
 
 

@@ -8,11 +8,11 @@ from conftest import GRAPH_TOLERANCE
 
 import dcrt
 from dcrt.artifacts.export import relative_error
-from dcrt.backends import TorchBackend
 from dcrt.errors import UsageError
 from dcrt.families.common import NoiseSource
 from dcrt.families.dynamicrafter.pipeline import Pipeline
 from dcrt.families.dynamicrafter.sampler import WindowedDenoiser
+from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.families.dynamicrafter.windows import MAX_FRAMES, TemporalWindows, plan_windows
 
 
