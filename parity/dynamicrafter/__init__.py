@@ -1,8 +1,8 @@
 """Parity with the ORIGINAL DynamiCrafter code (github.com/Doubiiu/DynamiCrafter), on the same weights.
 
-For parity checks only (tests/models/test_parity*.py, tests/families/dynamicrafter/test_parity_sampler.py, benchmarks/parity*.py):
-it lives outside the dcrt package, so it is never installed and no module of dcrt imports it. The original
-code is never copied into this project; it is imported from the checkout named by $DCRT_REFERENCE_REPO (or
+For parity checks only (tests/models/test_parity*.py, tests/families/dynamicrafter/test_parity_sampler.py,
+benchmarks/parity*.py): it lives outside the dcrt package, so it is never installed and no module of dcrt imports it.
+The original code is never copied into this project; it is imported from the checkout named by $DCRT_REFERENCE_REPO (or
 ToonCrafter's, $DCRT_TOONCRAFTER_REPO), and callers skip when that is unset.
 
     original.py    locating and importing the original checkout; the stubs and patches that let it run
