@@ -119,7 +119,10 @@ def estimate(preset_name: str, dtype: str, steps: int | None, fp32_norm_copies: 
     mode = preset.modes[0]
     opts = resolve_options(preset, mode, **({"steps": steps} if steps else {}))
     images = [np.zeros((opts.height, opts.width, 3), np.uint8)] * (1 if mode == "animate" else 2)
-    patches = [mock.patch(f"dcrt.{m}.to_uint8_frames", frames_shape_only) for m in ("pipeline", "clip_decode")]
+    patches = [
+        mock.patch(f"dcrt.families.dynamicrafter.{m}.to_uint8_frames", frames_shape_only)
+        for m in ("pipeline", "clip_decode")
+    ]
     if fp32_norm_copies:
         patches.append(mock.patch("dcrt.models.layers._spell_out_fp32", lambda x, weight: True))
     with fake, torch.inference_mode(), LiveTensors() as live:

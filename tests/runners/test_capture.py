@@ -20,9 +20,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import dcrt
+from dcrt import bench
 from dcrt.artifacts.export import relative_error
 from dcrt.errors import UsageError
-from dcrt.families.dynamicrafter import bench
+from dcrt.families.dynamicrafter import bench as dynamicrafter_bench
 from dcrt.families.dynamicrafter.baseline import BaselineBackend
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline
@@ -217,7 +218,9 @@ def test_bench_times_a_captured_loop_without_syncing_inside(tiny_model, monkeypa
     pipeline.capture = True  # as on CUDA: capture the step (here through the simulated torch.cuda)
     image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     opts = resolve_options(tiny_model.preset, steps=3)
-    result = bench.run_backend("torch", pipeline, [image], "x", opts, warmup=1, repeat=1, log=lambda m: None)
+    result = dynamicrafter_bench.run_backend(
+        "torch", pipeline, [image], "x", opts, warmup=1, repeat=1, log=lambda m: None
+    )
     assert cuda.captures == 1  # captured once, replayed by the second run
     assert cuda.syncs_outside >= 8  # the clock synchronised around each stage, outside the capture
     assert set(result.runs[0]) == set(bench.STAGES)
