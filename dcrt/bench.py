@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -294,3 +294,30 @@ def backend_class(backend) -> str:
     (`StaticShapeBackend(OnnxRuntimeGraphs)`)."""
     graphs = getattr(backend, "graphs", None)
     return type(backend).__name__ + (f"({type(graphs).__name__})" if graphs is not None else "")
+
+
+def timed_runs(
+    result: BackendResult,
+    device: torch.device,
+    run: Callable[[StageClock], None],
+    warmup: int,
+    repeat: int,
+    log: Callable[[str], None],
+    derive: Callable[[dict[str, float]], None] = lambda seconds: None,
+) -> BackendResult:
+    """`run(clock)` (one generation, its stages timed on `clock`) `warmup + repeat` times: the repeats' stage times
+    and the peak memory after the warm-up go into `result`. `derive(seconds)` adds stages computed from the timed
+    ones, once the whole run is timed."""
+    for i in range(warmup + repeat):
+        if i == warmup:
+            peak_memory_reset(device)
+        clock = StageClock(device)
+        with clock("end_to_end"):
+            run(clock)
+        derive(clock.seconds)
+        if i >= warmup:
+            result.runs.append(clock.seconds)
+        note = "(warm-up) " if i < warmup else ""
+        log(f"{result.backend}: run {i + 1}/{warmup + repeat} {note}{clock.seconds['end_to_end']:.2f} s")
+    result.peak_memory_bytes = peak_memory_bytes(device)
+    return result

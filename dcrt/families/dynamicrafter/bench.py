@@ -8,7 +8,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from dcrt.bench import BackendResult, BenchReport, StageClock, backend_class, peak_memory_bytes, peak_memory_reset
+from dcrt.bench import (
+    BackendResult,
+    BenchReport,
+    backend_class,
+    timed_runs,
+)
 from dcrt.families.dynamicrafter.flops import unet_flops
 from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, SamplingOptions, guidance_for
@@ -68,20 +73,10 @@ def run_backend(
     result = BackendResult(name, pipeline_settings(pipeline))
     windows = opts.windows(mode).count  # a longer video runs the UNet on each window every step
     result.unet_evaluations_per_run = opts.steps * guidance_for(opts).branches * windows
-    for i in range(warmup + repeat):
-        if i == warmup:
-            peak_memory_reset(device)
-        clock = StageClock(device)
-        with clock("end_to_end"):
-            pipeline.generate(images[: 2 if mode == "interpolate" else 1], prompt, mode, opts, timer=clock)
-        if i >= warmup:
-            result.runs.append(clock.seconds)
-        log(
-            f"{name}: run {i + 1}/{warmup + repeat} {'(warm-up) ' if i < warmup else ''}"
-            f"{clock.seconds['end_to_end']:.2f} s"
-        )
-    result.peak_memory_bytes = peak_memory_bytes(device)
-    return result
+    images = images[: 2 if mode == "interpolate" else 1]
+    return timed_runs(
+        result, device, lambda clock: pipeline.generate(images, prompt, mode, opts, timer=clock), warmup, repeat, log
+    )
 
 
 def bench_report(

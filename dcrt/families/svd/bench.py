@@ -16,7 +16,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from dcrt.bench import BackendResult, BenchReport, StageClock, backend_class, peak_memory_bytes, peak_memory_reset
+from dcrt.bench import (
+    BackendResult,
+    BenchReport,
+    StageClock,
+    backend_class,
+    timed_runs,
+)
 from dcrt.errors import UsageError
 from dcrt.families.base import CommandSampling
 from dcrt.families.svd.config import SVDPreset
@@ -136,21 +142,16 @@ def run_svd_backend(
     device = pipeline.device if isinstance(pipeline, DiffusersBaseline) else pipeline.backend.device
     branches = 2 if max(opts.min_guidance_scale, opts.max_guidance_scale) > 1.0 else 1
     result = BackendResult(name, _settings(pipeline), unet_evaluations_per_run=opts.steps * branches)
-    for i in range(warmup + repeat):
-        if i == warmup:
-            peak_memory_reset(device)
-        clock = StageClock(device)
-        with clock("end_to_end"):
-            pipeline.generate(image, opts, timer=clock)
-        if isinstance(pipeline, DiffusersBaseline):
-            timed = clock.seconds.get("conditioning", 0.0) + clock.seconds.get("decode", 0.0)
-            clock.seconds["denoise"] = clock.seconds["end_to_end"] - timed
-        if i >= warmup:
-            result.runs.append(clock.seconds)
-        note = "(warm-up) " if i < warmup else ""
-        log(f"{name}: run {i + 1}/{warmup + repeat} {note}{clock.seconds['end_to_end']:.2f} s")
-    result.peak_memory_bytes = peak_memory_bytes(device)
-    return result
+
+    def rest_is_denoise(seconds: dict[str, float]) -> None:
+        """The baseline's denoise is the rest of its call (module docstring)."""
+        seconds["denoise"] = seconds["end_to_end"] - (seconds.get("conditioning", 0.0) + seconds.get("decode", 0.0))
+
+    def run(clock: StageClock) -> None:
+        pipeline.generate(image, opts, timer=clock)
+
+    derive = rest_is_denoise if isinstance(pipeline, DiffusersBaseline) else lambda seconds: None
+    return timed_runs(result, device, run, warmup, repeat, log, derive)
 
 
 def bench_report(
