@@ -41,6 +41,7 @@ def rows() -> list[str]:
         "gpu": "GPU report: the GPU tests, every sampling mode at 256 / 512 / 1024",
         "aoti": "AOTInductor packages: build time, size, speed vs eager",
         "memory": "estimated peak device memory per preset, dcrt's norms vs fp32 copies",
+        "behaviour": "sha256 of latents and frames of every mode of every family (torch, ONNX Runtime, CLI)",
     }
     for path in sorted((HERE / "results").glob("*.json")):
         kind = path.stem.split("-")[0]
