@@ -4,7 +4,7 @@ preset a command uses when none is named."""
 from __future__ import annotations
 
 from dcrt.errors import UsageError
-from dcrt.families import FAMILIES, same_family
+from dcrt.families import FAMILIES, family_of
 from dcrt.families.base import PresetBase
 
 # The preset a command uses when none is named; a mode this preset cannot do takes the first released preset
@@ -30,5 +30,5 @@ def default_preset(mode: str) -> str:
     return next(
         p.name
         for p in PRESETS.values()
-        if same_family(p, PRESETS[DEFAULT_PRESET]) and mode in p.modes and p.hf_repo is not None
+        if family_of(p) is family_of(PRESETS[DEFAULT_PRESET]) and mode in p.modes and p.hf_repo is not None
     )

@@ -29,7 +29,3 @@ FAMILIES: dict[str, Family] = _discover()
 def family_of(preset) -> Family:
     """The family whose code runs `preset` (its `family` field names it)."""
     return FAMILIES[preset.family]
-
-
-def same_family(preset, other) -> bool:
-    return family_of(preset) is family_of(other)
