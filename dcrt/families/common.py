@@ -78,3 +78,13 @@ class VideoResult:
 def untimed(stage: str) -> AbstractContextManager:
     """The `StageTimer` of an untimed run."""
     return nullcontext()
+
+
+def in_batches(network: Callable[..., torch.Tensor], batch: int | None, *inputs: torch.Tensor) -> torch.Tensor:
+    """`network(*inputs)` on at most `batch` samples a call (None: all at once), the outputs concatenated: with a
+    batch of 1, the guidance branches run one after the other (dcrt.memory's `unet_batch`). Every input's first
+    dimension is the batch, and samples do not interact inside the network."""
+    n = inputs[0].shape[0]
+    if batch is None or batch >= n:
+        return network(*inputs)
+    return torch.cat([network(*(x[i : i + batch] for x in inputs)) for i in range(0, n, batch)])

@@ -5,6 +5,8 @@ Module and attribute names follow the original checkpoint's keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -95,8 +97,38 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
+def in_token_pieces(
+    block: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    x: torch.Tensor,
+    context: torch.Tensor | None,
+    token_chunk: int | None,
+) -> torch.Tensor:
+    """`block(x, context)` over pieces of x's batch of sequences [N, L, C] of at most `token_chunk` tokens (at
+    least one sequence), written into one output: each sequence is computed alone in a block (attention mixes
+    tokens of one sequence only), so the pieces give the whole call's numbers with a fraction of its
+    temporaries. `context` [N, ...] is cut with x. None, or a batch that fits: one call."""
+    n, length = x.shape[:2]
+    per_piece = n if token_chunk is None else max(1, token_chunk // length)
+    if per_piece >= n:
+        return block(x, context)
+    out = torch.empty_like(x)
+    for start in range(0, n, per_piece):
+        piece = slice(start, start + per_piece)
+        out[piece] = block(x[piece], None if context is None else context[piece])
+    return out
+
+
+def set_token_chunk(network: nn.Module, token_chunk: int | None) -> None:
+    """Every transformer block of `network` runs in pieces of at most `token_chunk` tokens (None: whole)."""
+    for module in network.modules():
+        if hasattr(module, "token_chunk"):
+            module.token_chunk = token_chunk
+
+
 class TransformerBlock(nn.Module):
-    """Pre-norm block: attn1 (self), attn2 (image cross-attention, or a second self-attention), GEGLU FF."""
+    """Pre-norm block: attn1 (self), attn2 (image cross-attention, or a second self-attention), GEGLU FF.
+
+    `token_chunk` (dcrt.memory): tokens per piece of the batch (`in_token_pieces`); None runs it whole."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, cross: nn.Module | None):
         super().__init__()
@@ -106,8 +138,12 @@ class TransformerBlock(nn.Module):
         self.norm1 = LayerNorm(dim)
         self.norm2 = LayerNorm(dim)
         self.norm3 = LayerNorm(dim)
+        self.token_chunk: int | None = None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return in_token_pieces(self.block, x, context, self.token_chunk)
+
+    def block(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         x = self.attn1(self.norm1(x)) + x
         y = self.norm2(x)
         x = (self.attn2(y) if context is None else self.attn2(y, context)) + x

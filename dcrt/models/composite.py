@@ -24,6 +24,10 @@ class CompositeModel(nn.Module):
     def device(self) -> torch.device:
         return self.unet.time_embed[0].weight.device
 
+    def device_of(self, network: str) -> torch.device:
+        """Where the named network is now (an offloaded one moves: dcrt.models.placement)."""
+        return next(getattr(self, network).parameters()).device
+
     def place(self: Model, device: str | torch.device, dtype: torch.dtype) -> Model:
         for name in self.networks:
             getattr(self, name).to(device=device, dtype=dtype)

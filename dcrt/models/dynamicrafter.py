@@ -65,17 +65,17 @@ class DynamiCrafter(CompositeModel):
         return self
 
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(prompts).to(self.device)
+        tokens = self.tokenizer(prompts).to(self.device_of("text_encoder"))
         return self.text_encoder(tokens)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        return self.resampler(self.image_encoder(image.to(self.device)))
+        return self.resampler(self.image_encoder(image.to(self.device_of("image_encoder"))))
 
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(frames.to(self.device, self.dtype))
+        return self.vae.encode(frames.to(self.device_of("vae"), self.dtype))
 
     def encode_keyframes(self, frames: torch.Tensor) -> tuple[torch.Tensor, References]:
-        return self.vae.encode_keyframes(frames.to(self.device, self.dtype))
+        return self.vae.encode_keyframes(frames.to(self.device_of("vae"), self.dtype))
 
     def decode_latents(self, z: torch.Tensor, references: References | None = None) -> torch.Tensor:
-        return self.vae.decode(z.to(self.device, self.dtype), references)
+        return self.vae.decode(z.to(self.device_of("vae"), self.dtype), references)

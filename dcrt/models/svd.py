@@ -35,13 +35,13 @@ class StableVideoDiffusion(CompositeModel):
         self.unused: dict[str, torch.Tensor] = {}
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        return self.image_encoder(image.to(self.device))[:, None]
+        return self.image_encoder(image.to(self.device_of("image_encoder")))[:, None]
 
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
         """Unscaled, unlike DynamiCrafter's: SVD concatenates the posterior mean itself to every frame (§8.6)."""
-        return self.vae.encode(frames.to(self.device, self.dtype)) / self.vae.cfg.scale_factor
+        return self.vae.encode(frames.to(self.device_of("vae"), self.dtype)) / self.vae.cfg.scale_factor
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """One clip, `preset.sampling.decode_chunk` frames per decoder call (the chunk is the temporal context)."""
-        chunks = z.to(self.device, self.dtype).split(self.preset.sampling.decode_chunk)
+        chunks = z.to(self.device_of("vae"), self.dtype).split(self.preset.sampling.decode_chunk)
         return torch.cat([self.vae.decode(chunk) for chunk in chunks])

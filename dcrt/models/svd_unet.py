@@ -14,7 +14,7 @@ from einops import rearrange
 from torch import nn
 
 from dcrt.config import SpatioTemporalUNetConfig
-from dcrt.models.attention import CrossAttention, FeedForward, SelfAttention, TransformerBlock
+from dcrt.models.attention import CrossAttention, FeedForward, SelfAttention, TransformerBlock, in_token_pieces
 from dcrt.models.layers import GroupNorm, LayerNorm, timestep_embedding
 from dcrt.models.unet3d import EmbResBlock, fold, unet_stages, unfold
 
@@ -59,8 +59,12 @@ class VideoTransformerBlock(nn.Module):
         self.attn2 = CrossAttention(dim, context_dim, heads, head_dim)
         self.norm3 = LayerNorm(dim)
         self.ff = FeedForward(dim)
+        self.token_chunk: int | None = None  # as TransformerBlock's (dcrt.memory)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return in_token_pieces(self.block, x, context, self.token_chunk)
+
+    def block(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         # x: [B*h*w, T, dim] (one sequence of frames per pixel); context: [B*h*w, L, context_dim]
         x = self.ff_in(self.norm_in(x)) + x
         x = self.attn1(self.norm1(x)) + x

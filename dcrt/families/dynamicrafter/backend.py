@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -41,6 +42,11 @@ class Backend(ABC):
     max_unet_batch: int | None = None
     # The frames one `unet` call takes (None: any): graphs and engines are built for the model's window.
     unet_frames: int | None = None
+
+    def running(self, *networks: str) -> AbstractContextManager:
+        """The named networks kept on the device through the block (the torch backend's offloading profiles copy
+        a network in for each call otherwise; dcrt.models.placement). Other backends hold theirs throughout."""
+        return nullcontext()
 
     @abstractmethod
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...

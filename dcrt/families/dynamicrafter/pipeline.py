@@ -173,15 +173,16 @@ class Pipeline:
         whole clip at once (`dcrt.families.dynamicrafter.clip_decode.decode_clip`). A loop's last frame (a repeat of
         its first, which the original drops) is left out."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
-        if references is not None:
-            frames = decode_clip(self.backend, z, references)
-            yield frames[:-1] if mode == "loop" else frames
-            return
-        if mode == "loop":
-            z = z[:-1]
-        for chunk in z.split(self.backend.decode_chunk):
-            # Converted before the next call: a backend may reuse its output buffer.
-            yield to_uint8_frames(self.backend.decode_latents(chunk))
+        with self.backend.running("vae"):
+            if references is not None:
+                frames = decode_clip(self.backend, z, references)
+                yield frames[:-1] if mode == "loop" else frames
+                return
+            if mode == "loop":
+                z = z[:-1]
+            for chunk in z.split(self.backend.decode_chunk):
+                # Converted before the next call: a backend may reuse its output buffer.
+                yield to_uint8_frames(self.backend.decode_latents(chunk))
 
     def denoise(
         self,
@@ -224,7 +225,7 @@ class Pipeline:
         shape = (1, self.preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
         if x_T is not None and tuple(x_T.shape) != shape:
             raise UsageError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
-        with timer("denoise"):
+        with timer("denoise"), self.backend.running("unet"):
             noise = NoiseSource(opts.seed, device)
             x_T = noise.draw_initial(shape, windows, opts.seed) if x_T is None else x_T.to(device)
             latents = self.denoise(inputs, guidance, opts, x_T, noise if opts.eta > 0 else None, on_step, windows)

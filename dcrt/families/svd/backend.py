@@ -17,6 +17,7 @@ call of the same method overwrites: copy what you keep.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -32,6 +33,11 @@ class SVDBackend(ABC):
     decode_chunks: tuple[int, ...] | None = None
     # The UNet batches one call takes (None: any): 2 runs both guidance branches at once.
     unet_batches: tuple[int, ...] | None = None
+
+    def running(self, *networks: str) -> AbstractContextManager:
+        """The named networks kept on the device through the block (the torch backend's offloading profiles copy
+        a network in for each call otherwise; dcrt.models.placement). Other backends hold theirs throughout."""
+        return nullcontext()
 
     @abstractmethod
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor: ...

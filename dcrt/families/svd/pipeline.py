@@ -104,7 +104,7 @@ class SVDPipeline:
         with timer("conditioning"):
             pixels = load_image(image, self.preset.height, self.preset.width).to(device)
             inputs = self.conditioning(pixels, opts, noise)
-        with timer("denoise"):
+        with timer("denoise"), self.backend.running("unet"):
             x_T = self.initial_noise(noise) if x_T is None else x_T.to(device)
             return self.denoise(inputs, opts, x_T, on_step)
 
@@ -126,9 +126,10 @@ class SVDPipeline:
         """[1, 4, T, h, w] -> uint8 [k, H, W, 3] chunks of `decode_chunk` frames (the last may be shorter), one
         decoder call each: the chunk is the decoder's temporal context, so it is never padded."""
         z = latents[0].transpose(0, 1)  # [T, 4, h, w]
-        for chunk in z.split(opts.decode_chunk):
-            # Converted before the next call: a backend may reuse its output buffer.
-            yield to_uint8_frames(self.backend.decode_latents(chunk))
+        with self.backend.running("vae"):
+            for chunk in z.split(opts.decode_chunk):
+                # Converted before the next call: a backend may reuse its output buffer.
+                yield to_uint8_frames(self.backend.decode_latents(chunk))
 
     def generate(
         self,

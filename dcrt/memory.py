@@ -1,0 +1,74 @@
+"""Memory profiles: how much of a generation sits on the device at once, traded against speed (`--memory`).
+
+    backend = dcrt.open_backend("1024", backend="torch", device="cuda", memory="low")
+
+Each profile is a set of switches; none changes what is computed, only when and where (docs/memory.md):
+
+- `token_chunk`: every transformer block (its attentions and feed-forward) runs over pieces of its batch of at
+  most this many tokens (whole sequences: a sequence is never split), written into one output. The largest
+  activation of the UNet at 1024 is one feed-forward's [tokens, 8 x channels] projection; pieces bound it.
+- `unet_batch`: samples per UNet call. 1 runs the guidance branches one after the other instead of batched.
+- `offload`: the encoders and the VAE live in host memory (pinned, on CUDA) and each is copied to the device
+  only while it runs (dcrt.models.placement): the text and image encoders during the conditioning, the VAE for
+  its encode and decode calls. `offload_unet`: the UNet too, on the device for the denoising loop only (so the
+  loop runs without a CUDA graph: a graph captured on one copy of the weights cannot run on the next).
+- `decode_chunk`: frames per VAE decoder call for the image decoder (DynamiCrafter, 512-interp). Temporal
+  decoders take their frames together (ToonCrafter's clip; SVD's `--decode-chunk`, which changes the picture).
+
+`fast` is the fastest: only feed-forward-sized pieces large enough to cost nothing on a GPU. `auto` picks the
+fastest profile whose estimated peak (benchmarks/memory.py, kept in `dcrt/memory_estimates.json`) fits the
+device's free memory. The profiles are plain data: this table is their one home.
+
+Torch-free, so that the command line checks the name before loading anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcrt.errors import UsageError
+
+
+@dataclass(frozen=True)
+class MemoryProfile:
+    name: str
+    token_chunk: int | None  # tokens per transformer-block piece (None: the whole batch at once)
+    unet_batch: int | None  # samples per UNet call (None: every guidance branch in one call)
+    offload: bool  # every network but the UNet in host memory, on the device only while it runs
+    offload_unet: bool  # the UNet as well
+    decode_chunk: int  # frames per image-decoder call
+    summary: str  # what it does, in words, for `--help` and the log line
+
+    def offloaded_networks(self, networks: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of a model's `networks` live in host memory under this profile."""
+        return tuple(n for n in networks if (self.offload_unet if n == "unet" else self.offload))
+
+
+FAST = MemoryProfile(
+    "fast", token_chunk=2**18, unet_batch=None, offload=False, offload_unet=False, decode_chunk=4,
+    summary="everything on the device, guidance branches batched",
+)  # fmt: skip
+BALANCED = MemoryProfile(
+    "balanced", token_chunk=2**16, unet_batch=None, offload=True, offload_unet=False, decode_chunk=1,
+    summary="encoders and VAE on the device only while they run, smaller transformer pieces, one frame a decode",
+)  # fmt: skip
+LOW = MemoryProfile(
+    "low", token_chunk=2**14, unet_batch=1, offload=True, offload_unet=True, decode_chunk=1,
+    summary="as balanced, the UNet too, and the guidance branches one after the other",
+)  # fmt: skip
+PROFILES = {p.name: p for p in (FAST, BALANCED, LOW)}  # fastest first: `auto` takes the first that fits
+AUTO = "auto"
+MEMORY_CHOICES = (*PROFILES, AUTO)
+
+
+def check_memory_name(name: str) -> None:
+    if name not in MEMORY_CHOICES:
+        raise UsageError(f"unknown memory profile {name!r}; choose {', '.join(MEMORY_CHOICES)}")
+
+
+def memory_profile(name: str) -> MemoryProfile:
+    """The profile named `name` (not `auto`: `choose_profile` resolves that, knowing the device)."""
+    check_memory_name(name)
+    if name == AUTO:
+        raise UsageError("--memory auto is resolved against a device: use dcrt.memory.choose_profile")
+    return PROFILES[name]
