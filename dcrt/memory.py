@@ -72,3 +72,68 @@ def memory_profile(name: str) -> MemoryProfile:
     if name == AUTO:
         raise UsageError("--memory auto is resolved against a device: use dcrt.memory.choose_profile")
     return PROFILES[name]
+
+
+# What the estimate leaves out and a real run adds: library workspaces, the allocator's rounding, memory inside
+# kernels (benchmarks/memory.py's docstring). `auto` asks for this much room beyond the estimate.
+HEADROOM_FRACTION, HEADROOM_BYTES = 0.15, 512 * 2**20
+ESTIMATES_FILE = "memory_estimates.json"  # beside this module, written by benchmarks/memory.py --write-estimates
+
+
+@dataclass(frozen=True)
+class PeakEstimate:
+    """One profile's estimated peak device memory for one preset and dtype at the preset's size: what stays on
+    the device (weights not offloaded) and the largest activation set on top of it."""
+
+    resident_bytes: int
+    activation_bytes: int
+    pixels: int  # height x width x frames the estimate was made at
+
+    def at_size(self, height: int, width: int, frames: int) -> int:
+        """The peak for another size: activations grow with pixels x frames (attention's quadratic part is over
+        frames, which a size change keeps), the resident weights do not."""
+        return self.resident_bytes + self.activation_bytes * (height * width * frames) // self.pixels
+
+
+def load_estimates() -> dict:
+    """{preset: {dtype: {profile: PeakEstimate}}} from the committed estimates file."""
+    import json
+    from importlib.resources import files
+
+    raw = json.loads(files("dcrt").joinpath(ESTIMATES_FILE).read_text())
+    return {
+        preset: {
+            dtype: {name: PeakEstimate(**fields) for name, fields in profiles.items()}
+            for dtype, profiles in by_dtype.items()
+        }
+        for preset, by_dtype in raw["estimates"].items()
+    }
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    profile: MemoryProfile
+    reason: str  # for the log line: why this profile
+
+
+def choose_profile(
+    name: str, preset: str, dtype: str, free_bytes: int | None, size: tuple[int, int, int], estimates: dict
+) -> ProfileChoice:
+    """`name` itself, or for `auto` the fastest profile whose estimated peak for `preset` in `dtype` at `size`
+    (height, width, frames), with headroom, fits `free_bytes` of free device memory (None: no device to fit, the
+    CPU: `fast`). No profile fits: `low`, and the reason says by how much it may not."""
+    check_memory_name(name)
+    if name != AUTO:
+        return ProfileChoice(PROFILES[name], "asked for")
+    if free_bytes is None:
+        return ProfileChoice(FAST, "auto on the CPU: host memory is not budgeted")
+    by_profile = estimates.get(preset, {}).get(dtype)
+    if by_profile is None:
+        return ProfileChoice(FAST, f"auto: no estimate for preset {preset} in {dtype} (benchmarks/memory.py)")
+    free_gib = free_bytes / 2**30
+    for profile in PROFILES.values():
+        need = by_profile[profile.name].at_size(*size)
+        if need * (1 + HEADROOM_FRACTION) + HEADROOM_BYTES <= free_bytes:
+            return ProfileChoice(profile, f"auto: estimated peak {need / 2**30:.1f} GiB fits {free_gib:.1f} GiB free")
+    need = by_profile[LOW.name].at_size(*size)
+    return ProfileChoice(LOW, f"auto: even low's estimated {need / 2**30:.1f} GiB may not fit {free_gib:.1f} GiB free")
