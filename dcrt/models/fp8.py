@@ -4,12 +4,14 @@
     store_weights_fp8(model, ("unet",))      # only the UNet
 
 Every linear-like weight (nn.Linear, nn.Conv1d/2d/3d and their dcrt subclasses, `ChannelLinear`, CLIP's packed
-`in_proj_weight`) becomes a torch parametrization: the module keeps `codes` (torch.float8_e4m3fn, 1 byte per
-weight) and `scale` (model dtype, one per output channel), and `module.weight` is computed on access as
-`codes.to(dtype) * scale`. The module's own forward is unchanged (F.linear / F.conv*d with its stride, padding,
-dilation and groups), so the math is the original layer's with a dequantised weight. The dequantised weight is a
-temporary of the call: it is freed when the forward returns, so device memory holds 1 byte per weight plus one
-layer's weight in the activation dtype while that layer runs.
+`in_proj_weight`) becomes a torch parametrization: the module keeps `codes` (torch.float8_e4m3fn, 1 byte per weight) and
+`scale` (model dtype, one per output channel), and `module.weight` is computed on access as `codes.to(dtype) * scale`.
+The module's own forward is unchanged (F.linear / F.conv*d with its stride, padding, dilation and groups), so the math
+is the original layer's with a dequantised weight. The weight comes back in the scale's dtype, which is the model's and
+so the activations' (dcrt casts inputs to the model dtype); code that reads `layer.weight.dtype` still gets the model
+dtype, at the price of one dequantisation per read. The dequantised weight is a temporary of the call: it is freed when
+the forward returns, so device memory holds 1 byte per weight plus one layer's weight in the activation dtype while that
+layer runs.
 
 Why one scale per output channel: e4m3 keeps 3 mantissa bits, the same relative step (2^-4 at worst) for every
 value inside its normal range, which spans about 2^15 (2^-6 to 448). A single scale for the tensor pins that range

@@ -169,3 +169,18 @@ def test_store_weights_fp8_on_named_networks_only():
     assert set(report) == {"vae.before", "vae.after"}
     assert not any(p.dtype == FP8 for p in model.unet.parameters())
     assert any(p.dtype == FP8 for p in model.vae.parameters())
+
+
+def test_dequantised_weight_lives_only_during_the_call():
+    """The point of fp8 storage: between calls only the codes stay; the estimator's live-tensor count says so."""
+    import memory
+
+    layer = nn.Linear(256, 128)
+    store_module_weights_fp8(layer)
+    x = torch.randn(2, 256)
+    with torch.no_grad(), memory.LiveTensors() as live:
+        with live.stage() as call:
+            y = layer(x)
+    dequantised_bytes = 128 * 256 * 4
+    assert call["peak"] - call["held"] >= dequantised_bytes
+    assert call["after"] - call["held"] == y.untyped_storage().nbytes()
