@@ -13,14 +13,14 @@ dtype, at the price of one dequantisation per read. The dequantised weight is a 
 the forward returns, so device memory holds 1 byte per weight plus one layer's weight in the activation dtype while that
 layer runs.
 
-Why one scale per output channel: e4m3 keeps 3 mantissa bits, the same relative step (2^-4 at worst) for every
-value inside its normal range, which spans about 2^15 (2^-6 to 448). A single scale for the tensor pins that range
-to the tensor's largest |w|: a channel whose weights are all far below it (a channel 2^12 smaller keeps only
-subnormal codes with 1 or 2 significant bits; one 2^18 smaller becomes zero) loses its precision or vanishes,
-and real checkpoints do have channels of very different magnitude. With a scale per output channel, each channel's
-own largest |w| maps to 448, the floor moves to 2^-15 of that channel's maximum, and the cost is one number per
-channel. It is also the layout of row-wise scaled fp8 GEMMs (cuBLASLt, TensorRT), should a kernel ever read the
-codes directly.
+Why one scale per output channel: e4m3 keeps 3 mantissa bits, the same relative step (2^-4 at worst) for every value
+inside its normal range, which spans about 2^15 (2^-6 to 448); below it the subnormals step by 2^-9. A single scale for
+the tensor pins that range to the tensor's largest |w|, so a channel far below it loses its precision or vanishes: one
+2^12 smaller tops out at 0.11 in code units, and its weights under a seventh of its maximum are subnormal, rounded in
+steps of 2% of that maximum; one 2^20 smaller rounds to zero altogether (the test shows it). Trained checkpoints do have
+channels of very different magnitude. With a scale per output channel each channel's own largest |w| maps to 448, the
+floor moves to 2^-15 of that channel's maximum, and the cost is one number per channel. It is also the layout of row-
+wise scaled fp8 GEMMs (cuBLASLt, TensorRT), should a kernel ever read the codes directly.
 
 What the upcast costs: every call of a layer reads its codes (1 byte per weight) and writes the dequantised
 weight (2 bytes in fp16/bf16), which the matmul or convolution then reads again, instead of reading a stored
