@@ -1,21 +1,30 @@
-"""Peak device memory of one generation, estimated on any machine (no GPU needed): live tensor bytes.
+"""Peak device memory of one generation per memory profile, estimated on any machine (no GPU needed).
 
-    python benchmarks/memory.py [--presets tooncrafter] [--dtype fp16] [--steps N] [--out DIR]
+    python benchmarks/memory.py [--presets 1024,tooncrafter] [--dtypes fp16,bf16] [--profiles fast,low]
+                                [--weights fp8] [--original-norms] [--out DIR] [--write-estimates]
 
-The real pipeline runs (`Pipeline.sample` through the graph runner's step body, then `decoded_chunks`) on
-fake tensors: shapes and dtypes without data. A dispatch mode records the storage of every tensor an op
-creates and counts its bytes until it is freed; the weights count whole. Each preset runs twice, side by
-side: with dcrt's norms, and with every norm computing on an fp32 copy of its input, as the original does
-(`dcrt.models.layers._spell_out_fp32`).
+The real pipeline runs (the family's `stream`: conditioning, the denoising loop through the graph runner or the
+eager loop as the profile makes it, then every decoder call) on a simulated CUDA device
+(benchmarks/simulated_cuda.py: fake tensors, no data). The model is built in host memory and handed to the torch
+backend with the profile (dcrt.memory), which places it: resident networks are copied to `cuda:0`, offloaded ones
+are copied in for each call. A dispatch mode counts the bytes of every storage on the device from the moment an
+op creates it until it is freed: the estimate is the largest such sum.
 
-What the count leaves out, so `torch.cuda.max_memory_allocated` on a GPU (benchmarks/gpu_report.py) reads
-higher: library workspaces (cuDNN, cuBLAS), the caching allocator's rounding, and memory inside a kernel.
-The CUDA context (about 0.5 GB) is outside the allocator in both. The estimate is for the torch backend.
+Beside the bytes, what each profile costs in time, modelled: UNet calls (the guidance branches one at a time
+double them), transformer-block pieces, and the bytes copied host -> device, timed at `--bandwidth` GB/s (a
+PCIe 4.0 x16 link's practical rate from pinned memory; the copies are asynchronous but the network waits for
+its weights). `benchmarks/gpu_report.py` measures the real peak and ms per step on a GPU.
+
+What the count leaves out, so `torch.cuda.max_memory_allocated` on a GPU reads higher: library workspaces
+(cuDNN, cuBLAS), the caching allocator's rounding, memory inside a kernel, and a captured CUDA graph's private
+pool (its activations stay reserved between replays). The CUDA context (about 0.5 GB) is outside the allocator in
+both. `--write-estimates` stores the numbers `--memory auto` reads (dcrt/memory_estimates.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -26,44 +35,56 @@ from unittest import mock
 
 import numpy as np
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import dcrt
-from dcrt.families.dynamicrafter.options import resolve_options
-from dcrt.families.dynamicrafter.pipeline import Pipeline
-from dcrt.families.dynamicrafter.torch_backend import TorchBackend
-from dcrt.models.dynamicrafter import DynamiCrafter
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulated_cuda import DEVICE, fake_model, simulated_cuda  # noqa: E402
+
+import dcrt  # noqa: E402
+from dcrt.families import family_of  # noqa: E402
+from dcrt.memory import ESTIMATES_FILE, PROFILES, MemoryProfile  # noqa: E402
+from dcrt.models.fp8 import store_weights_fp8  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 GIB = 2**30  # as gpu_report's peak_memory_gib
+PCIE_GBPS = 25.0  # PCIe 4.0 x16 from pinned memory, in practice (32 GB/s raw)
+ALL_PRESETS = "256,512,1024,512-interp,tooncrafter,svd-xt"
 
 
 class LiveTensors(TorchDispatchMode):
-    """Bytes of every storage an op creates, counted until the storage is freed; the peak per stage."""
+    """Bytes of every storage an op creates on `device_type` (None: anywhere), counted until the storage is freed;
+    the peak per stage; and the bytes copied onto the device from elsewhere."""
 
-    def __init__(self):
+    def __init__(self, device_type: str | None = None):
         super().__init__()
+        self.device_type = device_type
         self.live: dict[int, tuple[StorageWeakRef, int]] = {}
         self.bytes = 0
         self.peak = 0
+        self.copied_in = 0
 
     def _forget_freed(self) -> None:
         for key in [key for key, (ref, _) in self.live.items() if ref.expired()]:
             self.bytes -= self.live.pop(key)[1]
 
+    def _counts(self, t: torch.Tensor) -> bool:
+        return self.device_type is None or t.device.type == self.device_type
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self._forget_freed()  # what the previous op's caller dropped is gone before this op allocates
         out = func(*args, **(kwargs or {}))
+        sources = [a for a in tree_leaves(args) if isinstance(a, torch.Tensor)]
         for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and self._counts(t):
                 ref = StorageWeakRef(t.untyped_storage())
                 if ref.cdata not in self.live:
                     self.live[ref.cdata] = (ref, t.untyped_storage().nbytes())
                     self.bytes += self.live[ref.cdata][1]
+                    if sources and not self._counts(sources[0]):  # a copy onto the device
+                        self.copied_in += self.live[ref.cdata][1]
         self.peak = max(self.peak, self.bytes)
         return out
 
@@ -81,113 +102,173 @@ class LiveTensors(TorchDispatchMode):
 @dataclass
 class Estimate:
     preset: str
+    profile: str
+    weights: str  # the stored weights' dtype: the model's, or fp8
     norms: str  # "dcrt" or "fp32 copies" (the original's)
     dtype: str
     height: int
     width: int
     frames: int
     steps: int
-    weights_gib: float
-    sampling_gib: float  # conditioning and the denoising loop, over the weights
-    decode_gib: float  # the decode, latents and references held, over the weights
-    peak_gib: float  # weights + the larger of the two
+    resident_gib: float  # on the device before the run: the networks the profile keeps there
+    sampling_gib: float  # peak during conditioning and the denoising loop
+    decode_gib: float  # peak during the decode
+    peak_gib: float  # the larger of the two
+    unet_calls_per_step: float  # network calls per sampler step (2 when the guidance branches run one at a time)
+    block_pieces: int  # transformer-block calls per network call (token pieces; one per block when whole)
+    host_to_device_gib: float  # bytes copied onto the device per video once placed (offloaded weights, inputs)
+    transfer_s: float  # host_to_device at the stated bandwidth
 
 
-def fake_model(network: type, preset, dtype: torch.dtype, fake: FakeTensorMode, device: str | torch.device = "cpu"):
-    """`network(preset)` (DynamiCrafter, StableVideoDiffusion) as fake tensors in `dtype` on `device` (its schedule
-    buffers as the model builds them)."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # built in the dtype: converting fake parameters afterwards is unsupported
-    try:
-        with fake, torch.device(device):
-            return network(dcrt.get_preset(preset)).eval().requires_grad_(False)
-    finally:
-        torch.set_default_dtype(default)
+def network_of(preset_name: str) -> type:
+    from dcrt.models.dynamicrafter import DynamiCrafter
+    from dcrt.models.svd import StableVideoDiffusion
+
+    return {"dynamicrafter": DynamiCrafter, "svd": StableVideoDiffusion}[family_of(dcrt.get_preset(preset_name)).name]
 
 
-def frames_shape_only(video: torch.Tensor) -> np.ndarray:
-    """`to_uint8_frames` for fake tensors: the device-side conversion runs, the host copy is an empty array."""
-    x = ((video.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0).to(torch.uint8).permute(0, 2, 3, 1)
-    return np.zeros(tuple(x.shape), np.uint8)
+class CallCounter:
+    """Counts the backend's UNet calls (what the sampler asks for: one per step, or per window group), the network
+    calls they make (more when the guidance branches run one at a time), and the transformer blocks' pieces (each
+    piece calls the block's `attn1` once). Ratios, since a captured step calls the network only when captured."""
+
+    def __init__(self, backend):
+        self.backend_calls = self.unet_calls = self.pieces = 0
+        unet, call = backend.model.unet, backend.unet
+
+        def counted(*args):
+            self._count("backend_calls")
+            return call(*args)
+
+        backend.unet = counted
+        unet.register_forward_hook(lambda *_: self._count("unet_calls"))
+        for module in unet.modules():
+            if hasattr(module, "token_chunk"):
+                module.attn1.register_forward_hook(lambda *_: self._count("pieces"))
+
+    def _count(self, what: str) -> None:
+        setattr(self, what, getattr(self, what) + 1)
 
 
-def estimate(preset_name: str, dtype: str, steps: int | None, fp32_norm_copies: bool) -> Estimate:
-    fake = FakeTensorMode(allow_non_fake_inputs=True)
-    model = fake_model(DynamiCrafter, preset_name, DTYPES[dtype], fake)
-    weights = sum(t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers()])
-    preset = model.preset
+def estimate(
+    preset_name: str,
+    dtype: str,
+    profile: MemoryProfile,
+    steps: int | None = None,
+    weights: str | None = None,
+    fp32_norm_copies: bool = False,
+) -> Estimate:
+    """One video of the preset's first mode at its size, `profile` placing the model, on the simulated device.
+    `weights` "fp8": stored as dcrt.models.fp8 stores them."""
+    preset = dcrt.get_preset(preset_name)
+    family = family_of(preset)
     mode = preset.modes[0]
-    opts = resolve_options(preset, mode, **({"steps": steps} if steps else {}))
-    images = [np.zeros((opts.height, opts.width, 3), np.uint8)] * (1 if mode == "animate" else 2)
-    patches = [
-        mock.patch(f"dcrt.families.dynamicrafter.{m}.to_uint8_frames", frames_shape_only)
-        for m in ("pipeline", "clip_decode")
-    ]
-    if fp32_norm_copies:
-        patches.append(mock.patch("dcrt.models.layers._spell_out_fp32", lambda x, weight: True))
-    with fake, torch.inference_mode(), LiveTensors() as live:
-        for patch in patches:
-            patch.start()
-        try:
-            pipeline = Pipeline(TorchBackend(model), cuda_graph=True, fused_kernels=False)
-            with live.stage() as sampling:
-                latents, references = pipeline.sample(images, "a prompt", mode, opts)
-            with live.stage() as decoding:
-                for _ in pipeline.decoded_chunks(latents, mode, references):
-                    pass
-        finally:
-            for patch in patches:
-                patch.stop()
+    images = [np.zeros((preset.height, preset.width, 3), np.uint8)] * (1 if mode == "animate" else 2)
+    with simulated_cuda() as cuda, LiveTensors("cuda") as live, contextlib.ExitStack() as patches:
+        if fp32_norm_copies:
+            patches.enter_context(mock.patch("dcrt.models.layers._spell_out_fp32", lambda x, weight: True))
+        model = fake_model(network_of(preset_name), preset_name, DTYPES[dtype], cuda.fake, "cpu")
+        if weights == "fp8":
+            store_weights_fp8(model)
+        backend = family.part("torch_backend")(model, profile, DEVICE)
+        counter = CallCounter(backend)
+        resident, placed = live.bytes, live.copied_in
+        with live.stage() as sampling:
+            chunks, _ = family.part("stream")(
+                backend, mode, images, "a prompt", None, {"steps": steps} if steps else {}
+            )
+        with live.stage() as decoding:
+            for _ in chunks:
+                pass
     return Estimate(
         preset=preset_name,
+        profile=profile.name,
+        weights=weights or dtype,
         norms="fp32 copies" if fp32_norm_copies else "dcrt",
         dtype=dtype,
-        height=opts.height,
-        width=opts.width,
-        frames=opts.frames,
-        steps=opts.steps,
-        weights_gib=round(weights / GIB, 3),
+        height=preset.height,
+        width=preset.width,
+        frames=preset.frames,
+        steps=steps or preset.sampling.steps,
+        resident_gib=round(resident / GIB, 3),
         sampling_gib=round(sampling["peak"] / GIB, 3),
         decode_gib=round(decoding["peak"] / GIB, 3),
-        peak_gib=round((weights + max(sampling["peak"], decoding["peak"])) / GIB, 3),
+        peak_gib=round(max(sampling["peak"], decoding["peak"]) / GIB, 3),
+        unet_calls_per_step=round(counter.unet_calls / max(1, counter.backend_calls), 2),
+        block_pieces=round(counter.pieces / max(1, counter.unet_calls)),
+        host_to_device_gib=round((live.copied_in - placed) / GIB, 3),
+        transfer_s=round((live.copied_in - placed) / (PCIE_GBPS * 1e9), 3),
     )
 
 
 def table(rows: list[Estimate]) -> str:
     lines = [
-        "| preset | norms | dtype | size | weights GiB | sampling GiB | decode GiB | peak GiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| preset | profile | weights | norms | size | resident GiB | sampling GiB | decode GiB | **peak GiB** | "
+        "UNet calls per step | block pieces per call | host->device GiB per video | copy s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.preset} | {r.norms} | {r.dtype} | {r.height}x{r.width}x{r.frames} | {r.weights_gib} | "
-            f"{r.sampling_gib} | {r.decode_gib} | {r.peak_gib} |"
+            f"| {r.preset} | {r.profile} | {r.weights} | {r.norms} | {r.height}x{r.width}x{r.frames} | "
+            f"{r.resident_gib} | {r.sampling_gib} | {r.decode_gib} | **{r.peak_gib}** | {r.unet_calls_per_step} | "
+            f"{r.block_pieces} | {r.host_to_device_gib} | {r.transfer_s} |"
         )
     return "\n".join(lines)
 
 
+def write_estimates(rows: list[Estimate], command: str, path: Path) -> None:
+    """Adds the rows (dcrt-norm, model-dtype weights) to the file `--memory auto` reads, keyed preset -> dtype ->
+    profile; the rows of other presets and dtypes already there stay."""
+    payload = json.loads(path.read_text()) if path.is_file() else {"estimates": {}}
+    payload["command"] = "python benchmarks/memory.py --write-estimates ... (each run adds its presets)"
+    payload["estimates_are"] = "live tensor bytes on a simulated device (benchmarks/memory.py), not measurements"
+    for r in rows:
+        if r.norms != "dcrt" or r.weights != r.dtype:
+            continue
+        resident, peak = round(r.resident_gib * GIB), round(r.peak_gib * GIB)
+        entry = {
+            "resident_bytes": resident,
+            "activation_bytes": peak - resident,
+            "pixels": r.height * r.width * r.frames,
+        }
+        payload["estimates"].setdefault(r.preset, {}).setdefault(r.dtype, {})[r.profile] = entry
+    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
 def main(argv: list[str] | None = None) -> list[Estimate]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--presets", default="tooncrafter", help="comma-separated DynamiCrafter-family presets")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
+    parser.add_argument("--presets", default=ALL_PRESETS, help="comma-separated presets (default: %(default)s)")
+    parser.add_argument("--dtypes", default="fp16", help="comma-separated: fp16, bf16, fp32")
+    parser.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated memory profiles")
+    parser.add_argument("--weights", choices=["fp8"], default=None, help="also estimate with fp8 weight storage")
+    parser.add_argument("--original-norms", action="store_true", help="also with the original's fp32 norm copies")
     parser.add_argument("--steps", type=int, default=None, help="default: the preset's (memory does not depend on it)")
-    parser.add_argument("--out", type=Path, default=None, help="write memory-<presets>-<dtype>.json and .md here")
+    parser.add_argument("--out", type=Path, default=None, help="write memory-<presets>-<dtypes>.json and .md here")
+    parser.add_argument("--write-estimates", action="store_true", help=f"add the results to dcrt/{ESTIMATES_FILE}")
     args = parser.parse_args(argv)
-    rows = [
-        estimate(name, args.dtype, args.steps, fp32_copies)
-        for name in args.presets.split(",")
-        for fp32_copies in (False, True)
-    ]
+    rows = []
+    for name in args.presets.split(","):
+        for dtype in args.dtypes.split(","):
+            for profile in args.profiles.split(","):
+                variants = [(None, False)] + [(args.weights, False)] * bool(args.weights)
+                variants += [(None, True)] * args.original_norms
+                for weights, fp32_copies in variants:
+                    rows.append(estimate(name, dtype, PROFILES[profile], args.steps, weights, fp32_copies))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
     text = table(rows)
     print(text)
+    command = "python benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"memory-{args.presets.replace(',', '-')}-{args.dtype}"
-        command = "python benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        environment = {"device": "none (fake tensors)", "torch": torch.__version__}
+        stem = args.out / f"memory-{args.presets.replace(',', '-')}-{args.dtypes.replace(',', '-')}"
+        environment = {"device": "simulated cuda:0 (fake tensors): estimates", "torch": torch.__version__}
         payload = {"command": command, "environment": environment, "estimates": [asdict(r) for r in rows]}
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(f"`{command}` (live tensor bytes, no device)\n\n{text}\n")
+        stem.with_suffix(".md").write_text(
+            f"`{command}` (estimates: live tensor bytes on a simulated device)\n\n{text}\n"
+        )
+    if args.write_estimates:
+        write_estimates(rows, command, REPO / "dcrt" / ESTIMATES_FILE)
     return rows
 
 
