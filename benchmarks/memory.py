@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import sys
 from collections.abc import Iterator
@@ -216,11 +217,18 @@ def table(rows: list[Estimate]) -> str:
     return "\n".join(lines)
 
 
-def write_estimates(rows: list[Estimate], command: str, path: Path) -> None:
+def write_estimates(rows: list[Estimate], path: Path) -> None:
     """Adds the rows (dcrt-norm, model-dtype weights) to the file `--memory auto` reads, keyed preset -> dtype ->
     profile; the rows of other presets and dtypes already there stay."""
+    with open(path.with_suffix(".lock"), "w") as lock:  # runs side by side add their presets one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _add_estimates(rows, path)
+    path.with_suffix(".lock").unlink(missing_ok=True)
+
+
+def _add_estimates(rows: list[Estimate], path: Path) -> None:
     payload = json.loads(path.read_text()) if path.is_file() else {"estimates": {}}
-    payload["command"] = "python benchmarks/memory.py --write-estimates ... (each run adds its presets)"
+    payload["command"] = "python benchmarks/memory.py --dtypes fp16,bf16 --steps 2 --write-estimates (adds its presets)"
     payload["estimates_are"] = "live tensor bytes on a simulated device (benchmarks/memory.py), not measurements"
     for r in rows:
         if r.norms != "dcrt" or r.weights != r.dtype:
@@ -268,7 +276,7 @@ def main(argv: list[str] | None = None) -> list[Estimate]:
             f"`{command}` (estimates: live tensor bytes on a simulated device)\n\n{text}\n"
         )
     if args.write_estimates:
-        write_estimates(rows, command, REPO / "dcrt" / ESTIMATES_FILE)
+        write_estimates(rows, REPO / "dcrt" / ESTIMATES_FILE)
     return rows
 
 

@@ -45,7 +45,7 @@ class MemoryProfile:
 
 
 FAST = MemoryProfile(
-    "fast", token_chunk=2**18, unet_batch=None, offload=False, offload_unet=False, decode_chunk=4,
+    "fast", token_chunk=2**16, unet_batch=None, offload=False, offload_unet=False, decode_chunk=4,
     summary="everything on the device, guidance branches batched",
 )  # fmt: skip
 BALANCED = MemoryProfile(
