@@ -14,6 +14,7 @@ from dcrt.version import __version__
 _API = {
     "BackendRequest": "dcrt.loading",
     "open_backend": "dcrt.loading",
+    "torch_backend": "dcrt.loading",
     "SamplingRequest": "dcrt.families.dynamicrafter.options",
     "load_model": "dcrt.families.dynamicrafter.checkpoint",
     "random_model": "dcrt.families.dynamicrafter.checkpoint",

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dcrt.backends.select import BackendChoice, check_backend_name
+from dcrt.backends.select import BackendChoice, check_backend_name, check_memory_backend
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
+from dcrt.memory import AUTO, FAST, PROFILES, MemoryProfile, ProfileChoice, check_memory_name
 from dcrt.presets import DEFAULT_PRESET, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
@@ -37,6 +38,12 @@ def _meta(text: str, panel: str, flag: str | None = None) -> dict:
 
 
 MODEL, BACKEND = "Model", "Backend"
+_MEMORY_HELP = (
+    "how much of the run sits on the device at once, traded against speed (torch backend only): "
+    + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
+    + f"; {AUTO}: the fastest whose estimated peak fits the GPU's free memory (fast on the CPU; a static backend "
+    "runs as built)"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class BackendRequest:
         default=False,
         metadata=_meta("re-hash every file of the export or engine bundle (default: check names and sizes)", BACKEND),
     )
+    memory: str = field(default=AUTO, metadata=_meta(_MEMORY_HELP, BACKEND))
 
     def preset_config(self) -> PresetBase:
         return get_preset(self.preset or DEFAULT_PRESET)
@@ -91,6 +99,8 @@ class BackendRequest:
     def check_names(self) -> None:
         """Backend, device and dtype names and the weights flags: checked before torch is imported."""
         check_backend_name(self.backend)
+        check_memory_name(self.memory)
+        check_memory_backend(self.memory, self.backend)
         check_device_name(self.device)
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}; choose {', '.join(WEIGHT_DTYPES)}")
@@ -120,6 +130,11 @@ def usable_device(device: str | None) -> str:
     return device
 
 
+def default_dtype(device: str) -> str:
+    """The weights' dtype when none is asked for: fp16 on CUDA, else fp32."""
+    return "fp16" if device.startswith("cuda") else "fp32"
+
+
 def load_torch_model(preset: PresetBase, weights: Weights, device: str | None = None, dtype: str | None = None):
     """The torch model of `preset`'s family (a `DynamiCrafter`, a `StableVideoDiffusion`, ...) holding `weights`, on
     `device` (default cpu) in `dtype` (default fp16 on CUDA, else fp32)."""
@@ -127,15 +142,76 @@ def load_torch_model(preset: PresetBase, weights: Weights, device: str | None = 
 
     family = family_of(preset)
     device = usable_device(device)
-    torch_dtype = TORCH_DTYPES[dtype or ("fp16" if device.startswith("cuda") else "fp32")]
+    torch_dtype = TORCH_DTYPES[dtype or default_dtype(device)]
     if weights.checkpoint is None:
         return family.part("random_model")(preset, seed=RANDOM_SEED, device=device, dtype=torch_dtype)
     return family.part("load_model")(weights.checkpoint, preset=preset, device=device, dtype=torch_dtype)
 
 
-def torch_backend(model):
-    """The PyTorch backend of a loaded model, of its family."""
-    return family_of(model.preset).part("torch_backend")(model)
+def torch_backend(model, memory: str | MemoryProfile = FAST, device: str | None = None, log: Log | None = None):
+    """The PyTorch backend of a loaded model, of its family, running on `device` (default: where the model is) as
+    memory profile `memory` says (a `dcrt.memory.MemoryProfile` or its name; `auto` is resolved against `device`'s
+    free memory at the preset's size, and `log` hears which profile and why). This is how a profile reaches a
+    model from `dcrt.load_model`, which `dcrt.animate(model, ...)` would run as `fast`:
+
+        model = dcrt.load_model("model.ckpt", device="cpu", dtype=torch.float16)  # offloading: on the CPU
+        video = dcrt.animate(dcrt.torch_backend(model, memory="low", device="cuda"), "boat.png", "a boat")
+    """
+    import torch
+
+    from dcrt.families.state_dicts import WEIGHT_DTYPES as TORCH_DTYPES
+
+    device = str(device or model.device)
+    if isinstance(memory, str):
+        dtype = next(name for name, torch_dtype in TORCH_DTYPES.items() if torch_dtype == model.dtype)
+        preset = model.preset
+        size = (preset.height, preset.width, preset.frames)
+        memory = resolve_memory(memory, preset.name, dtype, device, size, log or _logger.info).profile
+    return family_of(model.preset).part("torch_backend")(model, memory=memory, device=torch.device(device))
+
+
+def free_device_memory(device: str) -> int | None:
+    """Free bytes on a CUDA `device`; None on the CPU, whose memory no profile budgets."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.mem_get_info(torch.device(device))[0]
+
+
+def resolve_memory(
+    name: str, preset: str, dtype: str, device: str, size: tuple[int, int, int], log: Log
+) -> ProfileChoice:
+    """Profile `name`, or for `auto` the one `dcrt.memory.choose_profile` picks for this run (preset, dtype name,
+    height x width x frames) from `device`'s free memory; `log` hears one line naming it and why. No estimates
+    file (benchmarks/memory.py writes it): `fast`, and the line says so."""
+    from dcrt.memory import choose_profile, load_estimates
+
+    free = free_device_memory(device) if name == AUTO else None
+    try:
+        estimates = load_estimates() if free is not None else {}
+    except FileNotFoundError:
+        choice = ProfileChoice(FAST, "auto: no estimates file (benchmarks/memory.py --write-estimates)")
+    else:
+        choice = choose_profile(name, preset, dtype, free, size, estimates)
+    log(f"memory: {choice.profile.name} ({choice.reason}): {choice.profile.summary}")
+    return choice
+
+
+def open_torch_backend(preset: PresetBase, weights: Weights, device: str, dtype: str | None, memory: MemoryProfile):
+    """The family's torch backend of `weights` on `device` as `memory` says. A profile that offloads a network
+    loads the weights on the CPU in the run's dtype and lets the backend place them: the whole model never sits on
+    the device first."""
+    dtype = dtype or default_dtype(device)
+    offloads = memory.offload or memory.offload_unet
+    model = load_torch_model(preset, weights, "cpu" if offloads else device, dtype)
+    return torch_backend(model, memory=memory, device=device)
+
+
+def with_backend(request: BackendRequest, name: str) -> BackendRequest:
+    """`request` run by backend `name`, as `dcrt bench` opens each of several: a static backend runs as built, so
+    it takes `auto` memory whatever profile the torch backend was asked to run."""
+    return replace(request, backend=name, memory=request.memory if name in ("auto", "torch") else AUTO)
 
 
 def ensure_export(
@@ -180,14 +256,16 @@ def open_backend(
     height: int | None = None,
     width: int | None = None,
     log: Log | None = None,
+    frames: int | None = None,
     **changes,
 ):
     """The backend `request.backend` names, or for `auto` the fastest this machine has whose export or engines
     hold the requested weights and size (dcrt.backends.select). `request` may be a preset name, with the other
     `BackendRequest` fields as keywords: `open_backend("512", backend="torch", device="cuda")`.
 
-    `log` hears which backend and weights the run uses, and each export or bundle passed over (default: the
-    "dcrt" logger)."""
+    `log` hears which backend and weights the run uses, which memory profile (`request.memory`, dcrt.memory) and
+    why, and each export or bundle passed over (default: the "dcrt" logger). `frames`: the run's length (default:
+    the preset's), for `--memory auto`'s estimate."""
     from dcrt.backends.machine_facts import probe
     from dcrt.backends.select import choose_backend
 
@@ -212,17 +290,22 @@ def open_backend(
         width,
         weights,
         lambda message: log(f"notice: {message}"),
+        request.memory,
     )
+    lines: list[str] = []  # said once the backend is open: a run that fails to load ends with its one error line
     if chosen.name == "torch":
         weights = weights or request.required_weights()  # none at hand: says where to get them
         chosen = replace(chosen, weights=str(weights))
-        backend = torch_backend(load_torch_model(preset, weights, chosen.device, request.dtype))
+        dtype = request.dtype or default_dtype(chosen.device)
+        size = (height or preset.height, width or preset.width, frames or preset.frames)
+        memory = resolve_memory(request.memory, preset.name, dtype, chosen.device, size, lines.append).profile
+        backend = open_torch_backend(preset, weights, chosen.device, dtype, memory)
     else:  # a runtime of static graphs, behind the adapter of the family its artifact holds
         from dcrt.backends.static import family_backend
 
         backend = family_backend(open_graphs(chosen, request))
-    # Said once the backend is open: a run that fails to load ends with its one error line alone.
-    for notice in chosen.notices:
-        log(f"notice: {notice}")
+        lines.append(f"memory: {chosen.name} runs as built, everything on the device (--memory {request.memory})")
+    for line in [f"notice: {notice}" for notice in chosen.notices] + lines:
+        log(line)
     log(chosen.summary())
     return backend

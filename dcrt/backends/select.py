@@ -25,6 +25,7 @@ from dcrt.backends.artifact_check import AOTI, EXPORT, TRT, ArtifactMismatch, Ar
 from dcrt.backends.machine_facts import MachineFacts
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
 from dcrt.families.base import PresetBase
+from dcrt.memory import AUTO, FAST
 from dcrt.weights import Weights
 
 if TYPE_CHECKING:
@@ -51,6 +52,22 @@ class BackendChoice:
 def check_backend_name(name: str) -> None:
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def needs_torch(memory: str) -> bool:
+    """Whether memory profile `memory` is one only the torch backend honours: the static backends (trt, aoti, ort)
+    hold their weights and shapes as built, everything on the device, which is `fast`; `auto` takes them as they
+    are."""
+    return memory not in (FAST.name, AUTO)
+
+
+def check_memory_backend(memory: str, backend: str) -> None:
+    """An explicit static backend refuses a profile it cannot honour (`--memory balanced --backend trt`)."""
+    if backend not in ("auto", "torch") and needs_torch(memory):
+        raise UsageError(
+            f"--memory {memory} is honoured only by the torch backend ({backend} runs its graphs as built): "
+            "use --backend torch or auto, or --memory auto"
+        )
 
 
 # When a candidate's runtime runs on this machine: (facts, GPU allowed) -> None, or why it was passed over. "" passes
@@ -98,6 +115,7 @@ class BackendCandidate:
     runs_here: MachineCheck
     reason: str
     artifact: str | None = None  # TRT, AOTI or EXPORT; None: PyTorch runs the checkpoint itself
+    honours_memory: bool = False  # runs any memory profile (the torch backend); else only as built (`fast`)
     label: str = ""  # completes "not <label>: <location> ..." for an artifact that does not serve the request
     missing: str = ""
 
@@ -132,7 +150,9 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         label="onnxruntime-gpu",
         missing="not onnxruntime-gpu: no export in {export}",
     ),
-    BackendCandidate(runtime="torch", device="cuda", runs_here=_torch_gpu_runs, reason="PyTorch on {gpu}"),
+    BackendCandidate(
+        runtime="torch", device="cuda", runs_here=_torch_gpu_runs, reason="PyTorch on {gpu}", honours_memory=True
+    ),
     BackendCandidate(
         runtime="aoti",
         device="cpu",
@@ -151,7 +171,9 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         label="ONNX Runtime",
         missing="not ONNX Runtime: no export in {export}",
     ),
-    BackendCandidate(runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU"),
+    BackendCandidate(
+        runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU", honours_memory=True
+    ),
 )
 
 
@@ -167,6 +189,7 @@ class CandidateSearch:
     export_dir: Path
     preset_dir: str  # the bundles' folder name for this preset and size
     log: Log
+    memory: str = AUTO  # the memory profile asked for (dcrt.memory)
     passed: list[str] = field(default_factory=list)  # why each faster candidate was passed over
     notices: list[str] = field(default_factory=list)  # each existing export or bundle passed over
 
@@ -243,7 +266,9 @@ class CandidateSearch:
 
     def try_candidate(self, candidate: BackendCandidate) -> BackendChoice | None:
         """`candidate` as the choice when this machine runs it and one of its artifacts serves the request; else
-        None, with why it was passed over noted."""
+        None, with why it was passed over noted (a profile only torch honours: once, by `_auto`'s notice)."""
+        if needs_torch(self.memory) and not candidate.honours_memory:
+            return None
         why = candidate.runs_here(self.facts, self.gpu_allowed)
         if why is not None:
             if why:
@@ -266,7 +291,13 @@ class CandidateSearch:
 
 
 def _auto(search: CandidateSearch) -> BackendChoice:
-    """The first candidate of `AUTO_ORDER` that this machine runs on an artifact that serves the request."""
+    """The first candidate of `AUTO_ORDER` that this machine runs on an artifact that serves the request (and
+    honours the memory profile asked for)."""
+    if needs_torch(search.memory):
+        search.notices.append(
+            f"--memory {search.memory}: only the torch backend honours it, so auto passes over TensorRT, "
+            "AOTInductor and ONNX Runtime"
+        )
     for candidate in AUTO_ORDER:
         if (choice := search.try_candidate(candidate)) is not None:
             return choice
@@ -340,16 +371,19 @@ def choose_backend(
     width: int | None = None,
     weights: Weights | None = None,
     log: Log = lambda message: None,
+    memory: str = AUTO,
 ) -> BackendChoice:
     """Resolve `requested` (auto/trt/aoti/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it
     off the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
-    `log` hears of a checkpoint hashed in full (a slow moment)."""
+    `log` hears of a checkpoint hashed in full (a slow moment). `memory`: the profile asked for (dcrt.memory); one
+    only torch honours makes auto choose torch and an explicit static backend refuse."""
     from dcrt.artifacts.engine_bundle import preset_dirname
 
     check_backend_name(requested)
+    check_memory_backend(memory, requested)
     needs = ArtifactNeeds(preset, height or preset.height, width or preset.width, weights)
     preset_dir = preset_dirname(preset.name, needs.height, needs.width, (preset.height, preset.width))
-    search = CandidateSearch(needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log)
+    search = CandidateSearch(needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log, memory)
     return _CHOOSERS[requested](search)
 
 

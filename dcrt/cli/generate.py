@@ -188,7 +188,7 @@ def generate(
     from dcrt.api import save_video
     from dcrt.loading import open_backend
 
-    backend = open_backend(model, *run.size, log=log)
+    backend = open_backend(model, *run.size, log=log, frames=run.sampling.get("frames"))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     write = partial(save_video, backend, mode, extend=further or 0, fps=fps, quality=output.quality, format=fmt)

@@ -43,7 +43,7 @@ def info(model: BackendRequest) -> None:
 @app.command()
 @takes(
     notes={"preset": BENCH_PRESET},
-    model=(BackendRequest, (*WEIGHTS, "device", "dtype", "export_dir", "engines", "verify")),
+    model=(BackendRequest, (*WEIGHTS, "device", "dtype", "export_dir", "engines", "verify", "memory")),
     sampling=(SamplingRequest, ("steps", "height", "width", "frames", "overlap")),
 )
 def bench(

@@ -208,4 +208,4 @@ OptionalPrompt = Annotated[
 # The model options of the commands that make artifacts from weights (fetch, export, build, bench, info).
 WEIGHTS = ("preset", "checkpoint", "random_weights")
 # The model options of the commands that run a model for others (serve, ui).
-SERVED_MODEL = (*WEIGHTS, "backend", "device", "dtype", "export_dir")
+SERVED_MODEL = (*WEIGHTS, "backend", "device", "dtype", "export_dir", "memory")

@@ -4,7 +4,6 @@ dcrt.bench's clock, on one random image and prompt, beside the original's way (t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -40,7 +39,7 @@ def open_pipelines(
     """One pipeline per backend name, each opened the way `dcrt animate --backend <name>` opens it (ort: the
     export is made first if it is missing or stale); the baseline runs the fp32 torch model the original's way."""
     from dcrt.families.dynamicrafter.baseline import BaselineBackend
-    from dcrt.loading import ensure_export, load_torch_model, open_backend
+    from dcrt.loading import ensure_export, load_torch_model, open_backend, with_backend
 
     preset = request.preset_config()
     pipelines = {}
@@ -52,7 +51,9 @@ def open_pipelines(
         if name == "ort":
             weights = request.required_weights()
             ensure_export(preset, weights, request.export_location(), "fp32", opts.height, opts.width, log=log)
-        backend = open_backend(replace(request, backend=name), opts.height, opts.width, log=lambda m: log(f"dcrt: {m}"))
+        backend = open_backend(
+            with_backend(request, name), opts.height, opts.width, lambda m: log(f"dcrt: {m}"), opts.frames
+        )
         pipelines[name] = Pipeline(backend)
     return pipelines
 

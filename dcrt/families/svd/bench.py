@@ -11,7 +11,6 @@ around it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -101,7 +100,7 @@ class DiffusersBaseline:
 def open_svd_pipelines(names: list[str], request: BackendRequest, log: Callable[[str], None]) -> dict:
     """One pipeline per backend name, opened as `dcrt animate --backend <name>` opens it (ort: exported first if
     missing or stale); `baseline`: diffusers' pipeline on the same weights where it can read them."""
-    from dcrt.loading import ensure_export, open_backend, usable_device
+    from dcrt.loading import ensure_export, open_backend, usable_device, with_backend
 
     preset = request.preset_config()
     pipelines = {}
@@ -116,7 +115,7 @@ def open_svd_pipelines(names: list[str], request: BackendRequest, log: Callable[
             continue
         if name == "ort":
             ensure_export(preset, request.required_weights(), request.export_location(), "fp32", log=log)
-        pipelines[name] = SVDPipeline(open_backend(replace(request, backend=name), log=lambda m: log(f"dcrt: {m}")))
+        pipelines[name] = SVDPipeline(open_backend(with_backend(request, name), log=lambda m: log(f"dcrt: {m}")))
     return pipelines
 
 
