@@ -166,7 +166,8 @@ def markdown(report: dict) -> str:
     s = report["settings"]
     h, w = s["latent_hw"]
     size = "full size" if s["pixels"] == s["full_pixels"] else f"{s['pixels'] / s['full_pixels']:.3g} of full size"
-    where = report["device"] + (f", {report['threads']} threads" if report["threads"] else "")
+    env, cpu = report["environment"], report["threads"] is not None
+    where = report["device"] + (f", {report['threads']} threads" if cpu else "")
     lines = [
         f"## Token pieces: one temporal transformer block, preset {s['preset']}'s first UNet level, {s['dtype']} on "
         f"{where}",
@@ -174,7 +175,8 @@ def markdown(report: dict) -> str:
         f"x [{', '.join(map(str, s['x_shape']))}] = {s['branches']} branches x {s['pixels']} pixels ({size}; "
         f"{h}x{w} = {s['full_pixels']} at {s['preset']}) x {s['frames']} frames, {s['channels']} channels, "
         f"{s['heads']} heads of {s['head_dim']}; {s['tokens']} tokens. Median of {s['repeats']} interleaved "
-        f"repeats after one warm-up; peak memory: {s['peak_memory']}.",
+        f"repeats after one warm-up; peak memory: {s['peak_memory']}."
+        + (f" 1-minute load {env['load_average_1min']:.1f} on {env['cpu_cores']} cores before the run." if cpu else ""),
         "",
         "| variant | token_chunk | pieces | median ms | min ms | ratio to whole | peak MiB | output vs whole |",
         "|---|---|---|---|---|---|---|---|",
