@@ -5,7 +5,10 @@ video, the SVD and aoti sections' entry points, and the Markdown table.
 
 Per preset, seeded random weights are drawn on the device, and every mode samples the same image, prompt
 and noise: the fp32 reference (TF32 off), the baseline (the original's way), dcrt eager fp16, the captured
-graph, graph + fused kernels, and bf16 graph + fused kernels. Each mode runs once to warm up (and capture)
+graph, graph + fused kernels, the same with whole transformer blocks (no token pieces: what `fast`'s pieces
+cost), the `balanced` and `low` memory profiles (dcrt.memory), and bf16 graph + fused kernels. An offloading
+profile's mode takes the same weights moved to host memory (drawn on the device: CUDA's generator draws other
+values than the CPU's), with its backend given the device. Each mode runs once to warm up (and capture)
 and once timed (the dry run: once), at `--steps` steps: conditioning, denoising (ms per step) and decoding
 are measured; the 50-step time is computed from those measured parts and labelled so. Then the modes are
 compared: relative error of the final latents and PSNR of the decoded frames.
@@ -13,11 +16,12 @@ compared: relative error of the final latents and PSNR of the decoded frames.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +40,7 @@ from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.pipeline import Pipeline, guidance_for
 from dcrt.families.dynamicrafter.torch_backend import TorchBackend
 from dcrt.families.state_dicts import WEIGHT_DTYPES
+from dcrt.memory import BALANCED, FAST, LOW, PROFILES, MemoryProfile
 from dcrt.runners import kernel_compile, kernels
 
 if TYPE_CHECKING:
@@ -53,15 +58,28 @@ class Mode:
     cuda_graph: bool = False
     fused_kernels: bool = False
     reference: bool = False  # fp32 with TF32 off: what the other modes are checked against
+    memory: MemoryProfile = field(default=FAST)  # the TorchBackend's profile (the baseline runs its own way)
+
+    @property
+    def offloads(self) -> bool:
+        """Whether its model lives in host memory (loaded on the CPU, the backend given the device)."""
+        return self.memory.offload or self.memory.offload_unet
 
 
-# Grouped by weights, so one model per dtype is resident at a time.
+# FAST without its token pieces: every transformer block over its whole batch at once (not a profile of dcrt's).
+WHOLE_BLOCKS = replace(FAST, name="whole-blocks", token_chunk=None, summary="fast, transformer blocks unchunked")
+
+# Grouped by weights, so one model per dtype is resident at a time; the offloading modes last among the fp16 ones.
 MODES = (
     Mode("fp32-reference", "fp32", reference=True),
     Mode("baseline", "fp32", baseline=True),
     Mode("eager-fp16", "fp16"),
     Mode("graph-fp16", "fp16", cuda_graph=True),
     Mode("graph-fused-fp16", "fp16", cuda_graph=True, fused_kernels=True),
+    Mode("whole-blocks-fp16", "fp16", cuda_graph=True, fused_kernels=True, memory=WHOLE_BLOCKS),
+    # balanced keeps the UNet on the device: graphs work. low moves it off after sampling: eager.
+    Mode("balanced-fp16", "fp16", cuda_graph=True, fused_kernels=True, memory=BALANCED),
+    Mode("low-fp16", "fp16", memory=LOW),
     Mode("graph-fused-bf16", "bf16", cuda_graph=True, fused_kernels=True),
 )
 # (mode, against): what each comparison shows.
@@ -72,6 +90,11 @@ COMPARISONS = (
     ("eager-fp16", "fp32-reference"),  # fp16 weights
     ("graph-fused-fp16", "fp32-reference"),
     ("graph-fused-bf16", "fp32-reference"),  # bf16 weights
+    # The profiles change no picture: identical, or within fp16 rounding where low's UNet batch of 1 changes the
+    # kernels' batch sizes.
+    ("whole-blocks-fp16", "graph-fused-fp16"),
+    ("balanced-fp16", "graph-fused-fp16"),
+    ("low-fp16", "graph-fused-fp16"),
 )
 LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
 LONG_VIDEO_MODE = "graph-fused-fp16"
@@ -154,8 +177,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def pipeline_for_mode(model, mode: Mode, dry_run: bool) -> Pipeline:
-    backend = BaselineBackend(model) if mode.baseline else TorchBackend(model)
+def pipeline_for_mode(model, mode: Mode, dry_run: bool, device: torch.device | None = None) -> Pipeline:
+    """`device`: where the mode runs (default: where the model is; an offloading mode's model is in host memory)."""
+    backend = BaselineBackend(model) if mode.baseline else TorchBackend(model, memory=mode.memory, device=device)
+    if mode.cuda_graph and not backend.capturable:  # on the CPU too, where the Pipeline captures nothing
+        raise ValueError(f"mode {mode.name}: its {mode.memory.name} profile's backend is not capturable")
     fused = mode.fused_kernels
     if fused and dry_run:  # no CUDA: the kernels' torch reference runs the same fused wiring
         fused = kernels.ReferenceKernels()
@@ -163,14 +189,23 @@ def pipeline_for_mode(model, mode: Mode, dry_run: bool) -> Pipeline:
 
 
 def measure_mode(
-    report: Report, preset_name: str, mode: Mode, model, opts, image, dry_run: bool, label: str | None = None
+    report: Report,
+    preset_name: str,
+    mode: Mode,
+    model,
+    opts,
+    image,
+    dry_run: bool,
+    label: str | None = None,
+    device: torch.device | None = None,
 ) -> ModeResult:
-    """Warm up, then time one run of `mode`; recorded as `label` (default: the mode's name) in `preset_name`.
-    The preset's first task: animate, or interpolate (the same image at both ends) for interpolation models."""
+    """Warm up, then time one run of `mode` on `device` (default: the model's); recorded as `label` (default: the
+    mode's name) in `preset_name`. The preset's first task: animate, or interpolate (the same image at both ends)
+    for interpolation models. Peak memory and time are the run's device's, not where an offloaded model lives."""
     task = model.preset.modes[0]
     images = [image, image] if task == "interpolate" else [image]
-    device = model.device
-    pipeline = pipeline_for_mode(model, mode, dry_run)
+    pipeline = pipeline_for_mode(model, mode, dry_run, device)
+    device = pipeline.backend.device
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if mode.reference:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -193,6 +228,9 @@ def measure_mode(
     latents = result.latents.float().cpu()
     entry = {
         "precision": pipeline.backend.precision,
+        "memory_profile": "baseline" if mode.baseline else mode.memory.name,
+        "token_chunk": None if mode.baseline else mode.memory.token_chunk,
+        "offloaded": list(getattr(getattr(pipeline.backend, "placement", None), "offloaded", ())),
         "cuda_graph": pipeline.capture,
         "fused_kernels": type(pipeline.kernels).__name__ if pipeline.kernels is not None else None,
         "seconds": {stage: round(s, 4) for stage, s in timed.items()},
@@ -273,7 +311,8 @@ def preset_section(report: Report, preset_name: str, device: torch.device, steps
                     mode.dtype,
                 )
                 report.log(f"random {mode.dtype} weights on {device} in {time.perf_counter() - start:.1f} s")
-            results[mode.name] = measure_mode(report, preset_name, mode, model, opts, image, dry_run)
+            place_for_mode(report, model, mode, device)
+            results[mode.name] = measure_mode(report, preset_name, mode, model, opts, image, dry_run, device=device)
             if mode.name == "eager-fp16" and preset.vae.dual_ref is None:  # a clip decoder needs its references
                 decoder_check(report, preset_name, model, results[mode.name].latents)
         except Exception as exc:
@@ -288,13 +327,27 @@ def preset_section(report: Report, preset_name: str, device: torch.device, steps
         raise RuntimeError(f"modes failed: {', '.join(failed)}")
 
 
+def place_for_mode(report: Report, model, mode: Mode, device: torch.device) -> None:
+    """The model where `mode` keeps it: on `device`, or in host memory for an offloading profile. The same weights
+    move (drawn once per dtype, on the device); placing every network also undoes what the last mode's placement
+    left (balanced leaves the UNet on the device, where low needs it in host memory)."""
+    home = torch.device("cpu") if mode.offloads else device
+    where = {model.device_of(name).type for name in model.networks}
+    if where != {home.type} or mode.offloads:
+        start = time.perf_counter()
+        model.place(home, WEIGHT_DTYPES[mode.dtype])
+        _empty_cache(device)
+        report.log(f"{mode.dtype} weights placed on {home} in {time.perf_counter() - start:.1f} s")
+
+
 def memory_target(report: Report, preset_name: str) -> None:
     """The half-precision modes' peak memory against the preset's target, if it has one."""
     if preset_name not in MEMORY_TARGETS_GB:
         return
     target = MEMORY_TARGETS_GB[preset_name]
     modes = report.data["sections"][preset_name]["modes"]
-    half = {m.name for m in MODES if m.dtype != "fp32"}
+    # dcrt's own profiles only: whole-blocks-fp16 measures what fast's token pieces save, it is no way to run
+    half = {m.name for m in MODES if m.dtype != "fp32" and m.memory in PROFILES.values()}
     peaks = {
         name: round(entry["peak_memory_gib"] * 2**30 / 1e9, 2)
         for name, entry in modes.items()
@@ -324,6 +377,7 @@ def long_video_section(report: Report, preset_name: str, device: torch.device, s
 def _empty_cache(device: torch.device) -> None:
     synchronize(device)
     if device.type == "cuda":
+        gc.collect()  # a finished mode's pipeline and graphs, so that the next mode's peak starts from its own
         torch.cuda.empty_cache()
 
 
@@ -359,9 +413,9 @@ def markdown(data: dict) -> str:
             f"## {name} ({settings.get('height')}x{settings.get('width')}, {settings.get('frames', 16)} frames, "
             f"measured at {settings.get('steps')} steps)",
             "",
-            f"| mode | ms/step | ms/frame | conditioning s | decode s | measured end-to-end s | {computed} (computed) "
-            "| UNet TFLOP/s | peak GiB | finite | black frames |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| mode | memory | ms/step | ms/frame | conditioning s | decode s | measured end-to-end s "
+            f"| {computed} (computed) | UNet TFLOP/s | peak GiB | finite | black frames |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mode, m in modes.items():
             if not isinstance(m, dict):
@@ -369,7 +423,8 @@ def markdown(data: dict) -> str:
                 continue
             s = m["seconds"]
             lines.append(
-                f"| {mode} | {m['ms_per_step']} | {m.get('ms_per_frame', '-')} | {s['conditioning']:.3f} "
+                f"| {mode} | {_memory_cell(m)} | {m['ms_per_step']} | {m.get('ms_per_frame', '-')} "
+                f"| {s['conditioning']:.3f} "
                 f"| {s['decode']:.3f} | {s['end_to_end']:.3f} "
                 f"| {m[computed]} | {m['unet_tflops_effective']} | {m['peak_memory_gib']} | {m['latents_finite']} "
                 f"| {m['black_frames']} |"
@@ -383,3 +438,15 @@ def markdown(data: dict) -> str:
             lines += ["", f"Peak memory target {t['target_gb']} GB: met {t['met']} (GB per mode: {t['peak_gb']})"]
     lines += aoti_markdown(data["sections"].get("aoti", {}))
     return "\n".join(lines) + "\n"
+
+
+def _memory_cell(m: dict) -> str:
+    """The mode's memory profile, its token pieces and what it keeps in host memory, in a few words."""
+    profile = m.get("memory_profile", "-")
+    if profile in ("-", "baseline"):
+        return profile
+    chunk = m.get("token_chunk")
+    words = [profile, f"pieces of {chunk} tokens" if chunk else "whole blocks"]
+    if m.get("offloaded"):
+        words.append("host: " + ", ".join(m["offloaded"]))
+    return "; ".join(words)

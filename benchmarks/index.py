@@ -42,6 +42,7 @@ def rows() -> list[str]:
         "aoti": "AOTInductor packages: build time, size, speed vs eager",
         "memory": "estimated peak device memory per preset, dcrt's norms vs fp32 copies",
         "behaviour": "sha256 of latents and frames of every mode of every family (torch, ONNX Runtime, CLI)",
+        "token": "token pieces: one transformer block whole vs each memory profile's token_chunk, time and peak",
     }
     for path in sorted((HERE / "results").glob("*.json")):
         kind = path.stem.split("-")[0]

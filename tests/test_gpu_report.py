@@ -132,6 +132,55 @@ def test_dry_run_measures_every_mode_and_comparison(dry_run):
     assert tiny["vae_decode_float16"]["finite"]
 
 
+PROFILE_MODES = ("whole-blocks-fp16", "balanced-fp16", "low-fp16")
+
+
+def test_dry_run_measures_the_memory_profiles_beside_graph_fused_fp16(dry_run):
+    _, _, data, out = dry_run
+    tiny = data["sections"]["tiny"]
+    measured = {name: tiny["modes"][name] for name in ("graph-fused-fp16", *PROFILE_MODES)}
+    for name, mode in measured.items():
+        assert mode["peak_memory_gib"] > 0 and mode["ms_per_step"] > 0 and mode["latents_finite"], name
+        assert mode["precision"] == "float16", name
+    assert {name: (m["memory_profile"], m["token_chunk"]) for name, m in measured.items()} == {
+        "graph-fused-fp16": ("fast", 2**18),
+        "whole-blocks-fp16": ("whole-blocks", None),
+        "balanced-fp16": ("balanced", 2**16),
+        "low-fp16": ("low", 2**14),
+    }
+    encoders = ["vae", "text_encoder", "image_encoder", "resampler"]
+    assert sorted(measured["balanced-fp16"]["offloaded"]) == sorted(encoders)  # built on the CPU, given a device
+    assert sorted(measured["low-fp16"]["offloaded"]) == sorted([*encoders, "unet"])
+    assert measured["whole-blocks-fp16"]["offloaded"] == measured["graph-fused-fp16"]["offloaded"] == []
+    # graphs where the UNet stays on the device (the wiring, on a CPU); low's is not capturable: eager
+    assert (
+        measured["balanced-fp16"]["fused_kernels"] == "ReferenceKernels"
+        and measured["low-fp16"]["fused_kernels"] is None
+    )
+    # The profiles change no picture. The tiny preset's blocks fit one piece of any profile: the same latents (the
+    # decode, a frame a call, rounds otherwise in fp16). low's one branch a call changes fp16's rounding on the CPU
+    # (in fp32: 5.6e-6, as the baseline's): no more than fp16 itself costs against fp32.
+    comparisons = {name: tiny["comparisons"][f"{name} vs graph-fused-fp16"] for name in PROFILE_MODES}
+    assert comparisons["whole-blocks-fp16"]["latents_rel_error"] < 1e-3
+    assert comparisons["balanced-fp16"]["latents_rel_error"] < 1e-3
+    fp16_itself = tiny["comparisons"]["eager-fp16 vs fp32-reference"]["latents_rel_error"]
+    assert comparisons["low-fp16"]["latents_rel_error"] < 2 * fp16_itself
+    table = (out / "gpu-report.md").read_text()
+    assert "| whole-blocks-fp16 | whole-blocks; whole blocks |" in table
+    assert "| balanced-fp16 | balanced; pieces of 65536 tokens; host: " in table
+    assert "| low-fp16 vs graph-fused-fp16 |" in table
+
+
+def test_graph_modes_keep_their_unet_on_the_device_and_a_graph_on_low_is_refused():
+    assert [m.name for m in modes.MODES if m.memory.offload_unet] == ["low-fp16"]
+    assert all(not m.memory.offload_unet for m in modes.MODES if m.cuda_graph)
+    assert all((m.name, "graph-fused-fp16") in modes.COMPARISONS for m in modes.MODES if m.name in PROFILE_MODES)
+    model = modes.dcrt.random_model("tiny", seed=0, device="cpu")
+    low_graph = modes.Mode("low-graph", "fp32", cuda_graph=True, memory=modes.LOW)
+    with pytest.raises(ValueError, match="low profile's backend is not capturable"):
+        modes.pipeline_for_mode(model, low_graph, dry_run=True, device=modes.torch.device("cpu"))
+
+
 @pytest.mark.parametrize("peak_gib, met", [(8.5, True), (9.5, False)])  # 9.5 GiB is 10.2 GB
 def test_tooncrafter_half_precision_peaks_are_held_to_the_10_gb_target(tmp_path, peak_gib, met):
     report = gpu_report.Report(tmp_path, budget_s=60)
@@ -148,7 +197,8 @@ def test_tooncrafter_half_precision_peaks_are_held_to_the_10_gb_target(tmp_path,
         report.close()
     target = json.loads((tmp_path / "gpu-report.json").read_text())["sections"]["tooncrafter"]["memory_target"]
     assert target["target_gb"] == 10 and target["met"] is met
-    assert set(target["peak_gb"]) == {"eager-fp16", "graph-fused-fp16", "graph-fused-bf16"}  # fp32 and skips left out
+    # fp32, skips and whole-blocks-fp16 (no profile of dcrt's) left out
+    assert set(target["peak_gb"]) == {"eager-fp16", "graph-fused-fp16", "balanced-fp16", "low-fp16", "graph-fused-bf16"}
     assert f"Peak memory target 10 GB: met {met}" in modes.markdown(report.data)
 
 
@@ -156,11 +206,13 @@ def test_dry_run_measures_svd_against_diffusers_beside_the_anchor(dry_run):
     _, _, data, out = dry_run
     svd = data["sections"]["tiny-svd"]
     assert svd["kind"] == "svd" and svd["settings"]["computed_at_steps"] == 25
-    assert list(svd["modes"]) == ["eager", "graph", "diffusers"]
+    assert list(svd["modes"]) == ["eager", "graph", "low", "diffusers"]
     for name, mode in svd["modes"].items():
         assert mode["ms_per_step"] > 0 and mode["computed_25_step_s"] > mode["unet_s_at_25_steps"] > 0, name
     assert svd["modes"]["diffusers"]["settings"]["backend_class"] == "diffusers.StableVideoDiffusionPipeline"
     assert svd["graph_vs_eager_latents_rel_error"] < 1e-5  # the runner's body on the CPU: the eager numbers
+    assert svd["modes"]["low"]["memory_profile"] == "low" and svd["modes"]["low"]["peak_memory_gib"] > 0
+    assert svd["low_vs_eager_latents_rel_error"] < 1e-4  # fp32 on the CPU: one branch a call, the same numbers
     assert svd["anchor"] == {
         "what": "TensorRT SVD-XT 1.1, H100 PCIe, 25 frames, 25 steps",
         "end_to_end_s": 22.6,
