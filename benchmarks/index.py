@@ -40,7 +40,9 @@ def rows() -> list[str]:
         "serve": "dcrt serve under load: requests/s, p50 / p95 latency",
         "gpu": "GPU report: the GPU tests, every sampling mode at 256 / 512 / 1024",
         "aoti": "AOTInductor packages: build time, size, speed vs eager",
-        "memory": "estimated peak device memory per preset, dcrt's norms vs fp32 copies",
+        "memory": "estimated peak device memory per preset (per memory profile since issue 28; the older files: dcrt's "
+        "norms vs fp32 copies)",
+        "fp8": "fp8 vs fp16 weights: output error per component (seeded random weights)",
         "behaviour": "sha256 of latents and frames of every mode of every family (torch, ONNX Runtime, CLI)",
         "token": "token pieces: one transformer block whole vs each memory profile's token_chunk, time and peak",
     }

@@ -38,6 +38,7 @@ def _meta(text: str, panel: str, flag: str | None = None) -> dict:
 
 
 MODEL, BACKEND = "Model", "Backend"
+WEIGHT_STORAGE = ("fp8",)  # --weights: dcrt.models.fp8
 _MEMORY_HELP = (
     "how much of the run sits on the device at once, traded against speed (torch backend only): "
     + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
@@ -89,6 +90,15 @@ class BackendRequest:
         metadata=_meta("re-hash every file of the export or engine bundle (default: check names and sizes)", BACKEND),
     )
     memory: str = field(default=AUTO, metadata=_meta(_MEMORY_HELP, BACKEND))
+    weight_storage: str | None = field(
+        default=None,
+        metadata=_meta(
+            "fp8: the torch backend keeps its Linear and Conv weights as float8 e4m3 with a scale per output channel, "
+            "upcast per layer at call time: half the weight memory, and a different picture (docs/memory.md)",
+            BACKEND,
+            "--weights",
+        ),
+    )
 
     def preset_config(self) -> PresetBase:
         return get_preset(self.preset or DEFAULT_PRESET)
@@ -101,6 +111,13 @@ class BackendRequest:
         check_backend_name(self.backend)
         check_memory_name(self.memory)
         check_memory_backend(self.memory, self.backend)
+        if self.weight_storage not in (None, *WEIGHT_STORAGE):
+            raise UsageError(f"unknown --weights {self.weight_storage!r}; choose {', '.join(WEIGHT_STORAGE)}")
+        if self.weight_storage is not None and self.backend not in ("auto", "torch"):
+            raise UsageError(
+                f"--weights {self.weight_storage} is stored only by the torch backend ({self.backend} runs its graphs "
+                "as built): use --backend torch or auto"
+            )
         check_device_name(self.device)
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}; choose {', '.join(WEIGHT_DTYPES)}")
@@ -198,13 +215,24 @@ def resolve_memory(
     return choice
 
 
-def open_torch_backend(preset: PresetBase, weights: Weights, device: str, dtype: str | None, memory: MemoryProfile):
-    """The family's torch backend of `weights` on `device` as `memory` says. A profile that offloads a network
-    loads the weights on the CPU in the run's dtype and lets the backend place them: the whole model never sits on
-    the device first."""
+def open_torch_backend(
+    preset: PresetBase,
+    weights: Weights,
+    device: str,
+    dtype: str | None,
+    memory: MemoryProfile,
+    weight_storage: str | None = None,
+):
+    """The family's torch backend of `weights` on `device` as `memory` says. The weights are loaded on the CPU in
+    the run's dtype (and stored as fp8 there, with `weight_storage` "fp8") when the profile offloads a network or
+    fp8 is asked for, and the backend places them: the whole model never sits on the device first."""
+    from dcrt.models.fp8 import store_weights_fp8
+
     dtype = dtype or default_dtype(device)
-    offloads = memory.offload or memory.offload_unet
-    model = load_torch_model(preset, weights, "cpu" if offloads else device, dtype)
+    on_host = memory.offload or memory.offload_unet or weight_storage is not None
+    model = load_torch_model(preset, weights, "cpu" if on_host else device, dtype)
+    if weight_storage == "fp8":
+        store_weights_fp8(model)
     return torch_backend(model, memory=memory, device=device)
 
 
@@ -251,6 +279,13 @@ def open_graphs(chosen: BackendChoice, request: BackendRequest):
     return OnnxRuntimeGraphs(chosen.location, chosen.device, verify=request.verify)
 
 
+def _request_of(request: BackendRequest | str | None, changes: dict) -> BackendRequest:
+    """`open_backend`'s request: a preset name (or None) and keywords, or a request with some fields changed."""
+    if request is None or isinstance(request, str):
+        return BackendRequest(preset=request, **changes)
+    return replace(request, **changes) if changes else request
+
+
 def open_backend(
     request: BackendRequest | str | None = None,
     height: int | None = None,
@@ -269,16 +304,16 @@ def open_backend(
     from dcrt.backends.machine_facts import probe
     from dcrt.backends.select import choose_backend
 
-    if request is None or isinstance(request, str):
-        request = BackendRequest(preset=request, **changes)
-    elif changes:
-        request = replace(request, **changes)
+    request = _request_of(request, changes)
     request.check_names()
     log = log or _logger.info
     preset = request.preset_config()
     if request.device is not None:
         usable_device(request.device)
     weights = request.requested_weights()
+    if request.weight_storage is not None and request.backend == "auto":
+        request = replace(request, backend="torch")
+        log(f"notice: --weights {request.weight_storage}: only the torch backend stores them, so auto runs PyTorch")
     chosen = choose_backend(
         preset,
         request.backend,
@@ -299,7 +334,7 @@ def open_backend(
         dtype = request.dtype or default_dtype(chosen.device)
         size = (height or preset.height, width or preset.width, frames or preset.frames)
         memory = resolve_memory(request.memory, preset.name, dtype, chosen.device, size, lines.append).profile
-        backend = open_torch_backend(preset, weights, chosen.device, dtype, memory)
+        backend = open_torch_backend(preset, weights, chosen.device, dtype, memory, request.weight_storage)
     else:  # a runtime of static graphs, behind the adapter of the family its artifact holds
         from dcrt.backends.static import family_backend
 

@@ -14,6 +14,8 @@ Each profile is a set of switches; none changes what is computed, only when and 
   loop runs without a CUDA graph: a graph captured on one copy of the weights cannot run on the next).
 - `decode_chunk`: frames per VAE decoder call for the image decoder (DynamiCrafter, 512-interp). Temporal
   decoders take their frames together (ToonCrafter's clip; SVD's `--decode-chunk`, which changes the picture).
+- `frame_pieces`: frames per pass of a temporal decoder's per-frame layers (its spatial ResnetBlocks and
+  upsamples), written into one clip tensor: their temporaries are a piece's, not the clip's.
 
 `fast` is the fastest: only feed-forward-sized pieces large enough to cost nothing on a GPU. `auto` picks the
 fastest profile whose estimated peak (benchmarks/memory.py, kept in `dcrt/memory_estimates.json`) fits the
@@ -37,6 +39,7 @@ class MemoryProfile:
     offload: bool  # every network but the UNet in host memory, on the device only while it runs
     offload_unet: bool  # the UNet as well
     decode_chunk: int  # frames per image-decoder call
+    frame_pieces: int | None  # frames per pass of a temporal decoder's per-frame layers (None: the clip at once)
     summary: str  # what it does, in words, for `--help` and the log line
 
     def offloaded_networks(self, networks: tuple[str, ...]) -> tuple[str, ...]:
@@ -45,15 +48,15 @@ class MemoryProfile:
 
 
 FAST = MemoryProfile(
-    "fast", token_chunk=2**16, unet_batch=None, offload=False, offload_unet=False, decode_chunk=4,
+    "fast", token_chunk=2**16, unet_batch=None, offload=False, offload_unet=False, decode_chunk=4, frame_pieces=None,
     summary="everything on the device, guidance branches batched",
 )  # fmt: skip
 BALANCED = MemoryProfile(
-    "balanced", token_chunk=2**16, unet_batch=None, offload=True, offload_unet=False, decode_chunk=1,
-    summary="encoders and VAE on the device only while they run, smaller transformer pieces, one frame a decode",
+    "balanced", token_chunk=2**16, unet_batch=None, offload=True, offload_unet=False, decode_chunk=1, frame_pieces=1,
+    summary="encoders and VAE on the device only while they run, the decoder one frame at a time",
 )  # fmt: skip
 LOW = MemoryProfile(
-    "low", token_chunk=2**14, unet_batch=1, offload=True, offload_unet=True, decode_chunk=1,
+    "low", token_chunk=2**14, unet_batch=1, offload=True, offload_unet=True, decode_chunk=1, frame_pieces=1,
     summary="as balanced, the UNet too, and the guidance branches one after the other",
 )  # fmt: skip
 PROFILES = {p.name: p for p in (FAST, BALANCED, LOW)}  # fastest first: `auto` takes the first that fits

@@ -4,7 +4,8 @@ inside it too)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+# Appended, not prepended: benchmarks/parity.py must not shadow the top-level parity package.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from simulated_cuda import DEVICE, HostSync, SimulatedCuda, fake_model, frames_shape_only, simulated_cuda  # noqa: E402
 
 __all__ = ["DEVICE", "HostSync", "SimulatedCuda", "fake_model", "frames_shape_only", "simulated_cuda"]

@@ -14,7 +14,8 @@ import dcrt
 from dcrt.memory import ESTIMATES_FILE, PROFILES, load_estimates
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+# Appended, not prepended: benchmarks/parity.py must not shadow the top-level parity package.
+sys.path.append(str(REPO / "benchmarks"))
 
 import memory  # noqa: E402
 
@@ -58,13 +59,14 @@ def test_fp8_weights_halve_what_stays_on_the_device():
     assert fp8.resident_gib < 0.75 * fp16.resident_gib
 
 
-@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("profile", ["balanced", "low"])
 def test_the_committed_estimate_for_256_still_holds(profile):
-    """Preset 256 at full architecture (fake tensors: no data, seconds): the peak may fall, never rise past the
-    committed figure (dcrt/memory_estimates.json, which `--memory auto` reads). 1% covers op-level changes between
-    torch versions; a profile that stops chunking or offloading moves it by far more."""
+    """Preset 256 at full architecture (fake tensors: no data, under a minute): the peak may fall, never rise past
+    the committed figure (dcrt/memory_estimates.json, which `--memory auto` reads; made with --steps 2, as here).
+    1% covers op-level changes between torch versions; a profile that stops offloading, chunking or running the
+    branches one at a time moves it by far more (low's sampling peak is 0.33 GiB over the UNet's weights)."""
     committed = load_estimates()["256"]["fp16"][profile]
-    row = memory.estimate("256", "fp16", PROFILES[profile], steps=1)
+    row = memory.estimate("256", "fp16", PROFILES[profile], steps=2)
     assert row.resident_gib * 2**30 == pytest.approx(committed.resident_bytes, abs=2**21)
     assert row.peak_gib * 2**30 <= 1.01 * (committed.resident_bytes + committed.activation_bytes) + 2**21
 

@@ -9,8 +9,9 @@ What a profile changes, and so how closely its pictures must match `fast`'s (tin
   bound, GRAPH_OPS x eps, times the guidance weights and the steps that carry it into the latents);
 - `decode_chunk` (frames per image-decoder call, 4 in fast, 1 in balanced and low) does the same to the decoder:
   a pixel's value moves by far less than one uint8 level, so a frame may differ by one level where rounding
-  falls on the other side, never more. The temporal decoders (ToonCrafter's dual-ref clip, SVD) take their
-  frames together in every profile: their frames are bitwise equal wherever the latents are.
+  falls on the other side, never more. The temporal decoders (ToonCrafter's dual-ref clip, SVD) take the clip in
+  one call in every profile, and `frame_pieces` runs their per-frame layers (convolutions whose batch is the
+  frames) over pieces: the same bound, for the same reason.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def _assert_same_pictures(video, fast, memory: MemoryProfile, latent_tolerance: 
     else:
         error = ((video.latents - fast.latents).norm() / fast.latents.norm()).item()
         assert error < latent_tolerance, error
-    same_decoder_calls = temporal_decoder or memory.decode_chunk == FAST.decode_chunk
+    if temporal_decoder:  # the clip in one call, its per-frame layers in pieces of `frame_pieces` frames
+        same_decoder_calls = memory.frame_pieces == FAST.frame_pieces
+    else:
+        same_decoder_calls = memory.decode_chunk == FAST.decode_chunk
     assert video.frames.shape == fast.frames.shape
     if latents_bitwise and same_decoder_calls:
         assert np.array_equal(video.frames, fast.frames)
@@ -287,6 +291,17 @@ def test_open_backend_builds_the_torch_backend_with_the_profile():
     assert messages[-1].startswith("using torch on cpu")  # the backend's summary stays the last line
 
 
+def test_fp8_weights_are_stored_by_the_torch_backend_that_auto_then_chooses():
+    messages: list[str] = []
+    backend = dcrt.open_backend("tiny", weight_storage="fp8", memory="fast", log=messages.append)
+    assert isinstance(backend, TorchBackend) and any("only the torch backend stores them" in m for m in messages)
+    codes = [t for n, t in backend.model.unet.named_parameters() if "parametrizations" in n]
+    assert codes and {t.dtype for t in codes} >= {torch.float8_e4m3fn}
+    opts = resolve_options(backend.preset, steps=1, seed=7)
+    video = Pipeline(backend).generate([_picture(1)], "a cat", "animate", opts)
+    assert torch.isfinite(video.latents).all()
+
+
 def test_torch_backend_gives_a_loaded_model_a_profile():
     backend = dcrt.torch_backend(dcrt.random_model("tiny", seed=0), memory="balanced")
     assert isinstance(backend, TorchBackend) and backend.memory is BALANCED
@@ -315,3 +330,22 @@ def test_a_static_backend_refuses_a_torch_only_profile(backend):
 def test_an_unknown_profile_is_refused():
     with pytest.raises(UsageError, match="unknown memory profile 'bogus'"):
         dcrt.BackendRequest(memory="bogus").check_names()
+
+
+def test_a_video_decoder_block_frees_a_handed_over_input_before_its_temporal_part():
+    """run_up_levels hands each block its input in a list: the block drops it once its per-frame part has read it,
+    so the input (2 GiB at SVD's full resolution) is gone while the temporal part runs."""
+    import weakref
+
+    from dcrt.models.vae_dualref import VideoResnetBlock
+
+    block = VideoResnetBlock(32, 32, kernel=3).eval()
+    x = torch.randn(4, 32, 8, 8)
+    alive: list[bool] = []
+    ref = weakref.ref(x)
+    block.time_stack.register_forward_pre_hook(lambda *_: alive.append(ref() is not None))
+    with torch.inference_mode():
+        whole = block(x.clone())
+        held, x = [x], None
+        handed = block(held)
+    assert alive == [True, False] and torch.equal(handed, whole)

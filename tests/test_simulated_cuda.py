@@ -8,13 +8,14 @@ rest of the suite and on a GPU by `pytest -m gpu`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _cuda_fakes import DEVICE, HostSync, simulated_cuda
+from _cuda_fakes import DEVICE, HostSync, fake_model, simulated_cuda
 from conftest import fp32_tolerance
 
 import dcrt
@@ -25,6 +26,7 @@ from dcrt.families.state_dicts import WEIGHT_DTYPES
 from dcrt.families.svd.options import resolve_svd_options
 from dcrt.families.svd.pipeline import SVDPipeline
 from dcrt.families.svd.torch_backend import TorchSVDBackend
+from dcrt.memory import FAST
 from dcrt.models import layers
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.svd import StableVideoDiffusion
@@ -63,9 +65,11 @@ def test_every_gpu_report_mode_runs_on_simulated_cuda(preset_name):
     latent = (1, preset.vae.z_channels, opts.frames, opts.height // 8, opts.width // 8)
     with simulated_cuda() as cuda:
         for mode in gpu_report_modes.MODES:
-            model = cuda.build(DynamiCrafter, preset, WEIGHT_DTYPES[mode.dtype])
+            # An offloading profile's model is in host memory; its backend places it on the device.
+            home = "cpu" if mode.offloads else DEVICE
+            model = fake_model(DynamiCrafter, preset_name, WEIGHT_DTYPES[mode.dtype], cuda.fake, home)
             graphs, launches = len(cuda.graphs), len(cuda.kernels.launches)
-            pipeline = gpu_report_modes.pipeline_for_mode(model, mode, dry_run=False)
+            pipeline = gpu_report_modes.pipeline_for_mode(model, mode, dry_run=False, device=DEVICE)
             result = _generate(pipeline, opts)
 
             assert result.latents.device == DEVICE and result.latents.dtype == torch.float32, mode.name
@@ -137,7 +141,8 @@ def test_svd_modes_run_on_simulated_cuda(preset_name, cuda_graph):
 
 def test_long_video_at_1024_keeps_every_attention_call_within_the_kernels_batch_limit():
     """48 frames at 576x1024: 5 windows x 2 guidance branches in one UNet call, 92,160 pixels a temporal attention
-    would batch. The calls are sliced to CUDA's limit, and the slices cover the whole batch."""
+    would batch. With whole transformer blocks (what an export traces: no token pieces) the calls are sliced to
+    CUDA's limit, and the slices cover the whole batch; every profile's token pieces keep them far below it."""
     preset = dcrt.get_preset("1024")
     opts = resolve_options(preset, steps=STEPS, seed=123, frames=48, eta=0.0)
     pixels = (opts.height // 8) * (opts.width // 8)
@@ -146,9 +151,15 @@ def test_long_video_at_1024_keeps_every_attention_call_within_the_kernels_batch_
     with simulated_cuda() as cuda:
         model = cuda.build(DynamiCrafter, preset, torch.float16)
         x = torch.randn(1, 4, opts.frames, opts.height // 8, opts.width // 8, device=DEVICE)
-        Pipeline(TorchBackend(model), cuda_graph=False).sample([_image(opts)], "a boat", "animate", opts, x_T=x)
-    assert max(cuda.attention_batches) == layers.MAX_ATTENTION_BATCH
-    assert batch - layers.MAX_ATTENTION_BATCH in cuda.attention_batches
+        whole_blocks = dataclasses.replace(FAST, token_chunk=None)
+        Pipeline(TorchBackend(model, whole_blocks), cuda_graph=False).sample(
+            [_image(opts)], "a boat", "animate", opts, x_T=x
+        )
+        assert max(cuda.attention_batches) == layers.MAX_ATTENTION_BATCH
+        assert batch - layers.MAX_ATTENTION_BATCH in cuda.attention_batches
+        cuda.attention_batches.clear()
+        Pipeline(TorchBackend(model, FAST), cuda_graph=False).sample([_image(opts)], "a boat", "animate", opts, x_T=x)
+    assert max(cuda.attention_batches) <= FAST.token_chunk // opts.window < layers.MAX_ATTENTION_BATCH
 
 
 def test_attention_in_slices_equals_one_call(monkeypatch):

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+# Appended, not prepended: benchmarks/parity.py must not shadow the top-level parity package.
+sys.path.append(str(REPO / "benchmarks"))
 
 import token_pieces  # noqa: E402
 

@@ -47,29 +47,63 @@ class TemporalResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [1, C, T, H, W]. One layer at a time: nesting the two Sequentials would keep the first's output
         # alive through all of the second (a call holds its argument), one more clip-sized tensor at the peak.
+        # SiLU and the residual sum run in place on tensors made here (the same numbers: x + h is h + x).
+        in_place = not torch.onnx.is_in_onnx_export()
         h = x
         for layer in (*self.in_layers, *self.out_layers):
-            h = layer(h)
-        return x + h
+            h = F.silu(h, inplace=in_place and h is not x) if isinstance(layer, nn.SiLU) else layer(h)
+        return h.add_(x) if in_place and h is not x else x + h
+
+
+def in_frame_pieces(layer: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, frames: int | None) -> torch.Tensor:
+    """`layer(x)` for a per-frame layer (frames are its batch) over pieces of `frames` frames, written into one
+    output: the layer's temporaries are a piece's, not the clip's (dcrt.memory's `decoder_frames`). None, or a clip
+    that fits: one call."""
+    if frames is None or frames >= x.shape[0]:
+        return layer(x)
+    first = layer(x[:frames])
+    out = first.new_empty((x.shape[0], *first.shape[1:]))
+    out[:frames] = first
+    del first
+    for start in range(frames, x.shape[0], frames):
+        out[start : start + frames] = layer(x[start : start + frames])
+    return out
+
+
+def set_frame_pieces(network: nn.Module, frames: int | None) -> None:
+    """Every video decoder block of `network` runs its per-frame part (and the upsample after its level) over
+    pieces of `frames` frames (None: the clip at once)."""
+    for module in network.modules():
+        if isinstance(module, VideoResnetBlock):
+            module.frame_pieces = frames
 
 
 class VideoResnetBlock(ResnetBlock):
     """The per-frame ResnetBlock, then a learned blend with a temporal block over its output:
-    sigmoid(mix_factor) * time_stack(s) + (1 - sigmoid(mix_factor)) * s."""
+    sigmoid(mix_factor) * time_stack(s) + (1 - sigmoid(mix_factor)) * s.
+
+    `frame_pieces` (dcrt.memory): frames per pass of the per-frame part (None: the clip at once)."""
 
     def __init__(self, channels: int, out_channels: int, kernel: int):
         super().__init__(channels, out_channels)
         self.time_stack = TemporalResBlock(out_channels, kernel)
         self.mix_factor = nn.Parameter(torch.zeros(1))
+        self.frame_pieces: int | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = super().forward(x)  # [T, C, H, W]
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """x [T, C, H, W], or a list holding it, handed over: the block drops it once the per-frame part has read
+        it, so a caller that hands over its only reference (`run_up_levels`) frees the input before the temporal
+        part runs; at full resolution each such tensor is 2 GiB for SVD's 14 frames in fp16."""
+        s = in_frame_pieces(super().forward, x.pop() if isinstance(x, list) else x, self.frame_pieces)
         alpha = torch.sigmoid(self.mix_factor)
         # The original's `alpha * s + (1 - alpha) * x_mix` computes in the promoted dtype: float32 under autocast
         # (float16 activations, float32 weight), where lerp itself refuses the mix. Otherwise the dtypes agree and
-        # lerp blends in one pass, without the two scaled copies as temporaries (the clip decoder's peak).
+        # lerp blends in one pass, in place on s (made here), without the two scaled copies as temporaries.
         dtype = torch.promote_types(s.dtype, alpha.dtype)
-        return torch.lerp(s.to(dtype), _to_frames(self.time_stack(_to_clip(s))).to(dtype), alpha.to(dtype))
+        mixed = _to_frames(self.time_stack(_to_clip(s))).to(dtype)
+        if dtype == s.dtype and not torch.onnx.is_in_onnx_export():
+            return s.lerp_(mixed, alpha.to(dtype))
+        return torch.lerp(s.to(dtype), mixed, alpha.to(dtype))
 
 
 class VideoConv(nn.Conv2d):
@@ -152,11 +186,12 @@ def run_up_levels(
     h = decoder.mid(decoder.conv_in(z))
     for level in reversed(range(len(decoder.up))):
         for block in decoder.up[level].block:
-            h = block(h)
+            held, h = [h], None  # handed over: the block frees it once read (VideoResnetBlock.forward)
+            h = block(held)
         if refine is not None:
             h = refine(level, h)
         if level > 0:
-            h = decoder.up[level].upsample(h)
+            h = in_frame_pieces(decoder.up[level].upsample, h, decoder.up[level].block[0].frame_pieces)
     return h
 
 

@@ -172,6 +172,8 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "x", *TINY, "--memory", "bogus", "-o", out], "unknown memory profile 'bogus'"),
         (["animate", p, "x", *TINY, "--memory", "low", "--backend", "ort", "-o", out], "only by the torch backend"),
         (["loop", p, "x", *TINY, "--memory", "balanced", "--backend", "trt", "-o", out], "only by the torch backend"),
+        (["animate", p, "x", *TINY, "--weights", "fp4", "-o", out], "unknown --weights 'fp4'"),
+        (["animate", p, "x", *TINY, "--weights", "fp8", "--backend", "aoti", "-o", out], "only by the torch backend"),
         (["batch", str(tmp_path / "nodir"), "--out-dir", str(tmp_path), *TINY], "not a directory"),
         (["batch", str(tmp_path / "folder"), "--out-dir", str(tmp_path / "a_file" / "v"), *TINY], "cannot be created"),
     ]

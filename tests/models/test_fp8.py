@@ -24,7 +24,8 @@ from dcrt.models.fp8 import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
+# Appended, not prepended: benchmarks/parity.py must not shadow the top-level parity package.
+sys.path.append(str(REPO / "benchmarks"))
 
 import fp8_error  # noqa: E402
 

@@ -14,6 +14,7 @@ from dcrt.models.attention import set_token_chunk
 from dcrt.models.autoencoder import References
 from dcrt.models.dynamicrafter import DynamiCrafter
 from dcrt.models.placement import Placement
+from dcrt.models.vae_dualref import set_frame_pieces
 
 
 class TorchBackend(Backend):
@@ -26,6 +27,7 @@ class TorchBackend(Backend):
         self.memory = memory
         self.placement = Placement(model, self.device, memory.offloaded_networks(model.networks))
         set_token_chunk(model.unet, memory.token_chunk)
+        set_frame_pieces(model.vae, memory.frame_pieces)
         self.decode_chunk = memory.decode_chunk
         self.max_unet_batch = memory.unet_batch
         # PyTorch ops enqueue on the current stream; a UNet that leaves the device after each video would leave

@@ -14,6 +14,7 @@ from dcrt.memory import FAST, MemoryProfile
 from dcrt.models.attention import set_token_chunk
 from dcrt.models.placement import Placement
 from dcrt.models.svd import StableVideoDiffusion
+from dcrt.models.vae_dualref import set_frame_pieces
 
 
 class TorchSVDBackend(SVDBackend):
@@ -27,6 +28,7 @@ class TorchSVDBackend(SVDBackend):
         self.memory = memory
         self.placement = Placement(model, self.device, memory.offloaded_networks(model.networks))
         set_token_chunk(model.unet, memory.token_chunk)
+        set_frame_pieces(model.vae, memory.frame_pieces)
         self.capturable = "unet" not in self.placement.offloaded  # as TorchBackend's
         self.precision = str(model.dtype).removeprefix("torch.")
 
