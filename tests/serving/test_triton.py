@@ -82,9 +82,9 @@ def test_concurrent_requests_batch_and_equal_the_in_process_pipeline_while_bad_o
     local = VideoService(REQUEST)
     for seed, result in zip(seeds, results):
         inputs = request_inputs([png("teal")], "a boat", "animate", SamplingRequest(steps=2, seed=seed))
-        # Another process: torch splits its CPU reductions by the threads it runs with, which Triton's stub and the
-        # machine's load set, so a pixel may round to the neighbouring level (seen once in CI: 124 of 196,608
-        # values, by 1); the float error is far below one level, so never by more.
+        # The served frames come from another process, and a pixel may round to the neighbouring level: seen once
+        # in CI (124 of 196,608 values, by 1), never reproduced alone; the likely cause is a CPU reduction split by
+        # another thread count in Triton's stub. The float error is far below one level, so never by more.
         served, here = result["FRAMES"].astype(np.int16), local.run(inputs)["FRAMES"][0].astype(np.int16)
         assert served.shape == here.shape and np.abs(served - here).max() <= 1, seed
     assert "is not an image PIL can read" in results[len(seeds)]
