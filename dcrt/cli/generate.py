@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from dcrt.atomic import check_writable
 from dcrt.batch import Job, read_prompt_dir
 from dcrt.cli.app import app, log
 from dcrt.cli.options import (
@@ -175,7 +176,7 @@ def generate(
     check_video_options(fmt, fps, output.quality)
     targets = [output.out or default_output(job.name, mode, fmt, out_dir) for job in jobs]
     if out_dir is not None:
-        _check_out_dir(out_dir)
+        check_writable(out_dir, "--out-dir")
     if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with
         for target in targets:
             check_output_path(target, fmt)
@@ -205,10 +206,3 @@ def _prompted(job: Job, warning: str | None) -> Job:
         return job
     warnings.warn(warning, stacklevel=1)
     return replace(job, prompt=None)
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """--out-dir is created before the first video is written; here it only has to be creatable."""
-    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"output directory {out_dir} cannot be created: {existing} is a file")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from dcrt.atomic import check_writable
 from dcrt.batch import read_prompt_dir
 from dcrt.cli.app import app, log, say
 from dcrt.cli.options import SERVED_MODEL, SERVER, GroupedCommand, KeyframesAndPrompt, OutputOptions, takes
@@ -59,6 +60,7 @@ def serve(
     if not 0 < port < 65534:
         raise UsageError(f"--port must be from 1 to 65533, got {port}")
     if write_repo is not None:
+        check_writable(write_repo, "repository folder")
         typer.echo(str(write_repository(write_repo, model, options)))
         return
     model.required_weights()  # a missing checkpoint fails here, not inside the server

@@ -117,6 +117,23 @@ def _bomb(path):
     return path
 
 
+def _unwritable_folder(tmp_path):
+    """A folder no new file can be made in: a read-only one for a user; as root (who writes anywhere a permission
+    bit forbids) sysfs, which refuses new files to everyone."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = Path("/sys/kernel")
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+    with pytest.raises(OSError):
+        tempfile.mkstemp(dir=folder)
+    return folder
+
+
 def _bad_inputs(tmp_path, picture):
     """(arguments, the one line's message, whether it must be refused before torch is imported)."""
     junk = tmp_path / "junk.png"
@@ -131,6 +148,8 @@ def _bad_inputs(tmp_path, picture):
     (tmp_path / "folder" / "prompts.txt").write_text("a prompt\n")
     out = str(tmp_path / "out.mp4")
     p = str(picture)
+    locked = _unwritable_folder(tmp_path)
+    random = ["--res", "tiny", "--random-weights"]
     early = [
         (["animate", str(tmp_path / "missing.png"), "x", *TINY, "-o", out], "does not exist"),
         (["animate", str(junk), "x", *TINY, "-o", out], "not an image"),
@@ -176,6 +195,16 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "x", *TINY, "--weights", "fp8", "--backend", "aoti", "-o", out], "only by the torch backend"),
         (["batch", str(tmp_path / "nodir"), "--out-dir", str(tmp_path), *TINY], "not a directory"),
         (["batch", str(tmp_path / "folder"), "--out-dir", str(tmp_path / "a_file" / "v"), *TINY], "cannot be created"),
+        # Every output location is proven writable before a model loads, not found unwritable after sampling.
+        (["animate", p, "x", *TINY, "-o", str(locked / "out.mp4")], "is not writable"),
+        (["animate", p, "x", *TINY, "--format", "png", "-o", str(locked / "frames")], "frames folder"),
+        (["batch", str(tmp_path / "folder"), "--out-dir", str(locked / "v"), *TINY], "--out-dir"),
+        (["export", *random, "-o", str(locked / "export")], "export folder"),
+        (["build", *random, "--engine", "aoti", "--out", str(locked / "engines")], "engines folder"),
+        (["bench", *random, "-o", str(locked / "bench")], "report folder"),
+        (["tokenize", "a boat", "-o", str(locked / "tokens.npy")], "is not writable"),
+        (["noise", "-o", str(locked / "noise.npy")], "is not writable"),
+        (["serve", *random, "--write-repo", str(locked / "repo")], "repository folder"),
     ]
     late = [
         (
