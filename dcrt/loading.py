@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dcrt.backends.select import BackendChoice, check_backend_name, check_memory_backend
-from dcrt.errors import UsageError
+from dcrt.errors import DcrtError, UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
 from dcrt.memory import AUTO, FAST, PROFILES, MemoryProfile, ProfileChoice, check_memory_name
@@ -314,19 +314,34 @@ def open_backend(
     if request.weight_storage is not None and request.backend == "auto":
         request = replace(request, backend="torch")
         log(f"notice: --weights {request.weight_storage}: only the torch backend stores them, so auto runs PyTorch")
-    chosen = choose_backend(
-        preset,
-        request.backend,
-        request.engines,
-        request.export_location(),
-        probe(),
-        request.device,
-        height,
-        width,
-        weights,
-        lambda message: log(f"notice: {message}"),
-        request.memory,
-    )
+    facts = probe()
+    unusable: dict[Path, str] = {}  # auto: artifacts that failed to load, passed over on the next choice
+    while True:
+        chosen = choose_backend(
+            preset,
+            request.backend,
+            request.engines,
+            request.export_location(),
+            facts,
+            request.device,
+            height,
+            width,
+            weights,
+            lambda message: log(f"notice: {message}"),
+            request.memory,
+            unusable,
+        )
+        if chosen.name == "torch":
+            break
+        try:  # a runtime of static graphs, behind the adapter of the family its artifact holds
+            from dcrt.backends.static import family_backend
+
+            backend = family_backend(open_graphs(chosen, request))
+            break
+        except DcrtError as exc:  # corrupt or truncated files: auto tries the next artifact, a named backend stops
+            if request.backend != "auto":
+                raise
+            unusable[chosen.location] = str(exc)
     lines: list[str] = []  # said once the backend is open: a run that fails to load ends with its one error line
     if chosen.name == "torch":
         weights = weights or request.required_weights()  # none at hand: says where to get them
@@ -335,10 +350,7 @@ def open_backend(
         size = (height or preset.height, width or preset.width, frames or preset.frames)
         memory = resolve_memory(request.memory, preset.name, dtype, chosen.device, size, lines.append).profile
         backend = open_torch_backend(preset, weights, chosen.device, dtype, memory, request.weight_storage)
-    else:  # a runtime of static graphs, behind the adapter of the family its artifact holds
-        from dcrt.backends.static import family_backend
-
-        backend = family_backend(open_graphs(chosen, request))
+    else:
         lines.append(f"memory: {chosen.name} runs as built, everything on the device (--memory {request.memory})")
     for line in [f"notice: {notice}" for notice in chosen.notices] + lines:
         log(line)

@@ -7,14 +7,15 @@ The order is data, `AUTO_ORDER` (tests/backends/test_select.py checks that this 
 `--backend`'s help list it as the table does); `choose_backend` walks it once and takes the first candidate this
 machine runs whose artifact serves the request.
 An engine bundle, AOTInductor bundle or export serves a request only when its manifest says it holds the
-requested preset, size and weights (dcrt.weights): auto passes over one that does not, with a notice; a backend named
-explicitly raises instead. `choose_backend` decides from `MachineFacts` (dcrt.backends.machine_facts), which `probe()`
+requested preset, size and weights (dcrt.weights) and it loads: auto passes over one that does not, with a notice
+saying why and how to remake it (`dcrt.loading.open_backend` hands back the ones that failed to load); a backend
+named explicitly raises instead, in one line. `choose_backend` decides from `MachineFacts` (dcrt.backends.machine_facts), which `probe()`
 measures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -190,6 +191,7 @@ class CandidateSearch:
     preset_dir: str  # the bundles' folder name for this preset and size
     log: Log
     memory: str = AUTO  # the memory profile asked for (dcrt.memory)
+    unusable: Mapping[Path, str] = field(default_factory=dict)  # artifacts that failed to load: why, and the fix
     passed: list[str] = field(default_factory=list)  # why each faster candidate was passed over
     notices: list[str] = field(default_factory=list)  # each existing export or bundle passed over
 
@@ -252,6 +254,10 @@ class CandidateSearch:
 
     def fits(self, location: Path, kind: str, label: str) -> str | None:
         """The weights `location` serves the request with, or None after noting why it cannot."""
+        if location in self.unusable:
+            self.notices.append(f"not using {location}: {self.unusable[location]}")
+            self.passed.append(f"not {label}: {location} cannot be loaded")
+            return None
         try:
             why, used = self.serves(location, kind)
         except DcrtError as exc:  # a manifest that cannot be read: a notice, as for one that does not fit
@@ -372,18 +378,22 @@ def choose_backend(
     weights: Weights | None = None,
     log: Log = lambda message: None,
     memory: str = AUTO,
+    unusable: Mapping[Path, str] | None = None,
 ) -> BackendChoice:
     """Resolve `requested` (auto/trt/aoti/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it
     off the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
     `log` hears of a checkpoint hashed in full (a slow moment). `memory`: the profile asked for (dcrt.memory); one
-    only torch honours makes auto choose torch and an explicit static backend refuse."""
+    only torch honours makes auto choose torch and an explicit static backend refuse. `unusable`: artifacts auto
+    found but could not load (location -> why and how to remake it), passed over with a notice."""
     from dcrt.artifacts.engine_bundle import preset_dirname
 
     check_backend_name(requested)
     check_memory_backend(memory, requested)
     needs = ArtifactNeeds(preset, height or preset.height, width or preset.width, weights)
     preset_dir = preset_dirname(preset.name, needs.height, needs.width, (preset.height, preset.width))
-    search = CandidateSearch(needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log, memory)
+    search = CandidateSearch(
+        needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log, memory, unusable or {}
+    )
     return _CHOOSERS[requested](search)
 
 
