@@ -9,8 +9,8 @@ machine runs whose artifact serves the request.
 An engine bundle, AOTInductor bundle or export serves a request only when its manifest says it holds the
 requested preset, size and weights (dcrt.weights) and it loads: auto passes over one that does not, with a notice
 saying why and how to remake it (`dcrt.loading.open_backend` hands back the ones that failed to load); a backend
-named explicitly raises instead, in one line. `choose_backend` decides from `MachineFacts` (dcrt.backends.machine_facts), which `probe()`
-measures.
+named explicitly raises instead, in one line. `choose_backend` decides from `MachineFacts`
+(dcrt.backends.machine_facts), which `probe()` measures.
 """
 
 from __future__ import annotations
