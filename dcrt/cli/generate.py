@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from dcrt.atomic import check_writable
-from dcrt.batch import Job, read_prompt_dir
+from dcrt.batch import Job, read_prompt_dir, readable_prompt
 from dcrt.cli.app import app, log
 from dcrt.cli.options import (
     BATCH,
@@ -200,8 +200,9 @@ def generate(
 
 
 def _prompted(job: Job, warning: str | None) -> Job:
-    """`job` as dcrt.api takes it: for a family without text conditioning (`warning`), a prompt is warned about
-    once every input is checked, and dropped."""
+    """`job` as dcrt.api takes it: its prompt readable (`readable_prompt`); for a family without text conditioning
+    (`warning`), a prompt is warned about once every input is checked, and dropped."""
+    job = replace(job, prompt=readable_prompt(job.prompt))
     if warning is None or not job.prompt:
         return job
     warnings.warn(warning, stacklevel=1)
