@@ -51,18 +51,17 @@ def read_prompt_lines(path: Path, clips: int | None, what: str) -> list[str]:
     if not path.is_file():
         raise UsageError(f"prompt file {path} does not exist")
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        warnings.warn(
-            f"{path} is not UTF-8 (line {line} first): its undecodable bytes are read as U+FFFD", stacklevel=2
-        )
-        text = data.decode("utf-8", errors="replace")
+    text = data.decode("utf-8", errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or (clips is not None and len(lines) != clips):
         count = f", {clips}" if clips else ""
         raise UsageError(f"{path} has {len(lines)} prompts: it needs one line per {what}{count}")
+    try:  # said once the file is otherwise good
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        notice = f"{path} is not UTF-8 (line {line} first): its undecodable bytes are read as U+FFFD"
+        warnings.warn(notice, stacklevel=2)
     return lines
 
 

@@ -20,7 +20,7 @@ from dcrt.errors import DcrtError, UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
 from dcrt.memory import AUTO, FAST, PROFILES, MemoryProfile, ProfileChoice, check_memory_name
-from dcrt.presets import DEFAULT_PRESET, get_preset
+from dcrt.presets import DEFAULT_PRESET, PRESETS, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
 DEVICES = ("cpu", "cuda")  # and cuda:N
@@ -53,7 +53,14 @@ class BackendRequest:
 
     preset: str | None = field(
         default=None,
-        metadata=_meta("model preset: 256, 512, 1024, 512-interp, or tiny / tiny-256 (random weights)", MODEL, "--res"),
+        metadata=_meta(
+            "model preset: "
+            + ", ".join(name for name, p in PRESETS.items() if p.hf_repo is not None)
+            + "; with random weights only (tests, trying the commands): "
+            + ", ".join(name for name, p in PRESETS.items() if p.hf_repo is None),
+            MODEL,
+            "--res",
+        ),
     )
     checkpoint: Path | None = field(
         default=None,

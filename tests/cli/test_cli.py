@@ -142,6 +142,8 @@ def _bad_inputs(tmp_path, picture):
     Image.new("I;16", (64, 64)).save(deep)
     tiny_ckpt = dcrt.save_checkpoint(dcrt.random_model("tiny", seed=1), tmp_path / "tiny.ckpt")
     (tmp_path / "a_file").write_text("x")
+    empty_ckpt = tmp_path / "empty.ckpt"
+    empty_ckpt.write_bytes(b"")
     (tmp_path / "a_dir").mkdir()
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "a.png").write_bytes(picture.read_bytes())
@@ -183,6 +185,7 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "x", *TINY, "--format", "avi", "-o", out], "unsupported output format"),
         (["animate", p, "x", *TINY, "--steps", "many", "-o", out], "--steps"),
         (["animate", p, "x", "--res", "512", "--ckpt", str(tmp_path / "none.ckpt"), "-o", out], "does not exist"),
+        (["animate", p, "x", *TINY, "--ckpt", str(empty_ckpt), "-o", out], "is an empty file (0 bytes)"),
         (["animate", p, "x", *TINY, "--ckpt", str(tiny_ckpt), "--random-weights", "-o", out], "exclude each other"),
         (["loop", p, "x", "--res", "512", "--random-weights", "-o", out], "cannot loop"),
         (["animate", p, "x", *TINY, "--device", "tpu", "-o", out], "unknown device"),
@@ -409,3 +412,33 @@ def test_dtype_names_are_the_weight_dtypes():
     from dcrt.loading import WEIGHT_DTYPES as NAMES
 
     assert NAMES == tuple(WEIGHT_DTYPES)  # the torch-free names checked before loading
+
+
+def test_readme_lists_every_exit_code():
+    import re
+
+    from conftest import REPO
+
+    from dcrt import errors
+
+    def codes(cls):
+        return {cls.exit_code} | {code for sub in cls.__subclasses__() for code in codes(sub)}
+
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", (REPO / "README.md").read_text(), re.M)}
+    assert listed == {0, errors.INTERRUPTED_EXIT_CODE} | codes(errors.DcrtError)
+
+
+def test_cfg_is_guidance_scale_and_res_help_lists_every_preset(picture, tmp_path, run_cli):
+    from dcrt.presets import PRESETS
+
+    code, out, _ = run_cli(["animate", "-h"])
+    flat = " ".join(out.split())
+    assert code == 0 and "--guidance-scale, --cfg" in flat
+    res_help = flat[flat.index("--res <str>") :]
+    assert all(name in res_help.replace("- ", "-") for name in PRESETS)
+    for flag, name in (("--cfg", "a.mp4"), ("--guidance-scale", "b.mp4")):
+        assert (
+            run_cli(["animate", str(picture), "x", *TINY, "--seed", "3", flag, "2.5", "-o", str(tmp_path / name)])[0]
+            == 0
+        )
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
