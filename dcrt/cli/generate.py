@@ -174,7 +174,9 @@ def generate(
     fmt = format_for(output.out or Path(), output.format)
     fps = output.frame_rate(run.fps or DEFAULT_FPS)
     check_video_options(fmt, fps, output.quality)
-    targets = [output.out or default_output(job.name, mode, fmt, out_dir) for job in jobs]
+    targets: list[Path] = []
+    for job in jobs:  # one by one: two images of one name (a.png, a.jpg) get two videos
+        targets.append(output.out or default_output(job.name, mode, fmt, out_dir, taken=targets))
     if out_dir is not None:
         check_writable(out_dir, "--out-dir")
     if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with

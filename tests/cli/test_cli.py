@@ -301,11 +301,28 @@ def test_bench_names_tensorrt_and_says_why_it_cannot_run_here(run_cli, tmp_path)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "TensorRT" in err, err
 
 
-def test_default_output_name(picture, tmp_path, run_cli, monkeypatch):
+def test_default_output_names_never_replace_a_file_and_out_does(picture, tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(["animate", str(picture), "x", *TINY, "--format", "gif"])
+    first = ["animate", str(picture), "x", *TINY, "--steps", "1", "--format", "gif"]
+    code, out, err = run_cli(first)
     assert code == 0, err
     assert out.strip() == "in_animate.gif" and (tmp_path / "in_animate.gif").is_file()
+    earlier = (tmp_path / "in_animate.gif").read_bytes()
+    assert run_cli([*first, "--seed", "9"])[1].strip() == "in_animate-2.gif"  # a default name: a new file
+    assert (tmp_path / "in_animate.gif").read_bytes() == earlier
+    assert run_cli([*first, "--seed", "9", "-o", "in_animate.gif"])[1].strip() == "in_animate.gif"  # -o: replaced
+    assert (tmp_path / "in_animate.gif").read_bytes() == (tmp_path / "in_animate-2.gif").read_bytes() != earlier
+
+
+def test_batch_gives_two_images_of_one_name_two_videos(picture, tmp_path, run_cli):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    Image.open(picture).save(folder / "a.png")
+    Image.open(picture).save(folder / "a.jpg")
+    (folder / "prompts.txt").write_text("a boat\na cat\n")
+    code, out, err = run_cli(["batch", str(folder), "--out-dir", str(tmp_path / "v"), *TINY, "--steps", "1"])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["a_animate-2.mp4", "a_animate.mp4"]
 
 
 def test_interrupt_while_writing_is_one_line_and_leaves_no_file(picture, tmp_path, run_cli, monkeypatch):
