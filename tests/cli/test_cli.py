@@ -459,3 +459,14 @@ def test_cfg_is_guidance_scale_and_res_help_lists_every_preset(picture, tmp_path
             == 0
         )
     assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def test_the_denoising_bar_draws_its_end_once_per_clip(capsys):
+    from dcrt.cli.progress import progress
+
+    with progress() as on_step:
+        for _clip in range(2):  # two clips: --extend 1
+            for step in range(1, 4):
+                on_step(step, 3)
+        err = capsys.readouterr().err
+    assert err.count("100%") == 2 and err.count("3/3") == 2, err
