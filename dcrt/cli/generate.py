@@ -5,6 +5,7 @@ the command line builds no pipeline and chains no clips itself)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import replace
 from functools import partial
@@ -167,6 +168,7 @@ def generate(
     from dcrt.images import open_image
     from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
 
+    start = time.monotonic()
     model = replace(model, preset=model.preset or default_preset(mode))
     preset = model.preset_config()
     preset.check_mode(mode)
@@ -199,6 +201,8 @@ def generate(
         with progress() as on_step:
             write(images, job.prompt, target, pair_prompts=job.pair_prompts, on_step=on_step, **run.sampling)
         typer.echo(str(target))
+    # Times depend on the machine and its load: each run says its own (the README's are one machine's).
+    log(f"done in {time.monotonic() - start:.1f} s, model load included")
 
 
 def _prompted(job: Job, warning: str | None) -> Job:
