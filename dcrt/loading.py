@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dcrt.backends.select import BackendChoice, check_backend_name, check_memory_backend
+from dcrt.backends.select import BackendChoice, check_backend_name, check_torch_only, torch_only_flags
 from dcrt.errors import DcrtError, UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
@@ -107,6 +107,10 @@ class BackendRequest:
         ),
     )
 
+    def torch_only(self) -> list[str]:
+        """This request's flags that only the torch backend honours (dcrt.backends.select.torch_only_flags)."""
+        return torch_only_flags(self.memory, self.weight_storage)
+
     def preset_config(self) -> PresetBase:
         return get_preset(self.preset or DEFAULT_PRESET)
 
@@ -117,14 +121,9 @@ class BackendRequest:
         """Backend, device and dtype names and the weights flags: checked before torch is imported."""
         check_backend_name(self.backend)
         check_memory_name(self.memory)
-        check_memory_backend(self.memory, self.backend)
         if self.weight_storage not in (None, *WEIGHT_STORAGE):
             raise UsageError(f"unknown --weights {self.weight_storage!r}; choose {', '.join(WEIGHT_STORAGE)}")
-        if self.weight_storage is not None and self.backend not in ("auto", "torch"):
-            raise UsageError(
-                f"--weights {self.weight_storage} is stored only by the torch backend ({self.backend} runs its graphs "
-                "as built): use --backend torch or auto"
-            )
+        check_torch_only(self.torch_only(), self.backend)
         check_device_name(self.device)
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}; choose {', '.join(WEIGHT_DTYPES)}")
@@ -318,9 +317,6 @@ def open_backend(
     if request.device is not None:
         usable_device(request.device)
     weights = request.requested_weights()
-    if request.weight_storage is not None and request.backend == "auto":
-        request = replace(request, backend="torch")
-        log(f"notice: --weights {request.weight_storage}: only the torch backend stores them, so auto runs PyTorch")
     facts = probe()
     unusable: dict[Path, str] = {}  # auto: artifacts that failed to load, passed over on the next choice
     while True:
@@ -335,7 +331,7 @@ def open_backend(
             width,
             weights,
             lambda message: log(f"notice: {message}"),
-            request.memory,
+            request.torch_only(),
             unusable,
         )
         if chosen.name == "torch":
