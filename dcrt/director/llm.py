@@ -124,8 +124,11 @@ def _ask(request: LLMRequest, system: str, content: list[dict] | str) -> str:
     except openai.APITimeoutError:
         raise LLMError(f"the chat model at {request.endpoint} gave no answer within {request.timeout:g} s") from None
     except openai.APIStatusError as exc:
+        # The client puts the error object of an OpenAI-style body in `body`; its message is the server's words.
+        said = exc.body.get("message") if isinstance(exc.body, dict) else None
         raise LLMError(
-            f"the chat model at {request.endpoint} answered HTTP {exc.status_code}: {_masked(exc.message, request)}"
+            f"the chat model at {request.endpoint} answered HTTP {exc.status_code}: "
+            + _masked(str(said or exc.message), request)
         ) from None
     except openai.APIError as exc:  # connection refused, a reply that is not a chat completion, ...
         raise LLMError(f"cannot use the chat model at {request.endpoint}: {_masked(str(exc), request)}") from None
