@@ -195,7 +195,7 @@ KeyframesAndPrompt = Annotated[
     list[str],
     typer.Argument(
         metavar="FIRST LAST [KEYFRAME]... PROMPT",
-        help=f"key frames in order ({IMAGE_HELP}), then the prompt (without --prompts)",
+        help=f"key frames in order ({IMAGE_HELP}), then the prompt (without --prompts or --auto-prompt)",
         show_default=False,
     ),
 ]
