@@ -50,6 +50,25 @@ class Embedder(Protocol):
         ...
 
 
+class TextMemo:
+    """An `Embedder` that embeds each distinct text once (a bank ranked for many images, a prompt scored against
+    many videos). The first call's batch is the inner embedder's, so its rows are the same numbers."""
+
+    def __init__(self, inner: Embedder):
+        self.inner = inner
+        self.logit_scale = inner.logit_scale
+        self._rows: dict[str, np.ndarray] = {}
+
+    def embed_images(self, frames: np.ndarray) -> np.ndarray:
+        return self.inner.embed_images(frames)
+
+    def embed_texts(self, prompts: list[str]) -> np.ndarray:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._rows]
+        if missing:
+            self._rows.update(zip(missing, self.inner.embed_texts(missing)))
+        return np.stack([self._rows[p] for p in prompts])
+
+
 class ProjectedTextEncoder(TextEncoder):
     """The text tower with what DynamiCrafter leaves unused: its last block, the end-of-text pooling and the
     projection `text_projection`. Tokens [N, 77] -> [N, projection_dim]."""

@@ -133,7 +133,9 @@ def open_embedder(model: BackendRequest, log: Log | None = None) -> Embedder:
 def choose_prompts(jobs: list[Job], pictures: list[list], model: BackendRequest, log: Log) -> list[Job]:
     """`jobs` whose prompt is None given the best described prompt: of the image (animate, loop), or of each
     consecutive pair of key frames (interpolate). The CLIP space is loaded once for all and freed after."""
-    embedder, bank, chosen = open_embedder(model, log), load_bank(), []
+    from dcrt.director.clip_space import TextMemo
+
+    embedder, bank, chosen = TextMemo(open_embedder(model, log)), load_bank(), []
     for job, images in zip(jobs, pictures):
         if job.prompt is not None:
             chosen.append(job)

@@ -99,3 +99,26 @@ def test_refusals(space):
         space.embed_images(np.zeros((1, 8, 8, 3), np.float32))
     with pytest.raises(UsageError, match="tiny-svd does not support describe"):
         load_clip_space(dcrt.get_preset("tiny-svd"), Weights("tiny-svd"))
+
+
+def test_text_memo_embeds_each_text_once(space):
+    from dcrt.director.clip_space import TextMemo
+
+    calls = []
+
+    class Counting:
+        logit_scale = space.logit_scale
+
+        def embed_images(self, frames):
+            return space.embed_images(frames)
+
+        def embed_texts(self, prompts):
+            calls.append(list(prompts))
+            return space.embed_texts(prompts)
+
+    memo = TextMemo(Counting())
+    first = memo.embed_texts(PROMPTS)
+    again = memo.embed_texts([PROMPTS[2], "new", PROMPTS[0]])
+    assert calls == [PROMPTS, ["new"]]
+    np.testing.assert_array_equal(first, space.embed_texts(PROMPTS))  # the same batch: the same numbers
+    np.testing.assert_array_equal(again[[0, 2]], first[[2, 0]])
