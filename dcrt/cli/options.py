@@ -202,7 +202,10 @@ KeyframesAndPrompt = Annotated[
 OptionalPrompt = Annotated[
     str | None,
     typer.Argument(
-        metavar="[PROMPT]", help=PROMPT_HELP + "; SVD presets take none (no text conditioning)", show_default=False
+        metavar="[PROMPT]",
+        help=PROMPT_HELP + "; left out, DynamiCrafter presets choose one (--auto-prompt); SVD presets take none (no "
+        "text conditioning)",
+        show_default=False,
     ),
 ]
 # The model options of the commands that make artifacts from weights (fetch, export, build, bench, info).
