@@ -32,7 +32,8 @@ from dcrt.weights import RANDOM_SEED, Weights
 # model's; the image embedder's copy of CLIP lost its text transformer: docs/models.md §2.3).
 TEXT_PREFIX = "cond_stage_model.model."
 IMAGE_PREFIX = "embedder.model."
-# Frames and prompts per forward pass: bounds the activations of the full-size towers (~1 GB at 16 frames).
+# Frames and prompts per forward pass: bounds the full-size towers' activations (at 16 frames the largest, one block's
+# attention scores, are 16 x 16 heads x 257^2 floats: 68 MB).
 _CHUNK = 16
 
 
