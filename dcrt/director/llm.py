@@ -192,7 +192,7 @@ def _checked_prompt(prompt) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise LLMError(f"the chat model sent an empty or non-text prompt: {_quote(json.dumps(prompt))}")
     prompt = " ".join(prompt.split())
-    if _REFUSAL.search(prompt):
+    if _REFUSAL.match(prompt):  # at the start only: "a sorry-looking dog wagging its tail" is a prompt
         raise LLMError(f"the chat model refused: {_quote(prompt)}")
     if len(prompt.split()) > MAX_PROMPT_WORDS:
         raise LLMError(f"the chat model's prompt is over {MAX_PROMPT_WORDS} words: {_quote(prompt)}")
@@ -200,14 +200,17 @@ def _checked_prompt(prompt) -> str:
 
 
 def propose_settings(
-    request: LLMRequest, settings: Mapping[str, object], scores: Mapping[str, float], targets: Mapping[str, float]
+    request: LLMRequest,
+    settings: Mapping[str, object],
+    scores: Mapping[str, float],
+    targets: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     """The next try's settings, proposed by the chat model from the last try's `settings` (names -> int, float or
-    str values, e.g. frame_stride, guidance_scale, eta, prompt) and `scores` against `targets`. Keys it leaves out
-    keep their value; each value must have its setting's type (an int may come as 7.0); any other key, a value of
-    another type, a non-finite number or an empty or over-long prompt is one LLMError line. The caller checks the
-    ranges (the sampling options' own checks)."""
-    question = json.dumps({"settings": dict(settings), "scores": dict(scores), "targets": dict(targets)})
+    str values, e.g. frame_stride, guidance_scale, eta, prompt) and `scores`, against `targets` (the loop's --until).
+    Keys it leaves out keep their value; each value must have its setting's type (an int may come as 7.0); any other
+    key, a value of another type, a non-finite number or an empty or over-long prompt is one LLMError line. The
+    caller checks the ranges (the sampling options' own checks)."""
+    question = json.dumps({"settings": dict(settings), "scores": dict(scores), "targets": dict(targets or {})})
     answer = _json_answer(_ask(request, SETTINGS_PROMPT, question))
     if not isinstance(answer, dict):
         raise LLMError(f"the chat model's answer is not a JSON object of settings: {_quote(json.dumps(answer))}")

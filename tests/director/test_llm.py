@@ -215,3 +215,9 @@ def test_propose_settings_refuses_bad_answers(chat, content, message):
     with pytest.raises(LLMError, match=message.replace("(", r"\(")) as error:
         _settings(chat, content)
     assert "\n" not in str(error.value)
+
+
+def test_a_prompt_may_say_sorry_after_its_start(chat, picture, space):
+    chat.reply = (200, json.dumps({"prompts": ["a sorry-looking dog wagging its tail"]}), 0.0, None)
+    ranked = dcrt.describe(str(picture), "tiny", llm=LLMRequest(chat.url, "m"), embedder=space)
+    assert [r.prompt for r in ranked] == ["a sorry-looking dog wagging its tail"] and ranked[0].source == "llm m"
