@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import dcrt
-from dcrt.director.clip_space import load_clip_space
+from dcrt.director.clip_space import TextMemo, load_clip_space
 from dcrt.director.llm import SETTINGS_PROMPT, SYSTEM_PROMPT, LLMError, LLMRequest, propose_settings
 from dcrt.weights import Weights
 
@@ -80,7 +80,8 @@ def chat():
 
 @pytest.fixture(scope="module")
 def space():
-    return load_clip_space(dcrt.get_preset("tiny"), Weights("tiny"))
+    # The bank's texts are embedded once for the module's many fallbacks.
+    return TextMemo(load_clip_space(dcrt.get_preset("tiny"), Weights("tiny")))
 
 
 @pytest.fixture(scope="module")
