@@ -1,0 +1,4 @@
+"""The director: the layer over the Python API that chooses what to generate and judges what came out. It scores
+images and videos in the checkpoint's own CLIP image-text space (`clip_space`), proposes motion prompts for an
+image from a curated prompt bank or an OpenAI-compatible chat model (`describe`, `llm`), and measures generated
+videos (`score`). Nothing here runs the diffusion model itself: it calls `dcrt.api` like any user."""
