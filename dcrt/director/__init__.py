@@ -1,4 +1,4 @@
-"""The director: a layer over the engine that describes an image as a motion prompt (describe), measures what a
-generated video did (score: motion, consistency, fidelity to the conditioning images, prompt adherence, flicker,
-broken frames) and corrects a run until its scores meet a target (correct), offline with the checkpoint's own
-OpenCLIP, or with an OpenAI-compatible chat model where one is given."""
+"""The director: the layer over the Python API that chooses what to generate and judges what came out. It scores
+images and videos in the checkpoint's own CLIP image-text space (`clip_space`), proposes motion prompts for an
+image from a curated prompt bank or an OpenAI-compatible chat model (`describe`, `llm`), and measures generated
+videos (`score`). Nothing here runs the diffusion model itself: it calls `dcrt.api` like any user."""
