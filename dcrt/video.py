@@ -157,18 +157,29 @@ def read_video(path: str | Path) -> np.ndarray:
 
 
 def _read_ffmpeg(path: Path) -> list[np.ndarray]:
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        # An ffmpeg that exits at once (not a video) leaves its pipes to the garbage collector, which warns: the
+        # one line below says what went wrong.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return _decode_ffmpeg(path)
+        except (OSError, RuntimeError) as exc:
+            # imageio-ffmpeg appends ffmpeg's stderr: its last line names the problem ("Invalid data found ...").
+            said = [line for line in str(exc).splitlines() if line.strip()]
+        gc.collect()
+    raise UsageError(f"{path} is not a video ffmpeg can read: {said[-1] if said else 'no frames'}")
+
+
+def _decode_ffmpeg(path: Path) -> list[np.ndarray]:
     import imageio_ffmpeg
     import numpy as np
 
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
-        width, height = meta["size"]
-        return [np.frombuffer(chunk, np.uint8).reshape(height, width, 3) for chunk in reader]
-    except (OSError, RuntimeError, StopIteration) as exc:
-        # imageio-ffmpeg appends ffmpeg's stderr: its last line names the problem ("Invalid data found ...").
-        said = [line for line in str(exc).splitlines() if line.strip()]
-        raise UsageError(f"{path} is not a video ffmpeg can read: {said[-1] if said else type(exc).__name__}") from None
+    reader = imageio_ffmpeg.read_frames(str(path))
+    width, height = next(reader)["size"]  # the metadata, then the frames
+    return [np.frombuffer(chunk, np.uint8).reshape(height, width, 3) for chunk in reader]
 
 
 def _read_animated(path: Path) -> list[np.ndarray]:

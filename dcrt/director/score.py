@@ -12,24 +12,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from dcrt.director import metrics
+from dcrt.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from dcrt.director.clip_space import Embedder
+    from dcrt.families.base import PresetBase
+    from dcrt.weights import Weights
+
 SCORES_VERSION = 1  # bumped when a definition in docs/metrics.md changes
 CLIPSCORE_WEIGHT = 2.5  # CLIPScore's w (Hessel et al. 2021, eq. 1): 2.5 x max(cos, 0)
 NO_EMBEDDER = "needs a checkpoint's CLIP: give --res PRESET with --ckpt PATH, or --random-weights"
-
-
-class ImageTextEmbedder(Protocol):
-    """What the CLIP metrics need of an embedder (dcrt.director.clip_space's `Embedder` is one)."""
-
-    def embed_images(self, frames: np.ndarray) -> np.ndarray: ...  # uint8 [N, H, W, 3] -> L2-normalised [N, D]
-
-    def embed_texts(self, prompts: list[str]) -> np.ndarray: ...  # -> L2-normalised [N, D]
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ def score_frames(
     frames: np.ndarray,
     images: Sequence[np.ndarray] = (),
     prompt: str | None = None,
-    embedder: ImageTextEmbedder | None = None,
+    embedder: Embedder | None = None,
     no_embedder: str = NO_EMBEDDER,
 ) -> Scores:
     """Score a video: frames uint8 [T, H, W, 3] (or float in [0, 1], where NaN frames are counted), `images` the
@@ -138,7 +135,7 @@ def score_frames(
 
 
 def clip_metrics(
-    embedder: ImageTextEmbedder,
+    embedder: Embedder,
     frames: np.ndarray,
     images: Sequence[np.ndarray],
     positions: list[int],
@@ -172,6 +169,40 @@ def fit_image(image, height: int, width: int) -> np.ndarray:
 
     pixels = load_image(image, height, width)[0]  # [3, H, W] in [-1, 1], exactly (uint8 / 255) * 2 - 1
     return ((pixels + 1.0) / 2.0 * 255.0).round().byte().permute(1, 2, 0).numpy()
+
+
+def open_embedder(
+    preset: PresetBase, weights: Weights | None, device: str | None = None
+) -> tuple[Embedder | None, str]:
+    """The CLIP of `weights` (None: no checkpoint on this machine) for the CLIP metrics, or (None, why there is
+    none): a model family without a text tower, or no checkpoint, is a reason, not an error."""
+    if weights is None:
+        return None, f"no checkpoint of preset {preset.name} here: give --ckpt PATH (or --random-weights)"
+    try:
+        preset.require_family("dynamicrafter", "the CLIP metrics")
+    except UsageError as exc:
+        return None, str(exc)
+    from dcrt.director.clip_space import load_clip_space
+    from dcrt.families.state_dicts import WEIGHT_DTYPES
+    from dcrt.loading import default_dtype, usable_device
+
+    device = usable_device(device)
+    return load_clip_space(preset, weights, device, WEIGHT_DTYPES[default_dtype(device)]), ""
+
+
+def score_video(
+    video: Path,
+    images: Sequence[Path] = (),
+    prompt: str | None = None,
+    embedder: Embedder | None = None,
+    no_embedder: str = NO_EMBEDDER,
+) -> Scores:
+    """`score_frames` of a video file (or png folder, dcrt.video.read_video) and image files."""
+    from dcrt.video import read_video
+
+    frames = read_video(video)
+    fitted = [fit_image(image, *frames.shape[1:3]) for image in images]
+    return score_frames(frames, fitted, prompt, embedder, no_embedder)
 
 
 def format_table(scores: Scores) -> str:
