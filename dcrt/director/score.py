@@ -182,12 +182,34 @@ def open_embedder(
         preset.require_family("dynamicrafter", "the CLIP metrics")
     except UsageError as exc:
         return None, str(exc)
+    import torch
+
     from dcrt.director.clip_space import load_clip_space
     from dcrt.families.state_dicts import WEIGHT_DTYPES
     from dcrt.loading import default_dtype, usable_device
 
-    device = usable_device(device)
+    device = usable_device(device or ("cuda" if torch.cuda.is_available() else None))
     return load_clip_space(preset, weights, device, WEIGHT_DTYPES[default_dtype(device)]), ""
+
+
+@dataclass
+class VideoScorer:
+    """Scores written videos with `preset`'s CLIP from `weights` (None: no checkpoint here), loaded at the first
+    video (after the generation that made it, so the two models need not share the device at once)."""
+
+    preset: PresetBase
+    weights: Weights | None
+    device: str | None = None
+    _clip: tuple[Embedder | None, str] | None = field(default=None, init=False, repr=False)
+
+    def score(self, video: Path, images: Sequence[Path] = (), prompt: str | None = None) -> Scores:
+        if self._clip is None:
+            self._clip = open_embedder(self.preset, self.weights, self.device)
+        return score_video(video, images, prompt, *self._clip)
+
+    def write(self, video: Path, images: Sequence[Path] = (), prompt: str | None = None) -> Path:
+        """Score `video` and write <video>.scores.json beside it; -> that path."""
+        return write_scores(self.score(video, images, prompt), video)
 
 
 def score_video(
