@@ -34,6 +34,7 @@ STRIDE_FACTOR = 1.5  # the 256 model's frame stride x this for more motion; the 
 MOTION_PHRASES = {"more": "fast dynamic motion", "less": "slow gentle motion"}
 OPERATORS = (">=", "<=")
 DEFAULT_TRIES = 3
+SAMPLING_PANEL = "Sampling"  # where --help lists --until and --tries: beside the settings they move
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,13 @@ class CorrectionRequest:
         metadata={
             "help": 'generate again until the scores meet these conditions, e.g. "motion>=4,consistency>=0.9" '
             "(metrics and rules: docs/metrics.md); each try is kept as <out>.try<i>.<ext> with its scores, the best "
-            "is written to the output"
+            "is written to the output",
+            "panel": SAMPLING_PANEL,
         },
     )
-    tries: int = field(default=DEFAULT_TRIES, metadata={"help": "at most this many tries with --until"})
+    tries: int = field(
+        default=DEFAULT_TRIES, metadata={"help": "at most this many tries with --until", "panel": SAMPLING_PANEL}
+    )
 
     def checked(
         self, preset: PresetBase, weights: Weights | None, extend: bool, targets: Sequence[Path], fmt: str

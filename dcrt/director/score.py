@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 SCORES_VERSION = 1  # bumped when a definition in docs/metrics.md changes
 CLIPSCORE_WEIGHT = 2.5  # CLIPScore's w (Hessel et al. 2021, eq. 1): 2.5 x max(cos, 0)
-NO_EMBEDDER = "needs a checkpoint's CLIP: give --res PRESET with --ckpt PATH, or --random-weights"
+NO_EMBEDDER = "needs a checkpoint's CLIP: give --res PRESET (its checkpoint found as for animate, or --ckpt PATH)"
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,14 @@ def test_every_metric_has_a_table_row_and_a_definition_in_the_docs():
 @pytest.mark.parametrize(("images", "frames", "expected"), [(1, 16, [0]), (2, 16, [0, 15]), (3, 31, [0, 15, 30])])
 def test_keyframes_sit_evenly_from_the_first_frame_to_the_last(images, frames, expected):
     assert keyframe_positions(images, frames) == expected
+
+
+def test_a_family_without_a_text_tower_or_a_checkpoint_is_a_reason_not_an_error():
+    from dcrt.director.score import open_embedder
+    from dcrt.presets import get_preset
+    from dcrt.weights import Weights
+
+    embedder, why = open_embedder(get_preset("tiny-svd"), Weights("tiny-svd"))
+    assert embedder is None and why.startswith("tiny-svd does not support the CLIP metrics")
+    embedder, why = open_embedder(get_preset("512"), None)
+    assert embedder is None and why == "no checkpoint of preset 512 here: give --ckpt PATH (or --random-weights)"
