@@ -221,6 +221,7 @@ def generate(
                 scorer=scorer,
                 image_path=job.images[0],
                 progress=progress,
+                log=log,
             )
             say(format_tries(attempts, conditions))
         else:

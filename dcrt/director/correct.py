@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from dcrt.director.score import Scores, VideoScorer, scores_path, write_scores
 from dcrt.errors import UsageError
+from dcrt.families.base import SEED_RANGE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +35,7 @@ STRIDE_FACTOR = 1.5  # the 256 model's frame stride x this for more motion; the 
 MOTION_PHRASES = {"more": "fast dynamic motion", "less": "slow gentle motion"}
 OPERATORS = (">=", "<=")
 DEFAULT_TRIES = 3
+SEED_COUNT = SEED_RANGE[1] + 1  # the seed after the last one is 0
 SAMPLING_PANEL = "Sampling"  # where --help lists --until and --tries: beside the settings they move
 
 
@@ -127,7 +129,8 @@ def parse_until(text: str) -> tuple[Condition, ...]:
         at_least = operator == ">="
         if RULES[metric][0 if at_least else 1] is None:
             other = OPERATORS[1] if at_least else OPERATORS[0]
-            raise UsageError(f"--until: no rule raises or lowers {metric} that way; it takes {metric}{other}NUMBER")
+            way = "raises" if at_least else "lowers"
+            raise UsageError(f"--until: no rule {way} {metric}; bound it the other way, {metric}{other}NUMBER")
         conditions.append(Condition(metric, bound, at_least))
     return tuple(conditions)
 
@@ -199,8 +202,8 @@ def eta_down(settings: Settings, limits: Limits) -> Settings:
     return replace(settings, eta=max(settings.eta - ETA_STEP, 0.0))
 
 
-def new_seed(settings: Settings, limits: Limits) -> Settings:
-    return replace(settings, seed=settings.seed + 1)
+def new_seed(settings: Settings, limits: Limits | None = None) -> Settings:
+    return replace(settings, seed=(settings.seed + 1) % SEED_COUNT)
 
 
 # metric -> (moves when it is below its bound, moves when it is above); None: no rule that way. docs/metrics.md.
@@ -276,12 +279,12 @@ def correct(
         attempts.append(attempt)
         if on_attempt is not None:
             on_attempt(attempt)
-        if attempt.met:
+        if attempt.met or number == tries:  # no proposal after the last try: a chat model's would be paid for
             break
         settings = propose(settings, scores, conditions)
         tried = {a.settings for a in attempts}
         while settings in tried:
-            settings = replace(settings, seed=settings.seed + 1)
+            settings = new_seed(settings)
     return attempts
 
 
@@ -298,8 +301,7 @@ def format_tries(attempts: Sequence[Attempt], conditions: Sequence[Condition]) -
     header = ["try", *(c.metric for c in conditions), "met", "guidance", "eta", "frame_stride", "seed", "prompt"]
     rows = [header]
     for a in attempts:
-        values = [a.scores.value(c.metric) for c in conditions]
-        shown = ["-" if v is None else f"{v:.4g}" for v in values]
+        shown = [_shown(a.scores.value(c.metric)) for c in conditions]
         s = a.settings
         rows.append(
             [
@@ -315,6 +317,10 @@ def format_tries(attempts: Sequence[Attempt], conditions: Sequence[Condition]) -
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]) for row in rows)
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def try_path(target: Path, number: int) -> Path:
@@ -336,13 +342,14 @@ def animate_until(
     image_path: Path,
     progress: Callable[[], AbstractContextManager] = nullcontext,
     propose: Proposer | None = None,
-    on_attempt: Callable[[Attempt], None] | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> list[Attempt]:
     """`dcrt.animate` of `image` on `backend` (a DynamiCrafter one) corrected by `correct`: each try written by
     `save` to `try_path(target, n)` and scored there (against `image_path` and the user's `prompt`: the motion
     phrase steers, it is not what the video should show); the best copied to `target` with its scores.
     `sampling`: dcrt.api's keywords, whose guidance, eta, frame stride and seed are the first try's. `progress()`:
-    a context giving each try's step callback. `propose` defaults to the rule table."""
+    a context giving each try's step callback. `propose` defaults to the rule table; `log` hears each try's
+    outcome."""
     from dcrt.api import animate
     from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
 
@@ -360,9 +367,12 @@ def animate_until(
         write_scores(scores, video)
         return scores
 
-    attempts = correct(
-        generate, score, start, conditions, tries, propose or RuleProposer(Limits.of(preset)), on_attempt
-    )
+    def report(attempt: Attempt) -> None:
+        measured = ", ".join(f"{c.metric} {_shown(attempt.scores.value(c.metric))}" for c in conditions)
+        outcome = "met" if attempt.met else "not met"
+        log(f"try {attempt.number} of {tries}: {measured}: {outcome} ({try_path(target, attempt.number)})")
+
+    attempts = correct(generate, score, start, conditions, tries, propose or RuleProposer(Limits.of(preset)), report)
     chosen = try_path(target, best(attempts).number)
     _copy(chosen, target)
     _copy(scores_path(chosen), scores_path(target))

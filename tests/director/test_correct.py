@@ -130,7 +130,7 @@ def test_parse_until():
         ("speed>=3", "unknown metric 'speed'; choose from motion, "),
         ("motion>=fast", "'fast' in 'motion>=fast' is not a number"),
         ("motion>=nan", "the bound of 'motion>=nan' must be a finite number"),
-        ("flicker>=2", "no rule raises or lowers flicker that way; it takes flicker<=NUMBER"),
+        ("flicker>=2", "no rule raises flicker; bound it the other way, flicker<=NUMBER"),
         ("motion>=4,", "'' is not METRIC>=NUMBER"),
     ],
 )
