@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from _videos import moving_square
 
@@ -78,3 +79,15 @@ def test_a_bad_image_or_checkpoint_is_one_line_before_any_model(run_cli, square_
     assert code == 2 and err == f"dcrt: error: image {tmp_path}/gone.png does not exist\n"
     code, _, err = run_cli(["score", str(square_mp4), "--res", "512", "--ckpt", str(tmp_path / "gone.ckpt")])
     assert code == 2 and err.startswith("dcrt: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt", ["gif", "png"])
+def test_gif_and_png_folders_are_read_too(run_cli, tmp_path, fmt, no_model_loads):
+    """gif through PIL (lossless palette of a grey-level texture), png frames from the folder `write_video` makes."""
+    video = moving_square((3, 0), frames=5)
+    video[:] = video.mean(axis=-1, keepdims=True).astype(np.uint8)  # grey: a gif's palette holds every level
+    path = write_video(video, tmp_path / ("v.gif" if fmt == "gif" else "frames"), fmt=fmt)
+    code, out, err = run_cli(["score", str(path), "--json"])
+    assert code == 0, err
+    scores = json.loads(out)
+    assert scores["frames"] == 5 and scores["motion"] == pytest.approx(3.0, rel=0.1)
