@@ -36,6 +36,8 @@ _API = {
     "interpolate": "dcrt.api",
     "interpolate_keyframes": "dcrt.api",
     "loop": "dcrt.api",
+    # The director (dcrt.director): motion prompts for an image.
+    "describe": "dcrt.director.describe",
 }
 
 __all__ = ["__version__", *sorted(_API)]

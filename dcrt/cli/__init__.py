@@ -5,6 +5,7 @@ every model family: what differs is asked of the family registry (dcrt.families)
     app.py        the typer app, `main` (errors -> one line and an exit code), grouped help
     options.py    library option types (SamplingRequest, BackendRequest, OutputOptions) rendered as options
     generate.py   animate, interpolate, loop, batch (through dcrt.api)
+    describe.py   describe (dcrt.director)
     progress.py   the denoising progress bar of the generating commands
     artifacts.py  fetch, export, build
     host.py       tokenize, noise (the C++ host's inputs)
@@ -16,7 +17,7 @@ Importing this package imports typer and the dcrt option tables only: torch and 
 a command after its options and inputs are checked, so help and bad arguments answer at once.
 """
 
-from dcrt.cli import artifacts, generate, host, machine, score, serving  # noqa: F401  (each registers its commands on `app`)
+from dcrt.cli import artifacts, describe, generate, host, machine, score, serving  # noqa: F401  (each registers its commands on `app`)
 from dcrt.cli.app import app, main
 
 __all__ = ["app", "main"]

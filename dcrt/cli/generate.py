@@ -15,6 +15,7 @@ import typer
 
 from dcrt.batch import Job, read_prompt_dir
 from dcrt.cli.app import app, log, say
+from dcrt.cli.describe import AutoPromptFlag, DescribedPrompt
 from dcrt.cli.options import (
     BATCH,
     IMAGE_NOTE,
@@ -24,12 +25,12 @@ from dcrt.cli.options import (
     KeyframesAndPrompt,
     OptionalPrompt,
     OutputOptions,
-    Prompt,
     default_output,
     takes,
 )
 from dcrt.cli.progress import progress
 from dcrt.director.correct import CorrectionRequest
+from dcrt.director.describe import takes_auto_prompt
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.dynamicrafter.config import MODES
@@ -73,12 +74,21 @@ def animate(
             rich_help_panel=SAMPLING,
         ),
     ] = None,
+    auto_prompt: AutoPromptFlag = False,
 ) -> None:
     model = replace(model, preset=model.preset or default_preset("animate"))
     preset = model.preset_config()
-    further = family_of(preset).part("check_animate")(preset, prompt, extend, extend_prompts, sampling, svd)
+    auto = takes_auto_prompt(preset, prompt, auto_prompt)
+    # An auto prompt is chosen once every input is checked (generate): until then "" stands in for it, and
+    # --extend's further clips take the chosen one (an int `extend`).
+    further = family_of(preset).part("check_animate")(
+        preset, "" if auto else prompt, extend, extend_prompts, sampling, svd
+    )
+    further = extend if auto and extend_prompts is None else further
     job = Job([image], prompt, image.stem)
-    generate("animate", [job], model, sampling, output, svd=svd, further=further, correction=correction)
+    generate(
+        "animate", [job], model, sampling, output, svd=svd, further=further, auto_prompt=auto, correction=correction
+    )
 
 
 @app.command(
@@ -97,18 +107,24 @@ def interpolate(
         Path | None,
         typer.Option(help="prompt file, one line per consecutive pair; then every argument is a key frame"),
     ] = None,
+    auto_prompt: AutoPromptFlag = False,
 ) -> None:
-    generate("interpolate", [keyframes_job(inputs, prompts)], model, sampling, output)
+    if auto_prompt and prompts is not None:
+        raise UsageError("--auto-prompt and --prompts both choose the prompts: use one")
+    job = keyframes_job(inputs, prompts, auto_prompt)
+    generate("interpolate", [job], model, sampling, output, auto_prompt=auto_prompt)
 
 
-def keyframes_job(inputs: list[str], prompts_file: Path | None) -> Job:
-    """FIRST LAST [KEYFRAME...] PROMPT, or with --prompts only key frames."""
+def keyframes_job(inputs: list[str], prompts_file: Path | None, auto_prompt: bool = False) -> Job:
+    """FIRST LAST [KEYFRAME...] PROMPT, or with --prompts or --auto-prompt only key frames."""
     from dcrt.batch import read_prompt_lines
 
-    images = [Path(p) for p in (inputs if prompts_file else inputs[:-1])]
+    images = [Path(p) for p in (inputs if prompts_file or auto_prompt else inputs[:-1])]
     if len(images) < 2:
-        usage = "FIRST LAST [KEYFRAME...]" + ("" if prompts_file else " PROMPT")
+        usage = "FIRST LAST [KEYFRAME...]" + ("" if prompts_file or auto_prompt else " PROMPT")
         raise UsageError(f"interpolate needs {usage}: at least two key frames, got {len(images)}")
+    if auto_prompt:
+        return Job(images, None, images[0].stem)
     if prompts_file is None:
         return Job(images, inputs[-1], images[0].stem)
     pair_prompts = read_prompt_lines(prompts_file, len(images) - 1, "consecutive pair of key frames")
@@ -121,12 +137,16 @@ def keyframes_job(inputs: list[str], prompts_file: Path | None) -> Job:
 @takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
 def loop(
     image: Image,
-    prompt: Prompt,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    prompt: DescribedPrompt = None,
+    auto_prompt: AutoPromptFlag = False,
 ) -> None:
-    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output)
+    auto = takes_auto_prompt(
+        replace(model, preset=model.preset or default_preset("loop")).preset_config(), prompt, auto_prompt
+    )
+    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output, auto_prompt=auto)
 
 
 @app.command(
@@ -166,12 +186,14 @@ def generate(
     output: OutputOptions,
     out_dir: Path | None = None,
     svd: SVDRequest = SVDRequest(),
-    further: list[str] | None = None,
+    further: list[str] | int | None = None,
+    auto_prompt: bool = False,
     correction: CorrectionRequest = CorrectionRequest(),
 ) -> None:
     """Check every option and input (the preset's family checks its options: dcrt.families), then open the
     backend once and write each job's video through dcrt.api. `further`: the prompts of the clips `--extend`
-    chains after each video; `correction`: animate's --until (dcrt.director.correct)."""
+    chains after each video (a count: that many with the video's prompt). `auto_prompt`: jobs without a prompt get
+    the one `dcrt describe` ranks first. `correction`: animate's --until (dcrt.director.correct)."""
     from dcrt.images import open_image
     from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
 
@@ -193,6 +215,10 @@ def generate(
     conditions = correction.checked(preset, weights, bool(further), targets, fmt)
     pictures = [[open_image(p) for p in job.images] for job in jobs]
     jobs = [_prompted(job, run.prompt_warning) for job in jobs]
+    if auto_prompt:  # the describer's CLIP loads and is freed before the video model
+        from dcrt.director.describe import choose_prompts
+
+        jobs = choose_prompts(jobs, pictures, model, log)
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.api import save_video

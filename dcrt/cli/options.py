@@ -20,6 +20,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from dcrt.director.llm import DIRECTOR
 from dcrt.families import family_of
 from dcrt.families.base import NOT_TAKEN
 from dcrt.families.dynamicrafter.config import MODES, Seeds
@@ -30,7 +31,7 @@ from dcrt.presets import DEFAULT_PRESET, PRESETS, default_preset
 from dcrt.video import DEFAULT_FPS, DEFAULT_QUALITY, MAX_FPS, QUALITY_RANGE
 
 BATCH, SAMPLING, OUTPUT, SERVER = "Batch", "Sampling", "Output", "Server"
-PANELS = ("Arguments", BATCH, MODEL, SAMPLING, OUTPUT, BACKEND, SERVER, "Other")
+PANELS = ("Arguments", BATCH, MODEL, SAMPLING, OUTPUT, BACKEND, SERVER, DIRECTOR, "Other")
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,10 @@ KeyframesAndPrompt = Annotated[
     list[str],
     typer.Argument(
         metavar="FIRST LAST [KEYFRAME]... PROMPT",
-        help=f"key frames in order ({IMAGE_HELP}), then the prompt (without --prompts)",
+        help=f"key frames in order ({IMAGE_HELP}), then the prompt (without --prompts or --auto-prompt)",
         show_default=False,
     ),
 ]
-Prompt = Annotated[str, typer.Argument(metavar="PROMPT", help=PROMPT_HELP, show_default=False)]
 OptionalPrompt = Annotated[
     str | None,
     typer.Argument(

@@ -67,7 +67,6 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, *TINY_SVD, "--extend", "1", "-o", out], "--extend and --extend-prompts are for"),
         (["animate", p, "x", "--res", "tiny", "--motion-bucket", "9", "-o", out], "--motion-bucket: Stable Video"),
         (["animate", p, "x", "--res", "tiny", "--noise-aug", "0.1", "-o", out], "--noise-aug: Stable Video"),
-        (["animate", p, "--res", "tiny", "-o", out], "missing argument PROMPT"),
         (["animate", p, *TINY_SVD, "--motion-bucket", "256", "-o", out], "motion bucket must be from 0 to 255"),
         (["animate", p, *TINY_SVD, "--fps", "0", "-o", out], "fps must be from 1 to 60"),
         (["animate", p, *TINY_SVD, "--noise-aug", "-0.5", "-o", out], "noise aug must be from 0 to 1"),
