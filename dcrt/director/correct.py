@@ -161,17 +161,29 @@ class Limits:
     def of(cls, preset: PresetBase) -> Limits:
         return cls(preset.sampling.frame_stride_range, preset.sampling.frame_stride_is_fps)
 
+    def clamp(self, settings: Settings) -> Settings:
+        """`settings` brought into what a run takes (a proposal, a chat model's included, never fails the run):
+        the frame stride into the preset's range, guidance into GUIDANCE_RANGE, eta >= 0, the seed into its range."""
+        lo, hi = self.frame_stride_range
+        return replace(
+            settings,
+            frame_stride=min(max(int(settings.frame_stride), lo), hi),
+            guidance_scale=min(max(float(settings.guidance_scale), GUIDANCE_RANGE[0]), GUIDANCE_RANGE[1]),
+            eta=max(float(settings.eta), 0.0),
+            seed=int(settings.seed) % SEED_COUNT,
+        )
+
 
 Move = Callable[[Settings, Limits], Settings]
 
 
 def _stride_towards(settings: Settings, limits: Limits, more: bool) -> Settings:
-    """frame_stride one step towards more (or less) motion: a stride grows with motion, an fps shrinks."""
+    """frame_stride one step towards more (or less) motion: a stride grows with motion, an fps shrinks (the
+    proposer clamps it into the preset's range)."""
     grow = more != limits.frame_stride_is_fps
     value = settings.frame_stride
     value = max(math.ceil(value * STRIDE_FACTOR), value + 1) if grow else min(int(value / STRIDE_FACTOR), value - 1)
-    lo, hi = limits.frame_stride_range
-    return replace(settings, frame_stride=min(max(value, lo), hi))
+    return replace(settings, frame_stride=value)
 
 
 def _with_phrase(prompt: str, phrase: str) -> str:
@@ -191,15 +203,15 @@ def less_motion(settings: Settings, limits: Limits) -> Settings:
 
 
 def guidance_up(settings: Settings, limits: Limits) -> Settings:
-    return replace(settings, guidance_scale=min(settings.guidance_scale + GUIDANCE_STEP, GUIDANCE_RANGE[1]))
+    return replace(settings, guidance_scale=settings.guidance_scale + GUIDANCE_STEP)
 
 
 def guidance_down(settings: Settings, limits: Limits) -> Settings:
-    return replace(settings, guidance_scale=max(settings.guidance_scale - GUIDANCE_STEP, GUIDANCE_RANGE[0]))
+    return replace(settings, guidance_scale=settings.guidance_scale - GUIDANCE_STEP)
 
 
 def eta_down(settings: Settings, limits: Limits) -> Settings:
-    return replace(settings, eta=max(settings.eta - ETA_STEP, 0.0))
+    return replace(settings, eta=settings.eta - ETA_STEP)
 
 
 def new_seed(settings: Settings, limits: Limits | None = None) -> Settings:
@@ -232,7 +244,8 @@ class Proposer(Protocol):
 
 @dataclass(frozen=True)
 class RuleProposer:
-    """The rule table: every unmet condition applies its row's moves, in the order the conditions were given."""
+    """The rule table: every unmet condition applies its row's moves, in the order the conditions were given, each
+    move's result clamped into the limits."""
 
     limits: Limits
 
@@ -241,7 +254,7 @@ class RuleProposer:
             if condition.shortfall(scores) > 0:
                 below = condition.at_least
                 for move in RULES[condition.metric][0 if below else 1] or ():
-                    settings = move(settings, self.limits)
+                    settings = self.limits.clamp(move(settings, self.limits))
         return settings
 
 
@@ -372,7 +385,13 @@ def animate_until(
         outcome = "met" if attempt.met else "not met"
         log(f"try {attempt.number} of {tries}: {measured}: {outcome} ({try_path(target, attempt.number)})")
 
-    attempts = correct(generate, score, start, conditions, tries, propose or RuleProposer(Limits.of(preset)), report)
+    limits = Limits.of(preset)
+    proposer = propose or RuleProposer(limits)
+
+    def clamped(settings: Settings, scores: Scores, conditions: Sequence[Condition]) -> Settings:
+        return limits.clamp(proposer(settings, scores, conditions))
+
+    attempts = correct(generate, score, start, conditions, tries, clamped, report)
     chosen = try_path(target, best(attempts).number)
     _copy(chosen, target)
     _copy(scores_path(chosen), scores_path(target))

@@ -237,3 +237,9 @@ def test_animate_until_keeps_each_try_and_writes_the_best(run_cli, box_png, tmp_
     assert out.read_bytes() == tries[2].read_bytes()
     chosen = json.loads((tmp_path / "box_animate.mp4.scores.json").read_text())
     assert chosen["motion"] == pytest.approx(10, rel=0.1) and chosen["consistency"] is not None
+
+
+def test_limits_bring_any_proposal_into_range():
+    wild = Settings("x", guidance_scale=99.0, eta=-2.0, frame_stride=500, seed=2**64 + 5)
+    assert FPS_MODEL.clamp(wild) == Settings("x", guidance_scale=15.0, eta=0.0, frame_stride=60, seed=5)
+    assert FPS_MODEL.clamp(START) == START
