@@ -100,6 +100,12 @@ def score_frames(
     """Score a video: frames uint8 [T, H, W, 3] (or float in [0, 1], where NaN frames are counted), `images` the
     conditioning images as uint8 [H, W, 3] at the frames' size (`fit_image`), `prompt` the text it followed.
     Without an `embedder` the CLIP metrics are None, `no_embedder` saying why."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise UsageError(f"a video to score must be [T, H, W, 3] with T >= 1, got {list(frames.shape)}")
+    if any(image.shape != frames.shape[1:] for image in images):
+        sizes = sorted({str(list(image.shape)) for image in images})
+        size = list(frames.shape[1:])
+        raise UsageError(f"conditioning images must be at the frames' size {size} (fit_image), got {', '.join(sizes)}")
     frames, nan_frames = metrics.finite_frames(frames)
     luma = metrics.analysis_luma(frames)
     flow = metrics.optical_flow(luma)

@@ -111,3 +111,12 @@ def test_a_family_without_a_text_tower_or_a_checkpoint_is_a_reason_not_an_error(
     assert embedder is None and why.startswith("tiny-svd does not support the CLIP metrics")
     embedder, why = open_embedder(get_preset("512"), None)
     assert embedder is None and why == "no checkpoint of preset 512 here: give --ckpt PATH (or --random-weights)"
+
+
+def test_a_wrong_shape_is_one_line():
+    from dcrt.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"must be \[T, H, W, 3\] with T >= 1, got \[5, 32, 48\]"):
+        score_frames(textured_video()[..., 0])
+    with pytest.raises(UsageError, match=r"at the frames' size \[32, 48, 3\] \(fit_image\), got \[16, 16, 3\]"):
+        score_frames(textured_video(), images=[np.zeros((16, 16, 3), np.uint8)])
