@@ -243,3 +243,33 @@ def test_limits_bring_any_proposal_into_range():
     wild = Settings("x", guidance_scale=99.0, eta=-2.0, frame_stride=500, seed=2**64 + 5)
     assert FPS_MODEL.clamp(wild) == Settings("x", guidance_scale=15.0, eta=0.0, frame_stride=60, seed=5)
     assert FPS_MODEL.clamp(START) == START
+
+
+def test_interpolate_score_compares_each_key_frame_with_its_place(run_cli, tmp_path, monkeypatch):
+    """`--score` on interpolate, with a stand-in for dcrt.api.save_video that writes a cross-fade from FIRST to LAST
+    (the tiny backend still opens): both key frames sit where they should, so the PSNR is high (H.264's loss only);
+    compared with the middle frame instead, each would be ~23 dB off."""
+    import numpy as np
+    from _videos import smooth_scene
+    from PIL import Image
+
+    from dcrt.video import write_video
+
+    def scene(seed: int) -> np.ndarray:  # contrast x4: the middle frame of the fade is ~23 dB from either end
+        return np.clip((smooth_scene((64, 64), seed=seed).astype(np.float32) - 125) * 4 + 128, 0, 255).astype(np.uint8)
+
+    first, last = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(scene(1)).save(first)
+    Image.fromarray(scene(2)).save(last)
+
+    def cross_fade(backend, mode, images, prompt, path, *, fps=None, quality=10, format=None, **rest):
+        a, b = (np.asarray(image, np.float32) for image in images)
+        frames = np.stack([a + (b - a) * t / 15 for t in range(16)]).round().astype(np.uint8)
+        return write_video(frames, path, format, fps=fps, quality=quality)
+
+    monkeypatch.setattr("dcrt.api.save_video", cross_fade)
+    out = tmp_path / "ab.mp4"
+    code, _, err = run_cli(["interpolate", str(first), str(last), "a fade", "--res", "tiny", "--score", "-o", str(out)])
+    assert code == 0, err
+    scores = json.loads((tmp_path / "ab.mp4.scores.json").read_text())
+    assert scores["frames"] == 16 and scores["image_psnr"] > 30 and scores["missing"] == {}
