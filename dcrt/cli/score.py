@@ -12,6 +12,7 @@ import typer
 from dcrt.cli.app import app
 from dcrt.cli.options import WEIGHTS, GroupedCommand, takes
 from dcrt.loading import BackendRequest
+from dcrt.presets import DEFAULT_PRESET
 
 
 @app.command(
@@ -20,7 +21,10 @@ from dcrt.loading import BackendRequest
     "and frozen frames, and with a checkpoint's CLIP (--res with --ckpt, or --random-weights) temporal consistency, "
     "fidelity to the --image(s) and adherence to --prompt. Definitions: docs/metrics.md.",
 )
-@takes(model=(BackendRequest, (*WEIGHTS, "device")))
+@takes(
+    notes={"preset": f"none, and no CLIP metrics; {DEFAULT_PRESET} with only --ckpt or --random-weights"},
+    model=(BackendRequest, (*WEIGHTS, "device")),
+)
 def score(
     video: Annotated[Path, typer.Argument(metavar="VIDEO", help="the video to measure", show_default=False)],
     model: BackendRequest,
@@ -28,6 +32,7 @@ def score(
         list[Path] | None,
         typer.Option(
             "--image",
+            metavar="IMAGE",
             help="a conditioning image, compared with the first frame; give it again for interpolate's key frames "
             "(first and last frame, in order)",
             show_default=False,

@@ -91,3 +91,26 @@ def test_gif_and_png_folders_are_read_too(run_cli, tmp_path, fmt, no_model_loads
     assert code == 0, err
     scores = json.loads(out)
     assert scores["frames"] == 5 and scores["motion"] == pytest.approx(3.0, rel=0.1)
+
+
+def test_help_and_a_bad_video_answer_before_torch_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from dcrt import cli\n"
+        "codes = []\n"
+        "for args in (['score', '--help'], ['score', sys.argv[1], '--random-weights'], ['animate', '-h']):\n"
+        "    sys.argv = ['dcrt', *args]\n"
+        "    try:\n"
+        "        cli.main()\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
+        "print(codes, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "gone.mp4")], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.splitlines()[-1] == "[0, 2, 0] False", done.stderr
+    assert "dcrt: error: video " in done.stderr and "--until" in done.stdout
