@@ -242,19 +242,31 @@ class Proposer(Protocol):
     def __call__(self, settings: Settings, scores: Scores, conditions: Sequence[Condition]) -> Settings: ...
 
 
+# Moves that undo each other: within one proposal the first condition given keeps its move, a later one's opposite
+# is skipped (motion>=4,consistency>=0.9 both unmet: more motion, and the guidance down consistency adds).
+OPPOSITES: dict[Move, Move] = {
+    more_motion: less_motion,
+    less_motion: more_motion,
+    guidance_up: guidance_down,
+    guidance_down: guidance_up,
+}
+
+
 @dataclass(frozen=True)
 class RuleProposer:
-    """The rule table: every unmet condition applies its row's moves, in the order the conditions were given, each
-    move's result clamped into the limits."""
+    """The rule table: every unmet condition applies its row's moves, in the order the conditions were given
+    (a move undoing an earlier condition's is skipped), each move's result clamped into the limits."""
 
     limits: Limits
 
     def __call__(self, settings: Settings, scores: Scores, conditions: Sequence[Condition]) -> Settings:
+        applied: set[Move] = set()
         for condition in conditions:
             if condition.shortfall(scores) > 0:
-                below = condition.at_least
-                for move in RULES[condition.metric][0 if below else 1] or ():
-                    settings = self.limits.clamp(move(settings, self.limits))
+                for move in RULES[condition.metric][0 if condition.at_least else 1] or ():
+                    if OPPOSITES.get(move) not in applied:
+                        settings = self.limits.clamp(move(settings, self.limits))
+                        applied.add(move)
         return settings
 
 

@@ -110,6 +110,18 @@ def test_the_frame_stride_moves_by_what_it_means():
     assert RuleProposer(FPS_MODEL)(replace(START, frame_stride=1), still, low).frame_stride == 1  # its bottom
 
 
+def test_the_first_condition_given_wins_a_tug_of_war():
+    """Too little motion and too little consistency: more motion (the first condition), then consistency's guidance
+    down; its less motion would undo the first move and is skipped. The other order slows the video instead."""
+    still = score_frames(moving_square((0, 0), frames=3))
+    scores = replace(still, consistency=0.5)
+    propose = RuleProposer(FPS_MODEL)
+    moved = propose(START, scores, parse_until("motion>=4,consistency>=0.9"))
+    assert (moved.frame_stride, moved.guidance_scale, moved.prompt) == (16, 6.0, "a red box, fast dynamic motion")
+    moved = propose(START, scores, parse_until("consistency>=0.9,motion>=4"))
+    assert (moved.frame_stride, moved.guidance_scale, moved.prompt) == (36, 6.0, "a red box, slow gentle motion")
+
+
 def test_every_metric_has_a_rule_row():
     assert set(RULES) == set(METRICS)
 
