@@ -9,20 +9,8 @@ from dataclasses import replace
 import pytest
 from _videos import moving_square
 
-from dcrt.director.correct import (
-    RULES,
-    Attempt,
-    Condition,
-    CorrectionRequest,
-    Limits,
-    RuleProposer,
-    Settings,
-    best,
-    correct,
-    format_tries,
-    parse_until,
-    try_path,
-)
+from dcrt.director.correct import Attempt, CorrectionRequest, best, correct, format_tries, try_path
+from dcrt.director.rules import RULES, Condition, Limits, RuleProposer, Settings, parse_until
 from dcrt.director.score import METRICS, score_frames
 from dcrt.errors import UsageError
 from dcrt.presets import get_preset
