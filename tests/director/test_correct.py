@@ -1,5 +1,6 @@
 """The correction loop with a scripted fake pipeline (a square whose speed follows the frame-rate conditioning),
-its rule table and `--until`'s parsing; then `dcrt animate --score` and `--until` end to end on the tiny preset."""
+its rule table and `--until`'s parsing; `dcrt animate --score` end to end on the tiny preset; `animate --until` and
+`interpolate --score` through the command line with stand-ins for the model's frames (the tiny backend still opens)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ class FakePipeline:
         return moving_square((round(48 / settings.frame_stride), 0), frames=6)
 
 
-def run_loop(conditions, tries, propose=RuleProposer(FPS_MODEL)):
+def run_loop(conditions, tries, propose=RuleProposer(FPS_MODEL), start=START):
     pipeline = FakePipeline()
-    attempts = correct(pipeline, lambda frames, number: score_frames(frames), START, conditions, tries, propose)
+    attempts = correct(pipeline, lambda frames, number: score_frames(frames), start, conditions, tries, propose)
     return pipeline, attempts
 
 
@@ -61,10 +62,7 @@ def test_the_loop_is_deterministic():
 
 
 def test_too_much_motion_is_slowed_the_other_way():
-    fast = replace(START, frame_stride=4)  # 12 px per frame
-    pipeline = FakePipeline()
-    score = lambda frames, number: score_frames(frames)  # noqa: E731
-    attempts = correct(pipeline, score, fast, parse_until("motion<=7"), 4, RuleProposer(FPS_MODEL))
+    _, attempts = run_loop(parse_until("motion<=7"), tries=4, start=replace(START, frame_stride=4))  # 12 px per frame
     # fps 4 -> 6 -> 9 (x 1.5, rounded up): 12, 8, 5 px per frame
     assert [a.settings.frame_stride for a in attempts] == [4, 6, 9] and attempts[-1].met
     assert attempts[-1].settings.prompt == "a red box, slow gentle motion"
