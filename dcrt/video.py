@@ -136,3 +136,70 @@ def write_video(
         else:
             _write_animated(frames, str(tmp), fps, fmt, quality)
     return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """A video file (anything ffmpeg decodes; gif and webp through PIL, which reads animated webp) or a folder of
+    png frames (as `write_video` writes it) -> uint8 [T, H, W, 3]. Raises UsageError, one line, for a missing,
+    unreadable or empty one."""
+    path = Path(path)
+    if path.is_dir():
+        frames = [_read_still(p) for p in sorted(path.glob("*.png"))]
+    elif not path.is_file():
+        raise UsageError(f"video {path} does not exist")
+    elif path.suffix.lower() in (".gif", ".webp"):
+        frames = _read_animated(path)
+    else:
+        frames = _read_ffmpeg(path)
+    if not frames:
+        raise UsageError(f"{path} holds no video frames" + (" (no .png files)" if path.is_dir() else ""))
+    if len({f.shape for f in frames}) > 1:
+        raise UsageError(f"{path}'s frames differ in size")
+    import numpy as np
+
+    return np.stack(frames)
+
+
+def _read_ffmpeg(path: Path) -> list[np.ndarray]:
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        # An ffmpeg that exits at once (not a video) leaves its pipes to the garbage collector, which warns: the
+        # one line below says what went wrong.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return _decode_ffmpeg(path)
+        except (OSError, RuntimeError) as exc:
+            # imageio-ffmpeg appends ffmpeg's stderr: its last line names the problem ("Invalid data found ...").
+            said = [line for line in str(exc).splitlines() if line.strip()]
+        gc.collect()
+    raise UsageError(f"{path} is not a video ffmpeg can read: {said[-1] if said else 'no frames'}")
+
+
+def _decode_ffmpeg(path: Path) -> list[np.ndarray]:
+    import imageio_ffmpeg
+    import numpy as np
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    width, height = next(reader)["size"]  # the metadata, then the frames
+    return [np.frombuffer(chunk, np.uint8).reshape(height, width, 3) for chunk in reader]
+
+
+def _read_animated(path: Path) -> list[np.ndarray]:
+    import numpy as np
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UsageError(f"{path} is not an animation PIL can read: {exc}") from None
+
+
+def _read_still(path: Path) -> np.ndarray:
+    import numpy as np
+
+    from dcrt.images import open_image
+
+    return np.asarray(open_image(path))

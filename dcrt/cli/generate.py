@@ -16,7 +16,7 @@ import typer
 
 from dcrt.atomic import check_writable
 from dcrt.batch import Job, read_prompt_dir, readable_prompt
-from dcrt.cli.app import app, log
+from dcrt.cli.app import app, log, say
 from dcrt.cli.describe import AutoPromptFlag, DescribedPrompt
 from dcrt.cli.options import (
     BATCH,
@@ -31,6 +31,7 @@ from dcrt.cli.options import (
     takes,
 )
 from dcrt.cli.progress import progress
+from dcrt.director.correct import CorrectionRequest
 from dcrt.director.describe import takes_auto_prompt
 from dcrt.errors import UsageError
 from dcrt.families import family_of
@@ -46,13 +47,20 @@ from dcrt.presets import default_preset
     help="Animate IMAGE following PROMPT into a video (16 frames; longer with --frames or --extend). The SVD "
     "presets (svd-xt, tiny-svd) take no prompt: their motion follows --motion-bucket and --fps. " + IMAGE_NOTE,
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, svd=(SVDRequest, SVD_ONLY_NAMES), output=OutputOptions)
+@takes(
+    model=BackendRequest,
+    sampling=SamplingRequest,
+    svd=(SVDRequest, SVD_ONLY_NAMES),
+    output=OutputOptions,
+    correction=CorrectionRequest,
+)
 def animate(
     image: Image,
     model: BackendRequest,
     sampling: SamplingRequest,
     svd: SVDRequest,
     output: OutputOptions,
+    correction: CorrectionRequest,
     prompt: OptionalPrompt = None,
     extend: Annotated[
         int,
@@ -80,7 +88,9 @@ def animate(
     )
     further = extend if auto and extend_prompts is None else further
     job = Job([image], prompt, image.stem)
-    generate("animate", [job], model, sampling, output, svd=svd, further=further, auto_prompt=auto)
+    generate(
+        "animate", [job], model, sampling, output, svd=svd, further=further, auto_prompt=auto, correction=correction
+    )
 
 
 @app.command(
@@ -180,11 +190,12 @@ def generate(
     svd: SVDRequest = SVDRequest(),
     further: list[str] | int | None = None,
     auto_prompt: bool = False,
+    correction: CorrectionRequest = CorrectionRequest(),
 ) -> None:
     """Check every option and input (the preset's family checks its options: dcrt.families), then open the
     backend once and write each job's video through dcrt.api. `further`: the prompts of the clips `--extend`
     chains after each video (a count: that many with the video's prompt). `auto_prompt`: jobs without a prompt get
-    the one `dcrt describe` ranks first."""
+    the one `dcrt describe` ranks first. `correction`: animate's --until (dcrt.director.correct)."""
     from dcrt.images import open_image
     from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
 
@@ -205,7 +216,8 @@ def generate(
         for target in targets:
             check_output_path(target, fmt)
     model.check_names()
-    model.requested_weights()  # a missing --ckpt fails here, before the images are read
+    weights = model.requested_weights()  # a missing --ckpt fails here, before the images are read
+    conditions = correction.checked(preset, weights, bool(further), targets, fmt)
     pictures = [[open_image(p) for p in job.images] for job in jobs]
     jobs = [_prompted(job, run.prompt_warning) for job in jobs]
     if auto_prompt:  # the describer's CLIP loads and is freed before the video model
@@ -215,15 +227,39 @@ def generate(
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.api import save_video
+    from dcrt.director.correct import animate_until, format_tries
+    from dcrt.director.score import VideoScorer
     from dcrt.loading import open_backend
+    from dcrt.video import write_video
 
     backend = open_backend(model, *run.size, log=log, frames=run.sampling.get("frames"))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     write = partial(save_video, backend, mode, extend=further or 0, fps=fps, quality=output.quality, format=fmt)
+    scorer = VideoScorer(preset, weights, model.device) if output.score or conditions else None
     for job, images, target in zip(jobs, pictures, targets):
-        with progress() as on_step:
-            write(images, job.prompt, target, pair_prompts=job.pair_prompts, on_step=on_step, **run.sampling)
+        if conditions:
+            save = partial(write_video, fmt=fmt, fps=fps, quality=output.quality)
+            attempts = animate_until(
+                backend,
+                images[0],
+                job.prompt,
+                conditions,
+                correction.tries,
+                target,
+                sampling=run.sampling,
+                save=save,
+                scorer=scorer,
+                image_path=job.images[0],
+                progress=progress,
+                log=log,
+            )
+            say(format_tries(attempts, conditions))
+        else:
+            with progress() as on_step:
+                write(images, job.prompt, target, pair_prompts=job.pair_prompts, on_step=on_step, **run.sampling)
+            if scorer is not None:
+                log(f"scores: {scorer.write(target, job.images, job.prompt)}")
         typer.echo(str(target))
     # Times depend on the machine and its load: each run says its own (the README's are one machine's).
     log(f"done in {time.monotonic() - start:.1f} s, model load included")

@@ -68,6 +68,14 @@ class OutputOptions:
         },
     )
 
+    score: bool = field(
+        default=False,
+        metadata={
+            "help": "also write <video>.scores.json beside the video: its metrics as `dcrt score` measures them, with "
+            "the checkpoint's CLIP where there is one (docs/metrics.md)"
+        },
+    )
+
     def frame_rate(self, default: int = DEFAULT_FPS) -> int:
         """--fps, else `default` (SVD: the preset's conditioning fps)."""
         return self.fps if self.fps is not None else default

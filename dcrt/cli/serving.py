@@ -97,7 +97,8 @@ def _run_server(model: BackendRequest, options, host: str, port: int) -> None:
 
 
 @app.command(cls=GroupedCommand)
-@takes(sampling=SamplingRequest, output=OutputOptions)
+# The output options it writes with; --score is the generating commands' (`dcrt score` scores what this writes).
+@takes(sampling=SamplingRequest, output=(OutputOptions, ("out", "format", "quality", "fps")))
 def client(
     url: Annotated[str, typer.Argument(metavar="URL", help="a `dcrt serve` endpoint, e.g. http://127.0.0.1:8000")],
     inputs: KeyframesAndPrompt,

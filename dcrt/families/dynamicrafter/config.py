@@ -61,6 +61,9 @@ class SamplingDefaults:
     eta: float = 1.0
     frame_stride: int = 24  # the 256 model: a real frame stride; the others: frames per second
     frame_stride_range: tuple[int, int] = (1, 60)
+    # What frame_stride conditions: frames per second (fewer: more motion between frames), or (the 256 model) a
+    # real stride between the training clip's frames (larger: more motion). The correction loop moves it by this.
+    frame_stride_is_fps: bool = True
     timestep_spacing: str = "uniform_trailing"
     seeds: Seeds = field(default_factory=Seeds)
     # Longer videos (dcrt.families.dynamicrafter.windows): frames shared by neighbouring windows. Half a window: every

@@ -19,7 +19,11 @@ from dcrt.families.dynamicrafter.config import MODES, DiffusionConfig, Preset, S
 _V_MODEL = DiffusionConfig()
 _EPS_MODEL = DiffusionConfig(parameterization="eps", zero_snr=False, dynamic_rescale=False)
 _SAMPLING_256 = SamplingDefaults(
-    frame_stride=3, frame_stride_range=(1, 30), timestep_spacing="uniform", guidance_rescale=0.0
+    frame_stride=3,
+    frame_stride_range=(1, 30),
+    frame_stride_is_fps=False,
+    timestep_spacing="uniform",
+    guidance_rescale=0.0,
 )
 # ToonCrafter's one script (run.sh, --interp) uses seed 123; its loop mode has no script of its own.
 _SAMPLING_TOON = SamplingDefaults(frame_stride=10, seeds=Seeds(interpolate=123, loop=123))
