@@ -10,12 +10,13 @@ every model family: what differs is asked of the family registry (dcrt.families)
     host.py       tokenize, noise (the C++ host's inputs)
     machine.py    info, bench
     serving.py    serve, client, ui
+    jobs.py       api (the jobs service, dcrt.serving.jobs)
 
 Importing this package imports typer and the dcrt option tables only: torch and the models are imported by
 a command after its options and inputs are checked, so help and bad arguments answer at once.
 """
 
-from dcrt.cli import artifacts, generate, host, machine, serving  # noqa: F401  (each registers its commands on `app`)
+from dcrt.cli import artifacts, generate, host, jobs, machine, serving  # noqa: F401  (each registers its commands)
 from dcrt.cli.app import app, main
 
 __all__ = ["app", "main"]
