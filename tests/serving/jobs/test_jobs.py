@@ -1,0 +1,132 @@
+"""The jobs service end to end on a loopback port with the tiny preset: a job runs to its video with its progress,
+events, listing and metrics; cancel of a queued and of a running job; a full queue; the bearer token; a signed
+webhook retried until a loopback receiver takes it."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from dcrt.serving.jobs.webhooks import SIGNATURE_HEADER, signature
+from tests.serving.jobs._service import LONG, QUICK
+
+
+def _events(client, job_id: str) -> list[dict]:
+    with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        text = "".join(stream.iter_text())
+    return [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+def test_a_job_runs_to_its_video_with_progress_events_listing_and_metrics(start_service, tmp_path, frame_count):
+    api = start_service()
+    accepted = api.submit(QUICK)
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()
+    assert job["status"] == "queued" and job["queue_position"] == 1 and len(job["id"]) >= 22
+
+    events = _events(api.client, job["id"])  # streams until the job ends
+    order = ["queued", "running", "succeeded"]
+    seen = [order.index(e["status"]) for e in events]
+    assert seen == sorted(seen) and events[-1]["status"] == "succeeded", events
+
+    done = api.client.get(f"/v1/jobs/{job['id']}").json()
+    assert (done["step"], done["steps"], done["stage"], done["attempts"]) == (1, 1, "done", 1)
+    assert done["started_at"] >= done["created_at"] and done["finished_at"] >= done["started_at"]
+    video = api.client.get(done["result_url"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    (tmp_path / "video.mp4").write_bytes(video.content)
+    assert frame_count(str(tmp_path / "video.mp4")) == 16
+
+    listed = {status: [j["id"] for j in api.client.get("/v1/jobs", params={"status": status}).json()["jobs"]]
+              for status in ("succeeded", "queued")}  # fmt: skip
+    assert listed == {"succeeded": [job["id"]], "queued": []}
+    metrics = api.client.get("/metrics").text
+    assert re.search(r'^dcrt_jobs\{state="succeeded"\} 1\.0$', metrics, re.M)
+    assert re.search(r'^dcrt_job_seconds_count\{status="succeeded"\} 1\.0$', metrics, re.M)
+    assert re.search(r"^dcrt_job_queue_wait_seconds_count 1\.0$", metrics, re.M)
+    assert re.search(r"^dcrt_jobs_queue_length 0\.0$", metrics, re.M)
+    assert not list((tmp_path / "state" / "jobs" / job["id"]).glob("image-*")), "inputs are dropped once it ends"
+
+
+def test_cancel_a_queued_and_a_running_job_and_a_full_queue(start_service):
+    api = start_service(max_queue=1)
+    running = api.submit(LONG).json()["id"]
+    queued = api.submit(QUICK).json()["id"]
+    api.wait(running, lambda s: s["status"] == "running" and s["step"] >= 1)
+
+    full = api.submit(QUICK)
+    assert full.status_code == 429 and int(full.headers["retry-after"]) >= 1
+    assert "\n" not in full.json()["error"] and "queue is full" in full.json()["error"]
+
+    cancelled = api.client.post(f"/v1/jobs/{queued}/cancel").json()
+    assert (cancelled["status"], cancelled["error"]) == ("cancelled", "cancelled while queued")
+    not_ready = api.client.get(f"/v1/jobs/{queued}/result")
+    assert not_ready.status_code == 409 and "cancelled" in not_ready.json()["error"]
+
+    asked = api.client.post(f"/v1/jobs/{running}/cancel").json()
+    assert asked["status"] == "running"  # it stops at its next step
+    ended = api.finished(running)
+    step = int(re.fullmatch(r"cancelled at step (\d+) of 200", ended["error"]).group(1))
+    assert ended["status"] == "cancelled" and step <= asked["step"] + 2
+
+    # The worker goes on after a cancelled run.
+    after = api.submit(QUICK).json()["id"]
+    assert api.finished(after)["status"] == "succeeded"
+    assert api.client.get("/v1/jobs/no-such-job").status_code == 404
+
+
+def test_a_token_protected_service_refuses_requests_without_it(start_service):
+    api = start_service(token="s3cret-token")
+    for path in ("/v1/jobs", "/v1/jobs/x", "/metrics"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            refused = api.client.get(path, headers=headers)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
+            assert "s3cret" not in refused.text and "\n" not in refused.json()["error"]
+    assert api.submit(QUICK).status_code == 401
+    assert api.client.get("/healthz").status_code == 200  # liveness stays open for load balancers
+    allowed = {"Authorization": "Bearer s3cret-token"}
+    assert api.client.get("/v1/jobs", headers=allowed).json() == {"jobs": []}
+    assert api.client.get("/metrics", headers=allowed).status_code == 200
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Fails the first delivery (500), takes the next."""
+
+    got: list[tuple[dict, bytes]] = []
+    arrived = threading.Event()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).got.append((dict(self.headers), body))
+        self.send_response(500 if len(self.got) == 1 else 204)
+        self.end_headers()
+        if len(self.got) == 2:
+            type(self).arrived.set()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_webhook_is_signed_retried_and_only_sent_to_allowed_hosts(start_service):
+    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        secret = "hook-key"
+        api = start_service(webhook_allow=["127.0.0.1"], webhook_secret=secret, webhook_retries=3, webhook_backoff=0.05)
+        refused = api.submit(QUICK | {"webhook": "http://example.com/hook"})
+        assert refused.status_code == 422 and "not on this service's --webhook-allow" in refused.json()["error"]
+        url = f"http://127.0.0.1:{receiver.server_port}/hook"
+        job = api.submit(QUICK | {"webhook": url}).json()["id"]
+        assert _Receiver.arrived.wait(300), "the webhook never arrived twice"
+        for headers, body in _Receiver.got:
+            assert hmac.compare_digest(headers[SIGNATURE_HEADER], signature(secret, body))
+            assert headers[SIGNATURE_HEADER] != signature("another key", body)
+            sent = json.loads(body)
+            assert (sent["id"], sent["status"], sent["result_url"]) == (job, "succeeded", f"/v1/jobs/{job}/result")
+        assert any("try 1 of 4 failed" in line for line in api.log)
+    finally:
+        receiver.shutdown()
