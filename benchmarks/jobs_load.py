@@ -1,5 +1,5 @@
 """Load on `dcrt api`: the command started in a child process (its state in a temporary folder, loopback only), N
-jobs from C concurrent clients, each client submitting a job, watching it until it ends, then taking the next.
+jobs from C concurrent clients, each client submitting a job, watching its events until it ends, then taking the next.
 Every job must succeed, once. Prints p50 / p95 of queue wait (submitted -> a worker took it), job time (the worker's
 run: conditioning, sampling, decoding, writing) and latency (submitted -> done), and writes them as JSON with the
 conditions (preset, steps, workers, machine, versions). The service is stopped by PID however the run ends.
@@ -31,7 +31,6 @@ from dcrt.version import __version__
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = ("succeeded", "failed", "cancelled")
-POLL_S = 0.05
 
 
 def png() -> bytes:
@@ -40,6 +39,18 @@ def png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (512, 320), "teal").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def watch(client: httpx.Client, job_id: str, timeout_s: float) -> dict:
+    """A job's status once it has ended, from its server-sent events (the stream ends with the job)."""
+    status = None
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=timeout_s) as events:
+        for line in events.iter_lines():
+            if line.startswith("data: "):
+                status = json.loads(line[len("data: ") :])
+    if status is None or status["status"] not in FINAL:
+        raise RuntimeError(f"the events of job {job_id} ended before the job: {status}")
+    return status
 
 
 def run_load(client: httpx.Client, jobs: int, clients: int, request: dict, timeout_s: float = 3600) -> list[dict]:
@@ -56,12 +67,7 @@ def run_load(client: httpx.Client, jobs: int, clients: int, request: dict, timeo
             body = json.dumps(request | {"seed": index})
             answer = client.post("/v1/jobs", files=[("image", ("in.png", image, "image/png"))], data={"request": body})
             answer.raise_for_status()
-            job_id, deadline = answer.json()["id"], time.monotonic() + timeout_s
-            while (status := client.get(f"/v1/jobs/{job_id}").json())["status"] not in FINAL:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"job {job_id} did not end in {timeout_s} s: {status}")
-                time.sleep(POLL_S)
-            ended[index] = status
+            ended[index] = watch(client, answer.json()["id"], timeout_s)
 
     threads = [threading.Thread(target=one_client) for _ in range(clients)]
     for thread in threads:
