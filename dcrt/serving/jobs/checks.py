@@ -31,6 +31,7 @@ class JobPlan:
     format: str
     frames: int  # of the written video
     size: tuple[int, int]  # height, width
+    steps: int  # denoising steps of one clip
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ServedModel:
 
     preset: PresetBase
     memory: str
+    triton: bool = False  # run by a `dcrt serve` endpoint: its requests carry one image, or two to interpolate
 
 
 def plan_job(request, served: ServedModel, images: int) -> JobPlan:
@@ -52,6 +54,8 @@ def plan_job(request, served: ServedModel, images: int) -> JobPlan:
             raise UsageError(f"this service runs memory profile {served.memory}, not {request.memory}")
     preset.check_mode(request.mode)
     _check_image_count(request.mode, images)
+    if served.triton and images > 2:
+        raise UsageError("this service sends its jobs to Triton, whose requests take at most two key frames")
     sampling = SamplingRequest(**{name: getattr(request, name) for name in SAMPLING_FIELDS})
     svd = SVDRequest(**{name: getattr(request, name) for name in SVD_ONLY_NAMES})
     family = family_of(preset)
@@ -63,7 +67,9 @@ def plan_job(request, served: ServedModel, images: int) -> JobPlan:
     frames = clip if images <= 2 else (clip - 1) * (images - 1) + 1  # key frames: clips joined on shared frames
     height, width = (given or default for given, default in zip(run.size, (preset.height, preset.width)))
     prompt = None if run.prompt_warning is not None else request.prompt
-    return JobPlan(request.mode, prompt, run.sampling, fps, request.quality, request.format, frames, (height, width))
+    steps = run.sampling.get("steps") or family.part("option_default")(preset, "steps")
+    size = (height, width)
+    return JobPlan(request.mode, prompt, run.sampling, fps, request.quality, request.format, frames, size, steps)
 
 
 def _check_image_count(mode: str, count: int) -> None:

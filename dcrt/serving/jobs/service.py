@@ -19,7 +19,7 @@ from dcrt.serving.jobs.schema import JobRequest, JobStatus, one_line
 from dcrt.serving.jobs.settings import ApiSettings
 from dcrt.serving.jobs.store import JobRecord, JobStore
 from dcrt.serving.jobs.webhooks import WebhookSender
-from dcrt.serving.jobs.workers import Engine, InProcessEngine, WorkerPool
+from dcrt.serving.jobs.workers import Engine, InProcessEngine, TritonEngine, WorkerPool
 
 JANITOR_PERIOD_S = 60.0
 ID_BYTES = 16  # 128 random bits: ids cannot be guessed
@@ -33,8 +33,11 @@ class ResultNotReady(UsageError):
     pass
 
 
-def in_process_engines(model: BackendRequest, log: Callable[[str], None]) -> Callable[[], Engine]:
-    """Each call opens one backend (`dcrt.open_backend`: --backend, --device, --memory as the CLI gives them)."""
+def engines(model: BackendRequest, triton: str | None, log: Callable[[str], None]) -> Callable[[], Engine]:
+    """What each worker runs its jobs on: the `dcrt serve` endpoint `triton`, or a backend of its own opened here
+    (`dcrt.open_backend`: --backend, --device, --memory as the command line gives them)."""
+    if triton is not None:
+        return lambda: TritonEngine(triton)
 
     def open_engine() -> Engine:
         from dcrt.loading import open_backend

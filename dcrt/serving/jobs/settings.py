@@ -8,6 +8,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dcrt.errors import UsageError
 
@@ -41,6 +42,14 @@ class ApiSettings:
         metadata=_meta(f"bearer token every /v1 and /metrics request must carry (default: ${TOKEN_ENV})", SERVICE),
     )
     keep: float = field(default=24.0, metadata=_meta("hours a finished job and its result are kept", SERVICE))
+    triton: str | None = field(
+        default=None,
+        metadata=_meta(
+            "a `dcrt serve` URL (http://HOST:PORT): workers send each job there instead of loading the model here; "
+            "Triton answers once, so a job's progress jumps from step 0 to N and a cancel takes effect at the answer",
+            SERVICE,
+        ),
+    )
     max_upload_mb: float = field(default=20.0, metadata=_meta("largest POST /v1/jobs body, in MiB", LIMITS))
     max_pixels: int = field(
         default=4096 * 4096, metadata=_meta("largest input image and output size, width x height", LIMITS)
@@ -104,6 +113,10 @@ class ApiSettings:
             )
         if self.webhook_allow and not self.webhook_secret:
             raise UsageError(f"webhooks are signed: give --webhook-secret (or ${WEBHOOK_SECRET_ENV})")
+        if self.triton is not None:
+            parts = urlsplit(self.triton)
+            if parts.scheme != "http" or not parts.hostname:
+                raise UsageError(f"--triton must look like http://HOST:PORT (`dcrt serve`), got {self.triton!r}")
         if self.state.exists() and not self.state.is_dir():
             raise UsageError(f"--state {self.state} is a file, not a folder")
 

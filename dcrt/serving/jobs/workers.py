@@ -58,6 +58,29 @@ class InProcessEngine:
             torch.cuda.empty_cache()
 
 
+class TritonEngine:
+    """Jobs sent to a `dcrt serve` endpoint (dcrt.serving.client): the model runs there, on its GPUs and hosts.
+    Triton answers a request once, with every frame: progress jumps from step 0 to N when the answer comes, and a
+    cancel takes effect then (the answer is dropped); the request itself is not stopped on the server."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def run(self, plan: JobPlan, images: list[Path], target: Path, on_step: StepCallback) -> None:
+        from dcrt.families.dynamicrafter.options import SamplingRequest
+        from dcrt.serving.client import generate_remote
+        from dcrt.video import write_video
+
+        sampling = SamplingRequest(**plan.sampling)
+        data = [path.read_bytes() for path in images]
+        frames = generate_remote(self.url, data, plan.prompt or "", plan.mode, sampling)["FRAMES"]
+        on_step(plan.steps, plan.steps)
+        write_video(frames, target, plan.format, fps=plan.fps, quality=plan.quality)
+
+    def release(self) -> None:
+        pass  # nothing of the run is held here
+
+
 class Cancelled(DcrtError):
     pass
 
@@ -146,7 +169,7 @@ class WorkerPool:
         status, error, result = "failed", None, None
         try:
             plan = plan_job(JobRequest.model_validate_json(job.request), self.served, job.images)
-            self.store.progress(job.id, 0, None, "denoising")
+            self.store.progress(job.id, 0, plan.steps, "denoising")
             target = self.store.folder(job.id) / f"result.{plan.format}"
             engine.run(plan, self.store.image_paths(job), target, on_step)
             status, result = "succeeded", target.name

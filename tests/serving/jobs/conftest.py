@@ -14,7 +14,7 @@ import pytest
 from dcrt.presets import get_preset
 from dcrt.serving.jobs.app import create_app
 from dcrt.serving.jobs.checks import ServedModel
-from dcrt.serving.jobs.service import JobService
+from dcrt.serving.jobs.service import JobService, engines
 from dcrt.serving.jobs.settings import ApiSettings
 from dcrt.serving.jobs.workers import InProcessEngine
 from tests.serving.jobs._service import TINY, Running, free_port, serving
@@ -35,9 +35,11 @@ def start_service(tmp_path: Path, tiny_engine) -> Iterator[Callable[..., Running
         def start(state: Path | None = None, headers: dict | None = None, **changes) -> Running:
             settings = replace(ApiSettings(state=state or tmp_path / "state", port=free_port()), **changes)
             settings.check()
-            served = ServedModel(get_preset("tiny"), "auto")
+            served = ServedModel(get_preset("tiny"), "auto", triton=settings.triton is not None)
             log: list[str] = []
-            service = JobService(settings, served, lambda: tiny_engine, log.append)
+            # with --triton, the command's own engines; else the session's backend
+            open_engine = engines(TINY, settings.triton, log.append) if settings.triton else lambda: tiny_engine
+            service = JobService(settings, served, open_engine, log.append)
             app = create_app(service, settings.token, settings.max_upload_bytes)
             url = stack.enter_context(serving(app, settings.port))
             client = stack.enter_context(httpx.Client(base_url=url, timeout=60, headers=headers))
