@@ -53,7 +53,9 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        if declared is not None and not declared.isdigit():
+            return await _error(400, "Content-Length is not a number of bytes")(scope, receive, send)
+        if declared is not None and int(declared) > self.limit:
             return await self._refuse(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
@@ -102,7 +104,7 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
     Service = Annotated[JobService, Depends(lambda: jobs)]
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=_errors(401, 422))
 
-    @v1.post("/jobs", status_code=202, response_model=JobStatus, responses=_errors(404, 413, 429))
+    @v1.post("/jobs", status_code=202, response_model=JobStatus, responses=_errors(400, 413, 429))
     def submit(
         jobs: Service,
         image: Annotated[list[UploadFile], File(description="the image; interpolate: each key frame, in order")],
@@ -122,7 +124,7 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
     def get_job(jobs: Service, job_id: str) -> JobStatus:
         return jobs.status(jobs.job(job_id))
 
-    @v1.post("/jobs/{job_id}/cancel", response_model=JobStatus, responses=_errors(404))
+    @v1.post("/jobs/{job_id}/cancel", response_model=JobStatus, responses=_errors(400, 404, 413))
     def cancel_job(jobs: Service, job_id: str) -> JobStatus:
         return jobs.cancel(job_id)
 

@@ -22,7 +22,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 # One file a client can download: a folder of png frames is not one.
 JOB_FORMATS = ("mp4", "gif", "webp")
 MAX_PROMPT_CHARS = 2000
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = Literal[STATUSES]
 
 
 class JobOptions(BaseModel):
@@ -60,10 +60,11 @@ JobRequest = create_model(
 )
 
 
-def one_line(errors: list[dict]) -> str:
-    """pydantic's (or FastAPI's) validation errors as one line: the first, where it is, and how many more."""
+def one_line(errors: list[dict], root: str | None = None) -> str:
+    """pydantic's (or FastAPI's) validation errors as one line: the first, where it is (under `root`), and how many
+    more."""
     first = errors[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    where = ".".join(str(part) for part in [*([root] if root else []), *first.get("loc", ())]) or "request"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first.get('msg', 'invalid')}{more}"
 

@@ -98,7 +98,7 @@ class JobService:
         try:
             request = JobRequest.model_validate_json(request_text or "{}")
         except ValidationError as exc:
-            raise UsageError("request " + one_line(exc.errors())) from None
+            raise UsageError(one_line(exc.errors(), root="request")) from None
         plan = plan_job(request, self.served, len(images))
         check_limits(plan, self.settings)
         if request.webhook is not None:

@@ -22,6 +22,7 @@ from dcrt.serving.jobs.checks import JobPlan, ServedModel, plan_job
 from dcrt.serving.jobs.metrics import JobMetrics
 from dcrt.serving.jobs.schema import JobRequest
 from dcrt.serving.jobs.store import JobRecord, JobStore
+from dcrt.serving.service import Cancelled
 
 IDLE_WAIT_S = 0.5  # a worker looks at the queue this often even when no one wakes it
 
@@ -79,10 +80,6 @@ class TritonEngine:
 
     def release(self) -> None:
         pass  # nothing of the run is held here
-
-
-class Cancelled(DcrtError):
-    pass
 
 
 class _Stopping(Exception):

@@ -21,10 +21,10 @@ from tests.serving.jobs._service import png
 A = {"prompt": "a boat"}
 TWO = [png(), png("orange")]
 BAD = [  # (request, images, status, what the line says)
-    ("not json", None, 422, "request"),
+    ("not json", None, 422, "request: Invalid JSON"),
     (A | {"bogus": 1}, None, 422, "bogus: Extra inputs are not permitted"),
     (A | {"steps": 0}, None, 422, "steps must be at least 1"),
-    (A | {"steps": "2"}, None, 422, "steps: Input should be a valid integer"),
+    (A | {"steps": "2"}, None, 422, "request.steps: Input should be a valid integer"),
     (A | {"guidance_scale": -1}, None, 422, "guidance scale must be a finite number >= 0"),
     (A | {"height": 96}, None, 422, "height and width must be positive multiples of 64"),
     (A | {"preset": "512"}, None, 422, "this service runs preset tiny, not 512"),
