@@ -8,6 +8,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from pydantic import ValidationError
 
@@ -33,19 +34,29 @@ class ResultNotReady(UsageError):
     pass
 
 
-def engines(model: BackendRequest, triton: str | None, log: Callable[[str], None]) -> Callable[[], Engine]:
-    """What each worker runs its jobs on: the `dcrt serve` endpoint `triton`, or a backend of its own opened here
-    (`dcrt.open_backend`: --backend, --device, --memory as the command line gives them)."""
+def engines(model: BackendRequest, triton: str | None, log: Callable[[str], None]) -> Callable[[int], Engine]:
+    """What worker i runs its jobs on: the `dcrt serve` endpoint `triton`, or a backend of its own opened here
+    (`dcrt.open_backend`: --backend, --device, --memory as the command line gives them; `--device cuda` puts the
+    workers on the GPUs in turn)."""
     if triton is not None:
-        return lambda: TritonEngine(triton)
+        return lambda index: TritonEngine(triton)
 
-    def open_engine() -> Engine:
+    def open_engine(index: int) -> Engine:
+        import torch
+
         from dcrt.loading import open_backend
 
+        device = worker_device(model.device, index, torch.cuda.device_count())
         preset = model.preset_config()
-        return InProcessEngine(open_backend(model, preset.height, preset.width, log=log))
+        return InProcessEngine(open_backend(replace(model, device=device), preset.height, preset.width, log=log))
 
     return open_engine
+
+
+def worker_device(device: str | None, index: int, gpus: int) -> str | None:
+    """Worker `index`'s device: `cuda` spreads the workers over the `gpus` GPUs (worker i on GPU i mod gpus); any
+    other choice (none, cpu, cuda:N) is every worker's."""
+    return f"cuda:{index % gpus}" if device == "cuda" and gpus > 1 else device
 
 
 class JobService:
@@ -53,7 +64,7 @@ class JobService:
         self,
         settings: ApiSettings,
         served: ServedModel,
-        open_engine: Callable[[], Engine],
+        open_engine: Callable[[int], Engine],
         log: Callable[[str], None],
     ):
         self.settings, self.served, self.log = settings, served, log

@@ -35,7 +35,8 @@ class ApiSettings:
     )
     port: int = field(default=8080, metadata=_meta("HTTP port", SERVICE))
     workers: int = field(
-        default=1, metadata=_meta("jobs run at once, each worker with its own model load (one per GPU)", SERVICE)
+        default=1,
+        metadata=_meta("jobs run at once, each with its own model load (--device cuda: the GPUs in turn)", SERVICE),
     )
     token: str | None = field(
         default=None,

@@ -91,7 +91,7 @@ class WorkerPool:
         self,
         store: JobStore,
         served: ServedModel,
-        open_engine: Callable[[], Engine],
+        open_engine: Callable[[int], Engine],  # worker index -> its engine
         count: int,
         metrics: JobMetrics,
         on_finish: Callable[[JobRecord], None],
@@ -130,7 +130,7 @@ class WorkerPool:
 
     def _work(self, index: int) -> None:
         try:
-            engine = self.open_engine()
+            engine = self.open_engine(index)
         except Exception as exc:  # the service stays up to say so (/healthz: fewer ready workers)
             self.log(f"worker {index} cannot load the model: {type(exc).__name__}: {exc}")
             return

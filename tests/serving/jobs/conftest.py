@@ -38,7 +38,7 @@ def start_service(tmp_path: Path, tiny_engine) -> Iterator[Callable[..., Running
             served = ServedModel(get_preset("tiny"), "auto", triton=settings.triton is not None)
             log: list[str] = []
             # with --triton, the command's own engines; else the session's backend
-            open_engine = engines(TINY, settings.triton, log.append) if settings.triton else lambda: tiny_engine
+            open_engine = engines(TINY, settings.triton, log.append) if settings.triton else lambda i: tiny_engine
             service = JobService(settings, served, open_engine, log.append)
             app = create_app(service, settings.token, settings.max_upload_bytes)
             url = stack.enter_context(serving(app, settings.port))
