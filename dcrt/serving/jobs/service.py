@@ -4,6 +4,7 @@ translates)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import threading
@@ -80,6 +81,8 @@ class JobService:
         self._janitor = threading.Thread(target=self._expire, name="dcrt-janitor", daemon=True)
 
     def start(self) -> None:
+        for job in self.store.pending_webhooks():  # due when the service stopped
+            self._finished(job)
         self.workers.start()
         self._janitor.start()
 
@@ -100,8 +103,9 @@ class JobService:
                 return
 
     def _finished(self, job: JobRecord) -> None:
-        if job.webhook:
-            self.webhooks.send(job.webhook, self.status(job).model_dump(mode="json"))
+        if job.webhook_state == "pending":
+            done = functools.partial(self.store.webhook_sent, job.id)
+            self.webhooks.send(job.webhook, self.status(job).model_dump(mode="json"), done)
 
     def submit(self, request_text: str, images: list[bytes]) -> JobStatus:
         """A job checked as the command line checks its options (plus the limits), then stored and queued.

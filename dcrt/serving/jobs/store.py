@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     request TEXT NOT NULL,                  -- the JobRequest's JSON
     images INTEGER NOT NULL,
     webhook TEXT,
+    webhook_state TEXT,                     -- pending from the job's end until delivered, or failed every try
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
@@ -61,6 +62,7 @@ class JobRecord:
     request: str
     images: int
     webhook: str | None
+    webhook_state: str | None
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -74,6 +76,8 @@ class JobRecord:
 
 
 COLUMNS = ", ".join(f.name for f in fields(JobRecord))
+# A job that ends with a webhook to send: it stays pending until the sender says how it went, across restarts.
+_WEBHOOK_PENDING = "webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END"
 
 
 class QueueFull(Exception):
@@ -93,6 +97,7 @@ class JobStore:
             self._lock_file.close()
             raise UsageError(f"another dcrt api uses --state {state}: give this one a folder of its own") from None
         self._lock = threading.Lock()
+        self._closed = False
         self._db = sqlite3.connect(state / DATABASE, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed job survives a power cut, not only kill -9
@@ -102,6 +107,7 @@ class JobStore:
         with self._lock:
             self._db.close()
             self._lock_file.close()
+            self._closed = True
 
     def folder(self, job_id: str) -> Path:
         return self.state / "jobs" / job_id
@@ -168,8 +174,8 @@ class JobStore:
         """A running job's end: succeeded (with its result's file name), failed or cancelled (with a line)."""
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, stage = 'done' "
-                "WHERE id = ? AND status = 'running'",
+                "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, stage = 'done', "
+                f"{_WEBHOOK_PENDING} WHERE id = ? AND status = 'running'",
                 (status, error, result, time.time(), job_id),
             )
             return self._one(job_id)
@@ -189,7 +195,7 @@ class JobStore:
         with self._lock:
             queued = self._db.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, stage = 'done', error = 'cancelled while "
-                "queued' WHERE id = ? AND status = 'queued'",
+                f"queued', {_WEBHOOK_PENDING} WHERE id = ? AND status = 'queued'",
                 (time.time(), job_id),
             )
             self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (job_id,))
@@ -249,7 +255,8 @@ class JobStore:
                     lines.append(f"job {job.id} was running when the service stopped (at {at}): queued again")
                     continue
                 self._db.execute(
-                    "UPDATE jobs SET status = ?, error = ?, finished_at = ?, stage = 'done' WHERE id = ?",
+                    f"UPDATE jobs SET status = ?, error = ?, finished_at = ?, stage = 'done', {_WEBHOOK_PENDING} "
+                    "WHERE id = ?",
                     (status, error, time.time(), job.id),
                 )
                 lines.append(f"job {job.id}: {error}")
@@ -268,6 +275,19 @@ class JobStore:
         for job_id in old:
             shutil.rmtree(self.folder(job_id), ignore_errors=True)
         return len(old)
+
+    def pending_webhooks(self) -> list[JobRecord]:
+        """Ended jobs whose webhook has not been delivered nor given up on (a restart sends them again)."""
+        with self._lock:
+            return self._rows("WHERE webhook_state = 'pending' ORDER BY seq")
+
+    def webhook_sent(self, job_id: str, delivered: bool) -> None:
+        """A delivery that ends after the store closed (the service stopping) stays pending: sent at the next start."""
+        with self._lock:
+            if self._closed:
+                return
+            state = "delivered" if delivered else "failed"
+            self._db.execute("UPDATE jobs SET webhook_state = ? WHERE id = ?", (state, job_id))
 
     def drop_inputs(self, job: JobRecord) -> None:
         """A finished job's uploaded images: no longer needed."""

@@ -67,25 +67,28 @@ class WebhookSender:
         if host not in self.allow and f"{host}:{port}" not in self.allow:
             raise UsageError(f"webhook host {host}:{port} is not on this service's --webhook-allow list")
 
-    def send(self, url: str, payload: dict) -> None:
-        """Deliver `payload` (JSON) to `url` in the background."""
+    def send(self, url: str, payload: dict, done: Callable[[bool], None]) -> None:
+        """Deliver `payload` (JSON) to `url` in the background; `done(delivered)` hears how it went (not called when
+        the sender stops first: the delivery is still due)."""
         body = json.dumps(payload, sort_keys=True).encode()
-        thread = threading.Thread(target=self._deliver, args=(url, body), name="dcrt-webhook", daemon=True)
+        thread = threading.Thread(target=self._deliver, args=(url, body, done), name="dcrt-webhook", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
-    def _deliver(self, url: str, body: bytes) -> None:
+    def _deliver(self, url: str, body: bytes, done: Callable[[bool], None]) -> None:
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(self.secret or "", body)}
         delay = self.backoff_s
         for attempt in range(1 + self.retries):
             try:
                 with self._opener.open(urllib.request.Request(url, body, headers, method="POST"), timeout=TIMEOUT_S):
-                    return
+                    return done(True)
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", None) or exc
                 tries = f"try {attempt + 1} of {1 + self.retries}"
                 self.log(f"webhook to {urlsplit(url).hostname}: {tries} failed: {reason}")
-            if attempt == self.retries or self._stop.wait(delay):
+            if attempt == self.retries:
+                return done(False)
+            if self._stop.wait(delay):
                 return
             delay = min(delay * 2, MAX_BACKOFF_S)
 

@@ -8,8 +8,10 @@ import hmac
 import json
 import re
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+from dcrt.serving.jobs.store import JobStore
 from dcrt.serving.jobs.webhooks import SIGNATURE_HEADER, signature
 from tests.serving.jobs._service import LONG, QUICK
 
@@ -93,40 +95,58 @@ def test_a_token_protected_service_refuses_requests_without_it(start_service):
     assert api.client.get("/metrics", headers=allowed).status_code == 200
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """Fails the first delivery (500), takes the next."""
-
+@contextmanager
+def receiver(failures: int, wanted: int):
+    """A loopback webhook receiver answering 500 to the first `failures` deliveries, 204 after: (its URL, the
+    deliveries as (headers, body), an event set once `wanted` have come)."""
     got: list[tuple[dict, bytes]] = []
     arrived = threading.Event()
 
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).got.append((dict(self.headers), body))
-        self.send_response(500 if len(self.got) == 1 else 204)
-        self.end_headers()
-        if len(self.got) == 2:
-            type(self).arrived.set()
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(500 if len(got) <= failures else 204)
+            self.end_headers()
+            if len(got) == wanted:
+                arrived.set()
 
-    def log_message(self, *args):
-        pass
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", got, arrived
+    finally:
+        server.shutdown()
 
 
 def test_a_webhook_is_signed_retried_and_only_sent_to_allowed_hosts(start_service):
-    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    try:
-        secret = "hook-key"
-        api = start_service(webhook_allow=["127.0.0.1"], webhook_secret=secret, webhook_retries=3, webhook_backoff=0.05)
-        refused = api.submit(QUICK | {"webhook": "http://example.com/hook"})
-        assert refused.status_code == 422 and "not on this service's --webhook-allow" in refused.json()["error"]
-        url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    secret = "hook-key"
+    api = start_service(webhook_allow=["127.0.0.1"], webhook_secret=secret, webhook_retries=3, webhook_backoff=0.05)
+    refused = api.submit(QUICK | {"webhook": "http://example.com/hook"})
+    assert refused.status_code == 422 and "not on this service's --webhook-allow" in refused.json()["error"]
+    with receiver(failures=1, wanted=2) as (url, got, arrived):
         job = api.submit(QUICK | {"webhook": url}).json()["id"]
-        assert _Receiver.arrived.wait(300), "the webhook never arrived twice"
-        for headers, body in _Receiver.got:
-            assert hmac.compare_digest(headers[SIGNATURE_HEADER], signature(secret, body))
-            assert headers[SIGNATURE_HEADER] != signature("another key", body)
-            sent = json.loads(body)
-            assert (sent["id"], sent["status"], sent["result_url"]) == (job, "succeeded", f"/v1/jobs/{job}/result")
-        assert any("try 1 of 4 failed" in line for line in api.log)
-    finally:
-        receiver.shutdown()
+        assert arrived.wait(300), "the webhook never arrived twice"
+    for headers, body in got:
+        assert hmac.compare_digest(headers[SIGNATURE_HEADER], signature(secret, body))
+        assert headers[SIGNATURE_HEADER] != signature("another key", body)
+        sent = json.loads(body)
+        assert (sent["id"], sent["status"], sent["result_url"]) == (job, "succeeded", f"/v1/jobs/{job}/result")
+    assert any("try 1 of 4 failed" in line for line in api.log)
+    api.wait(job, lambda s: api.service.store.get(job).webhook_state == "delivered", timeout_s=60)
+
+
+def test_a_webhook_due_when_the_service_stopped_is_sent_when_it_starts(start_service, tmp_path):
+    store = JobStore(tmp_path / "state")
+    with receiver(failures=0, wanted=1) as (url, got, arrived):
+        store.submit("job-a", "animate", "tiny", "{}", [b"image"], url, limit=10)
+        store.claim()
+        assert store.finish("job-a", "failed", error="the device failed").webhook_state == "pending"
+        store.close()  # the service dies before the delivery
+        api = start_service(state=tmp_path / "state", webhook_allow=["127.0.0.1"], webhook_secret="k")
+        assert arrived.wait(60), "the due webhook was not sent"
+    sent = json.loads(got[0][1])
+    assert (sent["id"], sent["status"], sent["error"]) == ("job-a", "failed", "the device failed")
+    api.wait("job-a", lambda s: api.service.store.get("job-a").webhook_state == "delivered", timeout_s=60)

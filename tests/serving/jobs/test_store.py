@@ -97,3 +97,19 @@ def test_one_service_per_state_folder(tmp_path):
         JobStore(tmp_path)
     store.close()
     JobStore(tmp_path).close()  # free again once the first has gone
+
+
+def test_a_webhook_is_pending_from_the_jobs_end_until_it_is_sent(tmp_path):
+    store = JobStore(tmp_path)
+    store.submit("a", "animate", "tiny", "{}", [b"x"], "http://h/hook", 10)
+    store.submit("b", "animate", "tiny", "{}", [b"x"], None, 10)
+    store.submit("c", "animate", "tiny", "{}", [b"x"], "http://h/hook", 10)
+    store.claim(), store.claim()
+    store.finish("a", "succeeded", result="result.mp4"), store.finish("b", "succeeded", result="result.mp4")
+    store.cancel("c")
+    assert [(j.id, j.webhook_state) for j in store.pending_webhooks()] == [("a", "pending"), ("c", "pending")]
+    store.webhook_sent("a", delivered=True)
+    store.webhook_sent("c", delivered=False)
+    assert store.pending_webhooks() == [] and store.get("b").webhook_state is None
+    assert (store.get("a").webhook_state, store.get("c").webhook_state) == ("delivered", "failed")
+    store.close()
