@@ -14,6 +14,7 @@ body too large 413, queue full 429 with Retry-After, no or wrong token 401.
 
 import asyncio
 import hmac
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from dcrt.errors import UsageError
-from dcrt.serving.jobs.schema import FINAL, ErrorBody, Health, JobList, JobStatus, Status, one_line
+from dcrt.serving.jobs.schema import FINAL, ErrorBody, Health, JobList, JobRequest, JobStatus, Status, one_line
 from dcrt.serving.jobs.service import JobNotFound, JobService, ResultNotReady
 from dcrt.serving.jobs.store import QueueFull
 from dcrt.version import __version__
@@ -101,12 +102,10 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
         if token and not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "a bearer token is required (Authorization: Bearer <token>)")
 
-    Service = Annotated[JobService, Depends(lambda: jobs)]
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=_errors(401, 422))
 
     @v1.post("/jobs", status_code=202, response_model=JobStatus, responses=_errors(400, 413, 429))
     def submit(
-        jobs: Service,
         image: Annotated[list[UploadFile], File(description="the image; interpolate: each key frame, in order")],
         request: Annotated[str, Form(description="a JSON object: JobRequest's fields")] = "{}",
     ) -> JobStatus:
@@ -114,18 +113,17 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
 
     @v1.get("/jobs", response_model=JobList)
     def list_jobs(
-        jobs: Service,
         status: Status | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 100,
     ) -> JobList:
         return JobList(jobs=[jobs.status(job) for job in jobs.store.listed(status, limit)])
 
     @v1.get("/jobs/{job_id}", response_model=JobStatus, responses=_errors(404))
-    def get_job(jobs: Service, job_id: str) -> JobStatus:
+    def get_job(job_id: str) -> JobStatus:
         return jobs.status(jobs.job(job_id))
 
     @v1.post("/jobs/{job_id}/cancel", response_model=JobStatus, responses=_errors(400, 404, 413))
-    def cancel_job(jobs: Service, job_id: str) -> JobStatus:
+    def cancel_job(job_id: str) -> JobStatus:
         return jobs.cancel(job_id)
 
     videos = {media: {"schema": {"type": "string", "format": "binary"}} for media in VIDEO_TYPES.values()}
@@ -135,7 +133,7 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
         response_class=FileResponse,
         responses={200: {"content": videos, "description": "the video"}, **_errors(404, 409)},
     )
-    def job_result(jobs: Service, job_id: str) -> FileResponse:
+    def job_result(job_id: str) -> FileResponse:
         path, fmt = jobs.result(job_id)
         return FileResponse(path, media_type=VIDEO_TYPES[fmt], filename=f"{job_id}.{fmt}")
 
@@ -144,7 +142,7 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}, **_errors(404)},
     )
-    def job_events(jobs: Service, job_id: str) -> StreamingResponse:
+    def job_events(job_id: str) -> StreamingResponse:
         """`event: status` with a JobStatus each time it changes, the last when the job has ended."""
         jobs.job(job_id)
         return StreamingResponse(_events(jobs, job_id), media_type="text/event-stream")
@@ -152,7 +150,7 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
     app.include_router(v1)
 
     @app.get("/healthz", response_model=Health)
-    def healthz(jobs: Service) -> Health:
+    def healthz() -> Health:
         counts = jobs.store.counts()
         return Health(
             status="ok", workers=jobs.workers.count, ready=jobs.workers.ready,
@@ -165,12 +163,31 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
         dependencies=[Depends(authorized)],
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors(401)},
     )
-    def metrics(jobs: Service) -> Response:
+    def metrics() -> Response:
         return Response(jobs.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     _handle_errors(app, jobs)
     app.add_middleware(BodyLimit, limit=max_upload_bytes)
+    app.openapi = lambda: app.openapi_schema or _with_job_request(app)
     return app
+
+
+def _with_job_request(app: FastAPI) -> dict:
+    """The spec, its POST /v1/jobs `request` part described as what it is: a JobRequest object sent as JSON (FastAPI
+    sees a form string)."""
+    from fastapi.openapi.utils import get_openapi
+
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = spec["components"]["schemas"]
+    job_request = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(job_request.pop("$defs", {}))
+    schemas["JobRequest"] = job_request
+    body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    form = schemas[body["schema"]["$ref"].rsplit("/", 1)[1]]
+    form["properties"]["request"] = {"$ref": "#/components/schemas/JobRequest"}
+    body["encoding"] = {"request": {"contentType": "application/json"}}
+    app.openapi_schema = spec
+    return spec
 
 
 async def _events(jobs: JobService, job_id: str):
@@ -221,7 +238,9 @@ def _handle_errors(app: FastAPI, jobs: JobService) -> None:
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def serve_jobs(jobs: JobService, host: str, port: int, token: str | None, max_upload_bytes: int, log) -> None:
+def serve_jobs(
+    jobs: JobService, host: str, port: int, token: str | None, max_upload_bytes: int, log: Callable[[str], None]
+) -> None:
     """Run the service on HOST:PORT until SIGINT or SIGTERM; running jobs go back in the queue on the way out."""
     import socket
 

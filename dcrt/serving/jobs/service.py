@@ -28,11 +28,11 @@ ID_BYTES = 16  # 128 random bits: ids cannot be guessed
 
 
 class JobNotFound(UsageError):
-    pass
+    """No job has that id (HTTP 404)."""
 
 
 class ResultNotReady(UsageError):
-    pass
+    """The job has no video (yet): it waits, runs, failed or was cancelled (HTTP 409)."""
 
 
 def engines(model: BackendRequest, triton: str | None, log: Callable[[str], None]) -> Callable[[int], Engine]:
