@@ -150,3 +150,26 @@ def test_a_webhook_due_when_the_service_stopped_is_sent_when_it_starts(start_ser
     sent = json.loads(got[0][1])
     assert (sent["id"], sent["status"], sent["error"]) == ("job-a", "failed", "the device failed")
     api.wait("job-a", lambda s: api.service.store.get("job-a").webhook_state == "delivered", timeout_s=60)
+
+
+def _live_tensors() -> int:
+    import gc
+
+    import torch
+
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, torch.Tensor))
+
+
+def test_a_cancelled_run_leaves_no_tensor_behind(start_service):
+    """What a run held is freed when a cancel unwinds it: on a GPU these tensors are its device memory. The first
+    run fills the caches of its step count (its schedule); the second must end with as many tensors alive."""
+    api = start_service()
+    counts = []
+    for _ in range(2):
+        job = api.submit(LONG).json()["id"]
+        api.wait(job, lambda s: s["step"] >= 2)
+        api.client.post(f"/v1/jobs/{job}/cancel")
+        assert api.finished(job)["status"] == "cancelled"
+        counts.append(_live_tensors())
+    assert counts[1] == counts[0]
