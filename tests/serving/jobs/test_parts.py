@@ -83,3 +83,22 @@ def test_the_token_and_secret_come_from_the_environment_unless_given():
     assert ApiSettings().with_environment(env).token == "env-token"
     assert ApiSettings(token="flag").with_environment(env).token == "flag"
     assert ApiSettings().with_environment({}).webhook_secret is None
+
+
+def test_a_job_is_checked_by_its_presets_family():
+    """The command line's checks, through the family registry: an SVD preset takes its own options and no
+    DynamiCrafter one, and its prompt is dropped (no text conditioning)."""
+    from dcrt.presets import get_preset
+    from dcrt.serving.jobs.checks import ServedModel, plan_job
+    from dcrt.serving.jobs.schema import JobRequest
+
+    svd = ServedModel(get_preset("tiny-svd"), "auto")
+    plan = plan_job(JobRequest(prompt="ignored", motion_bucket_id=40, steps=3, fps=6), svd, 1)
+    assert (plan.prompt, plan.steps, plan.fps, plan.frames) == (None, 3, 6, 6)
+    assert plan.sampling["motion_bucket_id"] == 40
+    with pytest.raises(UsageError, match="--guidance-scale: DynamiCrafter option"):
+        plan_job(JobRequest(guidance_scale=2.0), svd, 1)
+    with pytest.raises(UsageError, match="preset tiny-svd cannot loop"):
+        plan_job(JobRequest(mode="loop"), svd, 1)
+    tiny = plan_job(JobRequest(prompt="a boat", mode="interpolate"), ServedModel(get_preset("tiny"), "auto"), 3)
+    assert (tiny.frames, tiny.prompt, tiny.steps) == (31, "a boat", 50)
