@@ -5,7 +5,6 @@ handed to every service in turn: a model load per worker would cost seconds each
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,12 +56,6 @@ class Running:
 
     def finished(self, job_id: str) -> dict:
         return self.wait(job_id, lambda s: s["status"] in FINAL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -17,7 +17,8 @@ from dcrt.serving.jobs.checks import ServedModel
 from dcrt.serving.jobs.service import JobService, engines
 from dcrt.serving.jobs.settings import ApiSettings
 from dcrt.serving.jobs.workers import InProcessEngine
-from tests.serving.jobs._service import TINY, Running, free_port, serving
+from dcrt.serving.server import free_port
+from tests.serving.jobs._service import TINY, Running, serving
 
 
 @pytest.fixture(scope="session")

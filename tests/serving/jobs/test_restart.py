@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.jobs._service import QUICK, WAIT_S, free_port, png
+from dcrt.serving.server import free_port
+from tests.serving.jobs._service import QUICK, WAIT_S, png
 
 REPO = Path(__file__).resolve().parents[3]
 
