@@ -173,3 +173,13 @@ def test_a_cancelled_run_leaves_no_tensor_behind(start_service):
         assert api.finished(job)["status"] == "cancelled"
         counts.append(_live_tensors())
     assert counts[1] == counts[0]
+
+
+def test_a_finished_job_is_removed_after_keep_hours(start_service, tmp_path):
+    api = start_service(keep=1 / 3600)  # one second: the janitor looks four times as often
+    job = api.submit(QUICK).json()["id"]
+    assert api.finished(job)["status"] == "succeeded"
+    api.wait(job, lambda s: "status" not in s and s["error"].startswith("no job"), timeout_s=60)
+    assert api.client.get(f"/v1/jobs/{job}/result").status_code == 404
+    assert not (tmp_path / "state" / "jobs" / job).exists()
+    assert any(line.startswith("removed 1 job(s) finished over") for line in api.log)
