@@ -184,8 +184,9 @@ class GroupedCommand(TyperCommand):
             record = param.get_help_record(ctx)
             if record is not None:
                 panel = "Arguments" if param.param_type_name == "argument" else None
-                sections[panel or getattr(param, "rich_help_panel", None) or "Other"].append(record)
-        for panel, records in sections.items():
+                # a command's own panel (not in PANELS) goes before "Other"
+                sections.setdefault(panel or getattr(param, "rich_help_panel", None) or "Other", []).append(record)
+        for panel, records in sorted(sections.items(), key=lambda item: item[0] == "Other"):
             if records:
                 with formatter.section(panel if panel == "Arguments" else f"{panel} options"):
                     formatter.write_dl(records)
