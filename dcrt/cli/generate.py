@@ -33,6 +33,7 @@ from dcrt.cli.options import (
 from dcrt.cli.progress import progress
 from dcrt.director.correct import CorrectionRequest
 from dcrt.director.describe import takes_auto_prompt
+from dcrt.director.llm import LLMRequest
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.dynamicrafter.config import MODES
@@ -53,6 +54,7 @@ from dcrt.presets import default_preset
     svd=(SVDRequest, SVD_ONLY_NAMES),
     output=OutputOptions,
     correction=CorrectionRequest,
+    llm=LLMRequest,
 )
 def animate(
     image: Image,
@@ -61,6 +63,7 @@ def animate(
     svd: SVDRequest,
     output: OutputOptions,
     correction: CorrectionRequest,
+    llm: LLMRequest,
     prompt: OptionalPrompt = None,
     extend: Annotated[
         int,
@@ -89,7 +92,16 @@ def animate(
     further = extend if auto and extend_prompts is None else further
     job = Job([image], prompt, image.stem)
     generate(
-        "animate", [job], model, sampling, output, svd=svd, further=further, auto_prompt=auto, correction=correction
+        "animate",
+        [job],
+        model,
+        sampling,
+        output,
+        svd=svd,
+        further=further,
+        auto_prompt=auto,
+        correction=correction,
+        llm=llm,
     )
 
 
@@ -99,12 +111,13 @@ def animate(
     "one clip per consecutive pair, joined on the key frame they share (15 frames per pair, plus one). "
     f"{IMAGE_NOTE}",
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions, llm=LLMRequest)
 def interpolate(
     inputs: KeyframesAndPrompt,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    llm: LLMRequest,
     prompts: Annotated[
         Path | None,
         typer.Option(help="prompt file, one line per consecutive pair; then every argument is a key frame"),
@@ -114,7 +127,7 @@ def interpolate(
     if auto_prompt and prompts is not None:
         raise UsageError("--auto-prompt and --prompts both choose the prompts: use one")
     job = keyframes_job(inputs, prompts, auto_prompt)
-    generate("interpolate", [job], model, sampling, output, auto_prompt=auto_prompt)
+    generate("interpolate", [job], model, sampling, output, auto_prompt=auto_prompt, llm=llm)
 
 
 def keyframes_job(inputs: list[str], prompts_file: Path | None, auto_prompt: bool = False) -> Job:
@@ -136,19 +149,20 @@ def keyframes_job(inputs: list[str], prompts_file: Path | None, auto_prompt: boo
 @app.command(
     cls=GroupedCommand, help=f"A looping video that starts and ends on IMAGE (the 512-interp model). {IMAGE_NOTE}"
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions, llm=LLMRequest)
 def loop(
     image: Image,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    llm: LLMRequest,
     prompt: DescribedPrompt = None,
     auto_prompt: AutoPromptFlag = False,
 ) -> None:
     auto = takes_auto_prompt(
         replace(model, preset=model.preset or default_preset("loop")).preset_config(), prompt, auto_prompt
     )
-    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output, auto_prompt=auto)
+    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output, auto_prompt=auto, llm=llm)
 
 
 @app.command(
@@ -191,11 +205,14 @@ def generate(
     further: list[str] | int | None = None,
     auto_prompt: bool = False,
     correction: CorrectionRequest = CorrectionRequest(),
+    llm: LLMRequest = LLMRequest(),
 ) -> None:
     """Check every option and input (the preset's family checks its options: dcrt.families), then open the
     backend once and write each job's video through dcrt.api. `further`: the prompts of the clips `--extend`
     chains after each video (a count: that many with the video's prompt). `auto_prompt`: jobs without a prompt get
-    the one `dcrt describe` ranks first. `correction`: animate's --until (dcrt.director.correct)."""
+    the one `dcrt describe` ranks first. `correction`: animate's --until (dcrt.director.correct). `llm`: the chat
+    model that proposes the auto prompts and the corrected tries' settings, instead of the prompt bank and the rule
+    table (dcrt.director.llm)."""
     from dcrt.images import open_image
     from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
 
@@ -218,12 +235,15 @@ def generate(
     model.check_names()
     weights = model.requested_weights()  # a missing --ckpt fails here, before the images are read
     conditions = correction.checked(preset, weights, bool(further), targets, fmt)
+    chat = llm.resolved()  # a bad URL or a missing model name: one line, before anything is sent or loaded
+    if chat is not None and not (auto_prompt or conditions):
+        raise UsageError("--llm proposes the prompt (--auto-prompt, or no PROMPT) or the next tries (--until)")
     pictures = [[open_image(p) for p in job.images] for job in jobs]
     jobs = [_prompted(job, run.prompt_warning) for job in jobs]
     if auto_prompt:  # the describer's CLIP loads and is freed before the video model
         from dcrt.director.describe import choose_prompts
 
-        jobs = choose_prompts(jobs, pictures, model, log)
+        jobs = choose_prompts(jobs, pictures, model, log, chat)
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.api import save_video
@@ -252,6 +272,7 @@ def generate(
                 scorer=scorer,
                 image_path=job.images[0],
                 progress=progress,
+                llm=chat,
                 log=log,
             )
             say(format_tries(attempts, conditions))
