@@ -51,6 +51,9 @@ struct Bundle {
   // The frame rate `dcrt animate` writes the video at ("sampling"."fps"); none in a TensorRT manifest or in an
   // AOTInductor one written before dcrt recorded it.
   std::optional<int> fps;
+  // The CLIP BPE vocabulary `dcrt build` writes beside the graphs (a file name; empty in a bundle built before it
+  // did, or in one without a text encoder).
+  std::string tokenizer;
   std::map<std::string, ComponentSpec> components;
   std::map<std::string, Tensor> schedule;
 

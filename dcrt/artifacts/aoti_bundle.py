@@ -141,11 +141,12 @@ class AotiManifest:
     engines: dict[str, AotiEntry] = field(default_factory=dict)
     schedule: dict[str, str] = field(default_factory=dict)  # file -> sha256
     schedule_sizes: dict[str, int] = field(default_factory=dict)  # file -> bytes
-    # For hosts without Python (the C++ host, cpp_host/): what the UNet predicts, and the preset's animate defaults
+    # For hosts without Python (the C++ host, cpp_host/): what the UNet predicts, the preset's animate defaults
     # as dcrt.families.dynamicrafter.options.resolve_options fills them in plus the video's fps, so a host starts
-    # from `dcrt animate`'s settings.
+    # from `dcrt animate`'s settings, and the tokenizer's vocabulary file.
     parameterization: str | None = None
     sampling: dict | None = None
+    tokenizer: str | None = None  # the CLIP BPE vocabulary file (dcrt.artifacts.aoti_build.write_host_files)
     engine_kind: str = ENGINE_KIND
     schema_version: int = AOTI_SCHEMA_VERSION
 

@@ -63,12 +63,18 @@ HOST_SAMPLING = (
 )  # fmt: skip
 
 
+# The CLIP BPE vocabulary in a bundle (dcrt.models.tokenizer.vocabulary_file, uncompressed), for the C++ host's
+# tokenizer; the manifest's `tokenizer` names it.
+TOKENIZER_FILE = "clip_bpe_vocab.txt"
+
+
 def host_fields(preset: Preset) -> dict:
-    """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at): what the C++ host (cpp_host/) reads instead of keeping copies.
+    """The manifest's `parameterization`, `sampling` (the preset's animate defaults, and `fps`: the frame rate
+    `dcrt animate` writes a DynamiCrafter video at) and `tokenizer` (the vocabulary file the build writes beside the
+    packages): what the C++ host (cpp_host/) reads instead of keeping copies.
     None where the C++ host has nothing to run (no DynamiCrafter animate)."""
     if "animate" not in preset.modes:
-        return {"parameterization": None, "sampling": None}
+        return {"parameterization": None, "sampling": None, "tokenizer": None}
     options = resolve_options(preset, "animate")
     sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
-    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
+    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling, "tokenizer": TOKENIZER_FILE}

@@ -1,4 +1,4 @@
-#include "host.h"
+#include "generate.h"
 
 #include <cstring>
 #include <memory>
@@ -161,7 +161,8 @@ Tensor denoise(const Bundle& bundle, Engine& engine, const SamplingOptions& opts
 Video decode(const Bundle& bundle, Engine& engine, const Tensor& latents) {
   const ComponentSpec& dec = bundle.component("vae_decoder");
   const int64_t chunk = dec.inputs[0].shape[0], frames = latents.shape[2], hw = latents.shape[3] * latents.shape[4];
-  Video video{static_cast<int>(frames), bundle.height, bundle.width, {}};
+  Video video;
+  video.frames = static_cast<int>(frames), video.height = bundle.height, video.width = bundle.width;
   Tensor z = Tensor::zeros(DType::kFloat32, dec.inputs[0].shape);  // [chunk, 4, h, w]
   for (int64_t start = 0; start < frames; start += chunk) {
     const int64_t count = std::min(chunk, frames - start);
@@ -178,25 +179,22 @@ Video decode(const Bundle& bundle, Engine& engine, const Tensor& latents) {
 }
 
 void check_inputs(const Bundle& bundle, const HostInputs& in, const DDIMSchedule& schedule, const SamplingOptions& o) {
-  if (bundle.component("vae_decoder").inputs.size() != 1)
-    throw HostError(bundle.dir + " is a " + bundle.preset + " bundle: its decoder takes reference features " +
-                    "(ToonCrafter), which this host does not run; use the Python pipeline");
   const std::vector<int64_t> image{bundle.height, bundle.width, 3};
   if (in.rgb.shape != image)
     throw HostError("the image is " + std::to_string(in.rgb.shape[1]) + "x" + std::to_string(in.rgb.shape[0]) +
                     "; this host takes images at the bundle's size, " + std::to_string(bundle.width) + "x" +
-                    std::to_string(bundle.height) + " (resize and crop it first, e.g. as dcrt does)");
+                    std::to_string(bundle.height) + " (resize_and_crop first)");
   const int64_t length = bundle.component("text_encoder").inputs[0].shape[1];
   if (in.tokens.dtype != DType::kInt64 || in.tokens.shape != std::vector<int64_t>{2, length})
-    throw HostError("the token file must hold int64 [2, " + std::to_string(length) + "] (prompt, empty prompt): " +
-                    "write it with `dcrt tokenize`");
+    throw HostError("the token ids must be int64 [2, " + std::to_string(length) + "] (prompt, empty prompt): " +
+                    "a bundle of another text encoder?");
   std::vector<int64_t> x = bundle.component("unet").outputs[0].shape;
   x[0] = 1;
   x.insert(x.begin(), o.eta > 0.0 ? 1 + schedule.num_steps() : 1);
   if (in.noise.dtype != DType::kFloat32 || in.noise.shape != x)
-    throw HostError("the noise file must hold float32 " + shape_string(x) + " for " + std::to_string(o.steps) +
+    throw HostError("the noise must be float32 " + shape_string(x) + " for " + std::to_string(o.steps) +
                     " steps with eta " + std::to_string(o.eta) + ", got " + shape_string(in.noise.shape) +
-                    ": write it with `dcrt noise` and the same --steps, --eta and --timestep-spacing");
+                    ": drawn for other settings");
 }
 
 }  // namespace

@@ -1,0 +1,24 @@
+#include "noise.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstring>
+
+namespace dcrt_host {
+
+Tensor seeded_noise(uint64_t seed, const std::vector<int64_t>& shape, int64_t draws) {
+  at::Generator generator = at::detail::createCPUGenerator();
+  generator.set_current_seed(seed);  // torch.Generator.manual_seed
+  std::vector<int64_t> all = shape;
+  all.insert(all.begin(), draws);
+  Tensor out = Tensor::zeros(DType::kFloat32, all);
+  const size_t bytes = out.bytes.size() / static_cast<size_t>(draws);
+  for (int64_t k = 0; k < draws; ++k) {  // one call per draw: the generator's state advances as in Python
+    const at::Tensor draw = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat));
+    std::memcpy(out.bytes.data() + k * bytes, draw.data_ptr<float>(), bytes);
+  }
+  return out;
+}
+
+}  // namespace dcrt_host
