@@ -136,7 +136,7 @@ Video Engine::animate(const Image& image, const std::string& prompt, uint64_t se
   x[0] = 1;
   const int64_t steps =
       build_ddim_schedule(b.schedule, b.v_model, options.steps, options.timestep_spacing, options.eta).num_steps();
-  inputs.noise = seeded_noise(seed, x, options.eta > 0.0 ? 1 + steps : 1);
+  inputs.noise = seeded_noise(seed, x, options.eta > 0.0 ? 1 + steps : 1, impl_->device == "cuda");
   const std::lock_guard<std::mutex> lock(impl_->running);
   Video video = generate(b, *impl_->engine, options, inputs);
   video.fps = fps();
