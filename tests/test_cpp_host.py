@@ -84,7 +84,7 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
     run = ["--image", host_image, "--seed", 1, "--steps", 2]
     cases = {
         "does not exist": ["--bundle", tmp_path / "nowhere", *run],
-        "is required": ["--bundle", host_bundle, "--steps", 2],
+        "--bundle is required": ["--image", host_image, "--seed", 1],
         "--seed is required": ["--bundle", host_bundle, "--image", host_image],
         "--seed must be an integer from 0 to 2**64 - 1": ["--bundle", host_bundle, "--image", host_image, "--seed", -1],
         "is not a PNG or JPEG image": ["--bundle", host_bundle, "--image", tmp_path / "notes.txt", "--seed", 1],
@@ -105,6 +105,8 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
     ]  # fmt: skip
     manifest = {k: v for k, v in original.items() if k != "tokenizer"}  # as a bundle built before the vocabulary
     cases["names no tokenizer vocabulary"] = ["--bundle", bundle_with_manifest(host_bundle, tmp_path / "v", manifest)]
+    manifest = original | {"parameterization": None, "sampling": None}  # as dcrt records a 512-interp bundle
+    cases["which has no animate mode"] = ["--bundle", bundle_with_manifest(host_bundle, tmp_path / "interp", manifest)]
     # ToonCrafter's decoder takes the key frames' reference features: refused before any package is loaded.
     decoder = original["engines"]["vae_decoder"]
     toon = decoder | {"inputs": [*decoder["inputs"], dict(decoder["inputs"][0], name="references")]}

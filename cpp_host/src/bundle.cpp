@@ -124,6 +124,11 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
     throw HostError(dir + " is a " + b.preset + " bundle (Stable Video Diffusion), which this host does not run: " +
                     "use the Python pipeline (dcrt animate --res " + b.preset + " --backend " +
                     (b.engine_kind == "aoti" ? "aoti" : "trt") + ")");
+  // dcrt records the host fields null for a preset without animate (512-interp: interpolate and loop only).
+  if (m.contains("parameterization") && m["parameterization"].is_null())
+    throw HostError(dir + " is a " + b.preset + " bundle, which has no animate mode; this host runs animate only " +
+                    "(interpolate and loop: use the Python pipeline, dcrt interpolate --res " + b.preset +
+                    " --backend aoti)");
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
   b.sampling = sampling_defaults(m);
