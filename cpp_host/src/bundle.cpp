@@ -124,6 +124,11 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
     throw HostError(dir + " is a " + b.preset + " bundle (Stable Video Diffusion), which this host does not run: " +
                     "use the Python pipeline (dcrt animate --res " + b.preset + " --backend " +
                     (b.engine_kind == "aoti" ? "aoti" : "trt") + ")");
+  const auto decoder = b.components.find("vae_decoder");
+  if (decoder != b.components.end() && decoder->second.inputs.size() != 1)
+    throw HostError(dir + " is a " + b.preset + " bundle: its decoder takes the key frames' reference features " +
+                    "(ToonCrafter), which this host does not run; use the Python pipeline (dcrt interpolate --res " +
+                    b.preset + " --backend aoti)");
   // dcrt records the host fields null for a preset without animate (512-interp: interpolate and loop only).
   if (m.contains("parameterization") && m["parameterization"].is_null())
     throw HostError(dir + " is a " + b.preset + " bundle, which has no animate mode; this host runs animate only " +
