@@ -75,6 +75,49 @@ def test_host_frames_equal_python_pipeline(host_binary, host_bundle, host_image,
     print(done.stderr.strip())
 
 
+@pytest.fixture(scope="session")
+def last_image(tmp_path_factory) -> Path:
+    """interpolate's last key frame: a 70 x 80 PNG, another size again."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:80, 0:70]
+    rgb = np.stack([255 - x * 3, y * 3, (x + y) * 1.5], -1).clip(0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("host-last-image") / "last.png"
+    Image.fromarray(rgb, "RGB").save(path)
+    return path
+
+
+@pytest.mark.aoti
+@pytest.mark.parametrize("mode", ["interpolate", "loop"])
+def test_host_interpolate_and_loop_equal_python_pipeline(
+    host_binary, host_bundle, host_image, last_image, tmp_path, mode
+):
+    """dcrt interpolate (two key frames at the ends of c_concat) and dcrt loop (one image at both ends, the repeated
+    last frame left out) on the same bundle, settings from the manifest's `modes`: the Python pipeline's frames
+    within one level."""
+    import dcrt
+
+    sampling = dict(steps=3, seed=9)
+    images = [host_image, last_image] if mode == "interpolate" else [host_image]
+    extra = ["--last-image", last_image] if mode == "interpolate" else []
+    args = ["--bundle", host_bundle, "--mode", mode, "--image", host_image, *extra, "--prompt", "a boat"]
+    run_host(host_binary, *args, *sampling_flags(sampling), "--out", tmp_path / "frames")
+    manifest = json.loads((Path(host_bundle) / "manifest.json").read_text())
+    defaults = resolve_options(get_preset("tiny"), mode)
+    assert {k: v for k, v in manifest["modes"][mode].items() if k != "fps"} == {
+        name: getattr(defaults, name) for name in manifest["sampling"] if name != "fps"
+    }
+    count = 15 if mode == "loop" else 16
+    frames = read_frames(tmp_path / "frames", count)
+    assert not (tmp_path / "frames" / f"frame_{count:03d}.png").exists()
+    for name, model in (("torch", dcrt.random_model("tiny", seed=0)), ("aoti", open_aoti(host_bundle))):
+        ref = getattr(dcrt, mode)(model, *images, "a boat", **sampling).frames
+        diff = np.abs(frames.astype(int) - ref.astype(int))
+        print(f"{mode}: host vs Python {name}: max |diff| {diff.max()}, {np.mean(diff > 0):.2%} of values differ")
+        assert frames.shape == ref.shape == (count, 64, 64, 3)
+        assert diff.max() <= 1
+
+
 @pytest.mark.aoti
 def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path):
     """Bad input: one line on stderr, exit code 2, and no output left behind."""
@@ -91,6 +134,8 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
         "not a valid PNG file": ["--bundle", host_bundle, "--image", tmp_path / "empty.png", "--seed", 1],
         "--steps takes a whole number": ["--bundle", host_bundle, *run, "--steps", "2.5"],
         "--steps must be >= 1": ["--bundle", host_bundle, *run, "--steps", 0],
+        "--mode interpolate needs --last-image": ["--bundle", host_bundle, *run, "--mode", "interpolate"],
+        "--mode must be animate, interpolate or loop": ["--bundle", host_bundle, *run, "--mode", "bounce"],
     }
     original = json.loads((Path(host_bundle) / "manifest.json").read_text())
     manifest = original | {"torch_version": "2.0.0+cpu"}  # the same bundle, as if compiled with another torch
@@ -99,13 +144,13 @@ def test_host_errors_are_one_line(host_binary, host_bundle, host_image, tmp_path
     broken.mkdir()
     (broken / "manifest.json").write_text(json.dumps({k: v for k, v in original.items() if k != "preset"}))
     cases['not a valid bundle manifest (missing JSON key "preset")'] = ["--bundle", broken]
-    manifest = {k: v for k, v in original.items() if k != "sampling"}  # as a TensorRT manifest: no defaults
+    manifest = {k: v for k, v in original.items() if k not in ("sampling", "modes")}  # as TensorRT's: no defaults
     cases["records no sampling defaults: pass --timestep-spacing"] = [
         "--bundle", bundle_with_manifest(host_bundle, tmp_path / "no-defaults", manifest), "--steps", 2,
     ]  # fmt: skip
     manifest = {k: v for k, v in original.items() if k != "tokenizer"}  # as a bundle built before the vocabulary
     cases["names no tokenizer vocabulary"] = ["--bundle", bundle_with_manifest(host_bundle, tmp_path / "v", manifest)]
-    manifest = original | {"parameterization": None, "sampling": None}  # as dcrt records a 512-interp bundle
+    manifest = original | {"sampling": None}  # as dcrt records a 512-interp bundle: interpolate and loop only
     cases["which has no animate mode"] = ["--bundle", bundle_with_manifest(host_bundle, tmp_path / "interp", manifest)]
     # ToonCrafter's decoder takes the key frames' reference features: refused before any package is loaded.
     decoder = original["engines"]["vae_decoder"]

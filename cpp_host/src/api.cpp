@@ -39,10 +39,13 @@ void check_runnable(const Bundle& b) {
                     "` again");
 }
 
-// The bundle's defaults with the caller's settings applied. A TensorRT manifest records no defaults: then every
-// setting but image_guidance_scale must be given (named by its command-line flag, which says the field too).
-SamplingOptions resolve(const Bundle& bundle, const Sampling& s) {
-  if (!bundle.sampling) {
+// The bundle's defaults for `mode` with the caller's settings applied. A TensorRT manifest records no defaults: then
+// every setting but image_guidance_scale must be given (named by its command-line flag, which says the field too).
+SamplingOptions resolve(const Bundle& bundle, const std::string& mode, const Sampling& s) {
+  const auto recorded = bundle.defaults.find(mode);
+  if (recorded == bundle.defaults.end() && bundle.modes_recorded)
+    throw HostError(bundle.dir + " is a " + bundle.preset + " bundle, which has no " + mode + " mode");
+  if (recorded == bundle.defaults.end()) {
     const std::pair<bool, const char*> needed[] = {
         {s.steps.has_value(), "--steps"},
         {s.timestep_spacing.has_value(), "--timestep-spacing"},
@@ -54,7 +57,7 @@ SamplingOptions resolve(const Bundle& bundle, const Sampling& s) {
     for (const auto& [given, flag] : needed)
       if (!given) throw HostError(bundle.dir + "/manifest.json records no sampling defaults: pass " + flag);
   }
-  SamplingOptions o = bundle.sampling.value_or(SamplingOptions{});
+  SamplingOptions o = recorded != bundle.defaults.end() ? recorded->second.options : SamplingOptions{};
   if (s.steps) o.steps = *s.steps;
   if (s.timestep_spacing) o.timestep_spacing = *s.timestep_spacing;
   if (s.eta) o.eta = *s.eta;
@@ -108,7 +111,10 @@ Engine::~Engine() = default;
 
 int Engine::height() const { return impl_->bundle.height; }
 int Engine::width() const { return impl_->bundle.width; }
-int Engine::fps() const { return impl_->bundle.fps.value_or(0); }
+int Engine::fps(const std::string& mode) const {
+  const auto it = impl_->bundle.defaults.find(mode);
+  return it != impl_->bundle.defaults.end() ? it->second.fps.value_or(0) : 0;
+}
 
 std::string Engine::describe() const {
   const Bundle& b = impl_->bundle;
@@ -120,11 +126,25 @@ std::vector<int64_t> Engine::tokenize(const std::string& prompt) const {
 }
 
 Video Engine::animate(const Image& image, const std::string& prompt, uint64_t seed, const Sampling& sampling) {
+  return generate("animate", {&image}, prompt, seed, sampling);
+}
+
+Video Engine::interpolate(const Image& first, const Image& last, const std::string& prompt, uint64_t seed,
+                          const Sampling& sampling) {
+  return generate("interpolate", {&first, &last}, prompt, seed, sampling);
+}
+
+Video Engine::loop(const Image& image, const std::string& prompt, uint64_t seed, const Sampling& sampling) {
+  return generate("loop", {&image}, prompt, seed, sampling);
+}
+
+Video Engine::generate(const std::string& mode, const std::vector<const Image*>& images, const std::string& prompt,
+                       uint64_t seed, const Sampling& sampling) {
   const Bundle& b = impl_->bundle;
-  const SamplingOptions options = resolve(b, sampling);  // bad settings fail before any work
-  const Tensor rgb = resize_and_crop(image_tensor(image), b.height, b.width);
+  const SamplingOptions options = resolve(b, mode, sampling);  // bad settings fail before any work
   const int64_t length = b.component("text_encoder").inputs[0].shape[1];
-  HostInputs inputs{rgb, Tensor::zeros(DType::kInt64, {2, length}), {}};
+  HostInputs inputs{mode, {}, Tensor::zeros(DType::kInt64, {2, length}), {}};
+  for (const Image* image : images) inputs.images.push_back(resize_and_crop(image_tensor(*image), b.height, b.width));
   const std::vector<int64_t> ids = impl_->tokenizer.tokens(prompt, length), empty = impl_->tokenizer.tokens("", length);
   std::copy(ids.begin(), ids.end(), inputs.tokens.i64());
   std::copy(empty.begin(), empty.end(), inputs.tokens.i64() + length);
@@ -135,8 +155,8 @@ Video Engine::animate(const Image& image, const std::string& prompt, uint64_t se
       build_ddim_schedule(b.schedule, b.v_model, options.steps, options.timestep_spacing, options.eta).num_steps();
   inputs.noise = seeded_noise(seed, x, options.eta > 0.0 ? 1 + steps : 1, impl_->device == "cuda");
   const std::lock_guard<std::mutex> lock(impl_->running);
-  Video video = generate(b, *impl_->engine, options, inputs);
-  video.fps = fps();
+  Video video = dcrt_host::generate(b, *impl_->engine, options, inputs);
+  video.fps = fps(mode);
   return video;
 }
 

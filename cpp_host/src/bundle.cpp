@@ -61,10 +61,9 @@ bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& sched
   return true;
 }
 
-// The manifest's "sampling" (the preset's animate defaults); image_guidance_scale null: two-way guidance.
-std::optional<SamplingOptions> sampling_defaults(const Json& manifest) {
-  if (!present(manifest, "sampling")) return std::nullopt;
-  const Json& s = manifest["sampling"];
+// One mode's recorded defaults ("sampling" for animate, "modes"."interpolate" ...); image_guidance_scale null:
+// two-way guidance.
+ModeDefaults mode_defaults(const Json& s) {
   SamplingOptions o;
   o.steps = key(s, "steps").get<int>();
   o.timestep_spacing = key(s, "timestep_spacing").get<std::string>();
@@ -75,13 +74,7 @@ std::optional<SamplingOptions> sampling_defaults(const Json& manifest) {
   const Json& image_scale = key(s, "image_guidance_scale");
   o.guidance.image_guidance = !image_scale.is_null() && image_scale.get<double>() != 1.0;
   o.guidance.image_guidance_scale = o.guidance.image_guidance ? image_scale.get<double>() : 0.0;
-  return o;
-}
-
-// The manifest's "sampling"."fps", when it records one.
-std::optional<int> recorded_fps(const Json& manifest) {
-  if (!present(manifest, "sampling") || !present(manifest["sampling"], "fps")) return std::nullopt;
-  return manifest["sampling"]["fps"].get<int>();
+  return {o, present(s, "fps") ? std::optional<int>(s["fps"].get<int>()) : std::nullopt};
 }
 
 }  // namespace
@@ -129,15 +122,12 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
     throw HostError(dir + " is a " + b.preset + " bundle: its decoder takes the key frames' reference features " +
                     "(ToonCrafter), which this host does not run; use the Python pipeline (dcrt interpolate --res " +
                     b.preset + " --backend aoti)");
-  // dcrt records the host fields null for a preset without animate (512-interp: interpolate and loop only).
-  if (m.contains("parameterization") && m["parameterization"].is_null())
-    throw HostError(dir + " is a " + b.preset + " bundle, which has no animate mode; this host runs animate only " +
-                    "(interpolate and loop: use the Python pipeline, dcrt interpolate --res " + b.preset +
-                    " --backend aoti)");
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
-  b.sampling = sampling_defaults(m);
-  b.fps = recorded_fps(m);
+  if (present(m, "sampling")) b.defaults.emplace("animate", mode_defaults(m["sampling"]));
+  b.modes_recorded = present(m, "modes");
+  if (b.modes_recorded)
+    for (const auto& [mode, entry] : m["modes"].items()) b.defaults.emplace(mode, mode_defaults(entry));
   return b;
 }
 

@@ -36,6 +36,13 @@ struct SamplingOptions {
   Guidance guidance;
 };
 
+// A mode's settings as the manifest records them, and the frame rate `dcrt` writes its video at (none in an
+// AOTInductor manifest written before dcrt recorded it).
+struct ModeDefaults {
+  SamplingOptions options;
+  std::optional<int> fps;
+};
+
 struct Bundle {
   std::string dir;
   std::string engine_kind;  // "aoti" or "tensorrt"
@@ -47,10 +54,10 @@ struct Bundle {
   std::string preset;
   int height = 0, width = 0;
   bool v_model = true;  // the UNet predicts v (else eps)
-  std::optional<SamplingOptions> sampling;  // the preset's animate defaults; none in a TensorRT manifest
-  // The frame rate `dcrt animate` writes the video at ("sampling"."fps"); none in a TensorRT manifest or in an
-  // AOTInductor one written before dcrt recorded it.
-  std::optional<int> fps;
+  // Each mode's defaults: "animate" from the manifest's "sampling", the others from its "modes" (none in a TensorRT
+  // manifest). `modes_recorded`: the manifest lists the preset's modes, so a mode without defaults is one it lacks.
+  std::map<std::string, ModeDefaults> defaults;
+  bool modes_recorded = false;
   // The CLIP BPE vocabulary `dcrt build` writes beside the graphs (a file name; empty in a bundle built before it
   // did, or in one without a text encoder).
   std::string tokenizer;

@@ -1,5 +1,6 @@
-// Image-to-video on a bundle, as dcrt.families.dynamicrafter.pipeline.Pipeline.generate does it for `animate`: conditioning,
-// the DDIM loop with guidance, decoding, from token ids and noise (api.cpp makes them from the prompt and the seed).
+// Image-to-video on a bundle, as dcrt.families.dynamicrafter.pipeline.Pipeline.generate does it (animate, interpolate,
+// loop): conditioning, the DDIM loop with guidance, decoding, from token ids and noise (api.cpp makes them from the
+// prompt and the seed).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,8 @@
 namespace dcrt_host {
 
 struct HostInputs {
-  Tensor rgb;     // uint8 [H, W, 3] at the bundle's size (resize_and_crop)
+  std::string mode;           // "animate", "interpolate" or "loop"
+  std::vector<Tensor> images;  // uint8 [H, W, 3] at the bundle's size (resize_and_crop): interpolate's two, else one
   Tensor tokens;  // int64 [2, L]: the prompt's CLIP ids, then the empty prompt's
   Tensor noise;   // float32 [1 + S, 1, 4, T, h, w] (eta > 0) or [1, ...]: x_T, then each step's draw, in draw order
 };

@@ -19,6 +19,7 @@ namespace {
 
 const char* kUsage =
     "usage: dcrt_host --bundle DIR --image IMAGE --seed N [--prompt TEXT] (--out FRAMES_DIR | --mp4 VIDEO.mp4)\n"
+    "                 [--mode animate|interpolate|loop] [--last-image IMAGE (interpolate)]\n"
     "                 [--steps N] [--timestep-spacing S] [--eta E] [--guidance-scale G]\n"
     "                 [--image-guidance-scale S] [--guidance-rescale R] [--frame-stride F]\n"
     "                 [--device cpu|cuda (default: the bundle's)] [--fps N]\n"
@@ -27,7 +28,7 @@ const char* kUsage =
     "Writes FRAMES_DIR/frame_000.png ... and/or an H.264 mp4 through the ffmpeg on PATH.\n";
 
 struct Args {
-  std::string bundle, image, prompt, out, mp4, device;
+  std::string bundle, image, last_image, prompt, out, mp4, device, mode = "animate";
   std::optional<uint64_t> seed;
   int fps = 0;  // 0: the bundle's
   dcrt::Sampling sampling;
@@ -61,6 +62,8 @@ Args parse(int argc, char** argv) {
   const std::map<std::string, std::function<void(const std::string&)>> flags = {
       {"--bundle", [&](const std::string& v) { a.bundle = v; }},
       {"--image", [&](const std::string& v) { a.image = v; }},
+      {"--last-image", [&](const std::string& v) { a.last_image = v; }},
+      {"--mode", [&](const std::string& v) { a.mode = v; }},
       {"--prompt", [&](const std::string& v) { a.prompt = v; }},
       {"--seed", [&](const std::string& v) { a.seed = seed(v); }},
       {"--out", [&](const std::string& v) { a.out = v; }},
@@ -94,6 +97,11 @@ Args parse(int argc, char** argv) {
   for (const auto& [flag, value] : {std::pair{"--bundle", a.bundle}, std::pair{"--image", a.image}})
     if (value.empty()) throw dcrt::UsageError(std::string(flag) + " is required (see --help)");
   if (!a.seed) throw dcrt::UsageError("--seed is required (the seed `dcrt animate --seed` takes)");
+  if (a.mode != "animate" && a.mode != "interpolate" && a.mode != "loop")
+    throw dcrt::UsageError("--mode must be animate, interpolate or loop, got \"" + a.mode + "\"");
+  if ((a.mode == "interpolate") != !a.last_image.empty())
+    throw dcrt::UsageError(a.mode == "interpolate" ? "--mode interpolate needs --last-image (the last key frame)"
+                                                   : "--last-image is for --mode interpolate");
   if (a.out.empty() && a.mp4.empty()) throw dcrt::UsageError("pass --out FRAMES_DIR, --mp4 VIDEO.mp4 or both");
   return a;
 }
@@ -102,10 +110,14 @@ int run(int argc, char** argv) {
   const Args args = parse(argc, argv);
   const auto start = std::chrono::steady_clock::now();
   const dcrt::Image image = dcrt::read_image(args.image);
+  const dcrt::Image last = args.last_image.empty() ? dcrt::Image{} : dcrt::read_image(args.last_image);
   const std::unique_ptr<dcrt::Engine> engine = dcrt::Engine::open(args.bundle, args.device);
-  if (!args.mp4.empty() && args.fps == 0 && engine->fps() == 0)  // asked before the work
+  if (!args.mp4.empty() && args.fps == 0 && engine->fps(args.mode) == 0)  // asked before the work
     throw dcrt::UsageError(args.bundle + "/manifest.json records no fps: pass --fps (`dcrt build` again records it)");
-  const dcrt::Video video = engine->animate(image, args.prompt, *args.seed, args.sampling);
+  const dcrt::Video video =
+      args.mode == "interpolate" ? engine->interpolate(image, last, args.prompt, *args.seed, args.sampling)
+      : args.mode == "loop"      ? engine->loop(image, args.prompt, *args.seed, args.sampling)
+                                 : engine->animate(image, args.prompt, *args.seed, args.sampling);
   if (!args.out.empty()) dcrt::write_frames(video, args.out);
   if (!args.mp4.empty() && !dcrt::write_mp4(video, args.mp4, args.fps))
     std::fprintf(stderr, "dcrt_host: no ffmpeg on PATH: did not write %s\n", args.mp4.c_str());

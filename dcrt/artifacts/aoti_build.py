@@ -260,7 +260,7 @@ def host_fields(preset: PresetBase) -> dict:
     the host does not run."""
     family = family_of(preset)
     if not family.has("host_fields"):
-        return {"parameterization": None, "sampling": None, "tokenizer": None}
+        return {"parameterization": None, "sampling": None, "modes": None, "tokenizer": None}
     return family.part("host_fields")(preset)
 
 

@@ -59,7 +59,7 @@ class Engine {
  public:
   // Reads the bundle's manifest and loads its graphs on `device` ("cpu", "cuda"; empty: the bundle's). Throws
   // UsageError (one line) for a bundle it cannot run: another torch, another device, a Stable Video Diffusion or
-  // ToonCrafter bundle, one without a tokenizer vocabulary.
+  // ToonCrafter bundle, one without a tokenizer vocabulary. A mode the bundle's preset lacks is refused by the call.
   static std::unique_ptr<Engine> open(const std::string& bundle_dir, const std::string& device = "");
   ~Engine();
   Engine(const Engine&) = delete;
@@ -68,18 +68,26 @@ class Engine {
   // Image-to-video (`dcrt animate`): the image at any size, the prompt, the seed of torch.Generator().manual_seed.
   Video animate(const Image& image, const std::string& prompt, uint64_t seed, const Sampling& sampling = {});
 
+  // Interpolation between two key frames (`dcrt interpolate`), and a video that returns to its first frame
+  // (`dcrt loop`: one frame fewer, the repeat of the first left out). Settings default to the bundle's for the mode.
+  Video interpolate(const Image& first, const Image& last, const std::string& prompt, uint64_t seed,
+                    const Sampling& sampling = {});
+  Video loop(const Image& image, const std::string& prompt, uint64_t seed, const Sampling& sampling = {});
+
   // The prompt's CLIP token ids: start, BPE ids, end, truncated to the text encoder's length and padded with 0
   // (dcrt.models.tokenizer.Tokenizer).
   std::vector<int64_t> tokenize(const std::string& prompt) const;
 
   int height() const;  // the bundle's video size
   int width() const;
-  int fps() const;     // the frame rate the bundle records (`dcrt animate`'s), 0 when it records none
+  int fps(const std::string& mode = "animate") const;  // the rate `dcrt MODE` writes at (the bundle's), 0: none
   std::string describe() const;  // "tiny (aoti, cpu)": for logs
 
   struct Impl;
 
  private:
+  Video generate(const std::string& mode, const std::vector<const Image*>& images, const std::string& prompt,
+                 uint64_t seed, const Sampling& sampling);
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -70,11 +70,17 @@ TOKENIZER_FILE = "clip_bpe_vocab.txt"
 
 def host_fields(preset: Preset) -> dict:
     """The manifest's `parameterization`, `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at) and `tokenizer` (the vocabulary file the build writes beside the
-    packages): what the C++ host (cpp_host/) reads instead of keeping copies.
-    None where the C++ host has nothing to run (no DynamiCrafter animate)."""
-    if "animate" not in preset.modes:
-        return {"parameterization": None, "sampling": None, "tokenizer": None}
-    options = resolve_options(preset, "animate")
-    sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
-    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling, "tokenizer": TOKENIZER_FILE}
+    `dcrt animate` writes a DynamiCrafter video at; None without an animate mode), `modes` (the same for its other
+    modes, interpolate and loop) and `tokenizer` (the vocabulary file the build writes beside the packages): what the
+    C++ host (cpp_host/) reads instead of keeping copies."""
+
+    def defaults(mode: str) -> dict:
+        options = resolve_options(preset, mode)
+        return {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
+
+    return {
+        "parameterization": preset.diffusion.parameterization,
+        "sampling": defaults("animate") if "animate" in preset.modes else None,
+        "modes": {mode: defaults(mode) for mode in preset.modes if mode != "animate"},
+        "tokenizer": TOKENIZER_FILE,
+    }
