@@ -1,7 +1,6 @@
-"""What the C++ host (cpp_host) takes from Python: the prompt's token ids and the noise of a seeded run.
-
-Tokenization and the random generator stay on the Python side, so the host needs neither a BPE tokenizer nor
-torch's RNG: `dcrt tokenize` and `dcrt noise` write these arrays as .npy files (cpp_host/README.md).
+"""What the C++ host (cpp_host) reads from a bundle's manifest (`host_fields`: its settings and vocabulary file), and
+the prompt's token ids and a seeded run's noise as .npy files (`dcrt tokenize`, `dcrt noise`): the host makes both
+itself since issue 32 (its own tokenizer, libtorch's generator), so the arrays serve debugging and comparisons.
 """
 
 from __future__ import annotations
