@@ -33,10 +33,12 @@ namespace {
 
 // What this library needs besides the graphs (bundle.cpp refuses the bundles of other models): the vocabulary.
 void check_runnable(const Bundle& b) {
-  if (b.tokenizer.empty())
+  if (b.tokenizer.empty() && b.engine_kind == "aoti")
     throw HostError(b.dir + "/manifest.json names no tokenizer vocabulary (dcrt build writes it since issue 32): " +
-                    "run `dcrt build --res " + b.preset + " --engine " + (b.engine_kind == "aoti" ? "aoti" : "trt") +
-                    "` again");
+                    "run `dcrt build --res " + b.preset + " --engine aoti` again");
+  if (b.tokenizer.empty())  // the TensorRT builder does not write it (yet)
+    throw HostError(b.dir + "/manifest.json names no tokenizer vocabulary: copy clip_bpe_vocab.txt from an " +
+                    "AOTInductor bundle beside the plans and add \"tokenizer\": \"clip_bpe_vocab.txt\" to the manifest");
 }
 
 // The bundle's defaults for `mode` with the caller's settings applied. A TensorRT manifest records no defaults: then

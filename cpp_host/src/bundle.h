@@ -26,8 +26,8 @@ struct ComponentSpec {
   std::vector<TensorSpec> inputs, outputs;
 };
 
-// A run's settings (dcrt.families.dynamicrafter.options.SamplingOptions' names). An AOTInductor manifest records the preset's animate
-// defaults under "sampling" (dcrt.artifacts.aoti_build.host_fields): the host starts from those, never from copies.
+// A run's settings (dcrt.families.dynamicrafter.options.SamplingOptions' names). An AOTInductor manifest records the
+// preset's defaults per mode (dcrt.artifacts.aoti_build.host_fields): the host starts from those, never from copies.
 struct SamplingOptions {
   int steps = 0;
   std::string timestep_spacing;
