@@ -89,6 +89,7 @@ def bundle_with_manifest(bundle: Path, directory: Path, manifest: dict) -> Path:
 
 
 def read_frames(directory: Path, count: int = 16) -> np.ndarray:
+    """The host's PNG frames, named as `dcrt animate --format png` names them (dcrt.video): 000.png, 001.png, ..."""
     from PIL import Image
 
-    return np.stack([np.asarray(Image.open(directory / f"frame_{k:03d}.png")) for k in range(count)])
+    return np.stack([np.asarray(Image.open(directory / f"{k:03d}.png")) for k in range(count)])

@@ -109,7 +109,7 @@ def test_host_interpolate_and_loop_equal_python_pipeline(
     }
     count = 15 if mode == "loop" else 16
     frames = read_frames(tmp_path / "frames", count)
-    assert not (tmp_path / "frames" / f"frame_{count:03d}.png").exists()
+    assert not (tmp_path / "frames" / f"{count:03d}.png").exists()
     for name, model in (("torch", dcrt.random_model("tiny", seed=0)), ("aoti", open_aoti(host_bundle))):
         ref = getattr(dcrt, mode)(model, *images, "a boat", **sampling).frames
         diff = np.abs(frames.astype(int) - ref.astype(int))

@@ -25,7 +25,7 @@ const char* kUsage =
     "                 [--device cpu|cuda (default: the bundle's)] [--fps N]\n"
     "IMAGE: a PNG or JPEG of any size (resized and centre-cropped as dcrt does). Sampling settings and --fps\n"
     "default to the ones the bundle's manifest records (those of `dcrt animate`).\n"
-    "Writes FRAMES_DIR/frame_000.png ... and/or an H.264 mp4 through the ffmpeg on PATH.\n";
+    "Writes FRAMES_DIR/000.png ... and/or an H.264 mp4 through the ffmpeg on PATH.\n";
 
 struct Args {
   std::string bundle, image, last_image, prompt, out, mp4, device, mode = "animate";

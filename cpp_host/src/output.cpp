@@ -22,7 +22,7 @@ namespace {
 
 std::string frame_name(int k) {
   char name[32];
-  std::snprintf(name, sizeof(name), "frame_%03d.png", k);
+  std::snprintf(name, sizeof(name), "%03d.png", k);
   return name;
 }
 
@@ -79,7 +79,7 @@ bool ffmpeg_encode(const Video& video, const std::string& mp4, int fps) {
   int rc = 0;
   try {
     write_pngs(video, dir);
-    rc = spawn({"ffmpeg", "-loglevel", "error", "-y", "-framerate", std::to_string(rate), "-i", dir + "/frame_%03d.png",
+    rc = spawn({"ffmpeg", "-loglevel", "error", "-y", "-framerate", std::to_string(rate), "-i", dir + "/%03d.png",
                 "-c:v", "libx264", "-pix_fmt", "yuv420p", tmp});
   } catch (...) {
     remove_pngs(video, dir);

@@ -92,7 +92,8 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-// The frames as PNG files DIR/frame_000.png ..., written into DIR.partial and renamed (no partial folder on failure);
+// The frames as PNG files DIR/000.png ... (the names `dcrt animate --format png` gives), written into DIR.partial
+// and renamed (no partial folder on failure);
 // an existing DIR is refused.
 void write_frames(const Video& video, const std::string& dir);
 // H.264 mp4 (yuv420p, as dcrt.video writes it) through the `ffmpeg` on PATH, at `fps` (0: the video's). Returns
