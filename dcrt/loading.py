@@ -292,6 +292,40 @@ def _request_of(request: BackendRequest | str | None, changes: dict) -> BackendR
     return replace(request, **changes) if changes else request
 
 
+def _choose_and_open(request: BackendRequest, height: int | None, width: int | None, weights, log: Log):
+    """(the choice, its opened static backend) or (torch's choice, None: opened by the caller). An export or bundle
+    that fails to load (corrupt, truncated) is passed over by auto, which then chooses again; a named backend
+    raises its one line."""
+    from dcrt.backends.machine_facts import probe
+    from dcrt.backends.select import choose_backend
+    from dcrt.backends.static import family_backend
+
+    facts, unusable = probe(), {}  # unusable: location -> why it failed to load
+    while True:
+        chosen = choose_backend(
+            request.preset_config(),
+            request.backend,
+            request.engines,
+            request.export_location(),
+            facts,
+            request.device,
+            height,
+            width,
+            weights,
+            lambda message: log(f"notice: {message}"),
+            request.torch_only(),
+            unusable,
+        )
+        if chosen.name == "torch":
+            return chosen, None
+        try:  # a runtime of static graphs, behind the adapter of the family its artifact holds
+            return chosen, family_backend(open_graphs(chosen, request))
+        except DcrtError as exc:
+            if request.backend != "auto":
+                raise
+            unusable[chosen.location] = str(exc)
+
+
 def open_backend(
     request: BackendRequest | str | None = None,
     height: int | None = None,
@@ -307,9 +341,6 @@ def open_backend(
     `log` hears which backend and weights the run uses, which memory profile (`request.memory`, dcrt.memory) and
     why, and each export or bundle passed over (default: the "dcrt" logger). `frames`: the run's length (default:
     the preset's), for `--memory auto`'s estimate."""
-    from dcrt.backends.machine_facts import probe
-    from dcrt.backends.select import choose_backend
-
     request = _request_of(request, changes)
     request.check_names()
     log = log or _logger.info
@@ -317,34 +348,7 @@ def open_backend(
     if request.device is not None:
         usable_device(request.device)
     weights = request.requested_weights()
-    facts = probe()
-    unusable: dict[Path, str] = {}  # auto: artifacts that failed to load, passed over on the next choice
-    while True:
-        chosen = choose_backend(
-            preset,
-            request.backend,
-            request.engines,
-            request.export_location(),
-            facts,
-            request.device,
-            height,
-            width,
-            weights,
-            lambda message: log(f"notice: {message}"),
-            request.torch_only(),
-            unusable,
-        )
-        if chosen.name == "torch":
-            break
-        try:  # a runtime of static graphs, behind the adapter of the family its artifact holds
-            from dcrt.backends.static import family_backend
-
-            backend = family_backend(open_graphs(chosen, request))
-            break
-        except DcrtError as exc:  # corrupt or truncated files: auto tries the next artifact, a named backend stops
-            if request.backend != "auto":
-                raise
-            unusable[chosen.location] = str(exc)
+    chosen, backend = _choose_and_open(request, height, width, weights, log)
     lines: list[str] = []  # said once the backend is open: a run that fails to load ends with its one error line
     if chosen.name == "torch":
         weights = weights or request.required_weights()  # none at hand: says where to get them
