@@ -195,7 +195,11 @@ def _preset(get_preset, name: str, number: int | None, key: str, mode: str):
         preset = get_preset(name)
     except UsageError as exc:
         raise UsageError(f"{_where(number, key)}: {exc}") from None
-    if preset.family != "dynamicrafter" or mode not in preset.modes:
+    try:
+        preset.require_family("dynamicrafter", "stories (their prompts are text)")
+    except UsageError as exc:
+        raise UsageError(f"{_where(number, key)}: {exc}") from None
+    if mode not in preset.modes:
         what = "animate" if mode == "animate" else "interpolate (512-interp, tooncrafter, tiny, tiny-tooncrafter)"
         raise UsageError(f"{_where(number, key)}: preset {name} cannot {what}")
     return preset

@@ -72,6 +72,7 @@ SCENE = '[[scene]]\nimage = "a.png"\nprompt = "x"\n'
         ),
         (HEAD + SCENE + "[[scene]]\npreset = '512'\n", "scene 2: preset: 512 renders 320x512, scene 1 64x64"),
         (HEAD + SCENE + "[[scene]]\nseed = -1\n", "scene 2: seed: "),
+        (HEAD + SCENE + "[[scene]]\npreset = 'tiny-svd'\n", "scene 2: preset: tiny-svd does not support stories"),
         (HEAD + SCENE + "transition = 'fade'\n" + SCENE, "scene 1: transition must be one of cut, continue, bridge"),
         (HEAD + SCENE + "transition = 'bridge'\n", "scene 1: transition 'bridge' needs a next scene"),
         (HEAD + SCENE + "transition = 'continue'\n" + SCENE, "scene 2: image: scene 1 continues into it"),
