@@ -102,7 +102,8 @@ def _ask_for_storyboard(goal, image, request, storyboard, preset, steps):
 
 
 def _render(board, out, model, quality, sound, resume) -> None:
-    """The story with a bar over its parts and each part's denoising bar."""
+    """The story with a bar over its parts (shown from the first part on: a refusal before it stays one line) and
+    each part's denoising bar."""
     import sys
 
     from tqdm import tqdm
@@ -110,16 +111,31 @@ def _render(board, out, model, quality, sound, resume) -> None:
     from dcrt.cli.progress import progress
     from dcrt.director.story import story
 
-    with tqdm(desc="story", unit="part", file=sys.stderr, dynamic_ncols=True) as overall, progress() as on_step:
+    bars: list[tqdm] = []
 
-        def on_part(index: int, total: int, label: str) -> None:
-            overall.total = total
-            overall.n = index
-            overall.set_description(label)
+    def on_part(index: int, total: int, label: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="part", file=sys.stderr, dynamic_ncols=True))
+        bars[0].n = index
+        bars[0].set_description(label)
 
-        film, _ = story(
-            board, out, model, resume=resume, quality=quality, sound=sound, on_step=on_step, on_part=on_part, log=log
-        )
-        overall.n = overall.total
-        overall.set_description("story")
+    try:
+        with progress() as on_step:
+            film, _ = story(
+                board,
+                out,
+                model,
+                resume=resume,
+                quality=quality,
+                sound=sound,
+                on_step=on_step,
+                on_part=on_part,
+                log=log,
+            )
+        if bars:
+            bars[0].n = bars[0].total
+            bars[0].set_description("story")
+    finally:
+        for bar in bars:
+            bar.close()
     typer.echo(str(film))
