@@ -174,3 +174,18 @@ def test_animate_lays_the_library_track_its_clip_text_tower_picks(picture, tmp_p
     samples = audio_samples(target)
     spectrum = np.abs(np.fft.rfft(samples[:8000]))  # the first second, at 8 kHz: 1 Hz per bin
     assert abs(int(np.argmax(spectrum)) - tones[expected.name]) <= 2
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".m4a", ".flac"])
+def test_mp3_m4a_and_flac_tracks_are_probed_and_muxed(clip, tmp_path, suffix):
+    import subprocess
+
+    from dcrt.director.sound import check_audio, ffmpeg
+
+    track = tmp_path / f"sine{suffix}"
+    wav = sine_wav(tmp_path / "sine.wav", 3.0)
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(wav), str(track)], check=True, timeout=60)
+    check_audio(track, "mp4")
+    add_audio(clip, track)
+    assert streams(clip) == [("Video", "h264"), ("Audio", "aac")]
+    assert abs(audio_seconds(clip) - 2.0) < 0.1
