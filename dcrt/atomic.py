@@ -50,3 +50,24 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable(target: Path, what: str) -> None:
+    """That `target`, a file or folder (created when missing, with its missing parents), can be written: the
+    nearest folder of it that exists must take a new file. Raises UsageError naming `what` ("output video", "export
+    folder"). Probed by making and removing a file: permission bits say nothing of a read-only file system, nor of
+    what root may write."""
+    from dcrt.errors import UsageError
+
+    target = Path(target)
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if existing == target and not target.is_dir():  # an existing file is replaced: its folder must take one
+        existing = target.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what} {target} cannot be created: {existing} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".dcrt-write-check.")
+    except OSError as exc:
+        raise UsageError(f"{what} {target} cannot be written: {existing} is not writable ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

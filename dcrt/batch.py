@@ -4,6 +4,7 @@ a .txt file; image i pairs with prompt i, for interpolation images 2i and 2i+1 w
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,30 @@ def read_prompt_lines(path: Path, clips: int | None, what: str) -> list[str]:
     which clips in an error."""
     if not path.is_file():
         raise UsageError(f"prompt file {path} does not exist")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    data = path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or (clips is not None and len(lines) != clips):
         count = f", {clips}" if clips else ""
         raise UsageError(f"{path} has {len(lines)} prompts: it needs one line per {what}{count}")
+    try:  # said once the file is otherwise good
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        notice = f"{path} is not UTF-8 (line {line} first): its undecodable bytes are read as U+FFFD"
+        warnings.warn(notice, stacklevel=2)
     return lines
+
+
+def readable_prompt(prompt: str | None, what: str = "the prompt") -> str | None:
+    """`prompt` as the tokenizer should see it: bytes of a command line that were not UTF-8 (Python keeps them as
+    lone surrogates) become U+FFFD, with a notice, rather than tokens of nothing the user wrote."""
+    if prompt is None:
+        return None
+    readable = prompt.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    if readable != prompt:
+        warnings.warn(f"{what} is not UTF-8: its undecodable bytes are read as U+FFFD: {readable!r}", stacklevel=2)
+    return readable
 
 
 def pair_prompts(prompts: str | Sequence[str], keyframes: int) -> list[str]:

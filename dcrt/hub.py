@@ -57,6 +57,8 @@ def find_checkpoint(preset: PresetBase, explicit: Path | None = None) -> Path:
             explicit = explicit / preset.checkpoint_file
         if not explicit.is_file():
             raise UsageError(f"checkpoint {explicit} does not exist")
+        if explicit.stat().st_size == 0:  # an interrupted copy or download; torch's own message is about mmap
+            raise UsageError(f"checkpoint {explicit} is an empty file (0 bytes): copy or download it again")
         return explicit
     found = default_checkpoint(preset)
     if found is not None:

@@ -3,10 +3,19 @@
 Preprocessing is the original CLI's: resize the *shorter* side to min(H, W) (PIL bilinear with its
 antialiasing), then centre-crop to H x W. The crop pads with black where the resized image is smaller
 than the target (e.g. a 4:3 photo at 320x512 gets black side bars), as the original does.
+
+Where an input leaves a choice, the choice is said in a one-line notice (a warning), never made silently:
+- transparency: pixels that are not opaque are composited on white (`TRANSPARENT_BACKGROUND`). The original's
+  convert('RGB') keeps whatever colour lies under them, often black or noise; a fully opaque alpha channel is
+  dropped without a word, as there (the same pixels);
+- an animated image (GIF, APNG, WebP, multi-page TIFF): its first frame is used;
+- an image upscaled UPSCALE_NOTICE times or more to fill the model's size (a thumbnail, a 1x1 pixel): expect a blurred
+  start.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +27,8 @@ if TYPE_CHECKING:
 
 # Modes whose conversion to 8-bit RGB is well defined; 16/32-bit grey ("I", "I;16", "F") is not.
 _CONVERTIBLE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "La", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV", "RGBa"}
+TRANSPARENT_BACKGROUND = (255, 255, 255)
+UPSCALE_NOTICE = 2.0  # an image enlarged by this factor or more is noticed
 
 
 def open_image(path: str | Path):
@@ -50,6 +61,8 @@ def _decode(file, name: str):
     try:
         with Image.open(file) as img:
             img.load()
+            if getattr(img, "n_frames", 1) > 1:
+                warnings.warn(f"{name} has {img.n_frames} frames: the first is used", stacklevel=3)
             return to_rgb(ImageOps.exif_transpose(img), name)
     except UnidentifiedImageError:
         raise UsageError(f"{name} is not an image PIL can read") from None
@@ -60,10 +73,32 @@ def _decode(file, name: str):
 
 
 def to_rgb(img, name: str = "image"):
+    """`img` as 8-bit RGB; transparent pixels composited on TRANSPARENT_BACKGROUND, with a notice."""
+    from PIL import Image
+
     if img.mode not in _CONVERTIBLE_MODES:
         raise UsageError(f"{name} has unsupported mode {img.mode!r}; convert it to 8-bit RGB first")
-    # Transparency is dropped (the colour under it is kept), as the original's convert('RGB') does.
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:  # some pixel is not opaque
+            red, green, blue = TRANSPARENT_BACKGROUND
+            warnings.warn(
+                f"{name} has transparent pixels: they are composited on white (rgb({red}, {green}, {blue}))",
+                stacklevel=3,
+            )
+            background = Image.new("RGBA", rgba.size, (*TRANSPARENT_BACKGROUND, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _notice_upscale(size: tuple[int, int], height: int, width: int, name: str) -> None:
+    """The resize takes the shorter side to min(height, width): say so when that enlarges the image a lot."""
+    factor = min(height, width) / min(size)
+    if factor >= UPSCALE_NOTICE:
+        warnings.warn(
+            f"{name} ({size[0]}x{size[1]}) is enlarged {factor:.3g}x to fill {width}x{height}: expect a blurred start",
+            stacklevel=3,
+        )
 
 
 def _pil_to_tensor(img, height: int, width: int) -> torch.Tensor:
@@ -82,6 +117,7 @@ def load_image(image, height: int, width: int) -> torch.Tensor:
     import torch
     from PIL import Image
 
+    name = f"image {image}" if isinstance(image, (str, Path)) else "the image"
     if isinstance(image, torch.Tensor):
         if image.ndim != 4 or image.shape[:2] != (1, 3) or tuple(image.shape[2:]) != (height, width):
             raise UsageError(f"an image tensor must be [1, 3, {height}, {width}] in [-1, 1], got {list(image.shape)}")
@@ -96,6 +132,7 @@ def load_image(image, height: int, width: int) -> torch.Tensor:
         image = to_rgb(image)
     else:
         raise UsageError(f"unsupported image input of type {type(image).__name__}")
+    _notice_upscale(image.size, height, width, name)
     return _pil_to_tensor(image, height, width)
 
 

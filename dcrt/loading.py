@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dcrt.backends.select import BackendChoice, check_backend_name, check_memory_backend
-from dcrt.errors import UsageError
+from dcrt.backends.select import BackendChoice, check_backend_name, check_torch_only, torch_only_flags
+from dcrt.errors import DcrtError, UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
 from dcrt.memory import AUTO, FAST, PROFILES, MemoryProfile, ProfileChoice, check_memory_name
-from dcrt.presets import DEFAULT_PRESET, get_preset
+from dcrt.presets import DEFAULT_PRESET, PRESETS, get_preset
 from dcrt.weights import RANDOM_SEED, Weights, requested_weights, required_weights
 
 DEVICES = ("cpu", "cuda")  # and cuda:N
@@ -53,7 +53,14 @@ class BackendRequest:
 
     preset: str | None = field(
         default=None,
-        metadata=_meta("model preset: 256, 512, 1024, 512-interp, or tiny / tiny-256 (random weights)", MODEL, "--res"),
+        metadata=_meta(
+            "model preset: "
+            + ", ".join(name for name, p in PRESETS.items() if p.hf_repo is not None)
+            + "; with random weights only (tests, trying the commands): "
+            + ", ".join(name for name, p in PRESETS.items() if p.hf_repo is None),
+            MODEL,
+            "--res",
+        ),
     )
     checkpoint: Path | None = field(
         default=None,
@@ -100,6 +107,10 @@ class BackendRequest:
         ),
     )
 
+    def torch_only(self) -> list[str]:
+        """This request's flags that only the torch backend honours (dcrt.backends.select.torch_only_flags)."""
+        return torch_only_flags(self.memory, self.weight_storage)
+
     def preset_config(self) -> PresetBase:
         return get_preset(self.preset or DEFAULT_PRESET)
 
@@ -110,14 +121,9 @@ class BackendRequest:
         """Backend, device and dtype names and the weights flags: checked before torch is imported."""
         check_backend_name(self.backend)
         check_memory_name(self.memory)
-        check_memory_backend(self.memory, self.backend)
         if self.weight_storage not in (None, *WEIGHT_STORAGE):
             raise UsageError(f"unknown --weights {self.weight_storage!r}; choose {', '.join(WEIGHT_STORAGE)}")
-        if self.weight_storage is not None and self.backend not in ("auto", "torch"):
-            raise UsageError(
-                f"--weights {self.weight_storage} is stored only by the torch backend ({self.backend} runs its graphs "
-                "as built): use --backend torch or auto"
-            )
+        check_torch_only(self.torch_only(), self.backend)
         check_device_name(self.device)
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}; choose {', '.join(WEIGHT_DTYPES)}")
@@ -311,22 +317,34 @@ def open_backend(
     if request.device is not None:
         usable_device(request.device)
     weights = request.requested_weights()
-    if request.weight_storage is not None and request.backend == "auto":
-        request = replace(request, backend="torch")
-        log(f"notice: --weights {request.weight_storage}: only the torch backend stores them, so auto runs PyTorch")
-    chosen = choose_backend(
-        preset,
-        request.backend,
-        request.engines,
-        request.export_location(),
-        probe(),
-        request.device,
-        height,
-        width,
-        weights,
-        lambda message: log(f"notice: {message}"),
-        request.memory,
-    )
+    facts = probe()
+    unusable: dict[Path, str] = {}  # auto: artifacts that failed to load, passed over on the next choice
+    while True:
+        chosen = choose_backend(
+            preset,
+            request.backend,
+            request.engines,
+            request.export_location(),
+            facts,
+            request.device,
+            height,
+            width,
+            weights,
+            lambda message: log(f"notice: {message}"),
+            request.torch_only(),
+            unusable,
+        )
+        if chosen.name == "torch":
+            break
+        try:  # a runtime of static graphs, behind the adapter of the family its artifact holds
+            from dcrt.backends.static import family_backend
+
+            backend = family_backend(open_graphs(chosen, request))
+            break
+        except DcrtError as exc:  # corrupt or truncated files: auto tries the next artifact, a named backend stops
+            if request.backend != "auto":
+                raise
+            unusable[chosen.location] = str(exc)
     lines: list[str] = []  # said once the backend is open: a run that fails to load ends with its one error line
     if chosen.name == "torch":
         weights = weights or request.required_weights()  # none at hand: says where to get them
@@ -335,10 +353,7 @@ def open_backend(
         size = (height or preset.height, width or preset.width, frames or preset.frames)
         memory = resolve_memory(request.memory, preset.name, dtype, chosen.device, size, lines.append).profile
         backend = open_torch_backend(preset, weights, chosen.device, dtype, memory, request.weight_storage)
-    else:  # a runtime of static graphs, behind the adapter of the family its artifact holds
-        from dcrt.backends.static import family_backend
-
-        backend = family_backend(open_graphs(chosen, request))
+    else:
         lines.append(f"memory: {chosen.name} runs as built, everything on the device (--memory {request.memory})")
     for line in [f"notice: {notice}" for notice in chosen.notices] + lines:
         log(line)

@@ -57,10 +57,14 @@ def check_video_options(fmt: str, fps: int, quality: int) -> None:
 
 
 def check_output_path(path: Path, fmt: str) -> None:
+    """That a video (png: a folder of frames) can be written at `path`, before any model loads."""
+    from dcrt.atomic import check_writable
+
     if not path.parent.is_dir():
         raise UsageError(f"output directory {path.parent} does not exist")
     if path.is_dir() and (fmt != "png" or any(path.iterdir())):
         raise UsageError(f"output path {path} is {'a non-empty' if fmt == 'png' else 'a'} directory")
+    check_writable(path, "frames folder" if fmt == "png" else "output video")
 
 
 def _single_frames(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    _point_outside_state_at_empty_folders(config)
     threads = config.getoption("--threads")
     if threads:
         torch.set_num_threads(threads)
@@ -184,6 +186,43 @@ def hashed(monkeypatch) -> collections.Counter:
         if getattr(module, "__name__", "").startswith("dcrt") and getattr(module, "sha256_file", None) is real:
             monkeypatch.setattr(module, "sha256_file", counting)
     return counts
+
+
+# What dcrt reads from outside the arguments it is given: the default artifact and output folders (export/, engines/,
+# bench-results/, <image>_<mode>.mp4) relative to the working directory, the checkpoint folder and Hugging Face cache
+# from the environment, the kernel cache under the home folder.
+_OUTSIDE_STATE = {
+    "HF_HOME": "hf-home",
+    "HF_HUB_CACHE": "hf-hub",
+    "DCRT_CACHE_DIR": "dcrt-cache",
+    "DCRT_CHECKPOINT_DIR": "checkpoints",
+}
+
+
+def _point_outside_state_at_empty_folders(config) -> None:
+    """Before collection imports anything that reads them (huggingface_hub fixes its cache folder at import)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="dcrt-tests-outside-"))
+    config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+    for name, folder in _OUTSIDE_STATE.items():
+        os.environ[name] = str(root / folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_from_the_checkout(tmp_path_factory):
+    """The suite never sees what the README's commands leave in the checkout or the home folder: it runs in an empty
+    working directory (here, for the session's fixtures; `_empty_working_directory`, for each test), with every
+    cache and checkpoint folder dcrt reads pointed at empty ones (`_point_outside_state_at_empty_folders`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("session-cwd"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _empty_working_directory(tmp_path_factory, monkeypatch):
+    """Each test starts in a working directory of its own: one test's default outputs are not another's inputs."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture(autouse=True)

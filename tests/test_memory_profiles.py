@@ -307,7 +307,8 @@ def test_open_backend_builds_the_torch_backend_with_the_profile():
 def test_fp8_weights_are_stored_by_the_torch_backend_that_auto_then_chooses():
     messages: list[str] = []
     backend = dcrt.open_backend("tiny", weight_storage="fp8", memory="fast", log=messages.append)
-    assert isinstance(backend, TorchBackend) and any("only the torch backend stores them" in m for m in messages)
+    assert isinstance(backend, TorchBackend)
+    assert "notice: --weights fp8: only the torch backend honours it, so auto passes over" in " ".join(messages)
     codes = [t for n, t in backend.model.unet.named_parameters() if "parametrizations" in n]
     assert codes and {t.dtype for t in codes} >= {torch.float8_e4m3fn}
     opts = resolve_options(backend.preset, steps=1, seed=7)
@@ -322,11 +323,12 @@ def test_torch_backend_gives_a_loaded_model_a_profile():
 
 def test_auto_backend_with_a_torch_only_profile_chooses_torch_with_a_notice(tmp_path):
     from dcrt.backends.machine_facts import probe
-    from dcrt.backends.select import choose_backend
+    from dcrt.backends.select import choose_backend, torch_only_flags
 
     preset, facts = dcrt.get_preset("tiny"), probe()
     plain = choose_backend(preset, "auto", tmp_path / "engines", tmp_path / "export", facts)
-    low = choose_backend(preset, "auto", tmp_path / "engines", tmp_path / "export", facts, memory="low")
+    low_request = torch_only_flags("low")
+    low = choose_backend(preset, "auto", tmp_path / "engines", tmp_path / "export", facts, torch_only=low_request)
     assert low.name == "torch" and any("only the torch backend honours it" in n for n in low.notices)
     assert "no export" in plain.reason and "no export" not in low.reason  # the static candidates were not tried
 

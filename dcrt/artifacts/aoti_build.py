@@ -156,8 +156,9 @@ def build_aoti_bundle(
         for index, name in enumerate(order, 1)
     }
     if config.jobs > 1 and len(order) > 1:
-        for step in steps.values():  # the jobs start them as they free up
-            log(step)
+        # The jobs take them as they free up and report only when one ends: what runs when is not known here.
+        queued = ", ".join(f"{name}{PACKAGE_SUFFIX} ({stale[name]})" for name in order)
+        log(f"building {len(order)} packages, {config.jobs} at a time, longest first: {queued}")
         del model  # each job loads its own
         built = _built_in_processes(preset, weights, height, width, order, directory, config, target, log)
     else:
@@ -193,9 +194,9 @@ def _built_in_processes(preset, weights, height, width, order, directory, config
     jobs = [(name, preset.name, weights, height, width, directory, config, target, threads) for name in order]
     try:
         with multiprocessing.get_context("spawn").Pool(config.jobs) as pool:  # leaving it terminates the jobs
-            for name, entry, messages in pool.imap_unordered(_build_in_job, jobs):
+            for done, (name, entry, messages) in enumerate(pool.imap_unordered(_build_in_job, jobs), 1):
                 for message in messages:
-                    log(message)
+                    log(f"[{done}/{len(order)} done] {message}")
                 yield name, entry
             pool.close()  # all done: let the workers exit (terminating them leaks their semaphores, with warnings)
             pool.join()

@@ -147,6 +147,14 @@ class ExportManifest:
             listed |= entry.sizes
         return listed
 
+    def export_command(self, directory: Path) -> str:
+        """The command that makes this export again in `directory` (its weights: the flag they were given by)."""
+        weights = "--random-weights" if self.source.startswith("random:") else "--ckpt CHECKPOINT"
+        size = f"--height {self.height} --width {self.width}"
+        return (
+            f"dcrt export --res {self.preset} {weights} {size} --precision {self.precision} --out {directory} --force"
+        )
+
     def verify_files(self, directory: Path, full: bool = False) -> None:
         """Every listed file exists with its recorded size and, when `full`, its recorded sha256 (reads every
         byte: the sizes catch a partial or replaced file at the cost of a stat). Raises naming the first that
@@ -155,4 +163,6 @@ class ExportManifest:
         for file, digest in self.files().items():
             problem = file_problem(Path(directory) / file, digest, sizes[file], full)
             if problem is not None:
-                raise UsageError(f"{Path(directory) / file} {problem}: re-run `dcrt export --force`")
+                raise UsageError(
+                    f"{Path(directory) / file} {problem}: re-export with `{self.export_command(directory)}`"
+                )

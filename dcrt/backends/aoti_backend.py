@@ -26,30 +26,35 @@ from dcrt.backends.static import family_backend
 from dcrt.errors import UsageError
 from dcrt.presets import get_preset
 
-# torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point
-# of a portable package, so the warning is silenced while loading.
-_ISA_MISMATCH_LOGGER = "torch.export.pt2_archive._package"
+# Silenced while a package loads, as they say nothing a run can act on:
+# - torch warns on every load of a portable (AVX2) package on an AVX-512 CPU that the ISAs differ: that is the point
+#   of a portable package;
+# - torch.utils.cpp_extension, imported by the loader, says "No CUDA runtime is found, using CUDA_HOME=..." on every
+#   machine with a CUDA toolkit and no GPU: a CPU package needs neither.
+_LOAD_LOGGERS = ("torch.export.pt2_archive._package", "torch.utils.cpp_extension")
 
 
 @contextmanager
-def _quiet(name: str):
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet(*names: str):
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def load_package(path: Path, device: str):
     """One `.pt2` package, callable with its inputs in manifest order; returns its outputs in manifest order.
     `run_single_threaded` drops the runner's per-call locking: dcrt calls each package from one thread, and
     torch documents the locking as what conflicts with CUDA graphs."""
-    from torch._inductor import aoti_load_package
-
     index = torch.device(device).index if torch.device(device).type == "cuda" else -1
-    with _quiet(_ISA_MISMATCH_LOGGER):
+    with _quiet(*_LOAD_LOGGERS):
+        from torch._inductor import aoti_load_package
+
         return aoti_load_package(str(path), run_single_threaded=True, device_index=-1 if index is None else index)
 
 

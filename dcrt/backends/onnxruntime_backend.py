@@ -100,9 +100,19 @@ class OnnxRuntimeGraphs:
                 raise UsageError(f"{export_dir / spec.filename} has other inputs than preset {preset.name} needs")
         self.manifest.verify_files(export_dir, full=verify)
         providers = providers_for(self.device)
-        self.sessions = {
-            name: BoundGraph(export_dir / spec.filename, spec, self.device, providers) for name, spec in specs.items()
-        }
+        self.sessions = {name: self._bind(spec, providers) for name, spec in specs.items()}
+
+    def _bind(self, spec: ComponentSpec, providers: list[str]) -> BoundGraph:
+        """One graph's session; a file ONNX Runtime cannot load (corrupt, though of its recorded size) is one line."""
+        path = self.directory / spec.filename
+        try:
+            return BoundGraph(path, spec, self.device, providers)
+        except Exception as exc:  # ONNX Runtime's own classes (InvalidProtobuf, Fail, ...), none a common base
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise UsageError(
+                f"{path} cannot be loaded ({type(exc).__name__}: {first}): check it with --verify, or re-export "
+                f"with `{self.manifest.export_command(self.directory)}`"
+            ) from None
 
     def execute(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return self.sessions[name](*inputs)

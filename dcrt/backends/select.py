@@ -7,14 +7,15 @@ The order is data, `AUTO_ORDER` (tests/backends/test_select.py checks that this 
 `--backend`'s help list it as the table does); `choose_backend` walks it once and takes the first candidate this
 machine runs whose artifact serves the request.
 An engine bundle, AOTInductor bundle or export serves a request only when its manifest says it holds the
-requested preset, size and weights (dcrt.weights): auto passes over one that does not, with a notice; a backend named
-explicitly raises instead. `choose_backend` decides from `MachineFacts` (dcrt.backends.machine_facts), which `probe()`
-measures.
+requested preset, size and weights (dcrt.weights) and it loads: auto passes over one that does not, with a notice
+saying why and how to remake it (`dcrt.loading.open_backend` hands back the ones that failed to load); a backend
+named explicitly raises instead, in one line. `choose_backend` decides from `MachineFacts`
+(dcrt.backends.machine_facts), which `probe()` measures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,19 +55,20 @@ def check_backend_name(name: str) -> None:
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def needs_torch(memory: str) -> bool:
-    """Whether memory profile `memory` is one only the torch backend honours: the static backends (trt, aoti, ort)
-    hold their weights and shapes as built, everything on the device, which is `fast`; `auto` takes them as they
-    are."""
-    return memory not in (FAST.name, AUTO)
+def torch_only_flags(memory: str = AUTO, weight_storage: str | None = None) -> list[str]:
+    """The flags of a request that only the torch backend honours. The static backends (trt, aoti, ort) hold their
+    weights and shapes as built, everything on the device: memory profile `fast` (`auto` takes them as they are),
+    weights in the graphs' own precision."""
+    flags = [f"--memory {memory}"] if memory not in (FAST.name, AUTO) else []
+    return flags + ([f"--weights {weight_storage}"] if weight_storage is not None else [])
 
 
-def check_memory_backend(memory: str, backend: str) -> None:
-    """An explicit static backend refuses a profile it cannot honour (`--memory balanced --backend trt`)."""
-    if backend not in ("auto", "torch") and needs_torch(memory):
+def check_torch_only(flags: list[str], backend: str) -> None:
+    """An explicit static backend refuses what it cannot honour (`--memory balanced --backend trt`)."""
+    if backend not in ("auto", "torch") and flags:
         raise UsageError(
-            f"--memory {memory} is honoured only by the torch backend ({backend} runs its graphs as built): "
-            "use --backend torch or auto, or --memory auto"
+            f"{' and '.join(flags)} {'is' if len(flags) == 1 else 'are'} honoured only by the torch backend "
+            f"({backend} runs its graphs as built): use --backend torch or auto"
         )
 
 
@@ -115,7 +117,7 @@ class BackendCandidate:
     runs_here: MachineCheck
     reason: str
     artifact: str | None = None  # TRT, AOTI or EXPORT; None: PyTorch runs the checkpoint itself
-    honours_memory: bool = False  # runs any memory profile (the torch backend); else only as built (`fast`)
+    honours_torch_only: bool = False  # honours `torch_only_flags` (the torch backend); else runs as built
     label: str = ""  # completes "not <label>: <location> ..." for an artifact that does not serve the request
     missing: str = ""
 
@@ -151,7 +153,7 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         missing="not onnxruntime-gpu: no export in {export}",
     ),
     BackendCandidate(
-        runtime="torch", device="cuda", runs_here=_torch_gpu_runs, reason="PyTorch on {gpu}", honours_memory=True
+        runtime="torch", device="cuda", runs_here=_torch_gpu_runs, reason="PyTorch on {gpu}", honours_torch_only=True
     ),
     BackendCandidate(
         runtime="aoti",
@@ -172,7 +174,7 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         missing="not ONNX Runtime: no export in {export}",
     ),
     BackendCandidate(
-        runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU", honours_memory=True
+        runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU", honours_torch_only=True
     ),
 )
 
@@ -189,7 +191,8 @@ class CandidateSearch:
     export_dir: Path
     preset_dir: str  # the bundles' folder name for this preset and size
     log: Log
-    memory: str = AUTO  # the memory profile asked for (dcrt.memory)
+    torch_only: list[str] = field(default_factory=list)  # the request's flags only torch honours
+    unusable: Mapping[Path, str] = field(default_factory=dict)  # artifacts that failed to load: why, and the fix
     passed: list[str] = field(default_factory=list)  # why each faster candidate was passed over
     notices: list[str] = field(default_factory=list)  # each existing export or bundle passed over
 
@@ -252,6 +255,10 @@ class CandidateSearch:
 
     def fits(self, location: Path, kind: str, label: str) -> str | None:
         """The weights `location` serves the request with, or None after noting why it cannot."""
+        if location in self.unusable:
+            self.notices.append(f"not using {location}: {self.unusable[location]}")
+            self.passed.append(f"not {label}: {location} cannot be loaded")
+            return None
         try:
             why, used = self.serves(location, kind)
         except DcrtError as exc:  # a manifest that cannot be read: a notice, as for one that does not fit
@@ -266,8 +273,8 @@ class CandidateSearch:
 
     def try_candidate(self, candidate: BackendCandidate) -> BackendChoice | None:
         """`candidate` as the choice when this machine runs it and one of its artifacts serves the request; else
-        None, with why it was passed over noted (a profile only torch honours: once, by `_auto`'s notice)."""
-        if needs_torch(self.memory) and not candidate.honours_memory:
+        None, with why it was passed over noted (flags only torch honours: once, by `_auto`'s notice)."""
+        if self.torch_only and not candidate.honours_torch_only:
             return None
         why = candidate.runs_here(self.facts, self.gpu_allowed)
         if why is not None:
@@ -292,11 +299,12 @@ class CandidateSearch:
 
 def _auto(search: CandidateSearch) -> BackendChoice:
     """The first candidate of `AUTO_ORDER` that this machine runs on an artifact that serves the request (and
-    honours the memory profile asked for)."""
-    if needs_torch(search.memory):
+    honours the flags only torch honours, when asked)."""
+    if search.torch_only:
+        them = "it" if len(search.torch_only) == 1 else "them"
         search.notices.append(
-            f"--memory {search.memory}: only the torch backend honours it, so auto passes over TensorRT, "
-            "AOTInductor and ONNX Runtime"
+            f"{' and '.join(search.torch_only)}: only the torch backend honours {them}, so auto passes over "
+            "TensorRT, AOTInductor and ONNX Runtime"
         )
     for candidate in AUTO_ORDER:
         if (choice := search.try_candidate(candidate)) is not None:
@@ -371,19 +379,23 @@ def choose_backend(
     width: int | None = None,
     weights: Weights | None = None,
     log: Log = lambda message: None,
-    memory: str = AUTO,
+    torch_only: list[str] | None = None,
+    unusable: Mapping[Path, str] | None = None,
 ) -> BackendChoice:
     """Resolve `requested` (auto/trt/aoti/ort/torch) for `preset`. `device` None lets auto pick; "cpu" keeps it
     off the GPU. Raises BackendUnavailable / UsageError for an explicit request this machine cannot serve.
-    `log` hears of a checkpoint hashed in full (a slow moment). `memory`: the profile asked for (dcrt.memory); one
-    only torch honours makes auto choose torch and an explicit static backend refuse."""
+    `log` hears of a checkpoint hashed in full (a slow moment). `torch_only`: the request's flags only the torch
+    backend honours (`torch_only_flags`): auto chooses torch, an explicit static backend refuses. `unusable`:
+    artifacts auto found but could not load (location -> why and how to remake it), passed over with a notice."""
     from dcrt.artifacts.engine_bundle import preset_dirname
 
     check_backend_name(requested)
-    check_memory_backend(memory, requested)
+    check_torch_only(torch_only or [], requested)
     needs = ArtifactNeeds(preset, height or preset.height, width or preset.width, weights)
     preset_dir = preset_dirname(preset.name, needs.height, needs.width, (preset.height, preset.width))
-    search = CandidateSearch(needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log, memory)
+    search = CandidateSearch(
+        needs, facts, device, Path(engines_root), Path(export_dir), preset_dir, log, torch_only or [], unusable or {}
+    )
     return _CHOOSERS[requested](search)
 
 

@@ -12,13 +12,24 @@ every model family: what differs is asked of the family registry (dcrt.families)
     machine.py    info, bench
     serving.py    serve, client, ui
     score.py      score (dcrt.director.score)
+    jobs.py       api (the jobs service, dcrt.serving.jobs)
     story.py      story (dcrt.director.story)
 
 Importing this package imports typer and the dcrt option tables only: torch and the models are imported by
 a command after its options and inputs are checked, so help and bad arguments answer at once.
 """
 
-from dcrt.cli import artifacts, describe, generate, host, machine, score, serving, story  # noqa: F401  (each registers its commands on `app`)
+from dcrt.cli import (  # noqa: F401  (each registers its commands on `app`)
+    artifacts,
+    describe,
+    generate,
+    host,
+    jobs,
+    machine,
+    score,
+    serving,
+    story,
+)
 from dcrt.cli.app import app, main
 
 __all__ = ["app", "main"]

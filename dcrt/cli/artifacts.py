@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dcrt.atomic import check_writable
 from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
@@ -36,16 +37,17 @@ def export_command(
     force: Annotated[bool, typer.Option(help="export again even if an identical export exists")] = False,
 ) -> None:
     """Export every component to ONNX, check each in ONNX Runtime against PyTorch, write manifest.json."""
-    from dcrt.artifacts.export import PRECISIONS
-    from dcrt.loading import ensure_export
-
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     check_size(size.height, size.width)
     model.check_names()
     preset = model.preset_config()
     check_own_size(preset, size, "exported")
     out = out or model.export_location()
+    check_writable(out, "export folder")
+    from dcrt.artifacts.export import PRECISIONS
+    from dcrt.loading import ensure_export
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     ensure_export(preset, model.required_weights(), out, precision, size.height, size.width, force, say)
     typer.echo(str(out))
 
@@ -97,6 +99,7 @@ def build(
     check_size(size.height, size.width)
     model.check_names()
     check_own_size(model.preset_config(), size, "built")
+    check_writable(out, "engines folder")
     if engine == "aoti":
         trt_only = {"--from": from_, "--opt-level": opt_level != 3, "--timing-cache": timing_cache}
         given = [flag for flag, value in (trt_only | {"--workspace": workspace}).items() if value]
@@ -121,6 +124,7 @@ def _build_trt(model, size, from_, out, opt_level, timing_cache, workspace, veri
     target = detect_target()  # no TensorRT or no GPU: one line, before any slow work
     export_dir = from_ or Path("export") / f"{preset.name}-fp16"
     if from_ is None:
+        check_writable(export_dir, "export folder")
         ensure_export(preset, model.required_weights(), export_dir, "fp16", size.height, size.width, log=say)
     report = build_bundle(export_dir, out, config, target, progress=console_progress(), log=say, verify=verify)
     typer.echo(str(report.directory))

@@ -5,6 +5,7 @@ the command line builds no pipeline and chains no clips itself)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import replace
 from functools import partial
@@ -13,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from dcrt.batch import Job, read_prompt_dir
+from dcrt.atomic import check_writable
+from dcrt.batch import Job, read_prompt_dir, readable_prompt
 from dcrt.cli.app import app, log, say
 from dcrt.cli.describe import AutoPromptFlag, DescribedPrompt
 from dcrt.cli.options import (
@@ -31,6 +33,7 @@ from dcrt.cli.options import (
 from dcrt.cli.progress import progress
 from dcrt.director.correct import CorrectionRequest
 from dcrt.director.describe import takes_auto_prompt
+from dcrt.director.llm import LLMRequest
 from dcrt.director.sound import add_audio, check_sound, pick_tracks
 from dcrt.errors import UsageError
 from dcrt.families import family_of
@@ -52,6 +55,7 @@ from dcrt.presets import default_preset
     svd=(SVDRequest, SVD_ONLY_NAMES),
     output=OutputOptions,
     correction=CorrectionRequest,
+    llm=LLMRequest,
 )
 def animate(
     image: Image,
@@ -60,6 +64,7 @@ def animate(
     svd: SVDRequest,
     output: OutputOptions,
     correction: CorrectionRequest,
+    llm: LLMRequest,
     prompt: OptionalPrompt = None,
     extend: Annotated[
         int,
@@ -88,7 +93,16 @@ def animate(
     further = extend if auto and extend_prompts is None else further
     job = Job([image], prompt, image.stem)
     generate(
-        "animate", [job], model, sampling, output, svd=svd, further=further, auto_prompt=auto, correction=correction
+        "animate",
+        [job],
+        model,
+        sampling,
+        output,
+        svd=svd,
+        further=further,
+        auto_prompt=auto,
+        correction=correction,
+        llm=llm,
     )
 
 
@@ -98,12 +112,13 @@ def animate(
     "one clip per consecutive pair, joined on the key frame they share (15 frames per pair, plus one). "
     f"{IMAGE_NOTE}",
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions, llm=LLMRequest)
 def interpolate(
     inputs: KeyframesAndPrompt,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    llm: LLMRequest,
     prompts: Annotated[
         Path | None,
         typer.Option(help="prompt file, one line per consecutive pair; then every argument is a key frame"),
@@ -113,7 +128,7 @@ def interpolate(
     if auto_prompt and prompts is not None:
         raise UsageError("--auto-prompt and --prompts both choose the prompts: use one")
     job = keyframes_job(inputs, prompts, auto_prompt)
-    generate("interpolate", [job], model, sampling, output, auto_prompt=auto_prompt)
+    generate("interpolate", [job], model, sampling, output, auto_prompt=auto_prompt, llm=llm)
 
 
 def keyframes_job(inputs: list[str], prompts_file: Path | None, auto_prompt: bool = False) -> Job:
@@ -135,19 +150,20 @@ def keyframes_job(inputs: list[str], prompts_file: Path | None, auto_prompt: boo
 @app.command(
     cls=GroupedCommand, help=f"A looping video that starts and ends on IMAGE (the 512-interp model). {IMAGE_NOTE}"
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions)
+@takes(model=BackendRequest, sampling=SamplingRequest, output=OutputOptions, llm=LLMRequest)
 def loop(
     image: Image,
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    llm: LLMRequest,
     prompt: DescribedPrompt = None,
     auto_prompt: AutoPromptFlag = False,
 ) -> None:
     auto = takes_auto_prompt(
         replace(model, preset=model.preset or default_preset("loop")).preset_config(), prompt, auto_prompt
     )
-    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output, auto_prompt=auto)
+    generate("loop", [Job([image], prompt, image.stem)], model, sampling, output, auto_prompt=auto, llm=llm)
 
 
 @app.command(
@@ -190,14 +206,18 @@ def generate(
     further: list[str] | int | None = None,
     auto_prompt: bool = False,
     correction: CorrectionRequest = CorrectionRequest(),
+    llm: LLMRequest = LLMRequest(),
 ) -> None:
     """Check every option and input (the preset's family checks its options: dcrt.families), then open the
     backend once and write each job's video through dcrt.api. `further`: the prompts of the clips `--extend`
     chains after each video (a count: that many with the video's prompt). `auto_prompt`: jobs without a prompt get
-    the one `dcrt describe` ranks first. `correction`: animate's --until (dcrt.director.correct)."""
+    the one `dcrt describe` ranks first. `correction`: animate's --until (dcrt.director.correct). `llm`: the chat
+    model that proposes the auto prompts and the corrected tries' settings, instead of the prompt bank and the rule
+    table (dcrt.director.llm)."""
     from dcrt.images import open_image
     from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
 
+    start = time.monotonic()
     model = replace(model, preset=model.preset or default_preset(mode))
     preset = model.preset_config()
     preset.check_mode(mode)
@@ -208,24 +228,32 @@ def generate(
     check_sound(output.audio, output.audio_library, fmt)
     if output.audio_library is not None:
         preset.require_family("dynamicrafter", "--audio-library (its checkpoints hold CLIP's text tower)")
-    targets = [output.out or default_output(job.name, mode, fmt, out_dir) for job in jobs]
+    targets: list[Path] = []
+    for job in jobs:  # one by one: two images of one name (a.png, a.jpg) get two videos
+        targets.append(output.out or default_output(job.name, mode, fmt, out_dir, taken=targets))
     if out_dir is not None:
-        _check_out_dir(out_dir)
+        check_writable(out_dir, "--out-dir")
     if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with
         for target in targets:
             check_output_path(target, fmt)
     model.check_names()
     weights = model.requested_weights()  # a missing --ckpt fails here, before the images are read
     conditions = correction.checked(preset, weights, bool(further), targets, fmt)
+    chat = llm.resolved()  # a bad URL or a missing model name: one line, before anything is sent or loaded
+    if chat is not None and not (auto_prompt or conditions or output.audio_library):
+        raise UsageError(
+            "--llm proposes the prompt (--auto-prompt, or no PROMPT), the next tries (--until) or the sound track "
+            "(--audio-library)"
+        )
     pictures = [[open_image(p) for p in job.images] for job in jobs]
     jobs = [_prompted(job, run.prompt_warning) for job in jobs]
     if auto_prompt:  # the describer's CLIP loads and is freed before the video model
         from dcrt.director.describe import choose_prompts
 
-        jobs = choose_prompts(jobs, pictures, model, log)
+        jobs = choose_prompts(jobs, pictures, model, log, chat)
     tracks = [output.audio] * len(jobs)
-    if output.audio_library is not None:
-        tracks = pick_tracks(output.audio_library, [job.prompt or "" for job in jobs], model, log)
+    if output.audio_library is not None:  # by the chat model where one is given, else by CLIP's text tower
+        tracks = pick_tracks(output.audio_library, [job.prompt or "" for job in jobs], model, log, chat)
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.api import save_video
@@ -254,6 +282,7 @@ def generate(
                 scorer=scorer,
                 image_path=job.images[0],
                 progress=progress,
+                llm=chat,
                 log=log,
             )
             say(format_tries(attempts, conditions))
@@ -265,19 +294,15 @@ def generate(
         if track is not None:  # muxed after scoring: the picture is the same, the sound is not scored
             add_audio(target, track)
         typer.echo(str(target))
+    # Times depend on the machine and its load: each run says its own (the README's are one machine's).
+    log(f"done in {time.monotonic() - start:.1f} s, model load included")
 
 
 def _prompted(job: Job, warning: str | None) -> Job:
-    """`job` as dcrt.api takes it: for a family without text conditioning (`warning`), a prompt is warned about
-    once every input is checked, and dropped."""
+    """`job` as dcrt.api takes it: its prompt readable (`readable_prompt`); for a family without text conditioning
+    (`warning`), a prompt is warned about once every input is checked, and dropped."""
+    job = replace(job, prompt=readable_prompt(job.prompt))
     if warning is None or not job.prompt:
         return job
     warnings.warn(warning, stacklevel=1)
     return replace(job, prompt=None)
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """--out-dir is created before the first video is written; here it only has to be creatable."""
-    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"output directory {out_dir} cannot be created: {existing} is a file")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dcrt.atomic import check_writable
 from dcrt.cli.app import app
 from dcrt.cli.options import takes
 from dcrt.errors import UsageError
@@ -20,6 +21,7 @@ OUT = Annotated[Path, typer.Option("--out", "-o", help="output .npy file")]
 @app.command()
 def tokenize(prompt: Annotated[str, typer.Argument(help="the prompt")], out: OUT, res: PRESET = DEFAULT_PRESET) -> None:
     """Write the prompt's CLIP token ids and the empty prompt's, int64 [2, 77], for the C++ host."""
+    check_writable(out, "output file")
     from dcrt.families.dynamicrafter.host import prompt_tokens, write_array
 
     typer.echo(str(write_array(out, prompt_tokens(prompt, get_preset(res)))))
@@ -41,4 +43,5 @@ def noise(
         raise UsageError(f"unknown device {device!r}; choose cpu or cuda")
     preset = get_preset(res)
     opts = resolve_options(preset, "animate", sampling)
+    check_writable(out, "output file")
     typer.echo(str(write_array(out, host_noise(preset, opts, device))))

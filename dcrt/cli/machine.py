@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dcrt.atomic import check_writable
 from dcrt.cli.app import app, say
 from dcrt.cli.options import WEIGHTS, takes
 from dcrt.errors import UsageError
@@ -67,6 +68,7 @@ def bench(
     On CUDA the torch and trt backends sample with the captured graph and the fused kernels; the baseline
     never does (the original's way: fp32 weights under fp16 autocast, one UNet call per guidance branch). For an
     SVD preset (svd-xt, tiny-svd) the baseline is diffusers' StableVideoDiffusionPipeline."""
+    check_writable(out, "report folder")
     from dcrt.bench import BENCH_BACKENDS
 
     names = [b.strip() for b in backends.split(",") if b.strip()]

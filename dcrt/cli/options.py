@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Annotated
@@ -42,8 +43,9 @@ class OutputOptions:
         default=None,
         metadata={
             "flags": ("--out", "-o"),
-            "help": "output file, or folder of frames for png (default: <image's name>_<command>.<format> in the "
-            "current directory, e.g. boat_animate.mp4; interpolate names it after FIRST)",
+            "help": "output file, or folder of frames for png; one that exists is replaced (default: <image's "
+            "name>_<command>.<format> in the current directory, e.g. boat_animate.mp4, interpolate naming it after "
+            "FIRST; never replacing a file: boat_animate-2.mp4 follows boat_animate.mp4)",
         },
     )
     format: str | None = field(
@@ -93,11 +95,14 @@ class OutputOptions:
         return self.fps if self.fps is not None else default
 
 
-def default_output(name: str, mode: str, fmt: str, out_dir: Path | None = None) -> Path:
+def default_output(name: str, mode: str, fmt: str, out_dir: Path | None = None, taken: Collection[Path] = ()) -> Path:
     """Where a video goes without --out: <name>_<mode>.<format> (name: the first image's) in --out-dir, else in
-    the current directory (png: a folder)."""
+    the current directory (png: a folder). A default name never replaces anything: when that path exists (or is in
+    `taken`, this run's earlier videos) the next free of <name>_<mode>-2, -3, ... is used."""
     suffix = "" if fmt == "png" else f".{fmt}"
-    return (out_dir or Path(".")) / f"{name}_{mode}{suffix}"
+    folder = out_dir or Path(".")
+    paths = (folder / f"{name}_{mode}{'' if n == 1 else f'-{n}'}{suffix}" for n in itertools.count(1))
+    return next(path for path in paths if not path.exists() and path not in taken)
 
 
 _PANEL_OF = {SamplingRequest: SAMPLING, SVDRequest: SAMPLING, OutputOptions: OUTPUT}
@@ -193,8 +198,9 @@ class GroupedCommand(TyperCommand):
             record = param.get_help_record(ctx)
             if record is not None:
                 panel = "Arguments" if param.param_type_name == "argument" else None
-                sections[panel or getattr(param, "rich_help_panel", None) or "Other"].append(record)
-        for panel, records in sections.items():
+                # a command's own panel (not in PANELS) goes before "Other"
+                sections.setdefault(panel or getattr(param, "rich_help_panel", None) or "Other", []).append(record)
+        for panel, records in sorted(sections.items(), key=lambda item: item[0] == "Other"):
             if records:
                 with formatter.section(panel if panel == "Arguments" else f"{panel} options"):
                     formatter.write_dl(records)
@@ -224,7 +230,10 @@ KeyframesAndPrompt = Annotated[
 OptionalPrompt = Annotated[
     str | None,
     typer.Argument(
-        metavar="[PROMPT]", help=PROMPT_HELP + "; SVD presets take none (no text conditioning)", show_default=False
+        metavar="[PROMPT]",
+        help=PROMPT_HELP + "; left out, DynamiCrafter presets choose one (--auto-prompt); SVD presets take none (no "
+        "text conditioning)",
+        show_default=False,
     ),
 ]
 # The model options of the commands that make artifacts from weights (fetch, export, build, bench, info).

@@ -19,7 +19,13 @@ def progress():
             if bars:
                 bars.pop().close()
             bars.append(tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, dynamic_ncols=True))
-        bars[-1].update(1)
+        if step < total:
+            bars[-1].update(1)
+            return
+        # The last step: counted without a redraw, then closed, which draws the full bar once. (A bar closed after
+        # decoding drew 100% twice, the second time with the decode's seconds in its rate.)
+        bars[-1].n = total
+        bars.pop().close()
 
     try:
         yield on_step

@@ -8,9 +8,18 @@ from typing import Annotated
 
 import typer
 
+from dcrt.atomic import check_writable
 from dcrt.batch import read_prompt_dir
 from dcrt.cli.app import app, log, say
-from dcrt.cli.options import SERVED_MODEL, SERVER, GroupedCommand, KeyframesAndPrompt, OutputOptions, takes
+from dcrt.cli.options import (
+    SERVED_MODEL,
+    SERVER,
+    GroupedCommand,
+    KeyframesAndPrompt,
+    OutputOptions,
+    default_output,
+    takes,
+)
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingRequest
@@ -59,6 +68,7 @@ def serve(
     if not 0 < port < 65534:
         raise UsageError(f"--port must be from 1 to 65533, got {port}")
     if write_repo is not None:
+        check_writable(write_repo, "repository folder")
         typer.echo(str(write_repository(write_repo, model, options)))
         return
     model.required_weights()  # a missing checkpoint fails here, not inside the server
@@ -108,8 +118,8 @@ def client(
     for image in images:
         if not image.is_file():
             raise UsageError(f"image {image} does not exist")
-    target = output.out or Path(f"{images[0].stem}_{mode}.{output.format or 'mp4'}")
-    fmt = format_for(target, output.format)
+    fmt = format_for(output.out or Path(), output.format)
+    target = output.out or default_output(images[0].stem, mode, fmt)
     check_video_options(fmt, output.frame_rate(), output.quality)
     check_output_path(target, fmt)
     say(f"dcrt: sending to {url}")

@@ -32,7 +32,8 @@ from dcrt.weights import RANDOM_SEED, Weights
 # model's; the image embedder's copy of CLIP lost its text transformer: docs/models.md §2.3).
 TEXT_PREFIX = "cond_stage_model.model."
 IMAGE_PREFIX = "embedder.model."
-# Frames and prompts per forward pass: bounds the activations of the full-size towers (~1 GB at 16 frames).
+# Frames and prompts per forward pass: bounds the full-size towers' activations (at 16 frames the largest, one block's
+# attention scores, are 16 x 16 heads x 257^2 floats: 68 MB).
 _CHUNK = 16
 
 
@@ -48,6 +49,25 @@ class Embedder(Protocol):
     def embed_texts(self, prompts: list[str]) -> np.ndarray:
         """N prompts -> float32 [N, D]."""
         ...
+
+
+class TextMemo:
+    """An `Embedder` that embeds each distinct text once (a bank ranked for many images, a prompt scored against
+    many videos). The first call's batch is the inner embedder's, so its rows are the same numbers."""
+
+    def __init__(self, inner: Embedder):
+        self.inner = inner
+        self.logit_scale = inner.logit_scale
+        self._rows: dict[str, np.ndarray] = {}
+
+    def embed_images(self, frames: np.ndarray) -> np.ndarray:
+        return self.inner.embed_images(frames)
+
+    def embed_texts(self, prompts: list[str]) -> np.ndarray:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._rows]
+        if missing:
+            self._rows.update(zip(missing, self.inner.embed_texts(missing)))
+        return np.stack([self._rows[p] for p in prompts])
 
 
 class ProjectedTextEncoder(TextEncoder):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from dcrt.errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
 
+    from dcrt.director.llm import LLMRequest
     from dcrt.families.base import PresetBase
     from dcrt.weights import Weights
 
@@ -176,15 +177,15 @@ def animate_until(
     scorer: VideoScorer,
     image_path: Path,
     progress: Callable[[], AbstractContextManager] = nullcontext,
-    propose: Proposer | None = None,
+    llm: LLMRequest | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[Attempt]:
     """`dcrt.animate` of `image` on `backend` (a DynamiCrafter one) corrected by `correct`: each try written by
     `save` to `try_path(target, n)` and scored there (against `image_path` and the user's `prompt`: the motion
     phrase steers, it is not what the video should show); the best copied to `target` with its scores.
     `sampling`: dcrt.api's keywords, whose guidance, eta, frame stride and seed are the first try's. `progress()`:
-    a context giving each try's step callback. `propose` defaults to the rule table; `log` hears each try's
-    outcome."""
+    a context giving each try's step callback. The next try's settings: the rule table's, or with `llm` (a resolved
+    request) the chat model's (`LLMProposer`); `log` hears each try's outcome."""
     from dcrt.api import animate
     from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
 
@@ -208,7 +209,7 @@ def animate_until(
         log(f"try {attempt.number} of {tries}: {measured}: {outcome} ({try_path(target, attempt.number)})")
 
     limits = Limits.of(preset)
-    proposer = propose or RuleProposer(limits)
+    proposer = RuleProposer(limits) if llm is None else LLMProposer(llm, limits, log)
 
     def clamped(settings: Settings, scores: Scores, conditions: Sequence[Condition]) -> Settings:
         return limits.clamp(proposer(settings, scores, conditions))
@@ -218,6 +219,35 @@ def animate_until(
     _copy(chosen, target)
     _copy(scores_path(chosen), scores_path(target))
     return attempts
+
+
+@dataclass
+class LLMProposer:
+    """A chat model's proposal (`--llm`: dcrt.director.llm.propose_settings) as a `Proposer`: it sees the last try's
+    settings and measured scores, the --until conditions and what frame_stride means for the preset. A failure is
+    one line (LLMError), or with --llm-fallback a notice, then the rule table for this and every later try."""
+
+    request: LLMRequest
+    limits: Limits
+    log: Callable[[str], None] = lambda message: None
+    failed: bool = False
+
+    def __call__(self, settings: Settings, scores: Scores, conditions: Sequence[Condition]) -> Settings:
+        from dcrt.director.llm import LLMError, propose_settings
+
+        if not self.failed:
+            measured = {k: v for k, v in asdict(scores).items() if isinstance(v, float) and k != "version"}
+            try:
+                proposed = propose_settings(
+                    self.request, asdict(settings), measured, [str(c) for c in conditions], [self.limits.note()]
+                )
+                return Settings(**proposed)
+            except LLMError as exc:
+                if not self.request.fallback:
+                    raise
+                self.failed = True
+                self.log(f"{exc}; the rule table proposes the next tries instead (--llm-fallback)")
+        return RuleProposer(self.limits)(settings, scores, conditions)
 
 
 def _copy(source: Path, target: Path) -> None:

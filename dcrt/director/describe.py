@@ -130,10 +130,16 @@ def open_embedder(model: BackendRequest, log: Log | None = None) -> Embedder:
     return load_clip_space(model.preset_config(), weights, device, WEIGHT_DTYPES[model.dtype or default_dtype(device)])
 
 
-def choose_prompts(jobs: list[Job], pictures: list[list], model: BackendRequest, log: Log) -> list[Job]:
+def choose_prompts(
+    jobs: list[Job], pictures: list[list], model: BackendRequest, log: Log, llm: LLMRequest | None = None
+) -> list[Job]:
     """`jobs` whose prompt is None given the best described prompt: of the image (animate, loop), or of each
-    consecutive pair of key frames (interpolate). The CLIP space is loaded once for all and freed after."""
-    embedder, bank, chosen = open_embedder(model, log), load_bank(), []
+    consecutive pair of key frames (interpolate); by the chat model when `llm` is given (its CLIP only loaded
+    if it fails under --llm-fallback). The CLIP space is loaded once for all and freed after."""
+    from dcrt.director.clip_space import TextMemo
+
+    embedder = TextMemo(open_embedder(model, log)) if llm is None else None
+    bank, chosen = load_bank(), []
     for job, images in zip(jobs, pictures):
         if job.prompt is not None:
             chosen.append(job)
@@ -141,8 +147,9 @@ def choose_prompts(jobs: list[Job], pictures: list[list], model: BackendRequest,
         groups = [images] if len(images) <= 2 else [images[i : i + 2] for i in range(len(images) - 1)]
         prompts = []
         for group in groups:
-            best = describe(group, model, top=1, bank=bank, embedder=embedder)[0]
-            log(f"auto prompt for {job.name}: {best.prompt!r} ({best.source}, score {best.score:.4f})")
+            best = describe(group, model, top=1, bank=bank, embedder=embedder, llm=llm, log=log)[0]
+            scored = "" if best.score is None else f", score {best.score:.4f}"
+            log(f"auto prompt for {job.name}: {best.prompt!r} ({best.source}{scored})")
             prompts.append(best.prompt)
         chosen.append(replace(job, prompt=prompts[0], pair_prompts=prompts if len(prompts) > 1 else None))
     return chosen

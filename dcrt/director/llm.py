@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,11 +39,12 @@ no camera specifications, no quality or style tags, no negations, no sentences a
 Answer with JSON only, no other text: {"prompts": ["best prompt", "second best", ...]}, best first."""
 
 SETTINGS_PROMPT = """You tune the sampling settings of DynamiCrafter, an image-to-video diffusion model, so that \
-its next video meets the targets. You get the settings of the last try and the scores its video got (motion: how \
-much moves, larger is more; consistency: how stable the frames stay, 0 to 1; fidelity: likeness to the input \
-image, 0 to 1), and the targets. Known effects: a larger frame_stride gives more motion; a larger guidance_scale \
-follows the prompt more strongly; eta above 0 adds randomness per step; a prompt naming a stronger or gentler \
-movement changes the amount of motion.
+its next video meets the targets. You get the settings of the last try, the scores its video got (motion: how \
+much moves, in pixels per frame, larger is more; consistency: how stable the frames stay, 0 to 1; \
+image_similarity: likeness to the input image, 0 to 1; prompt_score: agreement with the prompt, 0 to 2.5), the \
+targets the scores must meet (e.g. "motion>=4") and notes on this model. Known effects: frame_stride changes the \
+amount of motion (the notes say which way); a larger guidance_scale follows the prompt more strongly; eta above 0 \
+adds randomness per step; a prompt naming a stronger or gentler movement changes the amount of motion.
 Answer with JSON only, no other text: an object with the settings to use next, only the keys you were given."""
 
 _REFUSAL = re.compile(r"\b(i can(no|')t|i cannot|i am unable|i'm unable|i won't|sorry|as an ai)\b", re.IGNORECASE)
@@ -192,7 +193,7 @@ def _checked_prompt(prompt) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise LLMError(f"the chat model sent an empty or non-text prompt: {_quote(json.dumps(prompt))}")
     prompt = " ".join(prompt.split())
-    if _REFUSAL.search(prompt):
+    if _REFUSAL.match(prompt):  # at the start only: "a sorry-looking dog wagging its tail" is a prompt
         raise LLMError(f"the chat model refused: {_quote(prompt)}")
     if len(prompt.split()) > MAX_PROMPT_WORDS:
         raise LLMError(f"the chat model's prompt is over {MAX_PROMPT_WORDS} words: {_quote(prompt)}")
@@ -200,14 +201,21 @@ def _checked_prompt(prompt) -> str:
 
 
 def propose_settings(
-    request: LLMRequest, settings: Mapping[str, object], scores: Mapping[str, float], targets: Mapping[str, float]
+    request: LLMRequest,
+    settings: Mapping[str, object],
+    scores: Mapping[str, float],
+    targets: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> dict[str, object]:
     """The next try's settings, proposed by the chat model from the last try's `settings` (names -> int, float or
-    str values, e.g. frame_stride, guidance_scale, eta, prompt) and `scores` against `targets`. Keys it leaves out
-    keep their value; each value must have its setting's type (an int may come as 7.0); any other key, a value of
-    another type, a non-finite number or an empty or over-long prompt is one LLMError line. The caller checks the
-    ranges (the sampling options' own checks)."""
-    question = json.dumps({"settings": dict(settings), "scores": dict(scores), "targets": dict(targets)})
+    str values, e.g. frame_stride, guidance_scale, eta, prompt) and `scores`, against `targets` (the loop's --until
+    conditions, e.g. "motion>=4"); `notes`: what the model should know of this preset (which way frame_stride goes).
+    Keys it leaves out keep their value; each value must have its setting's type (an int may come as 7.0); any other
+    key, a value of another type, a non-finite number or an empty or over-long prompt is one LLMError line. The
+    caller checks the ranges (the sampling options' own checks)."""
+    question = json.dumps(
+        {"settings": dict(settings), "scores": dict(scores), "targets": list(targets), "notes": list(notes)}
+    )
     answer = _json_answer(_ask(request, SETTINGS_PROMPT, question))
     if not isinstance(answer, dict):
         raise LLMError(f"the chat model's answer is not a JSON object of settings: {_quote(json.dumps(answer))}")

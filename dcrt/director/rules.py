@@ -102,6 +102,13 @@ class Limits:
     def of(cls, preset: PresetBase) -> Limits:
         return cls(preset.sampling.frame_stride_range, preset.sampling.frame_stride_is_fps)
 
+    def note(self) -> str:
+        """What frame_stride means for this preset, in words (for a chat model proposing settings)."""
+        lo, hi = self.frame_stride_range
+        if self.frame_stride_is_fps:
+            return f"frame_stride is the frames-per-second conditioning, {lo}-{hi}: a larger value gives less motion"
+        return f"frame_stride is the sampling stride of the training clips, {lo}-{hi}: a larger value gives more motion"
+
     def clamp(self, settings: Settings) -> Settings:
         """`settings` brought into what a run takes (a proposal, a chat model's included, never fails the run):
         the frame stride into the preset's range, guidance into GUIDANCE_RANGE, eta >= 0, the seed into its range."""

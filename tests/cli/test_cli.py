@@ -117,6 +117,23 @@ def _bomb(path):
     return path
 
 
+def _unwritable_folder(tmp_path):
+    """A folder no new file can be made in: a read-only one for a user; as root (who writes anywhere a permission
+    bit forbids) sysfs, which refuses new files to everyone."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = Path("/sys/kernel")
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+    with pytest.raises(OSError):
+        tempfile.mkstemp(dir=folder)
+    return folder
+
+
 def _bad_inputs(tmp_path, picture):
     """(arguments, the one line's message, whether it must be refused before torch is imported)."""
     junk = tmp_path / "junk.png"
@@ -125,12 +142,16 @@ def _bad_inputs(tmp_path, picture):
     Image.new("I;16", (64, 64)).save(deep)
     tiny_ckpt = dcrt.save_checkpoint(dcrt.random_model("tiny", seed=1), tmp_path / "tiny.ckpt")
     (tmp_path / "a_file").write_text("x")
+    empty_ckpt = tmp_path / "empty.ckpt"
+    empty_ckpt.write_bytes(b"")
     (tmp_path / "a_dir").mkdir()
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "a.png").write_bytes(picture.read_bytes())
     (tmp_path / "folder" / "prompts.txt").write_text("a prompt\n")
     out = str(tmp_path / "out.mp4")
     p = str(picture)
+    locked = _unwritable_folder(tmp_path)
+    random = ["--res", "tiny", "--random-weights"]
     early = [
         (["animate", str(tmp_path / "missing.png"), "x", *TINY, "-o", out], "does not exist"),
         (["animate", str(junk), "x", *TINY, "-o", out], "not an image"),
@@ -164,6 +185,7 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "x", *TINY, "--format", "avi", "-o", out], "unsupported output format"),
         (["animate", p, "x", *TINY, "--steps", "many", "-o", out], "--steps"),
         (["animate", p, "x", "--res", "512", "--ckpt", str(tmp_path / "none.ckpt"), "-o", out], "does not exist"),
+        (["animate", p, "x", *TINY, "--ckpt", str(empty_ckpt), "-o", out], "is an empty file (0 bytes)"),
         (["animate", p, "x", *TINY, "--ckpt", str(tiny_ckpt), "--random-weights", "-o", out], "exclude each other"),
         (["loop", p, "x", "--res", "512", "--random-weights", "-o", out], "cannot loop"),
         (["animate", p, "x", *TINY, "--device", "tpu", "-o", out], "unknown device"),
@@ -176,6 +198,16 @@ def _bad_inputs(tmp_path, picture):
         (["animate", p, "x", *TINY, "--weights", "fp8", "--backend", "aoti", "-o", out], "only by the torch backend"),
         (["batch", str(tmp_path / "nodir"), "--out-dir", str(tmp_path), *TINY], "not a directory"),
         (["batch", str(tmp_path / "folder"), "--out-dir", str(tmp_path / "a_file" / "v"), *TINY], "cannot be created"),
+        # Every output location is proven writable before a model loads, not found unwritable after sampling.
+        (["animate", p, "x", *TINY, "-o", str(locked / "out.mp4")], "is not writable"),
+        (["animate", p, "x", *TINY, "--format", "png", "-o", str(locked / "frames")], "frames folder"),
+        (["batch", str(tmp_path / "folder"), "--out-dir", str(locked / "v"), *TINY], "--out-dir"),
+        (["export", *random, "-o", str(locked / "export")], "export folder"),
+        (["build", *random, "--engine", "aoti", "--out", str(locked / "engines")], "engines folder"),
+        (["bench", *random, "-o", str(locked / "bench")], "report folder"),
+        (["tokenize", "a boat", "-o", str(locked / "tokens.npy")], "is not writable"),
+        (["noise", "-o", str(locked / "noise.npy")], "is not writable"),
+        (["serve", *random, "--write-repo", str(locked / "repo")], "repository folder"),
     ]
     late = [
         (
@@ -269,11 +301,28 @@ def test_bench_names_tensorrt_and_says_why_it_cannot_run_here(run_cli, tmp_path)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "TensorRT" in err, err
 
 
-def test_default_output_name(picture, tmp_path, run_cli, monkeypatch):
+def test_default_output_names_never_replace_a_file_and_out_does(picture, tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(["animate", str(picture), "x", *TINY, "--format", "gif"])
+    first = ["animate", str(picture), "x", *TINY, "--steps", "1", "--format", "gif"]
+    code, out, err = run_cli(first)
     assert code == 0, err
     assert out.strip() == "in_animate.gif" and (tmp_path / "in_animate.gif").is_file()
+    earlier = (tmp_path / "in_animate.gif").read_bytes()
+    assert run_cli([*first, "--seed", "9"])[1].strip() == "in_animate-2.gif"  # a default name: a new file
+    assert (tmp_path / "in_animate.gif").read_bytes() == earlier
+    assert run_cli([*first, "--seed", "9", "-o", "in_animate.gif"])[1].strip() == "in_animate.gif"  # -o: replaced
+    assert (tmp_path / "in_animate.gif").read_bytes() == (tmp_path / "in_animate-2.gif").read_bytes() != earlier
+
+
+def test_batch_gives_two_images_of_one_name_two_videos(picture, tmp_path, run_cli):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    Image.open(picture).save(folder / "a.png")
+    Image.open(picture).save(folder / "a.jpg")
+    (folder / "prompts.txt").write_text("a boat\na cat\n")
+    code, out, err = run_cli(["batch", str(folder), "--out-dir", str(tmp_path / "v"), *TINY, "--steps", "1"])
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["a_animate-2.mp4", "a_animate.mp4"]
 
 
 def test_interrupt_while_writing_is_one_line_and_leaves_no_file(picture, tmp_path, run_cli, monkeypatch):
@@ -380,3 +429,44 @@ def test_dtype_names_are_the_weight_dtypes():
     from dcrt.loading import WEIGHT_DTYPES as NAMES
 
     assert NAMES == tuple(WEIGHT_DTYPES)  # the torch-free names checked before loading
+
+
+def test_readme_lists_every_exit_code():
+    import re
+
+    from conftest import REPO
+
+    from dcrt import errors
+
+    def codes(cls):
+        return {cls.exit_code} | {code for sub in cls.__subclasses__() for code in codes(sub)}
+
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", (REPO / "README.md").read_text(), re.M)}
+    assert listed == {0, errors.INTERRUPTED_EXIT_CODE} | codes(errors.DcrtError)
+
+
+def test_cfg_is_guidance_scale_and_res_help_lists_every_preset(picture, tmp_path, run_cli):
+    from dcrt.presets import PRESETS
+
+    code, out, _ = run_cli(["animate", "-h"])
+    flat = " ".join(out.split())
+    assert code == 0 and "--guidance-scale, --cfg" in flat
+    res_help = flat[flat.index("--res <str>") :]
+    assert all(name in res_help.replace("- ", "-") for name in PRESETS)
+    for flag, name in (("--cfg", "a.mp4"), ("--guidance-scale", "b.mp4")):
+        assert (
+            run_cli(["animate", str(picture), "x", *TINY, "--seed", "3", flag, "2.5", "-o", str(tmp_path / name)])[0]
+            == 0
+        )
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def test_the_denoising_bar_draws_its_end_once_per_clip(capsys):
+    from dcrt.cli.progress import progress
+
+    with progress() as on_step:
+        for _clip in range(2):  # two clips: --extend 1
+            for step in range(1, 4):
+                on_step(step, 3)
+        err = capsys.readouterr().err
+    assert err.count("100%") == 2 and err.count("3/3") == 2, err

@@ -99,3 +99,50 @@ def test_refusals(space):
         space.embed_images(np.zeros((1, 8, 8, 3), np.float32))
     with pytest.raises(UsageError, match="tiny-svd does not support describe"):
         load_clip_space(dcrt.get_preset("tiny-svd"), Weights("tiny-svd"))
+
+
+def test_text_memo_embeds_each_text_once(space):
+    from dcrt.director.clip_space import TextMemo
+
+    calls = []
+
+    class Counting:
+        logit_scale = space.logit_scale
+
+        def embed_images(self, frames):
+            return space.embed_images(frames)
+
+        def embed_texts(self, prompts):
+            calls.append(list(prompts))
+            return space.embed_texts(prompts)
+
+    memo = TextMemo(Counting())
+    first = memo.embed_texts(PROMPTS)
+    again = memo.embed_texts([PROMPTS[2], "new", PROMPTS[0]])
+    assert calls == [PROMPTS, ["new"]]
+    np.testing.assert_array_equal(first, space.embed_texts(PROMPTS))  # the same batch: the same numbers
+    np.testing.assert_array_equal(again[[0, 2]], first[[2, 0]])
+
+
+@pytest.mark.parametrize("preset", ["256", "512", "1024"])
+def test_every_tensor_read_is_in_the_released_checkpoint(preset):
+    """The full-size joint space reads tensors that the released files hold, at their shapes: the text tower's last
+    block, `text_projection`, `logit_scale` and the visual `ln_post` / `proj` among them (built on meta: free)."""
+    import json
+
+    from conftest import shared_dir
+
+    from dcrt.director.clip_space import JointClip
+
+    shared = shared_dir()
+    if shared is None:
+        pytest.skip("needs the released checkpoints' key lists (checkpoint_keys/): set DCRT_SHARED_DIR")
+    released = json.loads((shared / "checkpoint_keys" / f"{preset}.json").read_text())
+    available = {k["key"]: tuple(k["shape"]) for k in released["keys"]}
+    p = dcrt.get_preset(preset)
+    with torch.device("meta"):
+        wanted = JointClip(p.text, p.image).original_shapes()
+    assert {k: available.get(k) for k in wanted} == wanted
+    unused = {k["key"] for k in released["keys"] if not k["used_at_inference"]}
+    assert {"cond_stage_model.model.text_projection", "embedder.model.visual.proj"} <= unused & set(wanted)
+    assert f"cond_stage_model.model.transformer.resblocks.{p.text.layers - 1}.attn.in_proj_weight" in wanted

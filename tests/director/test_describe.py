@@ -137,7 +137,7 @@ def test_shipped_bank_loads():
     assert all(len(m.split()) <= 12 for s in bank.subjects for m in s.motions)  # DynamiCrafter's short prompts
 
 
-def test_describe_command(picture, run_cli):
+def test_describe_command(picture, run_cli, space):
     code, out, err = run_cli(["describe", str(picture), "--res", "tiny", "--top", "3"])
     assert code == 0, err
     lines = out.splitlines()
@@ -147,7 +147,7 @@ def test_describe_command(picture, run_cli):
     code, out, _ = run_cli(["describe", str(picture), str(picture), "--res", "tiny", "--top", "3", "--json"])
     prompts = json.loads(out)["prompts"]
     assert code == 0 and [p["prompt"] for p in prompts] == [line.split(None, 2)[2] for line in lines]
-    assert prompts == [r.as_dict() for r in dcrt.describe([str(picture)] * 2, "tiny", top=3)]
+    assert prompts == [r.as_dict() for r in dcrt.describe([str(picture)] * 2, "tiny", top=3, embedder=space)]
 
 
 def _bad_describe(tmp_path, picture):
@@ -166,6 +166,8 @@ def _bad_describe(tmp_path, picture):
         (["animate", p, "--res", "tiny-svd", "--auto-prompt"], "tiny-svd does not support --auto-prompt"),
         (["interpolate", p, p, "--res", "tiny", "--auto-prompt", "--prompts", p], "--auto-prompt and --prompts"),
         (["interpolate", p, "--res", "tiny", "--auto-prompt"], "at least two key frames, got 1"),
+        (["loop", p, "clouds", "--res", "tiny", "--auto-prompt"], "--auto-prompt chooses the prompt itself"),
+        (["loop", p, "--res", "tiny-svd"], "cannot loop"),
     ]
 
 
@@ -205,24 +207,21 @@ def test_bad_input_is_one_line_exit_2_before_torch(tmp_path, picture, monkeypatc
     assert not report["torch"]
 
 
-def test_animate_without_prompt_describes_and_logs_it(picture, tmp_path, run_cli):
+def test_animate_without_prompt_describes_and_logs_it(picture, tmp_path, run_cli, space):
     target = tmp_path / "v.mp4"
     code, out, err = run_cli(["animate", str(picture), "--res", "tiny", "--steps", "1", "-o", str(target)])
     assert code == 0, err
-    chosen = dcrt.describe(str(picture), "tiny", top=1)[0].prompt
+    chosen = dcrt.describe(str(picture), "tiny", top=1, embedder=space)[0].prompt
     assert f"dcrt: auto prompt for in: {chosen!r}" in err
     assert out.strip() == str(target) and target.stat().st_size > 1000
 
 
-def test_loop_and_interpolate_describe_what_they_animate(picture, tmp_path, run_cli):
+def test_interpolate_describes_each_pair_of_key_frames(picture, tmp_path, run_cli, space):
     other = tmp_path / "other.png"
     Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(other)
-    code, _, err = run_cli(["loop", str(picture), "--res", "tiny", "--steps", "1", "-o", str(tmp_path / "l.mp4")])
-    assert code == 0, err
-    assert f"auto prompt for in: {dcrt.describe(str(picture), 'tiny', top=1)[0].prompt!r}" in err
     frames = [str(picture), str(other), str(picture)]
     args = ["interpolate", *frames, "--auto-prompt", "--res", "tiny", "--steps", "1", "-o", str(tmp_path / "i.mp4")]
     code, _, err = run_cli(args)
     assert code == 0, err
     for pair in ([frames[0], frames[1]], [frames[1], frames[2]]):  # each clip's prompt sees both of its key frames
-        assert f"auto prompt for in: {dcrt.describe(pair, 'tiny', top=1)[0].prompt!r}" in err
+        assert f"auto prompt for in: {dcrt.describe(pair, 'tiny', top=1, embedder=space)[0].prompt!r}" in err

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import dcrt
-from dcrt.director.clip_space import load_clip_space
+from dcrt.director.clip_space import TextMemo, load_clip_space
 from dcrt.director.llm import SETTINGS_PROMPT, SYSTEM_PROMPT, LLMError, LLMRequest, propose_settings
 from dcrt.weights import Weights
 
@@ -80,7 +80,8 @@ def chat():
 
 @pytest.fixture(scope="module")
 def space():
-    return load_clip_space(dcrt.get_preset("tiny"), Weights("tiny"))
+    # The bank's texts are embedded once for the module's many fallbacks.
+    return TextMemo(load_clip_space(dcrt.get_preset("tiny"), Weights("tiny")))
 
 
 @pytest.fixture(scope="module")
@@ -182,12 +183,13 @@ def test_api_key_stays_out_of_repr():
 
 SETTINGS = {"frame_stride": 10, "guidance_scale": 7.5, "eta": 1.0, "prompt": "waves at sunset"}
 SCORES = {"motion": 0.8, "consistency": 0.97}
-TARGETS = {"motion": 2.0}
+TARGETS = ["motion>=2"]
+NOTES = ["a larger frame_stride gives less motion"]
 
 
 def _settings(chat, content: str) -> dict:
     chat.reply = (200, content, 0.0, None)
-    return propose_settings(LLMRequest(chat.url, "m", KEY).resolved({}), SETTINGS, SCORES, TARGETS)
+    return propose_settings(LLMRequest(chat.url, "m", KEY).resolved({}), SETTINGS, SCORES, TARGETS, NOTES)
 
 
 def test_propose_settings_merges_the_checked_answer(chat):
@@ -196,7 +198,8 @@ def test_propose_settings_merges_the_checked_answer(chat):
     assert isinstance(got["frame_stride"], int)
     body = chat.requests[0]["body"]
     assert body["messages"][0]["content"] == SETTINGS_PROMPT
-    assert json.loads(body["messages"][1]["content"]) == {"settings": SETTINGS, "scores": SCORES, "targets": TARGETS}
+    asked = json.loads(body["messages"][1]["content"])
+    assert asked == {"settings": SETTINGS, "scores": SCORES, "targets": TARGETS, "notes": NOTES}
 
 
 @pytest.mark.parametrize(
@@ -215,3 +218,49 @@ def test_propose_settings_refuses_bad_answers(chat, content, message):
     with pytest.raises(LLMError, match=message.replace("(", r"\(")) as error:
         _settings(chat, content)
     assert "\n" not in str(error.value)
+
+
+def test_a_prompt_may_say_sorry_after_its_start(chat, picture, space):
+    chat.reply = (200, json.dumps({"prompts": ["a sorry-looking dog wagging its tail"]}), 0.0, None)
+    ranked = dcrt.describe(str(picture), "tiny", llm=LLMRequest(chat.url, "m"), embedder=space)
+    assert [r.prompt for r in ranked] == ["a sorry-looking dog wagging its tail"] and ranked[0].source == "llm m"
+
+
+def _scores(motion: float):
+    from dcrt.director.score import Scores
+
+    return Scores(16, 64, 64, motion, motion / 256, 0.0, 0.0, 0, 0, 0, consistency=0.95)
+
+
+def test_the_correction_loop_asks_the_chat_model_for_each_next_try(chat):
+    """--until with --llm: the chat model sees the last try's settings, its measured scores, the conditions and which
+    way frame_stride goes for the preset, and its checked answer is the next try."""
+    from dcrt.director.correct import LLMProposer
+    from dcrt.director.rules import Limits, Settings, parse_until
+
+    conditions = parse_until("motion>=4")
+    proposer = LLMProposer(LLMRequest(chat.url, "m", KEY).resolved({}), Limits((1, 30), frame_stride_is_fps=True))
+    chat.reply = (200, json.dumps({"frame_stride": 5, "prompt": "strong waves crashing"}), 0.0, None)
+    got = proposer(Settings("waves", 7.5, 1.0, 10, 123), _scores(1.0), conditions)
+    assert got == Settings("strong waves crashing", 7.5, 1.0, 5, 123)
+    asked = json.loads(chat.requests[-1]["body"]["messages"][1]["content"])
+    assert asked["settings"] == {"prompt": "waves", "guidance_scale": 7.5, "eta": 1.0, "frame_stride": 10, "seed": 123}
+    assert asked["targets"] == [str(c) for c in conditions] and asked["scores"]["motion"] == 1.0
+    assert "less motion" in asked["notes"][0] and "version" not in asked["scores"]
+
+
+def test_a_failing_chat_model_stops_the_loop_in_one_line_or_falls_back_to_the_rules(chat):
+    from dcrt.director.correct import LLMProposer
+    from dcrt.director.rules import Limits, RuleProposer, Settings, parse_until
+
+    conditions, limits = parse_until("motion>=4"), Limits((1, 30), frame_stride_is_fps=True)
+    start, scores = Settings("waves", 7.5, 1.0, 10, 123), _scores(1.0)
+    chat.reply = (200, "more motion please", 0.0, None)
+    with pytest.raises(LLMError, match="not the JSON asked for"):
+        LLMProposer(LLMRequest(chat.url, "m", KEY).resolved({}), limits)(start, scores, conditions)
+    notices: list[str] = []
+    fallback = LLMProposer(LLMRequest(chat.url, "m", KEY, fallback=True).resolved({}), limits, notices.append)
+    asked = len(chat.requests)
+    assert fallback(start, scores, conditions) == RuleProposer(limits)(start, scores, conditions)
+    assert fallback(start, scores, conditions) == RuleProposer(limits)(start, scores, conditions)
+    assert len(chat.requests) == asked + 1 and len(notices) == 1 and "--llm-fallback" in notices[0]  # asked once

@@ -35,7 +35,10 @@ class SamplingRequest:
 
     steps: int | None = field(default=None, metadata=_help("sampling steps, 1-1000 (DDIM; SVD: Euler)"))
     guidance_scale: float | None = field(
-        default=None, metadata=_help("classifier-free guidance scale on the prompt (1 = no guidance)")
+        default=None,
+        # --cfg: the name the original's demo page and most tools give it
+        metadata=_help("classifier-free guidance scale on the prompt (1 = no guidance)")
+        | {"flags": ("--guidance-scale", "--cfg")},
     )
     image_guidance_scale: float | None = field(
         default=None, metadata=_help("image guidance scale: turns on three-way guidance (1 = off)")
