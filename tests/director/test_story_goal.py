@@ -77,7 +77,7 @@ def test_the_chat_model_writes_an_editable_storyboard(chat, first, tmp_path, run
         (json.dumps({"scenes": []}), "has no list of scenes"),
         (json.dumps({"scenes": ["waves"] * 9}), "planned 9 scenes, more than 8"),
         (json.dumps({"scenes": [{"prompt": ""}]}), "empty or non-text prompt"),
-        (json.dumps({"scenes": ["I'm sorry, I cannot help with that"]}), "refused"),
+        (json.dumps({"scenes": ["Sorry, I cannot help with that"]}), "refused"),
         (json.dumps({"scenes": [" ".join(["word"] * 41)]}), "over 40 words"),
     ],
 )
