@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -215,7 +215,7 @@ def generate(
     model that proposes the auto prompts and the corrected tries' settings, instead of the prompt bank and the rule
     table (dcrt.director.llm)."""
     from dcrt.images import open_image
-    from dcrt.video import DEFAULT_FPS, check_output_path, check_video_options, format_for
+    from dcrt.video import DEFAULT_FPS, check_video_options, format_for
 
     start = time.monotonic()
     model = replace(model, preset=model.preset or default_preset(mode))
@@ -228,14 +228,7 @@ def generate(
     check_sound(output.audio, output.audio_library, fmt)
     if output.audio_library is not None:
         preset.require_family("dynamicrafter", "--audio-library (its checkpoints hold CLIP's text tower)")
-    targets: list[Path] = []
-    for job in jobs:  # one by one: two images of one name (a.png, a.jpg) get two videos
-        targets.append(output.out or default_output(job.name, mode, fmt, out_dir, taken=targets))
-    if out_dir is not None:
-        check_writable(out_dir, "--out-dir")
-    if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with
-        for target in targets:
-            check_output_path(target, fmt)
+    targets = _checked_targets(mode, jobs, fmt, output.out, out_dir)
     model.check_names()
     weights = model.requested_weights()  # a missing --ckpt fails here, before the images are read
     conditions = correction.checked(preset, weights, bool(further), targets, fmt)
@@ -256,46 +249,97 @@ def generate(
         tracks = pick_tracks(output.audio_library, [job.prompt or "" for job in jobs], model, log, chat)
 
     # Everything checked: now the slow part (torch, the model, sampling).
-    from dcrt.api import save_video
-    from dcrt.director.correct import animate_until, format_tries
     from dcrt.director.score import VideoScorer
     from dcrt.loading import open_backend
-    from dcrt.video import write_video
 
     backend = open_backend(model, *run.size, log=log, frames=run.sampling.get("frames"))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    write = partial(save_video, backend, mode, extend=further or 0, fps=fps, quality=output.quality, format=fmt)
     scorer = VideoScorer(preset, weights, model.device) if output.score or conditions else None
+    writer = _Writer(backend, mode, run.sampling, fmt, fps, output.quality, further or 0, scorer, conditions, chat)
     for job, images, target, track in zip(jobs, pictures, targets, tracks):
-        if conditions:
-            save = partial(write_video, fmt=fmt, fps=fps, quality=output.quality)
-            attempts = animate_until(
-                backend,
-                images[0],
-                job.prompt,
-                conditions,
-                correction.tries,
-                target,
-                sampling=run.sampling,
-                save=save,
-                scorer=scorer,
-                image_path=job.images[0],
-                progress=progress,
-                llm=chat,
-                log=log,
-            )
-            say(format_tries(attempts, conditions))
-        else:
-            with progress() as on_step:
-                write(images, job.prompt, target, pair_prompts=job.pair_prompts, on_step=on_step, **run.sampling)
-            if scorer is not None:
-                log(f"scores: {scorer.write(target, job.images, job.prompt)}")
+        writer.write(job, images, target, correction.tries)
         if track is not None:  # muxed after scoring: the picture is the same, the sound is not scored
             add_audio(target, track)
         typer.echo(str(target))
     # Times depend on the machine and its load: each run says its own (the README's are one machine's).
     log(f"done in {time.monotonic() - start:.1f} s, model load included")
+
+
+def _checked_targets(mode: str, jobs: list[Job], fmt: str, out: Path | None, out_dir: Path | None) -> list[Path]:
+    """Each job's video path (--out, else a default name that replaces nothing), each proven writable."""
+    from dcrt.video import check_output_path
+
+    targets: list[Path] = []
+    for job in jobs:  # one by one: two images of one name (a.png, a.jpg) get two videos
+        targets.append(out or default_output(job.name, mode, fmt, out_dir, taken=targets))
+    if out_dir is not None:
+        check_writable(out_dir, "--out-dir")
+    if out_dir is None or out_dir.is_dir():  # a folder still to be created holds nothing to collide with
+        for target in targets:
+            check_output_path(target, fmt)
+    return targets
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """How each job's video is made once everything is checked: the open backend, the run's sampling and output
+    options, the scorer (--score, --until) and --until's conditions with the chat model that may propose tries."""
+
+    backend: object
+    mode: str
+    sampling: dict
+    fmt: str
+    fps: int
+    quality: int
+    further: list[str] | int
+    scorer: object | None
+    conditions: tuple
+    chat: LLMRequest | None
+
+    def write(self, job: Job, images: list, target: Path, tries: int) -> None:
+        """`job`'s video at `target`: one run under a denoising bar (scored beside it with --score), or --until's
+        tries, each with its bar, the table of tries on stderr."""
+        from dcrt.api import save_video
+        from dcrt.director.correct import animate_until, format_tries
+        from dcrt.video import write_video
+
+        if not self.conditions:
+            with progress() as on_step:
+                save_video(
+                    self.backend,
+                    self.mode,
+                    images,
+                    job.prompt,
+                    target,
+                    pair_prompts=job.pair_prompts,
+                    extend=self.further,
+                    fps=self.fps,
+                    quality=self.quality,
+                    format=self.fmt,
+                    on_step=on_step,
+                    **self.sampling,
+                )
+            if self.scorer is not None:
+                log(f"scores: {self.scorer.write(target, job.images, job.prompt)}")
+            return
+        save = partial(write_video, fmt=self.fmt, fps=self.fps, quality=self.quality)
+        attempts = animate_until(
+            self.backend,
+            images[0],
+            job.prompt,
+            self.conditions,
+            tries,
+            target,
+            sampling=self.sampling,
+            save=save,
+            scorer=self.scorer,
+            image_path=job.images[0],
+            progress=progress,
+            llm=self.chat,
+            log=log,
+        )
+        say(format_tries(attempts, self.conditions))
 
 
 def _prompted(job: Job, warning: str | None) -> Job:
