@@ -306,6 +306,8 @@ class _Writer:
 
         if not self.conditions:
             with progress() as on_step:
+                # the run's own sampling wins a shared name (SVD's fps conditions the model and sets the rate)
+                output = {"extend": self.further, "fps": self.fps, "quality": self.quality, "format": self.fmt}
                 save_video(
                     self.backend,
                     self.mode,
@@ -313,12 +315,8 @@ class _Writer:
                     job.prompt,
                     target,
                     pair_prompts=job.pair_prompts,
-                    extend=self.further,
-                    fps=self.fps,
-                    quality=self.quality,
-                    format=self.fmt,
                     on_step=on_step,
-                    **self.sampling,
+                    **(output | self.sampling),
                 )
             if self.scorer is not None:
                 log(f"scores: {self.scorer.write(target, job.images, job.prompt)}")
