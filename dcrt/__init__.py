@@ -38,6 +38,7 @@ _API = {
     "loop": "dcrt.api",
     # The director (dcrt.director): motion prompts for an image.
     "describe": "dcrt.director.describe",
+    "story": "dcrt.director.story",
 }
 
 __all__ = ["__version__", *sorted(_API)]

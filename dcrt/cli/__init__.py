@@ -13,6 +13,7 @@ every model family: what differs is asked of the family registry (dcrt.families)
     serving.py    serve, client, ui
     score.py      score (dcrt.director.score)
     jobs.py       api (the jobs service, dcrt.serving.jobs)
+    story.py      story (dcrt.director.story)
 
 Importing this package imports typer and the dcrt option tables only: torch and the models are imported by
 a command after its options and inputs are checked, so help and bad arguments answer at once.
@@ -27,6 +28,7 @@ from dcrt.cli import (  # noqa: F401  (each registers its commands on `app`)
     machine,
     score,
     serving,
+    story,
 )
 from dcrt.cli.app import app, main
 

@@ -34,6 +34,7 @@ from dcrt.cli.progress import progress
 from dcrt.director.correct import CorrectionRequest
 from dcrt.director.describe import takes_auto_prompt
 from dcrt.director.llm import LLMRequest
+from dcrt.director.sound import add_audio, check_sound, pick_tracks
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.dynamicrafter.config import MODES
@@ -224,6 +225,9 @@ def generate(
     fmt = format_for(output.out or Path(), output.format)
     fps = output.frame_rate(run.fps or DEFAULT_FPS)
     check_video_options(fmt, fps, output.quality)
+    check_sound(output.audio, output.audio_library, fmt)
+    if output.audio_library is not None:
+        preset.require_family("dynamicrafter", "--audio-library (its checkpoints hold CLIP's text tower)")
     targets: list[Path] = []
     for job in jobs:  # one by one: two images of one name (a.png, a.jpg) get two videos
         targets.append(output.out or default_output(job.name, mode, fmt, out_dir, taken=targets))
@@ -244,6 +248,9 @@ def generate(
         from dcrt.director.describe import choose_prompts
 
         jobs = choose_prompts(jobs, pictures, model, log, chat)
+    tracks = [output.audio] * len(jobs)
+    if output.audio_library is not None:
+        tracks = pick_tracks(output.audio_library, [job.prompt or "" for job in jobs], model, log)
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.api import save_video
@@ -257,7 +264,7 @@ def generate(
         out_dir.mkdir(parents=True, exist_ok=True)
     write = partial(save_video, backend, mode, extend=further or 0, fps=fps, quality=output.quality, format=fmt)
     scorer = VideoScorer(preset, weights, model.device) if output.score or conditions else None
-    for job, images, target in zip(jobs, pictures, targets):
+    for job, images, target, track in zip(jobs, pictures, targets, tracks):
         if conditions:
             save = partial(write_video, fmt=fmt, fps=fps, quality=output.quality)
             attempts = animate_until(
@@ -281,6 +288,8 @@ def generate(
                 write(images, job.prompt, target, pair_prompts=job.pair_prompts, on_step=on_step, **run.sampling)
             if scorer is not None:
                 log(f"scores: {scorer.write(target, job.images, job.prompt)}")
+        if track is not None:  # muxed after scoring: the picture is the same, the sound is not scored
+            add_audio(target, track)
         typer.echo(str(target))
     # Times depend on the machine and its load: each run says its own (the README's are one machine's).
     log(f"done in {time.monotonic() - start:.1f} s, model load included")

@@ -68,6 +68,20 @@ class OutputOptions:
         },
     )
 
+    audio: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a sound track (wav, mp3, m4a or flac) laid under the mp4 as AAC: cut or looped to the video's "
+            "length, with a short fade-out (README: Stories and sound tracks)"
+        },
+    )
+    audio_library: Path | None = field(
+        default=None,
+        metadata={
+            "help": "a folder of sound tracks: the one whose tags (<track>.txt beside it, else its file name) best "
+            "match the prompt in the checkpoint's CLIP text space goes under the mp4"
+        },
+    )
     score: bool = field(
         default=False,
         metadata={
