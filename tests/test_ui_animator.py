@@ -1,4 +1,4 @@
-"""The Magic Animator tab of `dcrt ui` (dcrt.ui_animator): the whole flow driven in headless Chromium on the tiny
+"""The Magic Animator tab of `dcrt ui` (dcrt.ui.animator): the whole flow driven in headless Chromium on the tiny
 preset with random weights (loopback only), and the tab's refusals and choices without a browser."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dcrt.loading import BackendRequest
 from dcrt.presets import get_preset
 from dcrt.serving.server import free_port
 from dcrt.serving.service import VideoService
-from dcrt.ui import build_ui, in_process
-from dcrt.ui_animator import NO_TRACK, Director, proposals
+from dcrt.ui import Director, build_ui, in_process
+from dcrt.ui.animator import NO_TRACK, proposals
 
 pytestmark = pytest.mark.ui
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")

@@ -171,8 +171,7 @@ def ui(
         check_sound(None, audio_library, "mp4")  # every track probed: a bad one is named now
     if server is None:
         model.required_weights()
-    from dcrt.ui import build_ui, in_process, remote
-    from dcrt.ui_animator import Director
+    from dcrt.ui import Director, build_ui, in_process, remote
 
     if server is not None:
         generate = remote(server)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dcrt.director.clip_space import Embedder
     from dcrt.director.llm import LLMRequest
     from dcrt.director.score import Scores
-    from dcrt.ui import Generate
+    from dcrt.ui.generation import Generate
 
 NO_TRACK, PICKED_TRACK = "none", "picked for the prompt"
 
@@ -113,7 +113,7 @@ def add_tab(generate: Generate, director: Director, out_dir: Path) -> None:
     from dcrt.director.score import format_table
     from dcrt.families.dynamicrafter.options import resolve_options
     from dcrt.serving.service import mp4_bytes
-    from dcrt.ui import png
+    from dcrt.ui.generation import png
 
     preset = director.model.preset_config()
     defaults = resolve_options(preset, "animate")

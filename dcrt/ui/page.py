@@ -1,62 +1,23 @@
-"""`dcrt ui`: the original demo's Gradio page with dcrt underneath. An image-to-video tab and an
-interpolation / loop tab (two images); prompt, steps, guidance scale, eta, frame stride and seed; progress
-per denoising step; the video; example inputs from a folder in the original's `prompts/` layout (`--examples`);
-and, given a `Director`, the "Magic Animator" tab (dcrt.ui_animator: describe, generate, score, sound track).
-The work runs in this process (`VideoService`), or on a `dcrt serve`
-endpoint (`--server`): both take the same request, so the page cannot tell them apart.
+"""The original demo's two tabs: image to video, and interpolation / loop (two images); prompt, steps, guidance
+scale, eta, frame stride and seed; progress per denoising step; the video; example inputs from a folder in the
+original's `prompts/` layout (`--examples`). With a `Director`, the Magic Animator tab too (dcrt.ui.animator).
 """
 
 from __future__ import annotations
 
-import io
-import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from dcrt.batch import Job
 from dcrt.errors import DcrtError
 from dcrt.families.dynamicrafter.config import Preset
 from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
-from dcrt.serving.client import request_inputs
 from dcrt.serving.service import mp4_bytes
+from dcrt.ui.generation import Generate, png
 
 if TYPE_CHECKING:
-    from dcrt.ui_animator import Director
-
-# Gradio reads this when it is imported: the page reports nothing to anyone.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-# (image bytes, prompt, mode, sampling request, progress(step, total)) -> uint8 frames [T, H, W, 3]
-Generate = Callable[[list[bytes], str, str, SamplingRequest, Callable[[int, int], None]], np.ndarray]
-
-
-def in_process(service) -> Generate:
-    """Run requests on a `dcrt.serving.service.VideoService` in this process."""
-
-    def generate(images, prompt, mode, sampling, progress):
-        return service.run(request_inputs(images, prompt, mode, sampling), progress=progress)["FRAMES"][0]
-
-    return generate
-
-
-def remote(url: str) -> Generate:
-    """Send requests to a `dcrt serve` endpoint (no per-step progress: Triton answers once)."""
-    from dcrt.serving.client import generate_remote
-
-    def generate(images, prompt, mode, sampling, progress):
-        return generate_remote(url, images, prompt, mode, sampling)["FRAMES"]
-
-    return generate
-
-
-def png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    from dcrt.ui.animator import Director
 
 
 def build_ui(generate: Generate, preset: Preset, examples: list[Job] = (), director: Director | None = None):
@@ -134,7 +95,7 @@ def build_ui(generate: Generate, preset: Preset, examples: list[Job] = (), direc
 
                 button2.click(run_pair, [first, last, prompt2, mode, *controls2], video2, api_name="interpolate")
         if director is not None and "animate" in preset.modes:
-            from dcrt.ui_animator import add_tab
+            from dcrt.ui.animator import add_tab
 
             add_tab(generate, director, out_dir)
     return page
