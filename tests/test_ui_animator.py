@@ -1,13 +1,16 @@
 """The Magic Animator tab of `dcrt ui` (dcrt.ui.animator): the whole flow driven in headless Chromium on the tiny
-preset with random weights (loopback only), and the tab's refusals and choices without a browser."""
+preset with random weights (loopback only), and the tab's sound-track choices and refusals without a browser."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import urllib.parse
 import urllib.request
+import wave
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,11 +20,30 @@ from dcrt.presets import get_preset
 from dcrt.serving.server import free_port
 from dcrt.serving.service import VideoService
 from dcrt.ui import Director, build_ui, in_process
-from dcrt.ui.animator import NO_TRACK, proposals
+from dcrt.ui.animator import NO_TRACK, PICKED_TRACK, proposals
 
 pytestmark = pytest.mark.ui
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
 TIMEOUT_MS = 600_000  # a hang guard: a loaded 2-core machine may take minutes
+
+
+def sine_wav(path, seconds: float = 3.0, hz: float = 440.0, rate: int = 22050):
+    """A mono 16-bit sine wave: longer than the tiny preset's 2 s video, so the tab must cut it."""
+    samples = (0.3 * 32767 * np.sin(2 * np.pi * hz * np.arange(round(seconds * rate)) / rate)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def streams(path) -> list[tuple[str, str]]:
+    """(kind, codec) of each stream of a media file, as `ffmpeg -i` lists them: e.g. [("Video", "h264"), ...]."""
+    from dcrt.director.sound import ffmpeg
+
+    said = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60)
+    return re.findall(r"Stream #\d+:\d+\S*: (Video|Audio): (\w+)", said.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +57,16 @@ def page():
 
 
 def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame_count):
-    """Upload a photo, Describe (the prompt is filled, the alternatives listed with their scores), Generate with 2
-    steps, then the video element's source, the score table and the downloaded file."""
+    """Upload a photo, Describe (the prompt is filled, the alternatives listed with their scores), upload a sound
+    track, Generate with 2 steps; then the video element's source, the score table and the downloaded file: the
+    16 frames with an AAC sound track."""
     from playwright.sync_api import expect, sync_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "no chromium on PATH: `.ci/run` installs it (apt-get install chromium)"
     photo = tmp_path / "teal.png"
     Image.new("RGB", (80, 64), "teal").save(photo)
+    tone = sine_wav(tmp_path / "tone.wav")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
@@ -58,6 +82,8 @@ def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame
             described = prompt.input_value()
             choices = [label.inner_text() for label in tab.locator("label:has(input[type=radio])").all()]
             tab.get_by_label("Steps").first.fill("2")
+            tab.locator("input[type=file]").nth(1).set_input_files(str(tone))  # the sound track's
+            expect(tab.get_by_text("tone.wav")).to_be_visible(timeout=TIMEOUT_MS)  # uploaded
             tab.get_by_role("button", name="Generate").click()
             video = tab.locator("video").first
             video.wait_for(state="attached", timeout=TIMEOUT_MS)
@@ -72,11 +98,13 @@ def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame
     assert len(choices) == 5 and described in choices[0], choices  # the best is filled in, each shown with its score
     assert all(re.search(r"\(-?\d\.\d{4}\)$", choice) for choice in choices), choices
     assert source
-    assert table.startswith("16 frames") and "prompt_score" in table and "missing" not in table, table
+    assert table.startswith("sound track: tone.wav\n16 frames"), table
+    assert "prompt_score" in table and "missing" not in table, table
     downloaded = tmp_path / "downloaded.mp4"
     with urllib.request.urlopen(urllib.parse.urljoin(page.local_url, link), timeout=60) as response:
         downloaded.write_bytes(response.read())
     assert frame_count(str(downloaded)) == 16
+    assert sorted(streams(downloaded)) == [("Audio", "aac"), ("Video", "h264")]
 
 
 def test_proposals_show_the_bank_score_or_the_chat_model():
@@ -96,9 +124,29 @@ def test_no_track_without_an_upload_or_a_library_choice(tmp_path):
     assert director.tracks() == []
 
 
+def test_tracks_from_the_library_by_name_or_picked_and_bad_ones_refused(tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    calm, storm = sine_wav(library / "calm_piano.wav", hz=220), sine_wav(library / "rain_storm.wav", hz=880)
+    (library / "rain_storm.txt").write_text("thunder and heavy rain")
+    director = Director(REQUEST, audio_library=library)
+    assert director.tracks() == ["calm_piano.wav", "rain_storm.wav"]
+    assert director.track(None, "rain_storm.wav", "a boat") == storm
+    assert director.track(None, PICKED_TRACK, "rain falling on the sea") in (calm, storm)  # by the tiny random CLIP
+    assert director.track(str(calm), "rain_storm.wav", "a boat") == calm  # an upload wins over the library
+    with pytest.raises(UsageError, match="^no track 'missing.wav' in the audio library"):
+        director.track(None, "missing.wav", "a boat")
+    (tmp_path / "notes.wav").write_text("not audio")
+    with pytest.raises(UsageError, match="is not audio ffmpeg can read"):
+        director.track(str(tmp_path / "notes.wav"), NO_TRACK, "a boat")
+    page = build_ui(lambda *a: None, get_preset("tiny"), director=director)
+    (menu,) = [c["props"] for c in page.config["components"] if c.get("type") == "dropdown"]
+    assert [choice[1] for choice in menu["choices"]] == [NO_TRACK, PICKED_TRACK, "calm_piano.wav", "rain_storm.wav"]
+    assert menu["visible"] is True
+
+
 def test_without_a_checkpoint_here_describe_is_one_line_and_scores_lack_only_clip():
     """A page sending its work to `dcrt serve` may have no checkpoint of its own: the video is still scored."""
-    import numpy as np
 
     director = Director(BackendRequest(preset="256", device="cpu"))  # released weights, none here
     photo = Image.new("RGB", (64, 64), "teal")
