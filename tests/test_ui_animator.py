@@ -156,3 +156,24 @@ def test_without_a_checkpoint_here_describe_is_one_line_and_scores_lack_only_cli
     scores = director.score(frames, photo, "a boat")
     assert scores.frames == 4 and scores.image_psnr is not None
     assert scores.prompt_score is None and "no checkpoint" in scores.missing["prompt_score"]
+
+
+@pytest.mark.parametrize(
+    ("library", "said"),
+    [
+        ("missing", r"^dcrt: error: audio library \S+missing is not a folder$"),
+        ("empty", r"^dcrt: error: audio library \S+empty holds no wav, mp3, m4a, flac files$"),
+        ("bad", r"^dcrt: error: \S+notes.wav is not audio ffmpeg can read: .+$"),
+    ],
+)
+def test_dcrt_ui_refuses_a_bad_audio_library_in_one_line(run_cli, tmp_path, monkeypatch, library, said):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "notes.wav").write_text("not audio")
+
+    def no_page(*args, **kwargs):  # the refusal must come first: reaching the page fails instead of serving it
+        raise AssertionError("the page was built")
+
+    monkeypatch.setattr("dcrt.ui.build_ui", no_page)
+    code, _, err = run_cli(["ui", "--res", "tiny", "--random-weights", "--audio-library", str(tmp_path / library)])
+    assert code == 2 and re.match(said, err.strip()) and len(err.strip().splitlines()) == 1, err

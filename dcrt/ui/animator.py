@@ -111,6 +111,7 @@ def add_tab(generate: Generate, director: Director, out_dir: Path) -> None:
     import gradio as gr
 
     from dcrt.director.score import format_table
+    from dcrt.director.sound import AUDIO_SUFFIXES
     from dcrt.families.dynamicrafter.options import resolve_options
     from dcrt.serving.service import mp4_bytes
     from dcrt.ui.generation import png
@@ -156,7 +157,10 @@ def add_tab(generate: Generate, director: Director, out_dir: Path) -> None:
                 prompt = gr.Textbox(label="Motion prompt")
                 steps = gr.Slider(1, 1000 if defaults.steps > 60 else 60, value=defaults.steps, step=1, label="Steps")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
-                upload = gr.File(label="Sound track (optional: wav, mp3, m4a, flac)", type="filepath")
+                upload = gr.File(
+                    label=f"Sound track (optional: {', '.join(s[1:] for s in AUDIO_SUFFIXES)})",
+                    file_types=list(AUDIO_SUFFIXES), type="filepath",
+                )  # fmt: skip
                 names = director.tracks()
                 library = gr.Dropdown(
                     [NO_TRACK, PICKED_TRACK, *names], value=NO_TRACK, label="or one from the library",
