@@ -9,6 +9,7 @@ import subprocess
 import urllib.parse
 import urllib.request
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from dcrt.ui.animator import NO_TRACK, PICKED_TRACK, proposals
 
 pytestmark = pytest.mark.ui
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
+REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = 600_000  # a hang guard: a loaded 2-core machine may take minutes
 
 
@@ -177,3 +179,38 @@ def test_dcrt_ui_refuses_a_bad_audio_library_in_one_line(run_cli, tmp_path, monk
     monkeypatch.setattr("dcrt.ui.build_ui", no_page)
     code, _, err = run_cli(["ui", "--res", "tiny", "--random-weights", "--audio-library", str(tmp_path / library)])
     assert code == 2 and re.match(said, err.strip()) and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.serve
+def test_against_dcrt_serve_only_the_video_is_made_by_the_server(tmp_path, frame_count):
+    """`dcrt ui --server URL`: describe and score run in the page's process (its own CLIP), the video on a real
+    tritonserver (the [serve] extra's); the buttons' API endpoints driven by gradio_client."""
+    from gradio_client import Client, handle_file
+
+    from dcrt.serving.repository import ServeOptions, write_repository
+    from dcrt.serving.server import start_server
+    from dcrt.ui import remote
+
+    photo = tmp_path / "teal.png"
+    Image.new("RGB", (80, 64), "teal").save(photo)
+    tone = sine_wav(tmp_path / "tone.wav", seconds=1.0)  # shorter than the video: the tab loops it
+    write_repository(tmp_path / "repo", REQUEST, ServeOptions(), python_path=[str(REPO)])
+    with open(tmp_path / "server.log", "wb") as log:
+        server = start_server(tmp_path / "repo", port=free_port(), log=log)
+        try:
+            server.wait_ready(timeout_s=600)  # a hang guard: loading may take minutes on a loaded machine
+            app = build_ui(remote(server.url), get_preset("tiny"), director=Director(REQUEST))
+            app.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+            try:
+                client = Client(app.local_url, verbose=False)
+                prompt, ideas = client.predict(handle_file(str(photo)), api_name="/describe")
+                video, table, download = client.predict(
+                    handle_file(str(photo)), prompt, 2, 7, handle_file(str(tone)), NO_TRACK, api_name="/magic_animate"
+                )
+            finally:
+                app.close()
+        finally:
+            server.stop()
+    assert prompt and ideas["value"] == prompt and len(ideas["choices"]) == 5
+    assert table.startswith("sound track: tone.wav\n16 frames") and "missing" not in table, table
+    assert frame_count(download) == 16 and sorted(streams(download)) == [("Audio", "aac"), ("Video", "h264")]
