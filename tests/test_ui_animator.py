@@ -214,3 +214,63 @@ def test_against_dcrt_serve_only_the_video_is_made_by_the_server(tmp_path, frame
     assert prompt and ideas["value"] == prompt and len(ideas["choices"]) == 5
     assert table.startswith("sound track: tone.wav\n16 frames") and "missing" not in table, table
     assert frame_count(download) == 16 and sorted(streams(download)) == [("Audio", "aac"), ("Video", "h264")]
+
+
+PROPOSED = ["gentle swaying of waves at sunset", "a boat rocking gently"]
+
+
+@pytest.fixture
+def chat_model():
+    """A loopback OpenAI-compatible chat endpoint: it proposes PROPOSED to a describe request and picks
+    rain_storm.wav when asked for a sound track (told apart by the system prompt)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            system = body["messages"][0]["content"]
+            asked.append(system)
+            answer = {"track": "rain_storm.wav"} if "sound track" in system else {"prompts": PROPOSED}
+            message = {"role": "assistant", "content": json.dumps(answer)}
+            data = json.dumps(
+                {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+            ).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_llm_options_describe_and_pick_the_track(chat_model, tmp_path):
+    pytest.importorskip("openai", reason="the [director] extra (in [dev]) brings the openai client")
+    from dcrt.director.llm import LLMRequest
+
+    url, asked = chat_model
+    library = tmp_path / "library"
+    library.mkdir()
+    sine_wav(library / "calm_piano.wav")
+    storm = sine_wav(library / "rain_storm.wav")
+    director = Director(REQUEST, LLMRequest(url, "fake-vision", timeout=60).resolved(), library)
+    ranked = director.describe(Image.new("RGB", (64, 64), "teal"))
+    assert [r.prompt for r in ranked] == PROPOSED
+    assert proposals(ranked)[0] == (f"{PROPOSED[0]}  (llm fake-vision)", PROPOSED[0])
+    assert director.track(None, PICKED_TRACK, PROPOSED[0]) == storm
+    assert len(asked) == 2 and "sound track" in asked[1]

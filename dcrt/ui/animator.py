@@ -86,7 +86,8 @@ class Director:
         if upload:
             path = Path(upload)
         elif choice == PICKED_TRACK:
-            path = pick_track(self.audio_library, prompt, self.clip()[0], self.llm).path
+            embedder = self.clip()[0] if self.llm is None else None  # the chat model picks without CLIP
+            path = pick_track(self.audio_library, prompt, embedder, self.llm).path
         elif choice in self.tracks():
             path = self.audio_library / choice
         else:
