@@ -22,11 +22,20 @@ from dcrt.serving.server import free_port
 from dcrt.serving.service import VideoService
 from dcrt.ui import Director, build_ui, in_process
 from dcrt.ui.animator import NO_TRACK, PICKED_TRACK, proposals
+from dcrt.video import DEFAULT_FPS
 
 pytestmark = pytest.mark.ui
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = 600_000  # a hang guard: a loaded 2-core machine may take minutes
+
+
+# The video's duration once the browser has read its metadata: Chromium decodes its header; an error is thrown.
+PLAYABLE = """v => new Promise((done, fail) => {
+    if (v.readyState >= 1) return done(v.duration);
+    v.addEventListener("loadedmetadata", () => done(v.duration));
+    v.addEventListener("error", () => fail(new Error("the video cannot play: " + (v.error && v.error.message))));
+})"""
 
 
 def sine_wav(path, seconds: float = 3.0, hz: float = 440.0, rate: int = 22050):
@@ -90,6 +99,7 @@ def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame
             video = tab.locator("video").first
             video.wait_for(state="attached", timeout=TIMEOUT_MS)
             source = video.get_attribute("src")
+            seconds = video.evaluate(PLAYABLE)
             scores = tab.get_by_label("Scores")
             expect(scores).to_have_value(re.compile("motion"), timeout=TIMEOUT_MS)
             table = scores.input_value()
@@ -99,7 +109,7 @@ def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame
             browser.close()
     assert len(choices) == 5 and described in choices[0], choices  # the best is filled in, each shown with its score
     assert all(re.search(r"\(-?\d\.\d{4}\)$", choice) for choice in choices), choices
-    assert source
+    assert source and seconds == pytest.approx(16 / DEFAULT_FPS, abs=0.1), seconds
     assert table.startswith("sound track: tone.wav\n16 frames"), table
     assert "prompt_score" in table and "missing" not in table, table
     downloaded = tmp_path / "downloaded.mp4"
