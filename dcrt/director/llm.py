@@ -47,9 +47,7 @@ amount of motion (the notes say which way); a larger guidance_scale follows the 
 adds randomness per step; a prompt naming a stronger or gentler movement changes the amount of motion.
 Answer with JSON only, no other text: an object with the settings to use next, only the keys you were given."""
 
-_REFUSAL = re.compile(
-    r"\b(i can(no|')t|i cannot|i am unable|i'm unable|i won't|i am sorry|i'm sorry|sorry|as an ai)\b", re.IGNORECASE
-)
+_REFUSAL = re.compile(r"\b(i can(no|')t|i cannot|i am unable|i'm unable|i won't|sorry|as an ai)\b", re.IGNORECASE)
 
 
 class LLMError(DcrtError):
