@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# The C++ host's fixtures: one CMake build per session, shared by every tests/test_cpp_host*.py module.
+from cpp_host_support import host_binary, host_build, host_bundle, host_image  # noqa: F401
+
 import dcrt
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,13 +2,30 @@
 
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 #include "errors.h"
 #include "files.h"
-#include "json.h"
 
 namespace dcrt_host {
 
 namespace {
+
+using Json = nlohmann::json;
+
+// A key the manifest must have; its absence is reported by name (nlohmann's at() says only "key not found").
+struct MissingKey : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const Json& key(const Json& object, const char* name) {
+  if (!object.is_object() || !object.contains(name)) throw MissingKey("missing JSON key \"" + std::string(name) + "\"");
+  return object[name];
+}
+
+bool present(const Json& object, const char* name) {
+  return object.is_object() && object.contains(name) && !object[name].is_null();
+}
 
 bool exists(const std::string& path) {
   struct stat st{};
@@ -27,18 +44,16 @@ void check_file(const std::string& path, long long bytes, const std::string& pre
 
 std::vector<TensorSpec> tensor_specs(const Json& list) {
   std::vector<TensorSpec> specs;
-  for (const Json& t : list.items()) {
-    TensorSpec s{t["name"].str(), dtype_from_name(t["dtype"].str()), {}};
-    for (const Json& d : t["shape"].items()) s.shape.push_back(d.integer());
-    specs.push_back(s);
-  }
+  for (const Json& t : list)
+    specs.push_back({key(t, "name").get<std::string>(), dtype_from_name(key(t, "dtype").get<std::string>()),
+                     key(t, "shape").get<std::vector<int64_t>>()});
   return specs;
 }
 
 // v or eps: the manifest's "parameterization" when it has one; else the schedule says it, because
 // v-models store zeros in sqrt_recip_alphas_cumprod (infinite at t = 999 under zero SNR; dcrt.families.dynamicrafter.schedule).
 bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& schedule) {
-  if (manifest.has("parameterization")) return manifest["parameterization"].str() == "v";
+  if (present(manifest, "parameterization")) return manifest["parameterization"].get<std::string>() == "v";
   const auto it = schedule.find("sqrt_recip_alphas_cumprod");
   if (it == schedule.end()) throw HostError("schedule.safetensors has no sqrt_recip_alphas_cumprod");
   for (int64_t k = 0; k < it->second.numel(); ++k)
@@ -46,29 +61,20 @@ bool is_v_model(const Json& manifest, const std::map<std::string, Tensor>& sched
   return true;
 }
 
-// The manifest's "sampling" (the preset's animate defaults); image_guidance_scale null: two-way guidance.
-std::optional<SamplingOptions> sampling_defaults(const Json& manifest) {
-  if (!manifest.has("sampling") || manifest["sampling"].kind() == Json::Kind::kNull) return std::nullopt;
-  const Json& s = manifest["sampling"];
+// One mode's recorded defaults ("sampling" for animate, "modes"."interpolate" ...); image_guidance_scale null:
+// two-way guidance.
+ModeDefaults mode_defaults(const Json& s) {
   SamplingOptions o;
-  o.steps = static_cast<int>(s["steps"].integer());
-  o.timestep_spacing = s["timestep_spacing"].str();
-  o.eta = s["eta"].num();
-  o.frame_stride = s["frame_stride"].integer();
-  o.guidance.guidance_scale = s["guidance_scale"].num();
-  o.guidance.guidance_rescale = s["guidance_rescale"].num();
-  const Json& image_scale = s["image_guidance_scale"];
-  o.guidance.image_guidance = image_scale.kind() != Json::Kind::kNull && image_scale.num() != 1.0;
-  o.guidance.image_guidance_scale = o.guidance.image_guidance ? image_scale.num() : 0.0;
-  return o;
-}
-
-// The manifest's "sampling"."fps", when it records one.
-std::optional<int> recorded_fps(const Json& manifest) {
-  if (!manifest.has("sampling") || manifest["sampling"].kind() == Json::Kind::kNull) return std::nullopt;
-  const Json& s = manifest["sampling"];
-  if (!s.has("fps")) return std::nullopt;
-  return static_cast<int>(s["fps"].integer());
+  o.steps = key(s, "steps").get<int>();
+  o.timestep_spacing = key(s, "timestep_spacing").get<std::string>();
+  o.eta = key(s, "eta").get<double>();
+  o.frame_stride = key(s, "frame_stride").get<int64_t>();
+  o.guidance.guidance_scale = key(s, "guidance_scale").get<double>();
+  o.guidance.guidance_rescale = key(s, "guidance_rescale").get<double>();
+  const Json& image_scale = key(s, "image_guidance_scale");
+  o.guidance.image_guidance = !image_scale.is_null() && image_scale.get<double>() != 1.0;
+  o.guidance.image_guidance_scale = o.guidance.image_guidance ? image_scale.get<double>() : 0.0;
+  return {o, present(s, "fps") ? std::optional<int>(s["fps"].get<int>()) : std::nullopt};
 }
 
 }  // namespace
@@ -86,22 +92,24 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
   Bundle b;
   b.dir = dir;
   // An AOTInductor manifest says "engine_kind": "aoti"; a TensorRT one has none (docs/bundles.md).
-  b.engine_kind = m.has("engine_kind") ? m["engine_kind"].str() : "tensorrt";
+  b.engine_kind = present(m, "engine_kind") ? m["engine_kind"].get<std::string>() : "tensorrt";
   if (b.engine_kind != "aoti" && b.engine_kind != "tensorrt")
     throw HostError(manifest_path + ": unknown engine_kind \"" + b.engine_kind + "\" (aoti or TensorRT expected)");
-  b.device = b.engine_kind == "aoti" ? m["device"].str() : "cuda";
-  b.torch_version = m.has("torch_version") ? m["torch_version"].str() : "";
+  b.device = b.engine_kind == "aoti" ? key(m, "device").get<std::string>() : "cuda";
+  b.torch_version = present(m, "torch_version") ? m["torch_version"].get<std::string>() : "";
   if (b.engine_kind == "tensorrt") {
-    b.tensorrt_version = m["tensorrt_version"].str();
-    b.gpu_name = m["gpu_name"].str();
-    for (const Json& v : m["compute_capability"].items()) b.compute_capability.push_back(static_cast<int>(v.integer()));
+    b.tensorrt_version = key(m, "tensorrt_version").get<std::string>();
+    b.gpu_name = key(m, "gpu_name").get<std::string>();
+    b.compute_capability = key(m, "compute_capability").get<std::vector<int>>();
   }
-  b.preset = m["preset"].str();
-  b.height = static_cast<int>(m["height"].integer());
-  b.width = static_cast<int>(m["width"].integer());
-  for (const auto& [name, entry] : m["engines"].fields()) {
-    ComponentSpec c{name, entry["file"].str(), tensor_specs(entry["inputs"]), tensor_specs(entry["outputs"])};
-    check_file(b.path(c.file), entry.has("bytes") ? entry["bytes"].integer() : -1, b.preset);
+  b.preset = key(m, "preset").get<std::string>();
+  b.height = key(m, "height").get<int>();
+  b.width = key(m, "width").get<int>();
+  b.tokenizer = present(m, "tokenizer") ? m["tokenizer"].get<std::string>() : "";
+  for (const auto& [name, entry] : key(m, "engines").items()) {
+    ComponentSpec c{name, key(entry, "file").get<std::string>(), tensor_specs(key(entry, "inputs")),
+                    tensor_specs(key(entry, "outputs"))};
+    check_file(b.path(c.file), present(entry, "bytes") ? entry["bytes"].get<long long>() : -1, b.preset);
     b.components.emplace(name, c);
   }
   // Stable Video Diffusion's graphs take no text and sample by EDM, with no schedule file (docs/bundles.md).
@@ -109,10 +117,17 @@ Bundle parse_bundle(const std::string& dir, const Json& m) {
     throw HostError(dir + " is a " + b.preset + " bundle (Stable Video Diffusion), which this host does not run: " +
                     "use the Python pipeline (dcrt animate --res " + b.preset + " --backend " +
                     (b.engine_kind == "aoti" ? "aoti" : "trt") + ")");
+  const auto decoder = b.components.find("vae_decoder");
+  if (decoder != b.components.end() && decoder->second.inputs.size() != 1)
+    throw HostError(dir + " is a " + b.preset + " bundle: its decoder takes the key frames' reference features " +
+                    "(ToonCrafter), which this host does not run; use the Python pipeline (dcrt interpolate --res " +
+                    b.preset + " --backend aoti)");
   b.schedule = read_safetensors(b.path("schedule.safetensors"));
   b.v_model = is_v_model(m, b.schedule);
-  b.sampling = sampling_defaults(m);
-  b.fps = recorded_fps(m);
+  if (present(m, "sampling")) b.defaults.emplace("animate", mode_defaults(m["sampling"]));
+  b.modes_recorded = present(m, "modes");
+  if (b.modes_recorded)
+    for (const auto& [mode, entry] : m["modes"].items()) b.defaults.emplace(mode, mode_defaults(entry));
   return b;
 }
 
@@ -125,7 +140,9 @@ Bundle read_bundle(const std::string& dir) {
                     ": build one with `dcrt build --res tiny --engine aoti`");
   try {
     return parse_bundle(dir, Json::parse(read_text(manifest_path)));
-  } catch (const JsonError& e) {
+  } catch (const MissingKey& e) {
+    throw HostError(manifest_path + " is not a valid bundle manifest (" + e.what() + ")");
+  } catch (const Json::exception& e) {  // malformed JSON, or a value of the wrong type
     throw HostError(manifest_path + " is not a valid bundle manifest (" + e.what() + ")");
   }
 }

@@ -26,14 +26,21 @@ struct ComponentSpec {
   std::vector<TensorSpec> inputs, outputs;
 };
 
-// A run's settings (dcrt.families.dynamicrafter.options.SamplingOptions' names). An AOTInductor manifest records the preset's animate
-// defaults under "sampling" (dcrt.artifacts.aoti_build.host_fields): the host starts from those, never from copies.
+// A run's settings (dcrt.families.dynamicrafter.options.SamplingOptions' names). An AOTInductor manifest records the
+// preset's defaults per mode (dcrt.artifacts.aoti_build.host_fields): the host starts from those, never from copies.
 struct SamplingOptions {
   int steps = 0;
   std::string timestep_spacing;
   double eta = 0.0;
   int64_t frame_stride = 0;
   Guidance guidance;
+};
+
+// A mode's settings as the manifest records them, and the frame rate `dcrt` writes its video at (none in an
+// AOTInductor manifest written before dcrt recorded it).
+struct ModeDefaults {
+  SamplingOptions options;
+  std::optional<int> fps;
 };
 
 struct Bundle {
@@ -47,10 +54,13 @@ struct Bundle {
   std::string preset;
   int height = 0, width = 0;
   bool v_model = true;  // the UNet predicts v (else eps)
-  std::optional<SamplingOptions> sampling;  // the preset's animate defaults; none in a TensorRT manifest
-  // The frame rate `dcrt animate` writes the video at ("sampling"."fps"); none in a TensorRT manifest or in an
-  // AOTInductor one written before dcrt recorded it.
-  std::optional<int> fps;
+  // Each mode's defaults: "animate" from the manifest's "sampling", the others from its "modes" (none in a TensorRT
+  // manifest). `modes_recorded`: the manifest lists the preset's modes, so a mode without defaults is one it lacks.
+  std::map<std::string, ModeDefaults> defaults;
+  bool modes_recorded = false;
+  // The CLIP BPE vocabulary `dcrt build` writes beside the graphs (a file name; empty in a bundle built before it
+  // did, or in one without a text encoder).
+  std::string tokenizer;
   std::map<std::string, ComponentSpec> components;
   std::map<std::string, Tensor> schedule;
 

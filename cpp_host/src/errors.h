@@ -1,20 +1,11 @@
-// One exception type: main() prints its message as one line and exits non-zero.
+// One exception type for bad input: dcrt::UsageError of the public header (one line, with the fix). main() prints
+// it and exits 2; any other exception exits 1.
 #pragma once
 
-#include <stdexcept>
-#include <string>
+#include <dcrt/host.h>
 
 namespace dcrt_host {
 
-class HostError : public std::runtime_error {
- public:
-  explicit HostError(const std::string& message) : std::runtime_error(message) {}
-};
-
-// A malformed JSON document or a missing / mistyped key; the reader of a file adds the file's name.
-class JsonError : public HostError {
- public:
-  explicit JsonError(const std::string& message) : HostError(message) {}
-};
+using HostError = dcrt::UsageError;
 
 }  // namespace dcrt_host

@@ -1,5 +1,6 @@
 #include "files.h"
 
+#include <nlohmann/json.hpp>
 #include <png.h>
 
 #include <cstdio>
@@ -8,7 +9,6 @@
 #include <sstream>
 
 #include "errors.h"
-#include "json.h"
 
 namespace dcrt_host {
 
@@ -123,73 +123,38 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
   if (data.size() < 8) throw HostError(path + " is not a safetensors file");
   std::memcpy(&header_len, data.data(), 8);
   if (header_len > data.size() - 8) throw HostError(path + " is not a safetensors file (bad header size)");
-  Json header;
+  // A missing or mistyped field throws nlohmann::json::exception: the whole header is then reported as malformed.
   try {
-    header = Json::parse(data.substr(8, header_len));
-  } catch (const JsonError& e) {
+    const nlohmann::json header = nlohmann::json::parse(data.substr(8, header_len));
+    std::map<std::string, Tensor> out;
+    for (const auto& [name, entry] : header.items()) {
+      if (name == "__metadata__") continue;
+      const std::string dtype = entry.at("dtype").get<std::string>();
+      Tensor t;
+      if (dtype == "F32") t.dtype = DType::kFloat32;
+      else if (dtype == "I64") t.dtype = DType::kInt64;
+      else throw HostError(path + ": tensor " + name + " has dtype " + dtype + " (F32 or I64 expected)");
+      t.shape = entry.at("shape").get<std::vector<int64_t>>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<size_t>>();
+      if (offsets.size() != 2) throw HostError(path + ": tensor " + name + " has inconsistent offsets");
+      const size_t begin = offsets[0] + 8 + header_len, end = offsets[1] + 8 + header_len;
+      if (end > data.size() || end < begin || end - begin != static_cast<size_t>(t.numel()) * dtype_size(t.dtype))
+        throw HostError(path + ": tensor " + name + " has inconsistent offsets");
+      t.bytes.assign(data.begin() + static_cast<long>(begin), data.begin() + static_cast<long>(end));
+      out.emplace(name, std::move(t));
+    }
+    return out;
+  } catch (const nlohmann::json::exception& e) {
     throw HostError(path + " is not a safetensors file (" + e.what() + ")");
   }
-  std::map<std::string, Tensor> out;
-  for (const auto& [name, entry] : header.fields()) {
-    if (name == "__metadata__") continue;
-    const std::string dtype = entry["dtype"].str();
-    Tensor t;
-    if (dtype == "F32") t.dtype = DType::kFloat32;
-    else if (dtype == "I64") t.dtype = DType::kInt64;
-    else throw HostError(path + ": tensor " + name + " has dtype " + dtype + " (F32 or I64 expected)");
-    for (const Json& d : entry["shape"].items()) t.shape.push_back(d.integer());
-    const size_t begin = static_cast<size_t>(entry["data_offsets"][0].integer()) + 8 + header_len;
-    const size_t end = static_cast<size_t>(entry["data_offsets"][1].integer()) + 8 + header_len;
-    if (end > data.size() || end - begin != static_cast<size_t>(t.numel()) * dtype_size(t.dtype))
-      throw HostError(path + ": tensor " + name + " has inconsistent offsets");
-    t.bytes.assign(data.begin() + static_cast<long>(begin), data.begin() + static_cast<long>(end));
-    out.emplace(name, std::move(t));
-  }
-  return out;
 }
 
-// --- PNG (libpng's simplified API has no "drop alpha, keep colour" mode, so the classic one) ----------------------
+// --- PNG frames (reading images: image.cpp) ------------------------------------------------------------------------
 
 namespace {
 // libpng prints its errors and warnings on stderr by default; the host reports one line of its own instead.
 void png_fail(png_structp png, png_const_charp) { png_longjmp(png, 1); }
 void png_quiet(png_structp, png_const_charp) {}
-}  // namespace
-
-Tensor read_png_rgb(const std::string& path) {
-  FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) throw HostError("image " + path + " does not exist or cannot be read");
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
-  png_infop info = png_create_info_struct(png);
-  Tensor t;
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    std::fclose(file);
-    throw HostError("cannot read " + path + ": not a valid PNG file");
-  }
-  png_init_io(png, file);
-  png_read_info(png, info);
-  if (png_get_bit_depth(png, info) == 16) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    std::fclose(file);
-    throw HostError(path + " is a 16-bit PNG; convert it to 8-bit RGB first");
-  }
-  png_set_expand(png);       // palette -> RGB, grey < 8 bits -> 8 bits
-  png_set_gray_to_rgb(png);  // L / LA -> RGB, as PIL's convert("RGB")
-  png_set_strip_alpha(png);  // transparency dropped, the colour under it kept
-  png_read_update_info(png, info);
-  const int height = static_cast<int>(png_get_image_height(png, info));
-  const int width = static_cast<int>(png_get_image_width(png, info));
-  t = Tensor::zeros(DType::kUInt8, {height, width, 3});
-  std::vector<png_bytep> rows(static_cast<size_t>(height));
-  for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = t.bytes.data() + static_cast<size_t>(y) * width * 3;
-  png_read_image(png, rows.data());
-  png_destroy_read_struct(&png, &info, nullptr);
-  std::fclose(file);
-  return t;
-}
-
-namespace {
 void append_bytes(png_structp png, png_bytep data, png_size_t length) {
   static_cast<std::string*>(png_get_io_ptr(png))->append(reinterpret_cast<const char*>(data), length);
 }

@@ -1,5 +1,5 @@
-// The host's file formats: .npy (tokens, noise, test data), safetensors (the schedule), PNG (image,
-// frames). Outputs are written to a temporary name and renamed, so a failed run leaves no half file.
+// The host's file formats: .npy (test data), safetensors (the schedule), PNG frames (images are
+// read by image.h). Outputs are written to a temporary name and renamed, so a failed run leaves no half file.
 #pragma once
 
 #include <map>
@@ -17,9 +17,6 @@ Tensor read_npy(const std::string& path);                   // little-endian <f4
 void write_npy(const std::string& path, const Tensor& tensor);
 std::map<std::string, Tensor> read_safetensors(const std::string& path);  // F32 and I64 tensors
 
-// RGB uint8 [H, W, 3]. Grey, palette and alpha PNGs are converted as PIL's convert("RGB") does
-// (alpha dropped, colour under it kept); 16-bit PNGs are refused.
-Tensor read_png_rgb(const std::string& path);
 void write_png_rgb(const std::string& path, const uint8_t* rgb, int height, int width);
 
 }  // namespace dcrt_host

@@ -5,7 +5,11 @@
 //        RESULT.npy
 //   clip IMAGE.npy SIZE RESULT.npy                                      (float32 [1, 3, H, W] in [-1, 1])
 //   frames VIDEO.npy RESULT.npy                                         (float32 [T, 3, H, W])
-//   pixels IMAGE.png RESULT.npy                                         (PNG -> [1, 3, H, W] in [-1, 1])
+//   pixels IMAGE H W RESULT.npy              (PNG / JPEG, resized and cropped to H x W -> [1, 3, H, W] in [-1, 1])
+//   tokens VOCABULARY PROMPTS.json LENGTH RESULT.npy                    (a JSON list of N prompts -> int64 [N, L])
+//   noise SEED DRAWS C T H W RESULT.npy                                 (float32 [DRAWS, 1, C, T, H, W])
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <map>
 #include <string>
@@ -13,9 +17,12 @@
 
 #include "errors.h"
 #include "files.h"
+#include "image.h"
+#include "noise.h"
 #include "preprocess.h"
 #include "schedule.h"
 #include "step.h"
+#include "tokenizer.h"
 
 using namespace dcrt_host;
 
@@ -70,16 +77,36 @@ void frames_cmd(char** a) {
   write_npy(a[1], out);
 }
 
-void pixels_cmd(char** a) { write_npy(a[1], image_to_pixels(read_png_rgb(a[0]))); }
+void pixels_cmd(char** a) {
+  write_npy(a[3], image_to_pixels(resize_and_crop(read_image_file(a[0]), std::stoi(a[1]), std::stoi(a[2]))));
+}
+
+void tokens_cmd(char** a) {
+  const ClipTokenizer tokenizer(a[0]);
+  const auto prompts = nlohmann::json::parse(read_text(a[1])).get<std::vector<std::string>>();
+  const int64_t length = std::stoll(a[2]);
+  Tensor out = Tensor::zeros(DType::kInt64, {static_cast<int64_t>(prompts.size()), length});
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    const std::vector<int64_t> ids = tokenizer.tokens(prompts[k], length);
+    std::copy(ids.begin(), ids.end(), out.i64() + static_cast<int64_t>(k) * length);
+  }
+  write_npy(a[3], out);
+}
+
+void noise_cmd(char** a) {
+  const std::vector<int64_t> shape{1, std::stoll(a[2]), std::stoll(a[3]), std::stoll(a[4]), std::stoll(a[5])};
+  write_npy(a[6], seeded_noise(std::stoull(a[0]), shape, std::stoll(a[1])));
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
-  const std::map<std::string, int> arity = {{"schedule", 6}, {"step", 13}, {"clip", 3}, {"frames", 2}, {"pixels", 2}};
+  const std::map<std::string, int> arity = {{"schedule", 6}, {"step", 13}, {"clip", 3},   {"frames", 2},
+                                            {"pixels", 4},   {"tokens", 4}, {"noise", 7}};
   const int need = arity.count(cmd) ? arity.at(cmd) : -1;
   if (need < 0 || argc - 2 != need) {
-    std::fprintf(stderr, "usage: dcrt_host_check schedule|step|clip|frames|pixels ARGS (see the source)\n");
+    std::fprintf(stderr, "usage: dcrt_host_check schedule|step|clip|frames|pixels|tokens|noise ARGS (see the source)\n");
     return 2;
   }
   try {
@@ -88,7 +115,9 @@ int main(int argc, char** argv) {
     else if (cmd == "step") step_cmd(a);
     else if (cmd == "clip") clip_cmd(a);
     else if (cmd == "frames") frames_cmd(a);
-    else pixels_cmd(a);
+    else if (cmd == "pixels") pixels_cmd(a);
+    else if (cmd == "tokens") tokens_cmd(a);
+    else noise_cmd(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dcrt_host_check: %s\n", e.what());
     return 2;

@@ -135,10 +135,12 @@ def build_aoti_bundle(
     for name in fresh:
         log(f"{name}: up to date")
     if not stale:
+        write_host_files(directory, host_fields(preset))
         _refresh_host_fields(existing, preset, directory, log)
         return AotiBuildReport(directory, {}, fresh, {})
     check_compiler()
     directory.mkdir(parents=True, exist_ok=True)
+    write_host_files(directory, host_fields(preset))
     manifest = _new_manifest(preset, weights, target, config, height, width)
     if existing is not None:
         manifest.engines = {n: e for n, e in existing.engines.items() if n in fresh}
@@ -259,8 +261,25 @@ def host_fields(preset: PresetBase) -> dict:
     the host does not run."""
     family = family_of(preset)
     if not family.has("host_fields"):
-        return {"parameterization": None, "sampling": None}
+        return {"parameterization": None, "sampling": None, "modes": None, "tokenizer": None}
     return family.part("host_fields")(preset)
+
+
+def write_host_files(directory: Path, fields: dict) -> None:
+    """The file the host fields name: the CLIP BPE vocabulary (uncompressed: the C++ host reads it without zlib), so a
+    host tokenizes prompts without Python. Written atomically; an identical one is kept."""
+    if fields.get("tokenizer") is None:
+        return
+    import gzip
+
+    from dcrt.models.tokenizer import vocabulary_file
+
+    path = directory / fields["tokenizer"]
+    text = gzip.decompress(vocabulary_file().read_bytes())
+    if path.is_file() and path.read_bytes() == text:
+        return
+    with atomic_file(path, suffix=".txt") as tmp:
+        tmp.write_bytes(text)
 
 
 def _refresh_host_fields(manifest: AotiManifest | None, preset: PresetBase, directory: Path, log: Log) -> None:

@@ -141,11 +141,13 @@ class AotiManifest:
     engines: dict[str, AotiEntry] = field(default_factory=dict)
     schedule: dict[str, str] = field(default_factory=dict)  # file -> sha256
     schedule_sizes: dict[str, int] = field(default_factory=dict)  # file -> bytes
-    # For hosts without Python (the C++ host, cpp_host/): what the UNet predicts, and the preset's animate defaults
-    # as dcrt.families.dynamicrafter.options.resolve_options fills them in plus the video's fps, so a host starts
-    # from `dcrt animate`'s settings.
+    # For hosts without Python (the C++ host, cpp_host/): what the UNet predicts, the preset's animate defaults
+    # as dcrt.families.dynamicrafter.options.resolve_options fills them in plus the video's fps (and its other modes'),
+    # so a host starts from `dcrt animate`'s settings, and the tokenizer's vocabulary file.
     parameterization: str | None = None
     sampling: dict | None = None
+    modes: dict | None = None  # the other modes' defaults, as `sampling`: {"interpolate": {...}, "loop": {...}}
+    tokenizer: str | None = None  # the CLIP BPE vocabulary file (dcrt.artifacts.aoti_build.write_host_files)
     engine_kind: str = ENGINE_KIND
     schema_version: int = AOTI_SCHEMA_VERSION
 

@@ -240,8 +240,11 @@ def generate(
     weights = model.requested_weights()  # a missing --ckpt fails here, before the images are read
     conditions = correction.checked(preset, weights, bool(further), targets, fmt)
     chat = llm.resolved()  # a bad URL or a missing model name: one line, before anything is sent or loaded
-    if chat is not None and not (auto_prompt or conditions):
-        raise UsageError("--llm proposes the prompt (--auto-prompt, or no PROMPT) or the next tries (--until)")
+    if chat is not None and not (auto_prompt or conditions or output.audio_library):
+        raise UsageError(
+            "--llm proposes the prompt (--auto-prompt, or no PROMPT), the next tries (--until) or the sound track "
+            "(--audio-library)"
+        )
     pictures = [[open_image(p) for p in job.images] for job in jobs]
     jobs = [_prompted(job, run.prompt_warning) for job in jobs]
     if auto_prompt:  # the describer's CLIP loads and is freed before the video model
@@ -249,8 +252,8 @@ def generate(
 
         jobs = choose_prompts(jobs, pictures, model, log, chat)
     tracks = [output.audio] * len(jobs)
-    if output.audio_library is not None:
-        tracks = pick_tracks(output.audio_library, [job.prompt or "" for job in jobs], model, log)
+    if output.audio_library is not None:  # by the chat model where one is given, else by CLIP's text tower
+        tracks = pick_tracks(output.audio_library, [job.prompt or "" for job in jobs], model, log, chat)
 
     # Everything checked: now the slow part (torch, the model, sampling).
     from dcrt.api import save_video

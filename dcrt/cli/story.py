@@ -16,7 +16,9 @@ from dcrt.loading import BackendRequest
 
 # The model options a story takes: each scene names its preset, these apply to all of them.
 STORY_MODEL = ("random_weights", "backend", "device", "dtype")
-FILM = ("out", "quality", "audio", "audio_library")
+FILM = ("quality", "audio", "audio_library")
+# A chat model writes the storyboard or picks the track: no offline fallback to fall back on.
+ASKED = ("endpoint", "chat_model", "api_key", "timeout")
 
 
 @app.command(
@@ -25,7 +27,7 @@ FILM = ("out", "quality", "audio", "audio_library")
     "<film>.scenes/ so that --resume renders only what is missing or changed. With --goal, --image and --llm a chat "
     "model first writes STORYBOARD (a new file): rendered at once with -o, else left to edit and render.",
 )
-@takes(model=(BackendRequest, STORY_MODEL), output=(OutputOptions, FILM), llm=LLMRequest)
+@takes(model=(BackendRequest, STORY_MODEL), output=(OutputOptions, FILM), llm=(LLMRequest, ASKED))
 def story(
     storyboard: Annotated[
         Path,
@@ -36,6 +38,10 @@ def story(
     model: BackendRequest,
     output: OutputOptions,
     llm: LLMRequest,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="the film: mp4, gif, webp, or a folder of png frames", rich_help_panel=OUTPUT),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -67,20 +73,20 @@ def story(
 
     request = llm.resolved()
     check_goal(goal, image, request, storyboard)
-    if goal is None and output.out is None:
+    if goal is None and out is None:
         raise UsageError("story needs -o FILM: where to write the film")
     sound = Sound(output.audio, output.audio_library, request)
-    if output.out is not None:
-        check_film(output.out, sound)  # before a chat model is asked for the storyboard
+    if out is not None:
+        check_film(out, sound)  # before a chat model is asked for the storyboard
     if goal is None:
         board = read_storyboard(storyboard)
     else:
         board = _ask_for_storyboard(goal, image, request, storyboard, preset, steps)
         typer.echo(str(storyboard))
-        if output.out is None:
+        if out is None:
             return
-    check_story(board, output.out, model, output.quality, sound)
-    _render(board, output.out, model, output.quality, sound, resume)
+    check_story(board, out, model, output.quality, sound)
+    _render(board, out, model, output.quality, sound, resume)
 
 
 def _ask_for_storyboard(goal, image, request, storyboard, preset, steps):
@@ -96,7 +102,8 @@ def _ask_for_storyboard(goal, image, request, storyboard, preset, steps):
 
 
 def _render(board, out, model, quality, sound, resume) -> None:
-    """The story with a bar over its parts and each part's denoising bar."""
+    """The story with a bar over its parts (shown from the first part on: a refusal before it stays one line) and
+    each part's denoising bar."""
     import sys
 
     from tqdm import tqdm
@@ -104,16 +111,31 @@ def _render(board, out, model, quality, sound, resume) -> None:
     from dcrt.cli.progress import progress
     from dcrt.director.story import story
 
-    with tqdm(desc="story", unit="part", file=sys.stderr, dynamic_ncols=True) as overall, progress() as on_step:
+    bars: list[tqdm] = []
 
-        def on_part(index: int, total: int, label: str) -> None:
-            overall.total = total
-            overall.n = index
-            overall.set_description(label)
+    def on_part(index: int, total: int, label: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="part", file=sys.stderr, dynamic_ncols=True))
+        bars[0].n = index
+        bars[0].set_description(label)
 
-        film, _ = story(
-            board, out, model, resume=resume, quality=quality, sound=sound, on_step=on_step, on_part=on_part, log=log
-        )
-        overall.n = overall.total
-        overall.set_description("story")
+    try:
+        with progress() as on_step:
+            film, _ = story(
+                board,
+                out,
+                model,
+                resume=resume,
+                quality=quality,
+                sound=sound,
+                on_step=on_step,
+                on_part=on_part,
+                log=log,
+            )
+        if bars:
+            bars[0].n = bars[0].total
+            bars[0].set_description("story")
+    finally:
+        for bar in bars:
+            bar.close()
     typer.echo(str(film))

@@ -160,7 +160,6 @@ def story(
     a track laid under an mp4 film.
     Returns the film's path and each scene's prompt (the chosen one where the storyboard says "auto")."""
     from dcrt.api import animate, interpolate
-    from dcrt.images import open_image
     from dcrt.video import read_video, write_video
 
     board = storyboard if isinstance(storyboard, Storyboard) else read_storyboard(Path(storyboard))
@@ -176,18 +175,7 @@ def story(
         scene = part.scene
         if on_part is not None:
             on_part(index, len(parts), part.label)
-        if part.kind == "scene":
-            start = last if scene.image is None else np.asarray(open_image(scene.image))
-            inputs = {"start": _frame_digest(start) if scene.image is None else _file_digest(scene.image)}
-        else:
-            following = board.scenes[scene.number]  # the scene the bridge leads into (numbers count from 1)
-            start, end = last, np.asarray(open_image(following.image))
-            inputs = {"start": _frame_digest(start), "end": _file_digest(following.image)}
-        preset = scene.preset if part.kind == "scene" else board.bridge_preset
-        asked = {"steps": scene.steps} | ({"frames": scene.frames, "seed": scene.seed} if part.kind == "scene" else {})
-        asked = {k: v for k, v in asked.items() if v is not None}
-        inputs |= {"kind": part.kind, "preset": preset, "weights": str(renderer.request(preset).requested_weights())}
-        inputs |= {"prompt": scene.prompt if part.kind == "scene" else prompts[scene.number], "sampling": asked}
+        start, end, preset, asked, inputs = _inputs(board, part, last, prompts, renderer)
         key, kept = _digest(inputs), manifest.get(part.folder, {})
         if resume and kept.get("key") == key and (folder / part.folder).is_dir():
             log(f"{part.label}: rendered before, read back from {folder / part.folder}")
@@ -225,6 +213,29 @@ def story(
     return out, said
 
 
+def _inputs(board: Storyboard, part: Part, last: np.ndarray | None, prompts: dict[int, str], renderer: _Renderer):
+    """What `part` renders from: its start (an image, or the last frame before), a bridge's end image, its preset
+    and sampling settings, and the inputs the manifest records (images as digests; a bridge follows the prompt its
+    scene was rendered with)."""
+    from dcrt.images import open_image
+
+    scene, end = part.scene, None
+    if part.kind == "scene":
+        start = last if scene.image is None else np.asarray(open_image(scene.image))
+        inputs = {"start": _frame_digest(start) if scene.image is None else _file_digest(scene.image)}
+        preset, prompt = scene.preset, scene.prompt
+        asked = {"steps": scene.steps, "frames": scene.frames, "seed": scene.seed}
+    else:
+        following = board.scenes[scene.number]  # the scene the bridge leads into (numbers count from 1)
+        start, end = last, np.asarray(open_image(following.image))
+        inputs = {"start": _frame_digest(start), "end": _file_digest(following.image)}
+        preset, prompt, asked = board.bridge_preset, prompts[scene.number], {"steps": scene.steps}
+    asked = {k: v for k, v in asked.items() if v is not None}
+    weights = str(renderer.request(preset).requested_weights())
+    inputs |= {"kind": part.kind, "preset": preset, "weights": weights, "prompt": prompt, "sampling": asked}
+    return start, end, preset, asked, inputs
+
+
 def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
@@ -232,7 +243,9 @@ def _read_manifest(folder: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
-        raise UsageError(f"{path} is not JSON: remove it to render every scene again") from None
+        data = None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a story manifest: remove it to render every scene again")
     return data.get("parts", {}) if data.get("version") == _MANIFEST_VERSION else {}
 
 

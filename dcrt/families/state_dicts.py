@@ -94,6 +94,8 @@ def _read_pickle_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "_use_new_zipfile_serialization" in first_line:  # torch's words for "not a zip archive" under mmap
+            first_line = "it is not the zip archive torch.save writes"
         raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a PyTorch checkpoint ({first_line})")
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+
+def vocabulary_file() -> Path:
+    """The BPE merges this tokenizer reads (open_clip's gzipped bpe_simple_vocab_16e6.txt): what `dcrt build` copies
+    into a bundle for the C++ host's tokenizer (cpp_host/src/tokenizer.cpp)."""
+    from open_clip.tokenizer import default_bpe
+
+    return Path(default_bpe())
 
 
 class Tokenizer:

@@ -143,3 +143,49 @@ def test_a_library_pick_without_a_text_tower_or_llm_is_refused(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"")
     with pytest.raises(UsageError, match="needs a CLIP text tower or --llm"):
         pick_track(tmp_path, "waves")
+
+
+def test_animate_lays_the_library_track_its_clip_text_tower_picks(picture, tmp_path, run_cli, monkeypatch):
+    """The wiring of --audio-library in the generating commands, without sampling: the backend and the writer are
+    stand-ins (a 2 s clip), the pick is the tiny preset's CLIP's, and the muxed sound is the picked track's tone."""
+    from dcrt.director.clip_space import load_clip_space
+    from dcrt.presets import get_preset
+    from dcrt.weights import Weights
+
+    library = tmp_path / "tracks"
+    library.mkdir()
+    tones = {"calm_sea.wav": 440.0, "storm_drums.wav": 1000.0}
+    for name, hz in tones.items():
+        sine_wav(library / name, 1.0, hz)
+    expected = pick_track(library, "a cat", load_clip_space(get_preset("tiny"), Weights("tiny")))
+
+    def save_video(backend, mode, images, prompt, path, *, fps, **kwargs):
+        assert prompt == "a cat"
+        return write_video(moving_square((4, 0), frames=16, size=(128, 160)), path, fps=fps)
+
+    monkeypatch.setattr("dcrt.loading.open_backend", lambda *args, **kwargs: object())
+    monkeypatch.setattr("dcrt.api.save_video", save_video)
+    target = tmp_path / "out.mp4"
+    code, _, err = run_cli(
+        ["animate", str(picture), "a cat", *TINY, "--audio-library", str(library), "-o", str(target)]
+    )
+    assert code == 0, err
+    assert f"sound track for 'a cat': {expected.name}" in err
+    samples = audio_samples(target)
+    spectrum = np.abs(np.fft.rfft(samples[:8000]))  # the first second, at 8 kHz: 1 Hz per bin
+    assert abs(int(np.argmax(spectrum)) - tones[expected.name]) <= 2
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".m4a", ".flac"])
+def test_mp3_m4a_and_flac_tracks_are_probed_and_muxed(clip, tmp_path, suffix):
+    import subprocess
+
+    from dcrt.director.sound import check_audio, ffmpeg
+
+    track = tmp_path / f"sine{suffix}"
+    wav = sine_wav(tmp_path / "sine.wav", 3.0)
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(wav), str(track)], check=True, timeout=60)
+    check_audio(track, "mp4")
+    add_audio(clip, track)
+    assert streams(clip) == [("Video", "h264"), ("Audio", "aac")]
+    assert abs(audio_seconds(clip) - 2.0) < 0.1

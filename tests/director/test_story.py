@@ -133,3 +133,18 @@ def test_resume_after_a_killed_scene_renders_only_what_is_missing_or_changed(tmp
     assert code == 0, err
     assert rendered == ["waves", "fire", "fire", "smoke"]
     assert json.loads((scenes_folder(film) / "manifest.json").read_text())["parts"]["scene-02"]["prompt"] == "smoke"
+
+
+def test_a_broken_manifest_is_one_line_before_any_model(tmp_path, run_cli, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("dcrt.loading.open_backend", refuse)
+    _pictures(tmp_path)
+    board, film = tmp_path / "story.toml", tmp_path / "film.mp4"
+    board.write_text(TWO_SCENES)
+    scenes_folder(film).mkdir()
+    (scenes_folder(film) / "manifest.json").write_text("[1, 2]")
+    code, out, err = run_cli(["story", str(board), "-o", str(film), "--resume"])
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "is not a story manifest: remove it" in err

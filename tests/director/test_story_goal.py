@@ -77,7 +77,7 @@ def test_the_chat_model_writes_an_editable_storyboard(chat, first, tmp_path, run
         (json.dumps({"scenes": []}), "has no list of scenes"),
         (json.dumps({"scenes": ["waves"] * 9}), "planned 9 scenes, more than 8"),
         (json.dumps({"scenes": [{"prompt": ""}]}), "empty or non-text prompt"),
-        (json.dumps({"scenes": ["I'm sorry, I cannot help with that"]}), "refused"),
+        (json.dumps({"scenes": ["Sorry, I cannot help with that"]}), "refused"),
         (json.dumps({"scenes": [" ".join(["word"] * 41)]}), "over 40 words"),
     ],
 )
@@ -127,3 +127,35 @@ def test_the_chat_model_picks_a_library_track_by_name(chat, tmp_path):  # noqa: 
     chat.reply = (200, json.dumps({"track": "drums.wav"}), 0.0, None)
     with pytest.raises(LLMError, match="names no track of the library"):
         pick_by_llm(tracks, "thunder", request)
+
+
+def test_animate_with_llm_lays_the_track_the_chat_model_picks(chat, first, tmp_path, run_cli, monkeypatch):  # noqa: F811
+    """--llm with --audio-library on a generating command: the chat model's pick is muxed (stand-in backend and
+    writer: no sampling, and no CLIP is loaded)."""
+    from _audio import audio_samples, sine_wav
+    from _videos import moving_square
+
+    from dcrt.video import write_video
+
+    library = tmp_path / "tracks"
+    library.mkdir()
+    sine_wav(library / "calm_sea.wav", 1.0, 440.0)
+    sine_wav(library / "storm_drums.wav", 1.0, 1000.0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("CLIP was loaded")
+
+    def save_video(backend, mode, images, prompt, path, *, fps, **kwargs):
+        return write_video(moving_square((4, 0), frames=16, size=(128, 160)), path, fps=fps)
+
+    monkeypatch.setattr("dcrt.director.describe.open_embedder", refuse)
+    monkeypatch.setattr("dcrt.loading.open_backend", lambda *args, **kwargs: object())
+    monkeypatch.setattr("dcrt.api.save_video", save_video)
+    chat.reply = (200, json.dumps({"track": "storm_drums.wav"}), 0.0, None)
+    target = tmp_path / "out.mp4"
+    llm = ["--llm", chat.url, "--llm-model", "m", "--audio-library", str(library)]
+    code, _, err = run_cli(["animate", str(first), "thunder", "--res", "tiny", *llm, "-o", str(target)])
+    assert code == 0, err
+    assert "sound track for 'thunder': storm_drums.wav" in err
+    spectrum = np.abs(np.fft.rfft(audio_samples(target)[:8000]))  # 1 Hz per bin
+    assert abs(int(np.argmax(spectrum)) - 1000) <= 2

@@ -1,7 +1,6 @@
-"""What the C++ host (cpp_host) takes from Python: the prompt's token ids and the noise of a seeded run.
-
-Tokenization and the random generator stay on the Python side, so the host needs neither a BPE tokenizer nor
-torch's RNG: `dcrt tokenize` and `dcrt noise` write these arrays as .npy files (cpp_host/README.md).
+"""What the C++ host (cpp_host) reads from a bundle's manifest (`host_fields`: its settings and vocabulary file), and
+the prompt's token ids and a seeded run's noise as .npy files (`dcrt tokenize`, `dcrt noise`): the host makes both
+itself since issue 32 (its own tokenizer, libtorch's generator), so the arrays serve debugging and comparisons.
 """
 
 from __future__ import annotations
@@ -63,12 +62,24 @@ HOST_SAMPLING = (
 )  # fmt: skip
 
 
+# The CLIP BPE vocabulary in a bundle (dcrt.models.tokenizer.vocabulary_file, uncompressed), for the C++ host's
+# tokenizer; the manifest's `tokenizer` names it.
+TOKENIZER_FILE = "clip_bpe_vocab.txt"
+
+
 def host_fields(preset: Preset) -> dict:
-    """The manifest's `parameterization` and `sampling` (the preset's animate defaults, and `fps`: the frame rate
-    `dcrt animate` writes a DynamiCrafter video at): what the C++ host (cpp_host/) reads instead of keeping copies.
-    None where the C++ host has nothing to run (no DynamiCrafter animate)."""
-    if "animate" not in preset.modes:
-        return {"parameterization": None, "sampling": None}
-    options = resolve_options(preset, "animate")
-    sampling = {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
-    return {"parameterization": preset.diffusion.parameterization, "sampling": sampling}
+    """The manifest's `parameterization`, `sampling` (the preset's animate defaults, and `fps`: the frame rate
+    `dcrt animate` writes a DynamiCrafter video at; None without an animate mode), `modes` (the same for its other
+    modes, interpolate and loop) and `tokenizer` (the vocabulary file the build writes beside the packages): what the
+    C++ host (cpp_host/) reads instead of keeping copies."""
+
+    def defaults(mode: str) -> dict:
+        options = resolve_options(preset, mode)
+        return {name: getattr(options, name) for name in HOST_SAMPLING} | {"fps": DEFAULT_FPS}
+
+    return {
+        "parameterization": preset.diffusion.parameterization,
+        "sampling": defaults("animate") if "animate" in preset.modes else None,
+        "modes": {mode: defaults(mode) for mode in preset.modes if mode != "animate"},
+        "tokenizer": TOKENIZER_FILE,
+    }

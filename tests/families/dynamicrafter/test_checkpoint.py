@@ -249,3 +249,10 @@ def test_dynamicrafter_and_tooncrafter_checkpoints_are_not_interchangeable(tiny_
         dcrt.load_model(tiny_ckpt, preset="tiny-tooncrafter")
     with pytest.raises(CheckpointError, match=r"preset 'tiny': 148 unexpected: first_stage_model\.decoder"):
         dcrt.load_model(tiny_toon_ckpt, preset="tiny")
+
+
+def test_a_file_that_is_not_a_checkpoint_is_said_plainly(tmp_path):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not the zip archive torch.save writes") as refused:
+        dcrt.load_model(tmp_path / "notes.ckpt")
+    assert "_use_new_zipfile_serialization" not in str(refused.value)

@@ -1,4 +1,4 @@
-#include "host.h"
+#include "generate.h"
 
 #include <cstring>
 #include <memory>
@@ -53,11 +53,12 @@ Tensor row_of(const Tensor& t, int64_t row) {
 }
 
 struct Conditioning {
-  Tensor context;  // float32 [branches, L_text + L_image, C]: conditional, unconditional[, image-only]
-  Tensor latent;   // float32 [4, h, w]: the image's VAE latent (c_concat at every frame)
+  Tensor context;      // float32 [branches, L_text + L_image, C]: conditional, unconditional[, image-only]
+  Tensor first, last;  // float32 [4, h, w]: the first and last key frames' VAE latents (one image: both the same)
+  bool every_frame;    // animate: c_concat is the latent at every frame; interpolate / loop: key frames at the ends
 };
 
-// dcrt.families.dynamicrafter.pipeline.Pipeline.conditioning + unconditional, for animate.
+// dcrt.families.dynamicrafter.pipeline.Pipeline.conditioning + unconditional.
 Conditioning condition(const Bundle& bundle, Engine& engine, const HostInputs& in, int branches) {
   const ComponentSpec& text = bundle.component("text_encoder");
   const ComponentSpec& image = bundle.component("image_encoder");
@@ -65,19 +66,27 @@ Conditioning condition(const Bundle& bundle, Engine& engine, const HostInputs& i
   const Tensor prompt = row_of(in.tokens, 0), empty = row_of(in.tokens, 1);
   const Tensor c_text = run_host(engine, text, {&prompt})[0], uc_text = run_host(engine, text, {&empty})[0];
   const int size = static_cast<int>(image.inputs[0].shape[2]);
-  const Tensor pixels = image_to_pixels(in.rgb);
-  const Tensor c_pixels = clip_pixels(pixels, size);
+  const Tensor pixels = image_to_pixels(in.images.front());
+  const Tensor c_pixels = clip_pixels(pixels, size);  // the first image's CLIP embedding
   // The unconditional image: zeros in [-1, 1] (mid-grey) at the CLIP size, as Pipeline.unconditional.
   const Tensor uc_pixels = clip_pixels(Tensor::zeros(DType::kFloat32, {1, 3, size, size}), size);
   const Tensor c_image = run_host(engine, image, {&c_pixels})[0], uc_image = run_host(engine, image, {&uc_pixels})[0];
-  // The encoder takes VAE_ENCODE_FRAMES frames; image-to-video pads with copies of the one image.
+  // The encoder takes VAE_ENCODE_FRAMES frames: the key frames, padded with copies of the last (as
+  // StaticShapeBackend.encode_latents).
+  const int64_t keys = static_cast<int64_t>(in.images.size());
+  if (keys > vae.inputs[0].shape[0]) throw HostError("the VAE encoder takes at most " + shape_string(vae.inputs[0].shape));
   Tensor frames = Tensor::zeros(DType::kFloat32, vae.inputs[0].shape);
-  for (int64_t k = 0; k < frames.shape[0]; ++k)
-    std::memcpy(frames.bytes.data() + k * pixels.bytes.size(), pixels.bytes.data(), pixels.bytes.size());
+  for (int64_t k = 0; k < frames.shape[0]; ++k) {
+    const Tensor key = k == 0 ? pixels : image_to_pixels(in.images[static_cast<size_t>(std::min(k, keys - 1))]);
+    std::memcpy(frames.bytes.data() + k * key.bytes.size(), key.bytes.data(), key.bytes.size());
+  }
   const Tensor z = run_host(engine, vae, {&frames})[0];
   Conditioning c;
-  c.latent = row_of(z, 0);
-  c.latent.shape.erase(c.latent.shape.begin());
+  c.first = row_of(z, 0);
+  c.first.shape.erase(c.first.shape.begin());
+  c.last = row_of(z, keys - 1);
+  c.last.shape.erase(c.last.shape.begin());
+  c.every_frame = in.mode == "animate";
   const std::vector<const Tensor*> parts[3] = {{&c_text, &c_image}, {&uc_text, &uc_image}, {&uc_text, &c_image}};
   const int64_t tokens = c_text.shape[1] + c_image.shape[1], width = c_text.shape[2];
   c.context = Tensor::zeros(DType::kFloat32, {branches, tokens, width});
@@ -114,10 +123,16 @@ struct UNetBuffers {
     if (ctx_row != cond.context.bytes.size() / static_cast<size_t>(cond.context.shape[0]))
       throw HostError(spec.name + ": context " + shape_string(spec.inputs[2].shape) + " does not fit the encoders' " +
                       shape_string(cond.context.shape) + ": the bundle is inconsistent, rebuild it");
-    const int64_t plane = latent / 4, hw = plane / spec.inputs[0].shape[2];  // T * h * w, h * w
-    std::vector<float> concat(static_cast<size_t>(latent));                  // [4, T, h, w]: frame f of c = z[c]
+    const int64_t frames = spec.inputs[0].shape[2], plane = latent / 4, hw = plane / frames;  // T * h * w, h * w
+    // [4, T, h, w]: animate, frame f of channel c = z[c]; else zeros but frame 0 (the first key frame's latent) and
+    // frame T - 1 (the last's), as Pipeline.conditioning.
+    std::vector<float> concat(static_cast<size_t>(latent), 0.0f);
     for (int64_t c = 0; c < 4; ++c)
-      for (int64_t k = 0; k < plane; ++k) concat[c * plane + k] = cond.latent.f32()[c * hw + k % hw];
+      for (int64_t k = 0; k < plane; ++k) {
+        const int64_t f = k / hw;
+        const Tensor* key = f == 0 || cond.every_frame ? &cond.first : f == frames - 1 ? &cond.last : nullptr;
+        if (key != nullptr) concat[c * plane + k] = key->f32()[c * hw + k % hw];
+      }
     const std::vector<int64_t> strides(static_cast<size_t>(rows), frame_stride);
     copy_to_device(device, fs.data(), strides.data(), fs.bytes(), nullptr);
     for (int r = 0; r < rows; ++r) {
@@ -157,18 +172,21 @@ Tensor denoise(const Bundle& bundle, Engine& engine, const SamplingOptions& opts
   return result;
 }
 
-// Pipeline.decoded_chunks: latents [1, 4, T, h, w] -> frames, `decoder batch` frames per call.
-Video decode(const Bundle& bundle, Engine& engine, const Tensor& latents) {
+// Pipeline.decoded_chunks: latents [1, 4, T, h, w] -> frames, `decoder batch` frames per call; a loop leaves out
+// its last frame (a repeat of its first).
+Video decode(const Bundle& bundle, Engine& engine, const Tensor& latents, const std::string& mode) {
   const ComponentSpec& dec = bundle.component("vae_decoder");
-  const int64_t chunk = dec.inputs[0].shape[0], frames = latents.shape[2], hw = latents.shape[3] * latents.shape[4];
-  Video video{static_cast<int>(frames), bundle.height, bundle.width, {}};
+  const int64_t chunk = dec.inputs[0].shape[0], hw = latents.shape[3] * latents.shape[4];
+  const int64_t stored = latents.shape[2], frames = mode == "loop" ? stored - 1 : stored;
+  Video video;
+  video.frames = static_cast<int>(frames), video.height = bundle.height, video.width = bundle.width;
   Tensor z = Tensor::zeros(DType::kFloat32, dec.inputs[0].shape);  // [chunk, 4, h, w]
   for (int64_t start = 0; start < frames; start += chunk) {
     const int64_t count = std::min(chunk, frames - start);
     for (int64_t j = 0; j < chunk; ++j) {  // a short last chunk is padded with its last frame
       const int64_t f = start + std::min(j, count - 1);
       for (int64_t c = 0; c < 4; ++c)
-        std::memcpy(z.f32() + (j * 4 + c) * hw, latents.f32() + (c * frames + f) * hw, hw * sizeof(float));
+        std::memcpy(z.f32() + (j * 4 + c) * hw, latents.f32() + (c * stored + f) * hw, hw * sizeof(float));
     }
     const Tensor decoded = run_host(engine, dec, {&z})[0];
     const std::vector<uint8_t> rgb = frames_to_u8(decoded.f32(), static_cast<int>(count), bundle.height, bundle.width);
@@ -178,25 +196,25 @@ Video decode(const Bundle& bundle, Engine& engine, const Tensor& latents) {
 }
 
 void check_inputs(const Bundle& bundle, const HostInputs& in, const DDIMSchedule& schedule, const SamplingOptions& o) {
-  if (bundle.component("vae_decoder").inputs.size() != 1)
-    throw HostError(bundle.dir + " is a " + bundle.preset + " bundle: its decoder takes reference features " +
-                    "(ToonCrafter), which this host does not run; use the Python pipeline");
   const std::vector<int64_t> image{bundle.height, bundle.width, 3};
-  if (in.rgb.shape != image)
-    throw HostError("the image is " + std::to_string(in.rgb.shape[1]) + "x" + std::to_string(in.rgb.shape[0]) +
-                    "; this host takes images at the bundle's size, " + std::to_string(bundle.width) + "x" +
-                    std::to_string(bundle.height) + " (resize and crop it first, e.g. as dcrt does)");
+  if (in.images.size() != (in.mode == "interpolate" ? 2u : 1u))
+    throw HostError(in.mode + " takes " + (in.mode == "interpolate" ? "two images" : "one image"));
+  for (const Tensor& rgb : in.images)
+    if (rgb.shape != image)
+      throw HostError("the image is " + std::to_string(rgb.shape[1]) + "x" + std::to_string(rgb.shape[0]) +
+                      "; generate takes images at the bundle's size, " + std::to_string(bundle.width) + "x" +
+                      std::to_string(bundle.height) + " (resize_and_crop first)");
   const int64_t length = bundle.component("text_encoder").inputs[0].shape[1];
   if (in.tokens.dtype != DType::kInt64 || in.tokens.shape != std::vector<int64_t>{2, length})
-    throw HostError("the token file must hold int64 [2, " + std::to_string(length) + "] (prompt, empty prompt): " +
-                    "write it with `dcrt tokenize`");
+    throw HostError("the token ids must be int64 [2, " + std::to_string(length) + "] (prompt, empty prompt): " +
+                    "a bundle of another text encoder?");
   std::vector<int64_t> x = bundle.component("unet").outputs[0].shape;
   x[0] = 1;
   x.insert(x.begin(), o.eta > 0.0 ? 1 + schedule.num_steps() : 1);
   if (in.noise.dtype != DType::kFloat32 || in.noise.shape != x)
-    throw HostError("the noise file must hold float32 " + shape_string(x) + " for " + std::to_string(o.steps) +
+    throw HostError("the noise must be float32 " + shape_string(x) + " for " + std::to_string(o.steps) +
                     " steps with eta " + std::to_string(o.eta) + ", got " + shape_string(in.noise.shape) +
-                    ": write it with `dcrt noise` and the same --steps, --eta and --timestep-spacing");
+                    ": drawn for other settings");
 }
 
 }  // namespace
@@ -207,7 +225,7 @@ Video generate(const Bundle& bundle, Engine& engine, const SamplingOptions& opti
   check_inputs(bundle, inputs, schedule, options);
   const Conditioning cond = condition(bundle, engine, inputs, options.guidance.branches());
   const Tensor latents = denoise(bundle, engine, options, schedule, cond, inputs.noise);
-  return decode(bundle, engine, latents);
+  return decode(bundle, engine, latents, inputs.mode);
 }
 
 }  // namespace dcrt_host
