@@ -28,9 +28,7 @@ pytestmark = pytest.mark.ui
 REQUEST = BackendRequest(preset="tiny", random_weights=True, backend="torch", device="cpu")
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = 600_000  # a hang guard: a loaded 2-core machine may take minutes
-
-
-# The video's duration once the browser has read its metadata: Chromium decodes its header; an error is thrown.
+# The video's duration once Chromium has read its metadata; a source it cannot play rejects with the media error.
 PLAYABLE = """v => new Promise((done, fail) => {
     if (v.readyState >= 1) return done(v.duration);
     v.addEventListener("loadedmetadata", () => done(v.duration));
