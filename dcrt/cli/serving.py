@@ -20,6 +20,7 @@ from dcrt.cli.options import (
     default_output,
     takes,
 )
+from dcrt.director.llm import LLMRequest
 from dcrt.errors import UsageError
 from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingRequest
@@ -129,9 +130,10 @@ def client(
 
 
 @app.command(cls=GroupedCommand)
-@takes(model=(BackendRequest, SERVED_MODEL))
+@takes(model=(BackendRequest, SERVED_MODEL), llm=LLMRequest)
 def ui(
     model: BackendRequest,
+    llm: LLMRequest,
     server: Annotated[
         str | None,
         typer.Option(help="a `dcrt serve` URL to send the work to (default: run it in this process)"),
@@ -145,18 +147,31 @@ def ui(
             "with one prompt per line (pairs of images for an interpolation model), e.g. DynamiCrafter/prompts/512"
         ),
     ] = None,
+    audio_library: Annotated[
+        Path | None,
+        typer.Option(
+            help="a folder of sound tracks (wav, mp3, m4a, flac) the Magic Animator tab offers by name, or picks by "
+            "matching their tags (<track>.txt, else the file name) against the prompt"
+        ),
+    ] = None,
 ) -> None:
-    """The DynamiCrafter demo page (Gradio): image to video, and interpolation / loop with two images. Runs the
-    pipeline in this process, or on a `dcrt serve` endpoint with --server (then --res names the server's preset,
-    for the controls' defaults). Analytics are off."""
+    """The DynamiCrafter demo page (Gradio): image to video, interpolation / loop with two images, and the Magic
+    Animator (describe a photo, animate it, score the video, add a sound track). Runs the pipeline in this process,
+    or on a `dcrt serve` endpoint with --server (then --res names the server's preset, for the controls'
+    defaults; describing and scoring still run here, with the checkpoint found here). Analytics are off."""
     model = replace(model, preset=model.preset or DEFAULT_PRESET)
     preset = model.preset_config()
     preset.require_family("dynamicrafter", "the demo page")
     model.check_names()
+    chat = llm.resolved()  # a bad URL or a missing model name: one line, before anything loads
     jobs = read_prompt_dir(examples, preset.modes[0]) if examples is not None else []
+    if audio_library is not None:
+        from dcrt.director.sound import check_sound
+
+        check_sound(None, audio_library, "mp4")  # every track probed: a bad one is named now
     if server is None:
         model.required_weights()
-    from dcrt.ui import build_ui, in_process, remote
+    from dcrt.ui import Director, build_ui, in_process, remote
 
     if server is not None:
         generate = remote(server)
@@ -165,4 +180,7 @@ def ui(
 
         generate = in_process(VideoService(model, log=log))
     log(f"the page: http://{host}:{port} (Ctrl-C stops)")
-    build_ui(generate, preset, jobs).queue().launch(server_name=host, server_port=port, share=False, quiet=True)
+    director = Director(model, chat, audio_library)
+    build_ui(generate, preset, jobs, director).queue().launch(
+        server_name=host, server_port=port, share=False, quiet=True
+    )

@@ -1,62 +1,29 @@
-"""`dcrt ui`: the original demo's Gradio page with dcrt underneath. An image-to-video tab and an
-interpolation / loop tab (two images); prompt, steps, guidance scale, eta, frame stride and seed; progress
-per denoising step; the video; example inputs from a folder in the original's `prompts/` layout (`--examples`).
-The work runs in this process (`VideoService`), or on a `dcrt serve`
-endpoint (`--server`): both take the same request, so the page cannot tell them apart.
+"""The original demo's two tabs: image to video, and interpolation / loop (two images); prompt, steps, guidance
+scale, eta, frame stride and seed; progress per denoising step; the video; example inputs from a folder in the
+original's `prompts/` layout (`--examples`). With a `Director`, the Magic Animator tab too (dcrt.ui.animator).
 """
 
 from __future__ import annotations
 
-import io
-import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dcrt.batch import Job
 from dcrt.errors import DcrtError
 from dcrt.families.dynamicrafter.config import Preset
 from dcrt.families.dynamicrafter.options import SamplingRequest, resolve_options
-from dcrt.serving.client import request_inputs
 from dcrt.serving.service import mp4_bytes
+from dcrt.ui.generation import Generate, png
 
-# Gradio reads this when it is imported: the page reports nothing to anyone.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-# (image bytes, prompt, mode, sampling request, progress(step, total)) -> uint8 frames [T, H, W, 3]
-Generate = Callable[[list[bytes], str, str, SamplingRequest, Callable[[int, int], None]], np.ndarray]
+if TYPE_CHECKING:
+    from dcrt.ui.animator import Director
 
 
-def in_process(service) -> Generate:
-    """Run requests on a `dcrt.serving.service.VideoService` in this process."""
-
-    def generate(images, prompt, mode, sampling, progress):
-        return service.run(request_inputs(images, prompt, mode, sampling), progress=progress)["FRAMES"][0]
-
-    return generate
-
-
-def remote(url: str) -> Generate:
-    """Send requests to a `dcrt serve` endpoint (no per-step progress: Triton answers once)."""
-    from dcrt.serving.client import generate_remote
-
-    def generate(images, prompt, mode, sampling, progress):
-        return generate_remote(url, images, prompt, mode, sampling)["FRAMES"]
-
-    return generate
-
-
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def build_ui(generate: Generate, preset: Preset, examples: list[Job] = ()):
+def build_ui(generate: Generate, preset: Preset, examples: list[Job] = (), director: Director | None = None):
     """The page (a gr.Blocks); its two buttons are also API endpoints: /animate and /interpolate. `examples`
-    (dcrt.batch.read_prompt_dir) fill the image tab, or the interpolation tab when they are pairs of images."""
+    (dcrt.batch.read_prompt_dir) fill the image tab, or the interpolation tab when they are pairs of images. With
+    a `director` (an animate model), the Magic Animator tab too (its endpoints: /describe, /magic_animate)."""
     import gradio as gr
 
     modes = [m for m in ("interpolate", "loop") if m in preset.modes]
@@ -71,7 +38,7 @@ def build_ui(generate: Generate, preset: Preset, examples: list[Job] = ()):
             frame_stride=int(frame_stride), seed=int(seed),
         )  # fmt: skip
         try:
-            frames = generate([_png(i) for i in images], prompt, mode, sampling, lambda s, t: progress((s, t)))
+            frames = generate([png(i) for i in images], prompt, mode, sampling, lambda s, t: progress((s, t)))
         except DcrtError as exc:
             raise gr.Error(str(exc)) from None
         path = Path(tempfile.mkstemp(suffix=".mp4", dir=out_dir)[1])
@@ -127,4 +94,8 @@ def build_ui(generate: Generate, preset: Preset, examples: list[Job] = ()):
                     return run([a, b] if m == "interpolate" else [a], p, m, *s, progress=progress)
 
                 button2.click(run_pair, [first, last, prompt2, mode, *controls2], video2, api_name="interpolate")
+        if director is not None and "animate" in preset.modes:
+            from dcrt.ui.animator import add_tab
+
+            add_tab(generate, director, out_dir)
     return page
