@@ -105,10 +105,12 @@ def whole_run(model, backends: dict, height: int, width: int, repeat: int) -> di
     image = (np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8)
     mode = model.preset.modes[0]
 
+    size = {"height": height, "width": width, "steps": SAMPLING_STEPS, "seed": 1}
+
     def run(backend):
         if mode == "interpolate":
-            return lambda: dcrt.interpolate(backend, image, image, "a boat", steps=SAMPLING_STEPS, seed=1)
-        return lambda: dcrt.animate(backend, image, "a boat", steps=SAMPLING_STEPS, seed=1)
+            return lambda: dcrt.interpolate(backend, image, image, "a boat", **size)
+        return lambda: dcrt.animate(backend, image, "a boat", **size)
 
     seconds = rotating_medians({r: run(backends[r]) for r in RUNTIMES}, repeat)
     return {"mode": mode, "steps": SAMPLING_STEPS} | {f"{r}_s": seconds[r] for r in RUNTIMES}
