@@ -73,7 +73,7 @@ class BackendRequest:
         default="auto",
         metadata=_meta(
             "auto (TensorRT engines, else AOTInductor packages, else onnxruntime-gpu, else PyTorch on CUDA, else "
-            "AOTInductor / ONNX Runtime / PyTorch on the CPU; `dcrt info` says which; an export or engines made from "
+            "ONNX Runtime / AOTInductor / PyTorch on the CPU; `dcrt info` says which; an export or engines made from "
             "other weights or for another size are passed over with a notice), trt, aoti, ort or torch",
             BACKEND,
         ),

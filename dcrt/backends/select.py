@@ -1,8 +1,8 @@
 """`--backend auto`: the fastest backend this machine can run for a request, and why the faster ones cannot.
 
 Order: TensorRT engines (built for this GPU and TensorRT) > AOTInductor packages for this GPU > ONNX Runtime
-on CUDA (an export and onnxruntime-gpu) > PyTorch on CUDA > AOTInductor packages for this CPU > ONNX Runtime
-on the CPU (an export) > PyTorch on the CPU. Why AOTInductor sits where it does: docs/backends.md.
+on CUDA (an export and onnxruntime-gpu) > PyTorch on CUDA > ONNX Runtime on the CPU (an export) > AOTInductor
+packages for this CPU > PyTorch on the CPU. Why AOTInductor sits where it does: docs/backends.md.
 The order is data, `AUTO_ORDER` (tests/backends/test_select.py checks that this paragraph, docs/backends.md and
 `--backend`'s help list it as the table does); `choose_backend` walks it once and takes the first candidate this
 machine runs whose artifact serves the request.
@@ -156,15 +156,6 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         runtime="torch", device="cuda", runs_here=_torch_gpu_runs, reason="PyTorch on {gpu}", honours_torch_only=True
     ),
     BackendCandidate(
-        runtime="aoti",
-        device="cpu",
-        runs_here=_runs_anywhere,
-        reason="AOTInductor packages for {target} in {location}",
-        artifact=AOTI,
-        label="AOTInductor",
-        missing=_NO_AOTI_PACKAGES,
-    ),
-    BackendCandidate(
         runtime="ort",
         device="cpu",
         runs_here=_onnxruntime_cpu_runs,
@@ -172,6 +163,15 @@ AUTO_ORDER: tuple[BackendCandidate, ...] = (
         artifact=EXPORT,
         label="ONNX Runtime",
         missing="not ONNX Runtime: no export in {export}",
+    ),
+    BackendCandidate(
+        runtime="aoti",
+        device="cpu",
+        runs_here=_runs_anywhere,
+        reason="AOTInductor packages for {target} in {location}",
+        artifact=AOTI,
+        label="AOTInductor",
+        missing=_NO_AOTI_PACKAGES,
     ),
     BackendCandidate(
         runtime="torch", device="cpu", runs_here=_runs_anywhere, reason="PyTorch on the CPU", honours_torch_only=True

@@ -77,16 +77,18 @@ def _choose(root, export_dir, facts, requested="auto", device=None):
     return choose_backend(TINY, requested, root, export_dir, facts, device, weights=Weights("tiny"))
 
 
-def test_auto_takes_cpu_packages_before_onnx_runtime_and_native_before_avx2(tmp_path):
-    make_export(tmp_path / "export")
+def test_auto_takes_cpu_packages_after_onnx_runtime_and_native_before_avx2(tmp_path):
+    """The CPU order measured side by side (docs/backends.md): an export first, then packages, then eager."""
     facts = MachineFacts(aoti=(CPU_NATIVE, CPU_AVX2))
-    assert _choose(tmp_path, tmp_path / "export", facts).name == "ort"  # no packages yet
     portable = _aoti_bundle(tmp_path, CPU_AVX2)
-    choice = _choose(tmp_path, tmp_path / "export", facts)
+    choice = _choose(tmp_path, tmp_path / "export", facts)  # no export: the packages
     assert (choice.name, choice.device, choice.location) == ("aoti", "cpu", portable)
     native = _aoti_bundle(tmp_path, CPU_NATIVE)
     assert _choose(tmp_path, tmp_path / "export", facts).location == native
     assert _choose(tmp_path, tmp_path / "export", facts, "aoti").location == native
+    make_export(tmp_path / "export")
+    choice = _choose(tmp_path, tmp_path / "export", facts)
+    assert choice.name == "ort" and "AOTInductor" not in choice.reason  # ONNX Runtime comes first on a CPU
 
 
 def test_auto_on_a_gpu_takes_cuda_packages_after_tensorrt_before_torch(tmp_path):
