@@ -64,6 +64,9 @@ def main() -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            # A ResourceWarning is a developer's diagnostic (an event loop or file some library left to the
+            # collector), not a notice about the user's run: it would be a second line beside a one-line error.
+            warnings.simplefilter("ignore", ResourceWarning)
             warnings.showwarning = _show_warning
             code = app(standalone_mode=False, prog_name="dcrt")
     except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
