@@ -228,6 +228,17 @@ def _empty_working_directory(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Any attempt to load the video model or the describer's CLIP fails the test: what it checks happens before."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("dcrt.loading.open_backend", refuse)
+    monkeypatch.setattr("dcrt.director.describe.open_embedder", refuse)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ def square_mp4(tmp_path):
 
 
 @pytest.fixture
-def no_model_loads(monkeypatch):
+def no_clip_loads(monkeypatch):
     """Fail the test if the CLIP is asked for."""
 
     def refuse(*args, **kwargs):
@@ -28,7 +28,7 @@ def no_model_loads(monkeypatch):
     monkeypatch.setattr("dcrt.director.score.open_embedder", refuse)
 
 
-def test_the_table_reports_the_planted_motion_and_why_clip_metrics_are_missing(run_cli, square_mp4, no_model_loads):
+def test_the_table_reports_the_planted_motion_and_why_clip_metrics_are_missing(run_cli, square_mp4, no_clip_loads):
     code, out, err = run_cli(["score", str(square_mp4)])
     assert (code, err) == (0, "")
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
@@ -67,14 +67,14 @@ def bad_inputs(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "not a video", "empty folder"])
-def test_bad_videos_are_one_line_and_exit_2_before_any_model(run_cli, tmp_path, case, no_model_loads):
+def test_bad_videos_are_one_line_and_exit_2_before_any_model(run_cli, tmp_path, case, no_clip_loads):
     args, message = bad_inputs(tmp_path)[case]
     code, out, err = run_cli(["score", *args, "--random-weights"])
     assert code == 2 and out == ""
     assert err.startswith("dcrt: error: " + message.format(tmp=tmp_path)) and err.count("\n") == 1
 
 
-def test_a_bad_image_or_checkpoint_is_one_line_before_any_model(run_cli, square_mp4, tmp_path, no_model_loads):
+def test_a_bad_image_or_checkpoint_is_one_line_before_any_model(run_cli, square_mp4, tmp_path, no_clip_loads):
     code, _, err = run_cli(["score", str(square_mp4), "--image", str(tmp_path / "gone.png"), "--random-weights"])
     assert code == 2 and err == f"dcrt: error: image {tmp_path}/gone.png does not exist\n"
     code, _, err = run_cli(["score", str(square_mp4), "--res", "512", "--ckpt", str(tmp_path / "gone.ckpt")])
@@ -82,7 +82,7 @@ def test_a_bad_image_or_checkpoint_is_one_line_before_any_model(run_cli, square_
 
 
 @pytest.mark.parametrize("fmt", ["gif", "png"])
-def test_gif_and_png_folders_are_read_too(run_cli, tmp_path, fmt, no_model_loads):
+def test_gif_and_png_folders_are_read_too(run_cli, tmp_path, fmt, no_clip_loads):
     """gif through PIL (lossless palette of a grey-level texture), png frames from the folder `write_video` makes."""
     video = moving_square((3, 0), frames=5)
     video[:] = video.mean(axis=-1, keepdims=True).astype(np.uint8)  # grey: a gif's palette holds every level

@@ -29,15 +29,6 @@ def picture(tmp_path):
     return path
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr("dcrt.loading.open_backend", refuse)
-    monkeypatch.setattr("dcrt.director.describe.open_embedder", refuse)
-
-
 @pytest.mark.parametrize("track_seconds", [0.7, 5.0], ids=["looped", "cut"])
 def test_one_aac_stream_as_long_as_the_video_and_the_same_frames(clip, tmp_path, track_seconds):
     before = read_video(clip)

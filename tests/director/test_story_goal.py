@@ -26,15 +26,6 @@ def first(tmp_path):
     return path
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr("dcrt.loading.open_backend", refuse)
-    monkeypatch.setattr("dcrt.director.describe.open_embedder", refuse)
-
-
 def _goal(chat, board, first, *more):  # noqa: F811
     llm = ["--llm", chat.url, "--llm-model", "fake-vision"]
     return [

@@ -17,15 +17,6 @@ def images(tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr("dcrt.loading.open_backend", refuse)
-    monkeypatch.setattr("dcrt.director.describe.open_embedder", refuse)
-
-
 HEAD = '[story]\npreset = "tiny"\nbridge_preset = "tiny-tooncrafter"\nsteps = 1\n'
 
 
