@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _audio import sine_wav, streams
 from PIL import Image
 
 from dcrt.errors import UsageError
@@ -36,25 +35,6 @@ PLAYABLE = """v => new Promise((done, fail) => {
 })"""
 
 
-def sine_wav(path, seconds: float = 3.0, hz: float = 440.0, rate: int = 22050):
-    """A mono 16-bit sine wave: longer than the tiny preset's 2 s video, so the tab must cut it."""
-    samples = (0.3 * 32767 * np.sin(2 * np.pi * hz * np.arange(round(seconds * rate)) / rate)).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.tobytes())
-    return path
-
-
-def streams(path) -> list[tuple[str, str]]:
-    """(kind, codec) of each stream of a media file, as `ffmpeg -i` lists them: e.g. [("Video", "h264"), ...]."""
-    from dcrt.director.sound import ffmpeg
-
-    said = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60)
-    return re.findall(r"Stream #\d+:\d+\S*: (Video|Audio): (\w+)", said.stderr)
-
-
 @pytest.fixture(scope="module")
 def page():
     app = build_ui(in_process(VideoService(REQUEST)), get_preset("tiny"), director=Director(REQUEST))
@@ -75,7 +55,7 @@ def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame
     assert chromium, "no chromium on PATH: `.ci/run` installs it (apt-get install chromium)"
     photo = tmp_path / "teal.png"
     Image.new("RGB", (80, 64), "teal").save(photo)
-    tone = sine_wav(tmp_path / "tone.wav")
+    tone = sine_wav(tmp_path / "tone.wav", 3.0)  # longer than the 2 s video: the tab must cut it
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
@@ -137,7 +117,7 @@ def test_no_track_without_an_upload_or_a_library_choice(tmp_path):
 def test_tracks_from_the_library_by_name_or_picked_and_bad_ones_refused(tmp_path):
     library = tmp_path / "library"
     library.mkdir()
-    calm, storm = sine_wav(library / "calm_piano.wav", hz=220), sine_wav(library / "rain_storm.wav", hz=880)
+    calm, storm = sine_wav(library / "calm_piano.wav", 3.0, hz=220), sine_wav(library / "rain_storm.wav", 3.0, hz=880)
     (library / "rain_storm.txt").write_text("thunder and heavy rain")
     director = Director(REQUEST, audio_library=library)
     assert director.tracks() == ["calm_piano.wav", "rain_storm.wav"]
@@ -274,8 +254,8 @@ def test_the_llm_options_describe_and_pick_the_track(chat_model, tmp_path):
     url, asked = chat_model
     library = tmp_path / "library"
     library.mkdir()
-    sine_wav(library / "calm_piano.wav")
-    storm = sine_wav(library / "rain_storm.wav")
+    sine_wav(library / "calm_piano.wav", 3.0)
+    storm = sine_wav(library / "rain_storm.wav", 3.0)
     director = Director(REQUEST, LLMRequest(url, "fake-vision", timeout=60).resolved(), library)
     ranked = director.describe(Image.new("RGB", (64, 64), "teal"))
     assert [r.prompt for r in ranked] == PROPOSED

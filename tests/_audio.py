@@ -1,4 +1,5 @@
-"""Sound tracks with known lengths, and what ffmpeg says a muxed file holds, for the sound and story tests."""
+"""Sound tracks with known lengths, and what ffmpeg says a muxed file holds: for the sound, story and Magic
+Animator tests."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def sine_wav(path: Path, seconds: float, hz: float = 440.0, rate: int = 22050) -
 
 def streams(path: Path) -> list[tuple[str, str]]:
     """(kind, codec) of each stream of a media file, as `ffmpeg -i` lists them: e.g. [("Video", "h264"), ...]."""
-    said = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    said = subprocess.run(
+        [ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
+    ).stderr
     return re.findall(r"Stream #\d+:\d+\S*: (Video|Audio): (\w+)", said)
 
 
