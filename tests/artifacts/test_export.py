@@ -164,7 +164,10 @@ def test_opening_an_export_checks_sizes_and_hashes_only_when_asked(exported, tmp
     schedule = bytearray((copy / "schedule.safetensors").read_bytes())
     schedule[-1] ^= 1  # a value of the last tensor: same size, still loads
     (copy / "schedule.safetensors").write_bytes(schedule)
-    with pytest.raises(UsageError, match=r"schedule.safetensors does not match the sha256 .*dcrt export --force"):
+    with pytest.raises(
+        UsageError,
+        match=r"schedule.safetensors does not match the sha256 .*`dcrt export --res tiny .* --out .* --force`",
+    ):
         open_onnxruntime(copy, verify=True)
     assert hashed["schedule.safetensors"] == 1
 
