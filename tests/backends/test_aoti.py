@@ -46,8 +46,9 @@ def test_bundle_follows_the_contract(aoti_tiny_bundle):
         assert entry["outputs"] == [t.as_dict() for t in spec.outputs]
         assert entry["parity"]["rel_error"] < GRAPH_TOLERANCE and entry["flags"]["inductor"]["cpp.march"] == "x86-64-v3"
     assert (aoti_tiny_bundle / "schedule.safetensors").stat().st_size == data["schedule_sizes"]["schedule.safetensors"]
+    assert data["tokenizer"] and (aoti_tiny_bundle / data["tokenizer"]).stat().st_size > 0  # the C++ tokenizer's
     assert sorted(p.name for p in aoti_tiny_bundle.iterdir()) == sorted(
-        ["manifest.json", "schedule.safetensors", *(f"{n}.pt2" for n in specs)]
+        ["manifest.json", "schedule.safetensors", data["tokenizer"], *(f"{n}.pt2" for n in specs)]
     )  # no temporary file left behind
 
 
