@@ -107,7 +107,7 @@ def test_frames_match_python(host_build, tmp_path):
 IMAGES = [  # (file size H x W, format, PIL mode, target H x W)
     ((90, 120), "jpg", "RGB", (64, 64)),  # landscape JPEG: the shorter side down to 64, then a centre crop
     ((300, 200), "jpg", "L", (64, 64)),  # grey JPEG, portrait
-    ((37, 91), "png", "RGBA", (64, 64)),  # upsampled; alpha dropped
+    ((37, 91), "png", "RGBA", (64, 64)),  # upsampled; partly transparent: composited on white
     ((75, 100), "png", "P", (64, 64)),  # palette
     ((64, 64), "png", "LA", (64, 64)),  # the target size: no resize
     ((99, 99), "png", "RGB", (64, 64)),  # an odd crop offset (Python's round, half to even)

@@ -17,6 +17,18 @@ namespace {
 
 // --- PNG (libpng's simplified API has no "drop alpha, keep colour" mode, so the classic one) ---------------------
 
+// One channel of a pixel of opacity `a` composited on opaque white: PIL's Image.alpha_composite (AlphaComposite.c,
+// 7 bits of precision, its shift-based division by 255), which dcrt.images uses; a = 255 gives `v` back exactly.
+uint8_t over_white(uint8_t v, uint8_t a) {
+  if (a == 0) return 255;
+  constexpr uint32_t kPrecisionBits = 7;
+  const uint32_t outa255 = a * 255u + 255u * (255u - a);
+  const uint32_t coef1 = a * 255u * 255u * (1u << kPrecisionBits) / outa255;
+  const uint32_t coef2 = 255u * (1u << kPrecisionBits) - coef1;
+  const uint32_t mixed = v * coef1 + 255u * coef2 + (0x80u << kPrecisionBits);
+  return static_cast<uint8_t>((((mixed >> 8) + mixed) >> 8) >> kPrecisionBits);
+}
+
 struct PngSource {
   const std::vector<uint8_t>& bytes;
   size_t at = 0;
@@ -49,17 +61,29 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
     sixteen = true;
     png_longjmp(png, 1);
   }
-  png_set_expand(png);       // palette -> RGB, grey < 8 bits -> 8 bits
+  // dcrt.images.to_rgb: an alpha channel (RGBA, LA, a palette with transparency) is composited on white; a tRNS
+  // colour key of an RGB or grey image is ignored, as PIL's convert("RGB") ignores it.
+  const int colour = png_get_color_type(png, info);
+  const bool keyed_palette = colour == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, info, PNG_INFO_tRNS);
+  const bool alpha = (colour & PNG_COLOR_MASK_ALPHA) || keyed_palette;
+  png_set_palette_to_rgb(png);
+  png_set_expand_gray_1_2_4_to_8(png);
+  if (keyed_palette) png_set_tRNS_to_alpha(png);
   png_set_gray_to_rgb(png);  // L / LA -> RGB, as PIL's convert("RGB")
-  png_set_strip_alpha(png);  // transparency dropped, the colour under it kept
   png_read_update_info(png, info);
   const int height = static_cast<int>(png_get_image_height(png, info));
   const int width = static_cast<int>(png_get_image_width(png, info));
-  t = Tensor::zeros(DType::kUInt8, {height, width, 3});
+  const int channels = alpha ? 4 : 3;
+  std::vector<uint8_t> pixels(static_cast<size_t>(height) * width * channels);
   std::vector<png_bytep> rows(static_cast<size_t>(height));
-  for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = t.bytes.data() + static_cast<size_t>(y) * width * 3;
+  for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = pixels.data() + static_cast<size_t>(y) * width * channels;
   png_read_image(png, rows.data());
   png_destroy_read_struct(&png, &info, nullptr);
+  t = Tensor::zeros(DType::kUInt8, {height, width, 3});
+  const size_t count = static_cast<size_t>(height) * width;
+  for (size_t i = 0; i < count; ++i)
+    for (int c = 0; c < 3; ++c)
+      t.bytes[i * 3 + c] = alpha ? over_white(pixels[i * 4 + c], pixels[i * 4 + 3]) : pixels[i * 3 + c];
   return t;
 }
 
