@@ -115,7 +115,7 @@ def _client(request: LLMRequest):
     )
 
 
-def _ask(request: LLMRequest, system: str, content: list[dict] | str) -> str:
+def ask(request: LLMRequest, system: str, content: list[dict] | str) -> str:
     """The assistant's answer text, or one LLMError line naming what went wrong."""
     import openai
 
@@ -136,7 +136,7 @@ def _ask(request: LLMRequest, system: str, content: list[dict] | str) -> str:
     choice = answer.choices[0] if answer.choices else None
     message = choice.message if choice is not None else None
     if message is not None and getattr(message, "refusal", None):
-        raise LLMError(f"the chat model refused: {_quote(message.refusal)}")
+        raise LLMError(f"the chat model refused: {quoted(message.refusal)}")
     if message is None or not message.content:
         raise LLMError(f"the chat model at {request.endpoint} sent an empty answer")
     return message.content
@@ -146,23 +146,23 @@ def _masked(text: str, request: LLMRequest) -> str:
     """A server's message, quoted short, with the API key masked (some servers echo it)."""
     if request.api_key:
         text = text.replace(request.api_key, "***")
-    return _quote(text)
+    return quoted(text)
 
 
-def _quote(text: str) -> str:
+def quoted(text: str) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= _QUOTED else line[:_QUOTED] + "..."
 
 
-def _json_answer(text: str):
+def json_answer(text: str):
     """The JSON value of an answer, allowing the ```json fences chat models like to add."""
     stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
     try:
         return json.loads(stripped)
     except ValueError:
         if _REFUSAL.search(text):
-            raise LLMError(f"the chat model refused: {_quote(text)}") from None
-        raise LLMError(f"the chat model's answer is not the JSON asked for: {_quote(text)}") from None
+            raise LLMError(f"the chat model refused: {quoted(text)}") from None
+        raise LLMError(f"the chat model's answer is not the JSON asked for: {quoted(text)}") from None
 
 
 def data_url(frame: np.ndarray) -> str:
@@ -179,24 +179,24 @@ def propose_prompts(request: LLMRequest, frames: np.ndarray, top: int) -> list[R
     what = "this image" if len(frames) == 1 else "a clip going from the first of these frames to the last"
     content = [{"type": "text", "text": f"Propose {top} motion prompts for {what}."}]
     content += [{"type": "image_url", "image_url": {"url": data_url(frame)}} for frame in frames]
-    answer = _json_answer(_ask(request, SYSTEM_PROMPT, content))
+    answer = json_answer(ask(request, SYSTEM_PROMPT, content))
     prompts = answer.get("prompts") if isinstance(answer, dict) else answer
     if not isinstance(prompts, list) or not prompts:
-        raise LLMError(f"the chat model's answer has no list of prompts: {_quote(json.dumps(answer))}")
-    checked = [_checked_prompt(p) for p in prompts[:top]]
+        raise LLMError(f"the chat model's answer has no list of prompts: {quoted(json.dumps(answer))}")
+    checked = [checked_prompt(p) for p in prompts[:top]]
     return [RankedPrompt(prompt=p, score=None, source=f"llm {request.chat_model}") for p in checked]
 
 
-def _checked_prompt(prompt) -> str:
+def checked_prompt(prompt) -> str:
     if isinstance(prompt, dict):  # {"prompt": "..."}: a common variation on the format asked for
         prompt = prompt.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise LLMError(f"the chat model sent an empty or non-text prompt: {_quote(json.dumps(prompt))}")
+        raise LLMError(f"the chat model sent an empty or non-text prompt: {quoted(json.dumps(prompt))}")
     prompt = " ".join(prompt.split())
     if _REFUSAL.match(prompt):  # at the start only: "a sorry-looking dog wagging its tail" is a prompt
-        raise LLMError(f"the chat model refused: {_quote(prompt)}")
+        raise LLMError(f"the chat model refused: {quoted(prompt)}")
     if len(prompt.split()) > MAX_PROMPT_WORDS:
-        raise LLMError(f"the chat model's prompt is over {MAX_PROMPT_WORDS} words: {_quote(prompt)}")
+        raise LLMError(f"the chat model's prompt is over {MAX_PROMPT_WORDS} words: {quoted(prompt)}")
     return prompt
 
 
@@ -216,9 +216,9 @@ def propose_settings(
     question = json.dumps(
         {"settings": dict(settings), "scores": dict(scores), "targets": list(targets), "notes": list(notes)}
     )
-    answer = _json_answer(_ask(request, SETTINGS_PROMPT, question))
+    answer = json_answer(ask(request, SETTINGS_PROMPT, question))
     if not isinstance(answer, dict):
-        raise LLMError(f"the chat model's answer is not a JSON object of settings: {_quote(json.dumps(answer))}")
+        raise LLMError(f"the chat model's answer is not a JSON object of settings: {quoted(json.dumps(answer))}")
     unknown = sorted(set(answer) - set(settings))
     if unknown:
         raise LLMError(f"the chat model proposed unknown settings: {', '.join(map(str, unknown[:5]))}")
@@ -226,10 +226,10 @@ def propose_settings(
 
 
 def _checked_setting(name: str, value, current):
-    bad = LLMError(f"the chat model proposed {name} = {_quote(json.dumps(value))}, not a {type(current).__name__}")
+    bad = LLMError(f"the chat model proposed {name} = {quoted(json.dumps(value))}, not a {type(current).__name__}")
     if isinstance(current, str):
         if name == "prompt":
-            return _checked_prompt(value)
+            return checked_prompt(value)
         if not isinstance(value, str):
             raise bad
         return value

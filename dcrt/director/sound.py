@@ -149,14 +149,14 @@ def pick_by_embedding(tracks: list[Track], prompt: str, embedder: Embedder) -> T
 
 def pick_by_llm(tracks: list[Track], prompt: str, request: LLMRequest) -> Track:
     """The track a chat model picks for the prompt; an answer naming no track of the list is one LLMError line."""
-    from dcrt.director.llm import LLMError, _ask, _json_answer, _quote
+    from dcrt.director.llm import LLMError, ask, json_answer, quoted
 
     question = json.dumps({"prompt": prompt, "tracks": [{"name": t.name, "tags": t.tags} for t in tracks]})
-    answer = _json_answer(_ask(request, TRACK_PROMPT, question))
+    answer = json_answer(ask(request, TRACK_PROMPT, question))
     name = answer.get("track") if isinstance(answer, dict) else answer
     by_name = {t.name: t for t in tracks}
     if not isinstance(name, str) or name not in by_name:
-        raise LLMError(f"the chat model's answer names no track of the library: {_quote(json.dumps(answer))}")
+        raise LLMError(f"the chat model's answer names no track of the library: {quoted(json.dumps(answer))}")
     return by_name[name]
 
 

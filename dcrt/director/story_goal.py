@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dcrt.atomic import atomic_file
-from dcrt.director.llm import LLMError, LLMRequest, _ask, _checked_prompt, _json_answer, _quote, data_url
+from dcrt.director.llm import LLMError, LLMRequest, ask, checked_prompt, data_url, json_answer, quoted
 from dcrt.director.storyboard import DEFAULT_BRIDGE_PRESET, Scene, Storyboard, check_storyboard, storyboard_toml
 from dcrt.errors import UsageError
 from dcrt.video import DEFAULT_FPS
@@ -59,13 +59,13 @@ def write_goal_storyboard(
     them and write them to `storyboard` (TOML, `preset` for every scene). Returns the storyboard."""
     content = [{"type": "text", "text": f"The film's goal: {goal.strip()}"}]
     content.append({"type": "image_url", "image_url": {"url": data_url(frame)}})
-    answer = _json_answer(_ask(llm, STORY_PROMPT, content))
+    answer = json_answer(ask(llm, STORY_PROMPT, content))
     scenes = answer.get("scenes") if isinstance(answer, dict) else answer
     if not isinstance(scenes, list) or not scenes:
-        raise LLMError(f"the chat model's answer has no list of scenes: {_quote(json.dumps(answer))}")
+        raise LLMError(f"the chat model's answer has no list of scenes: {quoted(json.dumps(answer))}")
     if len(scenes) > MAX_GOAL_SCENES:
         raise LLMError(f"the chat model planned {len(scenes)} scenes, more than {MAX_GOAL_SCENES}")
-    prompts = [_checked_prompt(s) for s in scenes]
+    prompts = [checked_prompt(s) for s in scenes]
     board = Storyboard(
         tuple(
             Scene(
