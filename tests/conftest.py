@@ -272,3 +272,12 @@ def frame_count():
         return sum(1 for _ in reader)
 
     return count
+
+
+@pytest.fixture
+def chat():
+    """A loopback OpenAI-compatible chat server (tests/_chat.py): set `.reply`, read `.requests`, point at `.url`."""
+    from _chat import serving_chat
+
+    with serving_chat() as fake:
+        yield fake

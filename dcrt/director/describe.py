@@ -53,13 +53,17 @@ class DescribeRequest:
             raise UsageError(f"prompt bank {self.bank} does not exist or is not a file")
 
 
-def takes_auto_prompt(preset: PresetBase, prompt: str | None, auto_prompt: bool) -> bool:
+def takes_auto_prompt(
+    preset: PresetBase, prompt: str | None, auto_prompt: bool, names: tuple[str, str] = ("--auto-prompt", "PROMPT")
+) -> bool:
     """Whether a generating command chooses its prompt with `describe`: asked (--auto-prompt, which excludes a
-    PROMPT), or no prompt given to a model that is conditioned on text (SVD is not: it needs none)."""
+    PROMPT), or no prompt given to a model that is conditioned on text (SVD is not: it needs none). `names`: the
+    asking flag's and the prompt's names where the request comes (the jobs API's fields)."""
+    flag, prompt_name = names
     if auto_prompt and prompt is not None:
-        raise UsageError("--auto-prompt chooses the prompt itself: leave PROMPT out, or drop --auto-prompt")
+        raise UsageError(f"{flag} chooses the prompt itself: leave {prompt_name} out, or drop {flag}")
     if auto_prompt:
-        preset.require_family("dynamicrafter", "--auto-prompt (its checkpoints hold CLIP's text tower)")
+        preset.require_family("dynamicrafter", f"{flag} (its checkpoints hold CLIP's text tower)")
     # Only DynamiCrafter's checkpoints carry the text tower the describer scores with.
     return auto_prompt or (prompt is None and isinstance(preset, DynamiCrafterPreset))
 
@@ -131,14 +135,21 @@ def open_embedder(model: BackendRequest, log: Log | None = None) -> Embedder:
 
 
 def choose_prompts(
-    jobs: list[Job], pictures: list[list], model: BackendRequest, log: Log, llm: LLMRequest | None = None
+    jobs: list[Job],
+    pictures: list[list],
+    model: BackendRequest,
+    log: Log,
+    llm: LLMRequest | None = None,
+    embedder: Embedder | None = None,
 ) -> list[Job]:
     """`jobs` whose prompt is None given the best described prompt: of the image (animate, loop), or of each
     consecutive pair of key frames (interpolate); by the chat model when `llm` is given (its CLIP only loaded
-    if it fails under --llm-fallback). The CLIP space is loaded once for all and freed after."""
+    if it fails under --llm-fallback). Without an `embedder` kept by the caller, the CLIP space is loaded once for
+    all and freed after."""
     from dcrt.director.clip_space import TextMemo
 
-    embedder = TextMemo(open_embedder(model, log)) if llm is None else None
+    if embedder is None and llm is None:
+        embedder = TextMemo(open_embedder(model, log))
     bank, chosen = load_bank(), []
     for job, images in zip(jobs, pictures):
         if job.prompt is not None:

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_llm import chat  # noqa: F401  (the loopback OpenAI-compatible server, a fixture)
 
 from dcrt.director.llm import LLMError, LLMRequest
 from dcrt.director.sound import library_tracks, pick_by_llm
@@ -26,7 +25,7 @@ def first(tmp_path):
     return path
 
 
-def _goal(chat, board, first, *more):  # noqa: F811
+def _goal(chat, board, first, *more):
     llm = ["--llm", chat.url, "--llm-model", "fake-vision"]
     return [
         "story",
@@ -42,7 +41,7 @@ def _goal(chat, board, first, *more):  # noqa: F811
     ]
 
 
-def test_the_chat_model_writes_an_editable_storyboard(chat, first, tmp_path, run_cli, no_model_loads):  # noqa: F811
+def test_the_chat_model_writes_an_editable_storyboard(chat, first, tmp_path, run_cli, no_model_loads):
     chat.reply = (200, json.dumps(SCENES), 0.0, None)
     board = tmp_path / "story.toml"
     code, out, err = run_cli(_goal(chat, board, first, "--steps", "2"))
@@ -73,7 +72,7 @@ def test_the_chat_model_writes_an_editable_storyboard(chat, first, tmp_path, run
     ],
 )
 def test_an_unusable_storyboard_answer_is_one_line_and_nothing_written(
-    chat,  # noqa: F811
+    chat,
     first,
     tmp_path,
     run_cli,
@@ -89,7 +88,7 @@ def test_an_unusable_storyboard_answer_is_one_line_and_nothing_written(
     assert out == "" and not board.exists() and not (tmp_path / "film.mp4").exists()
 
 
-def test_goal_refusals_before_anything_is_sent(chat, first, tmp_path, run_cli, no_model_loads):  # noqa: F811
+def test_goal_refusals_before_anything_is_sent(chat, first, tmp_path, run_cli, no_model_loads):
     board = tmp_path / "story.toml"
     board.write_text("# edited by hand\n")
     cases = [
@@ -103,7 +102,7 @@ def test_goal_refusals_before_anything_is_sent(chat, first, tmp_path, run_cli, n
     assert chat.requests == [] and board.read_text() == "# edited by hand\n"
 
 
-def test_the_chat_model_picks_a_library_track_by_name(chat, tmp_path):  # noqa: F811
+def test_the_chat_model_picks_a_library_track_by_name(chat, tmp_path):
     for name in ("calm_sea.wav", "storm.mp3"):
         (tmp_path / name).write_bytes(b"")
     tracks = library_tracks(tmp_path)
@@ -120,7 +119,7 @@ def test_the_chat_model_picks_a_library_track_by_name(chat, tmp_path):  # noqa: 
         pick_by_llm(tracks, "thunder", request)
 
 
-def test_animate_with_llm_lays_the_track_the_chat_model_picks(chat, first, tmp_path, run_cli, monkeypatch):  # noqa: F811
+def test_animate_with_llm_lays_the_track_the_chat_model_picks(chat, first, tmp_path, run_cli, monkeypatch):
     """--llm with --audio-library on a generating command: the chat model's pick is muxed (stand-in backend and
     writer: no sampling, and no CLIP is loaded)."""
     from _audio import audio_samples, sine_wav

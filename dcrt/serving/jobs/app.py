@@ -4,7 +4,7 @@
     GET  /v1/jobs                 the newest jobs, `?status=` filters
     GET  /v1/jobs/{id}            status, queue position, step k of N, stage, timings, error line
     GET  /v1/jobs/{id}/events     the same as server-sent events, until the job ends
-    GET  /v1/jobs/{id}/result     the video
+    GET  /v1/jobs/{id}/result     the video; with ?scores=true its scores (a job that asked: "score": true)
     POST /v1/jobs/{id}/cancel     a queued job at once, a running one at its next denoising step
     GET  /healthz, GET /metrics   liveness (no token needed) and Prometheus' text format
 
@@ -22,8 +22,10 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, Upl
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException
 
+from dcrt.director.score import Scores
 from dcrt.errors import UsageError
 from dcrt.serving.jobs.schema import FINAL, ErrorBody, Health, JobList, JobRequest, JobStatus, Status, one_line
 from dcrt.serving.jobs.service import JobNotFound, JobService, ResultNotReady
@@ -31,6 +33,7 @@ from dcrt.serving.jobs.store import QueueFull
 from dcrt.version import __version__
 
 EVENT_POLL_S = 0.25
+SCORES = TypeAdapter(Scores)  # NaN and infinity as null, which JSON can carry
 VIDEO_TYPES = {"mp4": "video/mp4", "gif": "image/gif", "webp": "image/webp"}
 MAX_LISTED = 1000
 
@@ -128,12 +131,24 @@ def create_app(jobs: JobService, token: str | None, max_upload_bytes: int) -> Fa
 
     videos = {media: {"schema": {"type": "string", "format": "binary"}} for media in VIDEO_TYPES.values()}
 
+    scores_body = {"application/json": {"schema": {"$ref": "#/components/schemas/Scores"}}}
+
     @v1.get(
         "/jobs/{job_id}/result",
         response_class=FileResponse,
-        responses={200: {"content": videos, "description": "the video"}, **_errors(404, 409)},
+        responses={
+            200: {"content": videos | scores_body, "description": "the video (with ?scores=true: its scores)"},
+            **_errors(404, 409),
+        },
     )
-    def job_result(job_id: str) -> FileResponse:
+    def job_result(
+        job_id: str,
+        scores: Annotated[
+            bool, Query(description="the video's scores (JSON) instead of the video; the job asked for them")
+        ] = False,
+    ) -> Response:
+        if scores:
+            return JSONResponse(SCORES.dump_python(jobs.scores(job_id), mode="json"))
         path, fmt = jobs.result(job_id)
         return FileResponse(path, media_type=VIDEO_TYPES[fmt], filename=f"{job_id}.{fmt}")
 

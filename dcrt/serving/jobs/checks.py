@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+from dcrt.director.describe import takes_auto_prompt
 from dcrt.errors import UsageError
 from dcrt.families import family_of
 from dcrt.families.base import PresetBase
@@ -32,15 +33,20 @@ class JobPlan:
     frames: int  # of the written video
     size: tuple[int, int]  # height, width
     steps: int  # denoising steps of one clip
+    auto_prompt: bool = False  # the prompt is chosen from the images when the job runs (dcrt.director.describe)
+    score: bool = False  # the video is scored once written (dcrt.director.score)
+    pair_prompts: tuple[str, ...] | None = None  # more than two key frames: the prompt chosen for each pair
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What the service's workers run: every job is for this preset and memory profile."""
+    """What the service's workers run: every job is for this preset and memory profile (a worker holds one model
+    load: a job for another is refused, not queued)."""
 
     preset: PresetBase
     memory: str
     triton: bool = False  # run by a `dcrt serve` endpoint: its requests carry one image, or two to interpolate
+    cannot_describe: str | None = None  # why this service cannot choose prompts (None: it can)
 
 
 def plan_job(request, served: ServedModel, images: int) -> JobPlan:
@@ -56,10 +62,14 @@ def plan_job(request, served: ServedModel, images: int) -> JobPlan:
     _check_image_count(request.mode, images)
     if served.triton and images > 2:
         raise UsageError("this service sends its jobs to Triton, whose requests take at most two key frames")
+    auto = takes_auto_prompt(preset, request.prompt, request.auto_prompt, names=("auto_prompt", "prompt"))
+    if auto and served.cannot_describe is not None:
+        raise UsageError(f"{served.cannot_describe}: give the job a prompt")
     sampling = SamplingRequest(**{name: getattr(request, name) for name in SAMPLING_FIELDS})
     svd = SVDRequest(**{name: getattr(request, name) for name in SVD_ONLY_NAMES})
     family = family_of(preset)
-    family.part("check_animate")(preset, request.prompt, 0, None, sampling, svd)  # another family's options, prompt
+    # another family's options, a prompt ("" stands in for the one chosen when the job runs)
+    family.part("check_animate")(preset, "" if auto else request.prompt, 0, None, sampling, svd)
     run = family.part("check_run")(preset, request.mode, sampling, svd, request.fps)
     fps = request.fps if request.fps is not None else run.fps or DEFAULT_FPS
     check_video_options(request.format, fps, request.quality)
@@ -69,7 +79,10 @@ def plan_job(request, served: ServedModel, images: int) -> JobPlan:
     prompt = None if run.prompt_warning is not None else request.prompt
     steps = run.sampling.get("steps") or family.part("option_default")(preset, "steps")
     size = (height, width)
-    return JobPlan(request.mode, prompt, run.sampling, fps, request.quality, request.format, frames, size, steps)
+    return JobPlan(
+        request.mode, prompt, run.sampling, fps, request.quality, request.format, frames, size, steps,
+        auto_prompt=auto, score=request.score,
+    )  # fmt: skip
 
 
 def _check_image_count(mode: str, count: int) -> None:

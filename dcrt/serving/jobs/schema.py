@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from dcrt.director.score import Scores
 from dcrt.families.dynamicrafter.config import MODES
 from dcrt.families.dynamicrafter.options import SamplingRequest
 from dcrt.families.svd.options import SVD_ONLY_NAMES, SVDRequest
@@ -31,14 +32,33 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     mode: Literal[MODES] = Field("animate", description=", ".join(MODES))
-    preset: str | None = Field(None, description="the preset the job needs (default: the one the service runs)")
-    prompt: str | None = Field(
-        None, max_length=MAX_PROMPT_CHARS, description="what should happen in the video (SVD presets take none)"
+    preset: str | None = Field(
+        None,
+        description="the preset the job needs: the one the service runs (its workers hold one model load each: "
+        "another is refused with 422)",
     )
-    memory: str | None = Field(None, description="the memory profile the job needs (default: the service's)")
+    prompt: str | None = Field(
+        None,
+        max_length=MAX_PROMPT_CHARS,
+        description="what should happen in the video (SVD presets take none); left out, a DynamiCrafter job's prompt "
+        "is chosen from its image(s) as with auto_prompt",
+    )
+    auto_prompt: bool = Field(
+        False,
+        description="choose the prompt from the image(s), as `dcrt describe` ranks them first (or the service's chat "
+        "model proposes them): the status's `prompt` says which; excludes `prompt`",
+    )
+    memory: str | None = Field(
+        None, description="the memory profile the job needs: the service's (another is refused with 422)"
+    )
     format: Literal[JOB_FORMATS] = Field("mp4", description="the video's format")
     fps: int | None = Field(None, description="frames per second of the video (SVD: also its conditioning)")
     quality: int = Field(DEFAULT_QUALITY, description="x264 CRF for mp4, 0-51, lower is better")
+    score: bool = Field(
+        False,
+        description="score the video (`dcrt score`'s metrics, docs/metrics.md): in the status's `scores` and at "
+        "/v1/jobs/{id}/result?scores=true",
+    )
     webhook: str | None = Field(
         None, max_length=2000, description="http(s) URL POSTed the job's final status (a host on --webhook-allow)"
     )
@@ -80,10 +100,14 @@ class JobStatus(BaseModel):
     queue_position: int | None = Field(None, description="1: next to run; null once it runs")
     step: int = Field(0, description="denoising steps done")
     steps: int | None = Field(None, description="denoising steps of the run (of every clip together)")
-    stage: str = Field(description="waiting, loading, denoising, writing, done")
+    stage: str = Field(description="waiting, loading, describing, denoising, writing, scoring, done")
     attempts: int = Field(0, description="times a worker started it (2: the service stopped while it ran)")
     error: str | None = Field(None, description="why it failed or was cancelled, one line")
+    prompt: str | None = Field(
+        None, description="the prompt the video follows: the job's own, or the one chosen for it once it is"
+    )
     result_url: str | None = Field(None, description="where the video is, once it succeeded")
+    scores: Scores | None = Field(None, description="the video's metrics (docs/metrics.md), when the job asked")
 
 
 class JobList(BaseModel):

@@ -5,6 +5,7 @@ translates)."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import secrets
 import threading
@@ -13,9 +14,12 @@ from dataclasses import replace
 
 from pydantic import ValidationError
 
+from dcrt.director.llm import LLMRequest
+from dcrt.director.score import Scores
 from dcrt.errors import UsageError
 from dcrt.loading import BackendRequest
 from dcrt.serving.jobs.checks import ServedModel, check_image, check_limits, plan_job
+from dcrt.serving.jobs.director import JobDirector
 from dcrt.serving.jobs.metrics import JobMetrics
 from dcrt.serving.jobs.schema import JobRequest, JobStatus, one_line
 from dcrt.serving.jobs.settings import ApiSettings
@@ -54,6 +58,20 @@ def engines(model: BackendRequest, triton: str | None, log: Callable[[str], None
     return open_engine
 
 
+def directors(
+    model: BackendRequest, llm: LLMRequest | None, log: Callable[[str], None]
+) -> Callable[[int], JobDirector]:
+    """Worker i's director: the checkpoint's CLIP on the worker's device (the GPUs in turn, as `engines`)."""
+
+    def open_director(index: int) -> JobDirector:
+        import torch
+
+        device = worker_device(model.device, index, torch.cuda.device_count())
+        return JobDirector(replace(model, device=device), llm, log)
+
+    return open_director
+
+
 def worker_device(device: str | None, index: int, gpus: int) -> str | None:
     """Worker `index`'s device: `cuda` spreads the workers over the `gpus` GPUs (worker i on GPU i mod gpus); any
     other choice (none, cpu, cuda:N) is every worker's."""
@@ -66,6 +84,7 @@ class JobService:
         settings: ApiSettings,
         served: ServedModel,
         open_engine: Callable[[int], Engine],
+        open_director: Callable[[int], JobDirector],
         log: Callable[[str], None],
     ):
         self.settings, self.served, self.log = settings, served, log
@@ -76,7 +95,9 @@ class JobService:
         self.webhooks = WebhookSender(
             settings.webhook_allow, settings.webhook_secret, settings.webhook_retries, settings.webhook_backoff, log
         )
-        self.workers = WorkerPool(self.store, served, open_engine, settings.workers, self.metrics, self._finished, log)
+        self.workers = WorkerPool(
+            self.store, served, open_engine, open_director, settings.workers, self.metrics, self._finished, log
+        )
         self.stopping = threading.Event()
         self._janitor = threading.Thread(target=self._expire, name="dcrt-janitor", daemon=True)
 
@@ -122,7 +143,7 @@ class JobService:
             check_image(data, f"image {i + 1}", self.settings.max_pixels)
         job = self.store.submit(
             secrets.token_urlsafe(ID_BYTES), request.mode, self.served.preset.name,
-            request.model_dump_json(), images, request.webhook, self.settings.max_queue,
+            request.model_dump_json(), images, request.webhook, self.settings.max_queue, plan.prompt,
         )  # fmt: skip
         self.workers.wake()
         return self.status(job)
@@ -138,8 +159,9 @@ class JobService:
             id=job.id, status=job.status, mode=job.mode, preset=job.preset,
             created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             queue_position=self.store.queue_position(job), step=job.step, steps=job.steps, stage=job.stage,
-            attempts=job.attempts, error=job.error,
+            attempts=job.attempts, error=job.error, prompt=job.prompt,
             result_url=f"/v1/jobs/{job.id}/result" if job.status == "succeeded" else None,
+            scores=Scores(**json.loads(job.scores)) if job.scores else None,
         )  # fmt: skip
 
     def cancel(self, job_id: str) -> JobStatus:
@@ -155,11 +177,22 @@ class JobService:
 
     def result(self, job_id: str):
         """(path, format) of a job's video. Raises JobNotFound or ResultNotReady."""
+        job = self._succeeded(job_id)
+        return self.store.result_path(job), job.result.rpartition(".")[2]
+
+    def scores(self, job_id: str) -> Scores:
+        """A job's scores. Raises JobNotFound, or ResultNotReady (not succeeded yet, or never asked for)."""
+        job = self._succeeded(job_id)
+        if job.scores is None:
+            raise ResultNotReady(f'job {job_id} did not ask for scores: submit it with "score": true')
+        return self.status(job).scores
+
+    def _succeeded(self, job_id: str) -> JobRecord:
         job = self.job(job_id)
         if job.status != "succeeded":
             reason = f": {job.error}" if job.error else ""
             raise ResultNotReady(f"job {job_id} is {job.status}{reason}; its video comes once it has succeeded")
-        return self.store.result_path(job), job.result.rpartition(".")[2]
+        return job
 
     def retry_after_s(self) -> int:
         """Seconds until a place in the queue is likely free: one job's mean run time over the workers."""

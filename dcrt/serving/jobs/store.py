@@ -46,10 +46,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    result TEXT                             -- the result's file name in the job's folder
+    result TEXT,                            -- the result's file name in the job's folder
+    prompt TEXT,                            -- the prompt the video follows: the request's, or the one chosen
+    scores TEXT                             -- the video's Scores as JSON, when the job asked
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 """
+# Columns a store made by an earlier dcrt lacks: added when it is opened (name, type).
+ADDED_COLUMNS = (("prompt", "TEXT"), ("scores", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class JobRecord:
     cancel_requested: int
     error: str | None
     result: str | None
+    prompt: str | None
+    scores: str | None
 
 
 COLUMNS = ", ".join(f.name for f in fields(JobRecord))
@@ -102,6 +108,10 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed job survives a power cut, not only kill -9
         self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, kind in ADDED_COLUMNS:
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -126,10 +136,19 @@ class JobStore:
         return rows[0] if rows else None
 
     def submit(
-        self, job_id: str, mode: str, preset: str, request: str, images: list[bytes], webhook: str | None, limit: int
+        self,
+        job_id: str,
+        mode: str,
+        preset: str,
+        request: str,
+        images: list[bytes],
+        webhook: str | None,
+        limit: int,
+        prompt: str | None = None,
     ) -> JobRecord:
         """A new queued job: its images on disk first, then its row (the job exists once the row is committed).
-        Raises QueueFull when `limit` jobs already wait."""
+        `prompt`: the one its video will follow (None: chosen when it runs, or none). Raises QueueFull when `limit`
+        jobs already wait."""
         folder = self.folder(job_id)
         folder.mkdir(parents=True)
         try:
@@ -141,9 +160,9 @@ class JobStore:
                 if queued >= limit:
                     raise QueueFull(queued)
                 self._db.execute(
-                    "INSERT INTO jobs (id, status, mode, preset, request, images, webhook, created_at, stage) "
-                    "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, 'waiting')",
-                    (job_id, mode, preset, request, len(images), webhook, time.time()),
+                    "INSERT INTO jobs (id, status, mode, preset, request, images, webhook, created_at, stage, "
+                    "prompt) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, 'waiting', ?)",
+                    (job_id, mode, preset, request, len(images), webhook, time.time(), prompt),
                 )
                 return self._one(job_id)
         except BaseException:
@@ -170,13 +189,26 @@ class JobStore:
                 (step, steps, stage, job_id),
             )
 
-    def finish(self, job_id: str, status: str, error: str | None = None, result: str | None = None) -> JobRecord:
-        """A running job's end: succeeded (with its result's file name), failed or cancelled (with a line)."""
+    def chose_prompt(self, job_id: str, prompt: str) -> None:
+        """The prompt chosen for a job that left it out."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET prompt = ? WHERE id = ? AND status = 'running'", (prompt, job_id))
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        error: str | None = None,
+        result: str | None = None,
+        scores: str | None = None,
+    ) -> JobRecord:
+        """A running job's end: succeeded (with its result's file name and, when asked, its scores' JSON), failed or
+        cancelled (with a line)."""
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, stage = 'done', "
+                "UPDATE jobs SET status = ?, error = ?, result = ?, scores = ?, finished_at = ?, stage = 'done', "
                 f"{_WEBHOOK_PENDING} WHERE id = ? AND status = 'running'",
-                (status, error, result, time.time(), job_id),
+                (status, error, result, scores, time.time(), job_id),
             )
             return self._one(job_id)
 

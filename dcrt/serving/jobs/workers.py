@@ -5,6 +5,9 @@ Progress comes from the pipeline's `on_step(step, total)` callback, called after
 callback stops a run: raising from it unwinds the sampler (dcrt.models.placement puts offloaded networks back on
 the way out), and the engine then frees what the run held on the device (`release`). A cancel so takes effect at the
 next step; a shutdown puts the job back in the queue, uncounted.
+
+A job that leaves its prompt out has it chosen first (stage `describing`), and one that asks for scores is scored
+once its video is written (stage `scoring`), by the worker's director (dcrt.serving.jobs.director).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Protocol
 from dcrt.errors import DcrtError
 from dcrt.families.common import StepCallback
 from dcrt.serving.jobs.checks import JobPlan, ServedModel, plan_job
+from dcrt.serving.jobs.director import JobDirector
 from dcrt.serving.jobs.metrics import JobMetrics
 from dcrt.serving.jobs.schema import JobRequest
 from dcrt.serving.jobs.store import JobRecord, JobStore
@@ -47,7 +51,7 @@ class InProcessEngine:
 
         pictures = [open_image(path) for path in images]
         save_video(
-            self.backend, plan.mode, pictures, plan.prompt, target, on_step=on_step,
+            self.backend, plan.mode, pictures, plan.prompt, target, pair_prompts=plan.pair_prompts, on_step=on_step,
             fps=plan.fps, quality=plan.quality, format=plan.format, **plan.sampling,
         )  # fmt: skip
 
@@ -92,12 +96,14 @@ class WorkerPool:
         store: JobStore,
         served: ServedModel,
         open_engine: Callable[[int], Engine],  # worker index -> its engine
+        open_director: Callable[[int], JobDirector],  # worker index -> its director (the prompt, the scores)
         count: int,
         metrics: JobMetrics,
         on_finish: Callable[[JobRecord], None],
         log: Callable[[str], None],
     ):
         self.store, self.served, self.open_engine, self.count = store, served, open_engine, count
+        self.open_director = open_director
         self.metrics, self.on_finish, self.log = metrics, on_finish, log
         self.ready = 0
         self._wake = threading.Condition()
@@ -134,6 +140,7 @@ class WorkerPool:
         except Exception as exc:  # the service stays up to say so (/healthz: fewer ready workers)
             self.log(f"worker {index} cannot load the model: {type(exc).__name__}: {exc}")
             return
+        director = self.open_director(index)
         with self._wake:
             self.ready += 1
         while not self._stopping.is_set():
@@ -143,13 +150,20 @@ class WorkerPool:
                     self._wake.wait(IDLE_WAIT_S)
                 continue
             self.metrics.queue_wait_seconds.observe(job.started_at - job.created_at)
-            self._run(engine, job)
+            self._run(engine, director, job)
 
-    def _run(self, engine: Engine, job: JobRecord) -> None:
+    def _run(self, engine: Engine, director: JobDirector, job: JobRecord) -> None:
         cancel = self._cancels[job.id] = threading.Event()
         if self.store.get(job.id).cancel_requested:  # cancelled between the claim and the line above
             cancel.set()
         started = last = time.monotonic()
+
+        def go_on(at: str) -> None:
+            """Stops the job here when it was cancelled or the service is stopping."""
+            if cancel.is_set():
+                raise Cancelled(f"cancelled {at}")
+            if self._stopping.is_set():
+                raise _Stopping
 
         def on_step(step: int, total: int) -> None:
             nonlocal last
@@ -158,18 +172,12 @@ class WorkerPool:
                 self.metrics.step_seconds.observe(now - last)
             last = now
             self.store.progress(job.id, step, total, "denoising" if step < total else "writing")
-            if cancel.is_set():
-                raise Cancelled(f"cancelled at step {step} of {total}")
-            if self._stopping.is_set():
-                raise _Stopping
+            go_on(f"at step {step} of {total}")
 
-        status, error, result = "failed", None, None
+        status, error, result, scores = "failed", None, None, None
         try:
-            plan = plan_job(JobRequest.model_validate_json(job.request), self.served, job.images)
-            self.store.progress(job.id, 0, plan.steps, "denoising")
-            target = self.store.folder(job.id) / f"result.{plan.format}"
-            engine.run(plan, self.store.image_paths(job), target, on_step)
-            status, result = "succeeded", target.name
+            result, scores = self._produce(engine, director, job, on_step, go_on)
+            status = "succeeded"
         except _Stopping:
             status = None
         except Cancelled as exc:
@@ -185,7 +193,34 @@ class WorkerPool:
         if status is None:
             self.store.requeue(job.id)
             return
-        done = self.store.finish(job.id, status, error, result)
+        done = self.store.finish(job.id, status, error, result, scores)
         self.metrics.job_seconds.labels(status).observe(time.monotonic() - started)
         self.store.drop_inputs(done)
         self.on_finish(done)
+
+    def _produce(
+        self,
+        engine: Engine,
+        director: JobDirector,
+        job: JobRecord,
+        on_step: StepCallback,
+        go_on: Callable[[str], None],
+    ) -> tuple[str, str | None]:
+        """A job's video, its prompt chosen first and its scores after where it asks: (its file's name, the scores'
+        JSON or None)."""
+        plan = plan_job(JobRequest.model_validate_json(job.request), self.served, job.images)
+        images = self.store.image_paths(job)
+        if plan.auto_prompt:
+            self.store.progress(job.id, 0, plan.steps, "describing")
+            plan = director.prompted(plan, images, job.id)
+            self.store.chose_prompt(job.id, plan.prompt)
+            go_on("while its prompt was chosen")
+        self.store.progress(job.id, 0, plan.steps, "denoising")
+        target = self.store.folder(job.id) / f"result.{plan.format}"
+        engine.run(plan, images, target, on_step)
+        if not plan.score:
+            return target.name, None
+        self.store.progress(job.id, plan.steps, plan.steps, "scoring")
+        scores = director.score(target, images, plan.prompt)
+        go_on("while its video was scored")
+        return target.name, scores.to_json()

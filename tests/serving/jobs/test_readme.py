@@ -34,5 +34,6 @@ def test_the_readme_exchange_runs_as_written(start_service, tmp_path):
     assert (tmp_path / "boat.mp4").read_bytes()[4:8] == b"ftyp"
     events = [json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("data: ")]
     assert events and events[-1]["status"] == "succeeded" and events[-1]["steps"] == 2
+    assert events[-1]["scores"]["frames"] == 16 and f'"motion":{events[-1]["scores"]["motion"]}' in done.stdout
     listed = api.client.get("/v1/jobs", params={"status": "succeeded"}).json()["jobs"]
     assert [job["id"] for job in listed] == [events[-1]["id"]]

@@ -32,7 +32,7 @@ BAD = [  # (request, images, status, what the line says)
     (A | {"memory": "huge"}, None, 422, "unknown memory profile 'huge'"),
     (A | {"mode": "interpolate"}, None, 422, "interpolate needs at least two images"),
     (A, TWO, 422, "animate takes one image, got 2"),
-    ({}, None, 422, "animates following a prompt"),
+    (A | {"auto_prompt": True}, None, 422, "auto_prompt chooses the prompt itself: leave prompt out"),
     (A | {"motion_bucket_id": 5}, None, 422, "Stable Video Diffusion option(s)"),
     (A | {"frames": 64}, None, 422, "the video would have 64 frames, over this service's 32"),
     (A | {"mode": "interpolate"}, [png()] * 4, 422, "the video would have 46 frames, over this service's 32"),

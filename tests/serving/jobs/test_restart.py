@@ -104,6 +104,8 @@ def test_kill_9_while_one_runs_and_two_wait_then_restart_finishes_all_three_once
         (["--memory", "huge"], "unknown memory profile 'huge'"),
         (["--triton", "grpc://127.0.0.1:8001"], "--triton must look like http://HOST:PORT"),
         (["--triton", "http://127.0.0.1:8000", "--res", "tiny-svd"], "tiny-svd does not support --triton yet"),
+        (["--llm", "ftp://127.0.0.1/v1", "--llm-model", "m"], "--llm wants an http:// or https:// URL"),
+        (["--llm-fallback"], "--llm-model, --llm-key and --llm-fallback need --llm URL"),
     ],
 )
 def test_the_command_refuses_bad_settings_in_one_line(run_cli, monkeypatch, tmp_path, args, message):
