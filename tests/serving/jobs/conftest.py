@@ -30,17 +30,18 @@ def tiny_engine() -> InProcessEngine:
 
 @pytest.fixture
 def start_service(tmp_path: Path, tiny_engine) -> Iterator[Callable[..., Running]]:
-    """start_service(**ApiSettings fields, llm=a resolved LLMRequest) -> a Running service on a loopback port
-    (stopped after the test)."""
+    """start_service(**ApiSettings fields, llm=a resolved LLMRequest, engine=another than the session's) -> a
+    Running service on a loopback port (stopped after the test)."""
     with ExitStack() as stack:
 
-        def start(state: Path | None = None, headers: dict | None = None, llm=None, **changes) -> Running:
+        def start(state: Path | None = None, headers: dict | None = None, llm=None, engine=None, **changes) -> Running:
             settings = replace(ApiSettings(state=state or tmp_path / "state", port=free_port()), **changes)
             settings.check()
             served = ServedModel(get_preset("tiny"), "auto", triton=settings.triton is not None)
             log: list[str] = []
-            # with --triton, the command's own engines; else the session's backend
-            open_engine = engines(TINY, settings.triton, log.append) if settings.triton else lambda i: tiny_engine
+            # with --triton, the command's own engines; else the one given, or the session's backend
+            engine = engine or tiny_engine
+            open_engine = engines(TINY, settings.triton, log.append) if settings.triton else lambda i: engine
             service = JobService(settings, served, open_engine, directors(TINY, llm, log.append), log.append)
             app = create_app(service, settings.token, settings.max_upload_bytes)
             url = stack.enter_context(serving(app, settings.port))

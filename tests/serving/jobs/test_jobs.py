@@ -9,11 +9,14 @@ import json
 import re
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
 
 from dcrt.serving.jobs.store import JobStore
 from dcrt.serving.jobs.webhooks import SIGNATURE_HEADER, signature
-from tests.serving.jobs._service import LONG, QUICK
+from tests.serving.jobs._service import LONG, QUICK, TINY
 
 
 def _events(client, job_id: str) -> list[dict]:
@@ -173,6 +176,46 @@ def test_a_cancelled_run_leaves_no_tensor_behind(start_service):
         assert api.finished(job)["status"] == "cancelled"
         counts.append(_live_tensors())
     assert counts[1] == counts[0]
+
+
+def test_a_cancelled_run_empties_the_device_cache(start_service, monkeypatch):
+    """The wiring of what frees device memory after a cancel, on the CPU: with CUDA (simulated) initialized, the
+    worker's release calls torch.cuda.empty_cache once the unwound run is collected. The GPU test below measures it."""
+    import torch
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    api = start_service()
+    job = api.submit(LONG).json()["id"]
+    api.wait(job, lambda s: s["step"] >= 1)
+    api.client.post(f"/v1/jobs/{job}/cancel")
+    assert api.finished(job)["status"] == "cancelled" and len(emptied) == 1
+
+
+@pytest.mark.gpu
+def test_a_cancelled_run_on_the_gpu_gives_its_device_memory_back(start_service):
+    """On a GPU: after a cancelled run, allocated device memory is what it was after the one before (the first
+    fills the caches of its schedule), below the run's peak, and the cache returned what the run reserved."""
+    import torch
+
+    from dcrt.loading import open_backend
+    from dcrt.serving.jobs.workers import InProcessEngine
+
+    api = start_service(engine=InProcessEngine(open_backend(replace(TINY, device="cuda"))))
+    allocated, reserved = [], []
+    for _ in range(2):
+        torch.cuda.reset_peak_memory_stats()
+        job = api.submit(LONG).json()["id"]
+        api.wait(job, lambda s: s["step"] >= 2)
+        api.client.post(f"/v1/jobs/{job}/cancel")
+        assert api.finished(job)["status"] == "cancelled"
+        torch.cuda.synchronize()
+        allocated.append(torch.cuda.memory_allocated())
+        reserved.append(torch.cuda.memory_reserved())
+        assert allocated[-1] < torch.cuda.max_memory_allocated()
+    assert allocated[1] == allocated[0]
+    assert reserved[1] <= reserved[0] and reserved[1] < torch.cuda.max_memory_reserved()
 
 
 def test_a_finished_job_is_removed_after_keep_hours(start_service, tmp_path):
