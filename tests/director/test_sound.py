@@ -96,6 +96,20 @@ def test_loop_and_interpolate_take_audio_too(picture, tmp_path, run_cli, no_mode
         assert code == 2 and "--audio needs an mp4 output" in err, err
 
 
+@pytest.mark.parametrize(("command", "frames"), [("loop", 15), ("interpolate", 16)])
+def test_loop_and_interpolate_lay_the_track_under_their_mp4(picture, tmp_path, run_cli, command, frames):
+    """End to end, as animate's: one AAC stream as long as the video (a loop leaves out its repeated last frame)."""
+    target = tmp_path / "out.mp4"
+    track = sine_wav(tmp_path / "sine.wav", 1.0)  # shorter than the video: looped under it
+    images = [str(picture)] * (2 if command == "interpolate" else 1)
+    args = [command, *images, "a cat", "--res", "tiny", "--steps", "1", "--audio", str(track), "-o", str(target)]
+    code, out, err = run_cli(args)
+    assert code == 0, err
+    assert out.strip() == str(target)
+    assert streams(target) == [("Video", "h264"), ("Audio", "aac")]
+    assert abs(audio_seconds(target) - frames / 8) < 0.1
+
+
 class PlantedEmbedder:
     """Text embeddings chosen by the test: each known text its own row; the prompt near one of them."""
 
