@@ -1,5 +1,6 @@
 """Jobs and prompt files. The original's `prompt_dir` convention: images sorted by name, one prompt per line of
-a .txt file; image i pairs with prompt i, for interpolation images 2i and 2i+1 with prompt i. Chained clips
+a .txt file; image i pairs with prompt i, for interpolation images 2i and 2i+1 with prompt i. A line `auto` (or
+`batch --auto-prompt`, for every job) leaves the job's prompt to `dcrt describe`: its prompt is None. Chained clips
 (`interpolate --prompts`, `animate --extend-prompts`) read one prompt per clip the same way. Torch-free."""
 
 from __future__ import annotations
@@ -12,35 +13,49 @@ from pathlib import Path
 from dcrt.errors import UsageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# A prompt file's line, or a storyboard's prompt, that leaves the prompt to `dcrt describe` (its best ranked).
+AUTO_PROMPT = "auto"
 
 
 @dataclass(frozen=True)
 class Job:
     images: list[Path]
-    prompt: str | None  # None: a model without text conditioning (SVD)
+    prompt: str | None  # None: chosen by `dcrt describe` (DynamiCrafter), or no text conditioning (SVD)
     name: str  # output file stem
     # interpolate through more than two key frames: one prompt per consecutive pair (None: `prompt` for each)
     pair_prompts: list[str] | None = None
 
 
-def read_prompt_dir(directory: Path, mode: str, prompts_file: Path | None = None) -> list[Job]:
+def read_prompt_dir(
+    directory: Path, mode: str, prompts_file: Path | None = None, auto_prompt: bool = False
+) -> list[Job]:
+    """The folder's jobs: its images sorted by name with the prompt file's lines (`prompts_file`, else the folder's
+    first .txt); a line AUTO_PROMPT, or every job with `auto_prompt` (no prompt file read), gets prompt None."""
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     images = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if prompts_file is None:
-        texts = sorted(directory.glob("*.txt"))
-        if not texts:
-            raise UsageError(f"{directory} has no .txt prompt file (one prompt per line)")
-        prompts_file = texts[0]
-    prompts = read_prompt_lines(prompts_file, None, "image" if mode != "interpolate" else "pair of images")
     per_job = 2 if mode == "interpolate" else 1
-    if not images:
-        raise UsageError(f"{directory} has no .jpg/.jpeg/.png images")
-    if len(images) != per_job * len(prompts):
-        raise UsageError(
-            f"{directory}: {len(images)} images but {len(prompts)} prompts in {prompts_file.name} "
-            f"({mode} needs {per_job} image{'s' if per_job > 1 else ''} per prompt)"
-        )
+    if auto_prompt:
+        if not images:
+            raise UsageError(f"{directory} has no .jpg/.jpeg/.png images")
+        if len(images) % per_job:
+            raise UsageError(f"{directory}: {len(images)} images, but {mode} needs {per_job} images per video")
+        prompts: list[str | None] = [None] * (len(images) // per_job)
+    else:
+        if prompts_file is None:
+            texts = sorted(directory.glob("*.txt"))
+            if not texts:
+                raise UsageError(f"{directory} has no .txt prompt file (one prompt per line; or --auto-prompt)")
+            prompts_file = texts[0]
+        lines = read_prompt_lines(prompts_file, None, "image" if mode != "interpolate" else "pair of images")
+        if not images:
+            raise UsageError(f"{directory} has no .jpg/.jpeg/.png images")
+        if len(images) != per_job * len(lines):
+            raise UsageError(
+                f"{directory}: {len(images)} images but {len(lines)} prompts in {prompts_file.name} "
+                f"({mode} needs {per_job} image{'s' if per_job > 1 else ''} per prompt)"
+            )
+        prompts = [None if line == AUTO_PROMPT else line for line in lines]
     groups = [images[i : i + per_job] for i in range(0, len(images), per_job)]
     return [Job(group, prompt, group[0].stem) for group, prompt in zip(groups, prompts)]
 

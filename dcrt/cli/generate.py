@@ -169,10 +169,16 @@ def loop(
 @app.command(
     cls=GroupedCommand,
     help="Run a folder: images sorted by name, prompts one per line in its first .txt file "
-    "(interpolate: images 2i, 2i+1 share prompt i). Writes OUT_DIR/<image>_<mode>.<format>, creating OUT_DIR. "
+    "(interpolate: images 2i, 2i+1 share prompt i; a line `auto`: the prompt `dcrt describe` ranks first, as with "
+    "--auto-prompt for every image). Writes OUT_DIR/<image>_<mode>.<format>, creating OUT_DIR. "
     f"{IMAGE_NOTE}",
 )
-@takes(model=BackendRequest, sampling=SamplingRequest, output=(OutputOptions, ("format", "quality", "fps")))
+@takes(
+    model=BackendRequest,
+    sampling=SamplingRequest,
+    output=(OutputOptions, ("format", "quality", "fps")),
+    llm=LLMRequest,
+)
 def batch(
     directory: Annotated[
         Path, typer.Argument(metavar="DIRECTORY", help="folder of .jpg/.jpeg/.png images and a .txt of prompts")
@@ -183,16 +189,23 @@ def batch(
     model: BackendRequest,
     sampling: SamplingRequest,
     output: OutputOptions,
+    llm: LLMRequest,
     mode: Annotated[str, typer.Option(help=", ".join(MODES), rich_help_panel=BATCH)] = "animate",
     prompts: Annotated[
         Path | None, typer.Option(help="prompt file (default: the folder's first .txt)", rich_help_panel=BATCH)
     ] = None,
+    auto_prompt: AutoPromptFlag = False,
 ) -> None:
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if auto_prompt and prompts is not None:
+        raise UsageError("--auto-prompt and --prompts both choose the prompts: use one")
     if model.preset is not None:
         model.preset_config().require_family("dynamicrafter", "batch")
-    generate(mode, read_prompt_dir(directory, mode, prompts), model, sampling, output, out_dir=out_dir)
+    jobs = read_prompt_dir(directory, mode, prompts, auto_prompt)
+    # Every job without a prompt is described at once (generate: one CLIP, freed before the video model).
+    auto = any(job.prompt is None for job in jobs)
+    generate(mode, jobs, model, sampling, output, out_dir=out_dir, auto_prompt=auto, llm=llm)
 
 
 def generate(

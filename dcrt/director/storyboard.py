@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dcrt.batch import AUTO_PROMPT
 from dcrt.errors import UsageError
 from dcrt.video import DEFAULT_FPS, MAX_FPS
 
@@ -33,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
-CONTINUE, AUTO = "continue", "auto"
+CONTINUE = "continue"
 TRANSITIONS = ("cut", "continue", "bridge")
 DEFAULT_PRESET, DEFAULT_BRIDGE_PRESET = "512", "512-interp"
 STORY_KEYS = ("preset", "bridge_preset", "steps", "fps")
@@ -116,11 +117,11 @@ def parse_storyboard(data: dict, base: Path = Path(".")) -> Storyboard:
 def _scene(number: int, table: dict, base: Path, preset: str, steps: int | None) -> Scene:
     _unknown(table, SCENE_KEYS, number)
     image = _typed(table.get("image", CONTINUE), str, number, "image")
-    prompt = _typed(table.get("prompt", AUTO), str, number, "prompt")
+    prompt = _typed(table.get("prompt", AUTO_PROMPT), str, number, "prompt")
     return Scene(
         number=number,
         image=None if image == CONTINUE else base / image,
-        prompt=None if prompt == AUTO else " ".join(prompt.split()),
+        prompt=None if prompt == AUTO_PROMPT else " ".join(prompt.split()),
         preset=_typed(table.get("preset", preset), str, number, "preset"),
         steps=_typed(table["steps"], int, number, "steps") if "steps" in table else steps,
         frames=_typed(table["frames"], int, number, "frames") if "frames" in table else None,
@@ -222,7 +223,7 @@ def storyboard_toml(board: Storyboard, base: Path) -> str:
             lines.append(f"image = {text(str(image))}")
         else:
             lines.append(f"image = {text(CONTINUE)}")
-        lines.append(f"prompt = {text(scene.prompt or AUTO)}")
+        lines.append(f"prompt = {text(scene.prompt or AUTO_PROMPT)}")
         lines += [
             f"{key} = {getattr(scene, key)}" for key in ("steps", "frames", "seed") if getattr(scene, key) is not None
         ]

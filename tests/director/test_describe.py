@@ -152,6 +152,7 @@ def test_describe_command(picture, run_cli, space):
 
 def _bad_describe(tmp_path, picture):
     p = str(picture)
+    batch = ["batch", str(tmp_path), "--out-dir", str(tmp_path / "v"), "--res", "tiny"]  # the folder holds in.png
     return [
         (["describe", p, "--res", "tiny", "--top", "0"], "--top must be 1-100"),
         (["describe", p, p, p, "--res", "tiny"], "describe takes IMAGE or FIRST LAST, got 3"),
@@ -168,6 +169,11 @@ def _bad_describe(tmp_path, picture):
         (["interpolate", p, "--res", "tiny", "--auto-prompt"], "at least two key frames, got 1"),
         (["loop", p, "clouds", "--res", "tiny", "--auto-prompt"], "--auto-prompt chooses the prompt itself"),
         (["loop", p, "--res", "tiny-svd"], "cannot loop"),
+        (["batch", str(tmp_path), "--out-dir", str(tmp_path), "--auto-prompt", "--prompts", p], "use one"),
+        (batch + ["--mode", "interpolate", "--auto-prompt"], "1 images, but interpolate needs 2 images per video"),
+        (["batch", str(tmp_path / "none"), "--out-dir", str(tmp_path), "--auto-prompt"], "is not a directory"),
+        (batch + ["--auto-prompt", "--llm-model", "m"], "need --llm URL"),
+        (batch, "no .txt prompt file (one prompt per line; or --auto-prompt)"),
     ]
 
 
@@ -225,3 +231,66 @@ def test_interpolate_describes_each_pair_of_key_frames(picture, tmp_path, run_cl
     assert code == 0, err
     for pair in ([frames[0], frames[1]], [frames[1], frames[2]]):  # each clip's prompt sees both of its key frames
         assert f"auto prompt for in: {dcrt.describe(pair, 'tiny', top=1, embedder=space)[0].prompt!r}" in err
+
+
+def test_batch_describes_the_entries_without_a_prompt_with_one_clip(tmp_path, run_cli, space, monkeypatch):
+    """A prompt file's `auto` lines are described (one CLIP for all, loaded before the video model), logged, and
+    sampled with; the other entries keep their prompts."""
+    import dcrt.api
+    import dcrt.director.describe
+    import dcrt.loading
+
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):  # three different pictures: three different descriptions
+        pixels = (np.random.default_rng(seed).random((48, 80, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+    (folder / "prompts.txt").write_text("auto\nclouds drifting\nauto\n")
+    events, prompts = [], []
+    open_embedder, open_backend, save_video = (
+        dcrt.director.describe.open_embedder, dcrt.loading.open_backend, dcrt.api.save_video
+    )  # fmt: skip
+
+    def embedder(*args, **kwargs):
+        events.append("clip")
+        return open_embedder(*args, **kwargs)
+
+    def backend(*args, **kwargs):
+        events.append("video model")
+        return open_backend(*args, **kwargs)
+
+    def save(backend, mode, images, prompt, target, **kwargs):
+        prompts.append(prompt)
+        return save_video(backend, mode, images, prompt, target, **kwargs)
+
+    monkeypatch.setattr(dcrt.director.describe, "open_embedder", embedder)
+    monkeypatch.setattr(dcrt.loading, "open_backend", backend)
+    monkeypatch.setattr(dcrt.api, "save_video", save)
+    out_dir = tmp_path / "videos"
+    code, out, err = run_cli(["batch", str(folder), "--out-dir", str(out_dir), "--res", "tiny", "--steps", "1"])
+    assert code == 0, err
+    chosen = {
+        name: dcrt.describe(str(folder / f"{name}.png"), "tiny", top=1, embedder=space)[0].prompt for name in "ac"
+    }
+    assert prompts == [chosen["a"], "clouds drifting", chosen["c"]]
+    for name in "ac":
+        assert f"dcrt: auto prompt for {name}: {chosen[name]!r}" in err
+    assert "auto prompt for b" not in err
+    assert events == ["clip", "video model"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a_animate.mp4", "b_animate.mp4", "c_animate.mp4"]
+    assert out.split() == [str(out_dir / f"{name}_animate.mp4") for name in "abc"]
+
+
+def test_batch_auto_prompt_reads_no_prompt_file_and_pairs_key_frames(tmp_path):
+    from dcrt.batch import read_prompt_dir
+
+    for name in ("k1.png", "k2.png", "k3.png", "k4.png"):
+        Image.new("RGB", (8, 8), "teal").save(tmp_path / name)
+    jobs = read_prompt_dir(tmp_path, "interpolate", auto_prompt=True)  # no .txt in the folder
+    assert [([p.name for p in job.images], job.prompt) for job in jobs] == [
+        (["k1.png", "k2.png"], None),
+        (["k3.png", "k4.png"], None),
+    ]
+    (tmp_path / "prompts.txt").write_text("a boat\nauto\n")
+    assert [job.prompt for job in read_prompt_dir(tmp_path, "interpolate")] == ["a boat", None]
+    assert [job.prompt for job in read_prompt_dir(tmp_path, "animate", auto_prompt=True)] == [None] * 4
