@@ -6,7 +6,8 @@ scene-01/`, `bridge-01/`, ... (lossless: a resumed story joins exactly the frame
 `<film>.scenes/manifest.json` records the inputs each was rendered from. With `resume`, a part whose inputs are
 unchanged is read back instead of rendered; a changed scene, and every part that starts from its frames, renders
 again. Both are written atomically (dcrt.atomic), after each part: an interrupted story loses at most the part it
-was rendering.
+was rendering. The manifest also keeps the film's sound track (the file, or the library and the track it picked),
+so a resume without `--audio` lays the same track under the film again.
 
 Joins: a "continue" scene starts from the previous scene's last frame, so its own first frame (that frame again)
 is left out of the film; a bridge's first and last frames are the two frames it joins, so only its inner frames
@@ -118,6 +119,41 @@ class Sound:
     library: Path | None = None
     llm: LLMRequest | None = None
 
+    def record(self, track: Path | None = None) -> dict | None:
+        """The manifest's record of these choices (absolute paths: a resume may run from another folder), with the
+        library's `track` once it is picked; None: no sound."""
+        if self.audio is not None:
+            return {"audio": str(self.audio.resolve())}
+        if self.library is not None:
+            picked = {} if track is None else {"track": str(track.resolve())}
+            return {"library": str(self.library.resolve()), **picked}
+        return None
+
+
+def resumed_sound(sound: Sound, kept: dict | None, manifest: Path, log: Log) -> Sound:
+    """The sound track a resumed story lays under its film: the one asked for, else the one its manifest keeps (a
+    library's picked track itself: the film gets the same track, with no CLIP or chat model asked again).
+    A resume asked for another track uses it and says so rather than refusing: the sound is laid under the film
+    after the frames and is in no part's inputs, so a new one costs a mux, not a render, and the manifest then
+    keeps it."""
+    if sound.audio is None and sound.library is None:
+        if kept is None:
+            return sound
+        track = kept.get("audio") or kept.get("track")
+        if not Path(track or kept["library"]).exists():
+            gone = track or kept["library"]
+            raise UsageError(f"the sound track {manifest} keeps is gone: {gone}; give --audio or --audio-library")
+        if track is not None:
+            log(f"sound track {track}: kept in {manifest} (--audio or --audio-library changes it)")
+            return replace(sound, audio=Path(track))
+        log(f"sound track from the library {kept['library']}: kept in {manifest}")
+        return replace(sound, library=Path(kept["library"]))
+    asked = sound.record()
+    if kept is not None and {k: kept[k] for k in asked if k in kept} != asked:
+        was = kept.get("audio") or kept.get("track") or f"one from the library {kept['library']}"
+        log(f"sound track {next(iter(asked.values()))}: replaces {was}, which {manifest} kept")
+    return sound
+
 
 def check_film(out: Path, sound: Sound = Sound()) -> str:
     """The film's path, format (its extension's) and sound track; returns the format."""
@@ -164,10 +200,14 @@ def story(
 
     board = storyboard if isinstance(storyboard, Storyboard) else read_storyboard(Path(storyboard))
     out, model, log = Path(out), model or BackendRequest(), log or (lambda message: None)
-    fmt = check_story(board, out, model, quality, sound)
     folder = scenes_folder(out)
+    manifest, kept_sound = _read_manifest(folder) if resume else ({}, None)
+    if resume:
+        sound = resumed_sound(sound, kept_sound, folder / MANIFEST, log)
+    fmt = check_story(board, out, model, quality, sound)  # a kept track that is gone is one line here
     folder.mkdir(exist_ok=True)
-    manifest = _read_manifest(folder) if resume else {}
+    sound_record = sound.record()
+    _write_manifest(folder, manifest, sound_record)  # before the first part: a story stopped in it keeps its sound
     renderer = _Renderer(model, log)
     parts, film, prompts = parts_of(board), [], {}
     last: np.ndarray | None = None  # the last frame of the part before
@@ -194,7 +234,7 @@ def story(
             write_video(frames, folder / part.folder, "png")
             kept = {"key": key, "inputs": inputs, "prompt": prompt, "frames": len(frames)}
             manifest[part.folder] = kept
-            _write_manifest(folder, manifest)
+            _write_manifest(folder, manifest, sound_record)
         if part.kind == "scene":
             prompts[scene.number] = kept["prompt"]
             continues = scene.number > 1 and scene.image is None
@@ -208,6 +248,7 @@ def story(
     if sound.library is not None:
         request = renderer.request(board.scenes[0].preset)
         track = pick_tracks(sound.library, ["; ".join(said)], request, log, sound.llm)[0]
+        _write_manifest(folder, manifest, sound.record(track))
     if track is not None:
         add_audio(out, track)
     return out, said
@@ -236,20 +277,27 @@ def _inputs(board: Storyboard, part: Part, last: np.ndarray | None, prompts: dic
     return start, end, preset, asked, inputs
 
 
-def _read_manifest(folder: Path) -> dict:
+def _read_manifest(folder: Path) -> tuple[dict, dict | None]:
+    """The parts a manifest keeps and its sound record ({} and None: no manifest, or one of another version)."""
     path = folder / MANIFEST
     if not path.is_file():
-        return {}
+        return {}, None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         data = None
     if not isinstance(data, dict):
         raise UsageError(f"{path} is not a story manifest: remove it to render every scene again")
-    return data.get("parts", {}) if data.get("version") == _MANIFEST_VERSION else {}
+    if data.get("version") != _MANIFEST_VERSION:
+        return {}, None
+    sound = data.get("sound")
+    if sound is not None and not (isinstance(sound, dict) and {"audio", "library"} & set(sound)):
+        raise UsageError(f'{path}: "sound" is not a sound track record: remove that key')
+    return data.get("parts", {}), sound
 
 
-def _write_manifest(folder: Path, parts: dict) -> None:
+def _write_manifest(folder: Path, parts: dict, sound: dict | None) -> None:
     path = folder / MANIFEST
+    state = {"version": _MANIFEST_VERSION, "parts": parts, "sound": sound}
     with atomic_file(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps({"version": _MANIFEST_VERSION, "parts": parts}, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")

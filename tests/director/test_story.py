@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from _audio import audio_seconds, sine_wav, streams
+from _audio import audio_samples, audio_seconds, sine_wav, streams
 from PIL import Image
 
 import dcrt
@@ -148,3 +148,63 @@ def test_a_broken_manifest_is_one_line_before_any_model(tmp_path, run_cli, monke
     code, out, err = run_cli(["story", str(board), "-o", str(film), "--resume"])
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert "is not a story manifest: remove it" in err
+
+
+def _pitch(film) -> float:
+    """The loudest frequency (Hz) of the film's sound track: which sine wave was laid under it."""
+    samples = audio_samples(film)[:8000]  # its first second at 8 kHz: 1 Hz bins
+    return float(np.argmax(np.abs(np.fft.rfft(samples))))
+
+
+def test_resume_keeps_the_sound_track_and_another_audio_replaces_it(tmp_path, run_cli, monkeypatch):
+    """A story stopped in its first scene keeps its --audio in the manifest: a resume without --audio lays the same
+    track under the film; a resume with another --audio uses that one, says so, and keeps it; a kept track that is
+    gone is one line before any model."""
+    _pictures(tmp_path)
+    board, film = tmp_path / "story.toml", tmp_path / "film.mp4"
+    board.write_text(HEAD + '[[scene]]\nimage = "a.png"\nprompt = "waves"\n')
+    low, high = sine_wav(tmp_path / "low.wav", 1.0, hz=440), sine_wav(tmp_path / "high.wav", 1.0, hz=880)
+    real = dcrt.api.animate
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed in scene 1")
+
+    monkeypatch.setattr(dcrt.api, "animate", killed)
+    with pytest.raises(RuntimeError, match="killed in scene 1"):
+        dcrt.story(board, film, BackendRequest(random_weights=True), sound=Sound(audio=low))
+    manifest = scenes_folder(film) / "manifest.json"
+    assert json.loads(manifest.read_text())["sound"] == {"audio": str(low.resolve())}
+    monkeypatch.setattr(dcrt.api, "animate", real)
+
+    code, out, err = run_cli(["story", str(board), "-o", str(film), "--resume"])  # no --audio
+    assert code == 0, err
+    assert f"sound track {low.resolve()}: kept in {manifest}" in err
+    assert streams(film) == [("Video", "h264"), ("Audio", "aac")] and abs(audio_seconds(film) - 16 / 8) < 0.1
+    assert abs(_pitch(film) - 440) <= 2
+
+    code, _, err = run_cli(["story", str(board), "-o", str(film), "--resume", "--audio", str(high)])
+    assert code == 0, err
+    assert "scene 1: rendered before" in err and f"replaces {low.resolve()}, which {manifest} kept" in err
+    assert abs(_pitch(film) - 880) <= 2
+    assert json.loads(manifest.read_text())["sound"] == {"audio": str(high.resolve())}
+
+    high.unlink()
+    monkeypatch.setattr("dcrt.loading.open_backend", killed)
+    code, out, err = run_cli(["story", str(board), "-o", str(film), "--resume"])
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"the sound track {manifest} keeps is gone: {high.resolve()}; give --audio" in err
+
+
+def test_a_kept_library_pick_is_laid_again_without_asking_for_a_pick(tmp_path):
+    from dcrt.director.story import resumed_sound
+
+    library = tmp_path / "library"
+    library.mkdir()
+    rain = sine_wav(library / "rain.wav", 1.0)
+    kept, said, manifest = {"library": str(library), "track": str(rain)}, [], tmp_path / "manifest.json"
+    assert resumed_sound(Sound(), kept, manifest, said.append) == Sound(audio=rain)
+    assert said == [f"sound track {rain}: kept in {manifest} (--audio or --audio-library changes it)"]
+    assert Sound(library=library).record(rain) == {"library": str(library.resolve()), "track": str(rain.resolve())}
+    asked = Sound(library=library)  # the same library asked for again: picked again, nothing to say
+    assert resumed_sound(asked, kept, manifest, said.append) is asked and len(said) == 1
+    assert resumed_sound(Sound(), None, manifest, said.append) == Sound()  # nothing kept
