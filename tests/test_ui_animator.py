@@ -97,6 +97,38 @@ def test_a_browser_describes_animates_scores_and_downloads(page, tmp_path, frame
     assert sorted(streams(downloaded)) == [("Audio", "aac"), ("Video", "h264")]
 
 
+def test_generate_with_an_empty_prompt_describes_the_photo_first(page, tmp_path, frame_count):
+    """The Generate button's endpoint (gradio_client, loopback): an empty prompt is described as `dcrt animate`
+    without PROMPT does, the video made with that prompt, which comes back for the prompt box and heads the scores."""
+    from gradio_client import Client, handle_file
+
+    import dcrt
+
+    photo = tmp_path / "teal.png"
+    Image.new("RGB", (80, 64), "teal").save(photo)
+    best = dcrt.describe(str(photo), REQUEST, top=1)[0]
+    client = Client(page.local_url, verbose=False)
+    video, table, download, prompt = client.predict(
+        handle_file(str(photo)), "  ", 2, 7, None, NO_TRACK, api_name="/magic_animate"
+    )
+    assert prompt == best.prompt
+    assert table.startswith(f"auto prompt: {proposals([best])[0][0]}\n16 frames"), table
+    assert "prompt_score" in table and frame_count(download) == 16
+    _, table, _, kept = client.predict(
+        handle_file(str(photo)), "a boat", 2, 7, None, NO_TRACK, api_name="/magic_animate"
+    )
+    assert kept == "a boat" and not table.startswith("auto prompt")  # a written prompt is animated as written
+
+
+def test_prompt_for_keeps_a_written_prompt_and_describes_an_empty_one():
+    director = Director(REQUEST)
+    photo = Image.new("RGB", (64, 64), "orange")
+    assert director.prompt_for(photo, "a boat") == ("a boat", None)
+    best = director.describe(photo)[0]
+    for empty in ("", " \t", None):
+        assert director.prompt_for(photo, empty) == (best.prompt, best)
+
+
 def test_proposals_show_the_bank_score_or_the_chat_model():
     from dcrt.director.bank import RankedPrompt
 
@@ -192,14 +224,14 @@ def test_against_dcrt_serve_only_the_video_is_made_by_the_server(tmp_path, frame
             try:
                 client = Client(app.local_url, verbose=False)
                 prompt, ideas = client.predict(handle_file(str(photo)), api_name="/describe")
-                video, table, download = client.predict(
+                video, table, download, animated = client.predict(
                     handle_file(str(photo)), prompt, 2, 7, handle_file(str(tone)), NO_TRACK, api_name="/magic_animate"
                 )
             finally:
                 app.close()
         finally:
             server.stop()
-    assert prompt and ideas["value"] == prompt and len(ideas["choices"]) == 5
+    assert prompt and ideas["value"] == prompt and len(ideas["choices"]) == 5 and animated == prompt
     assert table.startswith("sound track: tone.wav\n16 frames") and "missing" not in table, table
     assert frame_count(download) == 16 and sorted(streams(download)) == [("Audio", "aac"), ("Video", "h264")]
 

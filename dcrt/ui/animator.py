@@ -1,7 +1,8 @@
 """The "Magic Animator" tab of `dcrt ui`: a photo in; a scored video, with an optional sound track, out.
 
 "Describe" proposes motion prompts for the photo (dcrt.describe: the prompt bank ranked by the checkpoint's CLIP,
-or the `--llm` chat model); "Generate" makes the video with the page's `Generate` (this process, or a `dcrt serve`
+or the `--llm` chat model); "Generate" (with an empty prompt: the best described one, shown in the prompt box, as
+`dcrt animate` without PROMPT) makes the video with the page's `Generate` (this process, or a `dcrt serve`
 endpoint), scores it (dcrt.director.score) and lays the sound track under it (dcrt.director.sound). Describing,
 scoring and the sound always run in the page's process: only the video generation goes to a server.
 """
@@ -68,6 +69,14 @@ class Director:
                 raise UsageError(f"describing {why}")
         return describe(image, self.model, top=self.top, llm=self.llm, embedder=embedder)
 
+    def prompt_for(self, image, prompt: str | None) -> tuple[str, RankedPrompt | None]:
+        """The prompt Generate animates with: `prompt`, or for an empty one the best described, as `dcrt animate`
+        without PROMPT; with the proposal it came from (None: written)."""
+        if prompt and prompt.strip():
+            return prompt, None
+        best = self.describe(image)[0]
+        return best.prompt, best
+
     def tracks(self) -> list[str]:
         """The library's track names (empty without a library)."""
         if self.audio_library is None:
@@ -133,6 +142,9 @@ def add_tab(generate: Generate, director: Director, out_dir: Path) -> None:
         if image is None:
             raise gr.Error("upload a photo first")
         try:
+            if not (prompt or "").strip():
+                progress(None, desc="describing")
+            prompt, described = director.prompt_for(image, prompt)  # the library's pick matches this prompt
             track = director.track(upload, choice, prompt)  # a bad track is refused before the video is made
             sampling = SamplingRequest(steps=int(steps), seed=int(seed))
             step = lambda s, t: progress((s, t), desc="generating")  # noqa: E731
@@ -147,7 +159,8 @@ def add_tab(generate: Generate, director: Director, out_dir: Path) -> None:
         except DcrtError as exc:
             raise gr.Error(str(exc)) from None
         sound = f"sound track: {track.name}\n" if track is not None else ""
-        return str(video), sound + format_table(scores), str(video)
+        auto = f"auto prompt: {proposals([described])[0][0]}\n" if described is not None else ""
+        return str(video), auto + sound + format_table(scores), str(video), prompt
 
     with gr.Tab("Magic Animator", elem_id="magic-animator"):
         with gr.Row():
@@ -175,5 +188,8 @@ def add_tab(generate: Generate, director: Director, out_dir: Path) -> None:
         describe_button.click(describe, [photo], [prompt, ideas], api_name="describe")
         ideas.change(lambda chosen: chosen or gr.skip(), [ideas], [prompt])
         animate_button.click(
-            animate, [photo, prompt, steps, seed, upload, library], [video, scores, download], api_name="magic_animate"
+            animate,
+            [photo, prompt, steps, seed, upload, library],
+            [video, scores, download, prompt],  # the prompt box shows the prompt animated, described where empty
+            api_name="magic_animate",
         )
