@@ -45,7 +45,8 @@ def story(
     resume: Annotated[
         bool,
         typer.Option(
-            help="keep the parts <film>.scenes/ holds from unchanged inputs; render only the rest",
+            help="keep the parts <film>.scenes/ holds from unchanged inputs, and its sound track unless --audio or "
+            "--audio-library gives another; render only the rest",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
