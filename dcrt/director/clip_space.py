@@ -150,7 +150,8 @@ class ClipSpace:
             raise UsageError(f"images must be uint8 [N, H, W, 3], got {frames.dtype} {list(frames.shape)}")
         rows = []
         for start in range(0, len(frames), _CHUNK):
-            pixels = torch.from_numpy(np.ascontiguousarray(frames[start : start + _CHUNK])).to(self.device)
+            # a copy: frames may be a read-only view (a decoded video), which torch.from_numpy warns about
+            pixels = torch.from_numpy(np.array(frames[start : start + _CHUNK])).to(self.device)
             image = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [n, 3, H, W] in [-1, 1], as DynamiCrafter's
             rows.append(self.model.image(image).float())
         return _normalised(rows)
