@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "files.h"
+#include "orientation.h"
 
 namespace dcrt_host {
 
@@ -44,9 +45,28 @@ void png_read_bytes(png_structp png, png_bytep out, png_size_t length) {
   src->at += length;
 }
 
+// The chunks after the pixels, where an eXIf may also be (PIL reads it there too). A damaged tail is ignored, as PIL
+// ignores it: the pixels are read by then. (Its own setjmp: longjmp must not leave a frame with live C++ objects.)
+void read_png_end(png_structp png, png_infop info) {
+  if (setjmp(png_jmpbuf(png))) return;
+  png_read_end(png, info);
+}
+
+// The eXIf chunk's bytes (a TIFF block), empty without one. libpng keeps a file's first eXIf and drops one whose
+// first two bytes are not "II" or "MM" (a benign error: a warning, so the image still reads, its orientation as 1).
+std::vector<uint8_t> png_exif(png_structp png, png_infop info) {
+#ifdef PNG_eXIf_SUPPORTED
+  png_bytep data = nullptr;
+  png_uint_32 size = 0;
+  if (png_get_eXIf_1(png, info, &size, &data) != 0 && data != nullptr) return {data, data + size};
+#endif
+  return {};
+}
+
 Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   png_infop info = png_create_info_struct(png);
+  png_set_benign_errors(png, 1);  // a malformed ancillary chunk (an eXIf among them) is a warning, not a failure
   PngSource source{bytes};
   Tensor t;
   bool sixteen = false;
@@ -78,13 +98,15 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   std::vector<png_bytep> rows(static_cast<size_t>(height));
   for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = pixels.data() + static_cast<size_t>(y) * width * channels;
   png_read_image(png, rows.data());
+  read_png_end(png, info);
+  const std::vector<uint8_t> exif = png_exif(png, info);
   png_destroy_read_struct(&png, &info, nullptr);
   t = Tensor::zeros(DType::kUInt8, {height, width, 3});
   const size_t count = static_cast<size_t>(height) * width;
   for (size_t i = 0; i < count; ++i)
     for (int c = 0; c < 3; ++c)
       t.bytes[i * 3 + c] = alpha ? over_white(pixels[i * 4 + c], pixels[i * 4 + 3]) : pixels[i * 3 + c];
-  return t;
+  return apply_orientation(t, exif_orientation(exif));
 }
 
 // --- JPEG ----------------------------------------------------------------------------------------------------------
@@ -105,6 +127,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   error.mgr.error_exit = jpeg_fail;
   error.mgr.emit_message = jpeg_quiet;
   Tensor t;
+  std::vector<uint8_t> exif;
   bool cmyk = false;
   if (setjmp(error.jump)) {
     jpeg_destroy_decompress(&info);
@@ -112,7 +135,13 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   }
   jpeg_create_decompress(&info);
   jpeg_mem_src(&info, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_save_markers(&info, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(&info, TRUE);
+  // PIL's EXIF: the first APP1 "Exif\0\0" segment, with the payload of every later one appended (JpegImagePlugin.APP).
+  for (jpeg_saved_marker_ptr m = info.marker_list; m != nullptr; m = m->next) {
+    if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 || std::memcmp(m->data, "Exif\0\0", 6) != 0) continue;
+    exif.insert(exif.end(), m->data + (exif.empty() ? 0 : 6), m->data + m->data_length);
+  }
   if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
     cmyk = true;
     std::longjmp(error.jump, 1);
@@ -135,7 +164,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   }
   jpeg_finish_decompress(&info);
   jpeg_destroy_decompress(&info);
-  return t;
+  return apply_orientation(t, exif_orientation(exif));
 }
 
 // --- PIL's resample (Pillow src/libImaging/Resample.c, bilinear filter, 8 bits per channel) -----------------------
