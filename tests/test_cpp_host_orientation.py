@@ -45,41 +45,51 @@ def orientation_block(value: int, order: str) -> bytes:
     return tiff([(0x010F, 2, 4, b"dcr\x00"), (ORIENTATION, 3, 1, short)], order)
 
 
-def save(path: Path, exif: bytes | None) -> Path:
-    """The picture as PNG or JPEG (by `path`'s suffix) with `exif` as its eXIf chunk or APP1 "Exif" segment."""
-    from PIL import Image
+def save(path: Path, exif: bytes | None, xmp: str | None = None) -> Path:
+    """The picture as PNG or JPEG (by `path`'s suffix) with `exif` as its eXIf chunk or APP1 "Exif" segment, and `xmp`
+    as its iTXt "XML:com.adobe.xmp" chunk or APP1 XMP segment."""
+    from PIL import Image, PngImagePlugin
 
     image = Image.fromarray(picture(), "RGB")
-    fmt = "PNG" if path.suffix == ".png" else "JPEG"
-    if exif is None:
-        image.save(path, fmt)
-    elif fmt == "JPEG":
-        image.save(path, fmt, exif=b"Exif\x00\x00" + exif)
+    options = {}
+    if path.suffix == ".png":
+        if exif is not None:
+            options["exif"] = exif
+        if xmp is not None:
+            options["pnginfo"] = PngImagePlugin.PngInfo()
+            options["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp)
+        image.save(path, "PNG", **options)
     else:
-        image.save(path, fmt, exif=exif)
+        if exif is not None:
+            options["exif"] = b"Exif\x00\x00" + exif
+        if xmp is not None:
+            options["xmp"] = xmp.encode()
+        image.save(path, "JPEG", **options)
     return path
 
 
-def assert_host_matches_python(host_build, path: Path, tmp_path: Path) -> np.ndarray:
-    out = tmp_path / "pixels.npy"
-    check(host_build, "pixels", path, *TARGET, out)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PIL's notes on corrupt EXIF data, dcrt's on a malformed block
-        ref = load_image(path, *TARGET).numpy()
-    np.testing.assert_array_equal(np.load(out), ref)
-    return ref
+def assert_host_matches_python(host_build, paths: list[Path], tmp_path: Path) -> list[np.ndarray]:
+    """Each file's pixels from the host (one dcrt_host_check call for all) equal load_image's; -> load_image's."""
+    outs = [tmp_path / f"pixels{index}.npy" for index in range(len(paths))]
+    check(host_build, "pixels", *[arg for path, out in zip(paths, outs) for arg in (path, *TARGET, out)])
+    refs = []
+    for path, out in zip(paths, outs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's notes on corrupt EXIF data, dcrt's on a malformed block
+            refs.append(load_image(path, *TARGET).numpy())
+        np.testing.assert_array_equal(np.load(out), refs[-1], err_msg=path.name)
+    return refs
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png"])
-@pytest.mark.parametrize("value", range(1, 9))
-def test_every_orientation_matches_python(host_build, tmp_path, fmt, value):
+def test_every_orientation_matches_python(host_build, tmp_path, fmt):
     """Orientation 1-8 (odd values big-endian "MM", even ones little-endian "II"): the host's pixels are
-    load_image's; 2-8 each differ from the unrotated picture's, so none passes by doing nothing."""
-    order = ">" if value % 2 else "<"
-    path = save(tmp_path / f"o{value}.{fmt}", orientation_block(value, order))
-    ref = assert_host_matches_python(host_build, path, tmp_path)
+    load_image's; 2-8 each differ from the unrotated picture's and from each other, so none passes by doing nothing."""
+    paths = [save(tmp_path / f"o{v}.{fmt}", orientation_block(v, ">" if v % 2 else "<")) for v in range(1, 9)]
+    refs = assert_host_matches_python(host_build, paths, tmp_path)
     plain = load_image(save(tmp_path / f"plain.{fmt}", None), *TARGET).numpy()
-    assert (value == 1) == np.array_equal(ref, plain)
+    assert np.array_equal(refs[0], plain)
+    assert len({ref.tobytes() for ref in refs}) == 8
 
 
 def test_pil_written_exif_is_read(host_build, tmp_path):
@@ -88,10 +98,10 @@ def test_pil_written_exif_is_read(host_build, tmp_path):
 
     exif = Image.Exif()
     exif[ORIENTATION] = 8
-    for fmt in ("JPEG", "PNG"):
-        path = tmp_path / f"pil.{fmt.lower()}"
-        Image.fromarray(picture(), "RGB").save(path, fmt, exif=exif)
-        assert_host_matches_python(host_build, path, tmp_path)
+    paths = [tmp_path / "pil.jpg", tmp_path / "pil.png"]
+    for path in paths:
+        Image.fromarray(picture(), "RGB").save(path, exif=exif)
+    assert_host_matches_python(host_build, paths, tmp_path)
 
 
 def test_exif_split_over_two_jpeg_segments_and_after_png_pixels(host_build, tmp_path):
@@ -105,13 +115,40 @@ def test_exif_split_over_two_jpeg_segments_and_after_png_pixels(host_build, tmp_
 
     split = jpeg[:2] + app1(b"Exif\x00\x00" + block[:20]) + app1(b"Exif\x00\x00" + block[20:]) + jpeg[2:]
     (tmp_path / "split.jpg").write_bytes(split)
-    assert_host_matches_python(host_build, tmp_path / "split.jpg", tmp_path)
 
     png = save(tmp_path / "plain.png", None).read_bytes()
     chunk = b"eXIf" + block
     trailing = png[:-12] + struct.pack(">L", len(block)) + chunk + struct.pack(">L", zlib.crc32(chunk)) + png[-12:]
     (tmp_path / "trailing.png").write_bytes(trailing)
-    assert_host_matches_python(host_build, tmp_path / "trailing.png", tmp_path)
+    plain = load_image(tmp_path / "plain.png", *TARGET).numpy()
+    for ref in assert_host_matches_python(host_build, [tmp_path / "split.jpg", tmp_path / "trailing.png"], tmp_path):
+        assert ref.shape == plain.shape and not np.array_equal(ref, plain)  # turned
+
+
+def xmp_packet(orientation: str) -> str:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" {orientation}/></rdf:RDF></x:xmpmeta>'
+    )
+
+
+XMP_CASES = [  # (EXIF block or None, XMP packet, turned): getexif reads XMP's orientation only where EXIF has no entry
+    (None, xmp_packet('tiff:Orientation="6"'), True),
+    (None, xmp_packet("><tiff:Orientation>8</tiff:Orientation></rdf:Description"), True),
+    (orientation_block(1, "<"), xmp_packet('tiff:Orientation="6"'), False),  # EXIF's 1 wins
+    (tiff([(ORIENTATION, 1, 1, b"\x06\x00\x00\x00")]), xmp_packet('tiff:Orientation="6"'), False),  # a BYTE entry
+    (tiff([(ORIENTATION, 99, 1, b"\x06\x00\x00\x00")]), xmp_packet('tiff:Orientation="5"'), True),  # skipped
+]
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png"])
+def test_xmp_orientation_where_exif_has_none(host_build, tmp_path, fmt):
+    """PIL's getexif takes the orientation from the XMP packet (a JPEG's APP1 XMP segment, a PNG's iTXt) only where
+    the EXIF block holds no Orientation entry: one of a type PIL skips counts as none, one of bytes as an entry."""
+    plain = load_image(save(tmp_path / f"plain.{fmt}", None), *TARGET).numpy()
+    paths = [save(tmp_path / f"xmp{index}.{fmt}", exif, xmp) for index, (exif, xmp, _) in enumerate(XMP_CASES)]
+    refs = assert_host_matches_python(host_build, paths, tmp_path)
+    assert [not np.array_equal(ref, plain) for ref in refs] == [turned for *_, turned in XMP_CASES]
 
 
 SHORT6 = struct.pack("<HH", 6, 0)
@@ -135,12 +172,8 @@ MALFORMED = {  # EXIF blocks PIL reads in part or not at all: the host reads the
 
 @pytest.mark.parametrize("fmt", ["jpg", "png"])
 def test_malformed_exif_is_read_as_python_reads_it(host_build, tmp_path, fmt):
-    for name, block in MALFORMED.items():
-        path = save(tmp_path / f"malformed.{fmt}", block)
-        try:
-            assert_host_matches_python(host_build, path, tmp_path)
-        except AssertionError as failure:
-            raise AssertionError(f"{name}: {failure}") from None
+    paths = [save(tmp_path / f"{name.replace(' ', '-')}.{fmt}", block) for name, block in MALFORMED.items()]
+    assert_host_matches_python(host_build, paths, tmp_path)
 
 
 def test_python_ignores_a_malformed_png_exif_with_a_notice(tmp_path):

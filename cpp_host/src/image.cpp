@@ -63,6 +63,18 @@ std::vector<uint8_t> png_exif(png_structp png, png_infop info) {
   return {};
 }
 
+// The XMP packet: the last text chunk (iTXt, tEXt or zTXt) keyed "XML:com.adobe.xmp", as PIL's info holds it.
+std::string png_xmp(png_structp png, png_infop info) {
+  png_textp text = nullptr;
+  const int count = png_get_text(png, info, &text, nullptr);
+  std::string xmp;
+  for (int i = 0; i < count; ++i) {
+    if (text[i].key == nullptr || text[i].text == nullptr || std::strcmp(text[i].key, "XML:com.adobe.xmp") != 0) continue;
+    xmp.assign(text[i].text, text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
+  }
+  return xmp;
+}
+
 Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   png_infop info = png_create_info_struct(png);
@@ -100,13 +112,14 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   png_read_image(png, rows.data());
   read_png_end(png, info);
   const std::vector<uint8_t> exif = png_exif(png, info);
+  const std::string xmp = png_xmp(png, info);
   png_destroy_read_struct(&png, &info, nullptr);
   t = Tensor::zeros(DType::kUInt8, {height, width, 3});
   const size_t count = static_cast<size_t>(height) * width;
   for (size_t i = 0; i < count; ++i)
     for (int c = 0; c < 3; ++c)
       t.bytes[i * 3 + c] = alpha ? over_white(pixels[i * 4 + c], pixels[i * 4 + 3]) : pixels[i * 3 + c];
-  return apply_orientation(t, exif_orientation(exif));
+  return apply_orientation(t, image_orientation(exif, xmp));
 }
 
 // --- JPEG ----------------------------------------------------------------------------------------------------------
@@ -128,6 +141,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   error.mgr.emit_message = jpeg_quiet;
   Tensor t;
   std::vector<uint8_t> exif;
+  std::string xmp;
   bool cmyk = false;
   if (setjmp(error.jump)) {
     jpeg_destroy_decompress(&info);
@@ -138,9 +152,14 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   jpeg_save_markers(&info, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(&info, TRUE);
   // PIL's EXIF: the first APP1 "Exif\0\0" segment, with the payload of every later one appended (JpegImagePlugin.APP).
+  // Its XMP: the last APP1 segment of Adobe's namespace, after the namespace's NUL.
+  constexpr char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // sizeof: with its NUL
   for (jpeg_saved_marker_ptr m = info.marker_list; m != nullptr; m = m->next) {
-    if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 || std::memcmp(m->data, "Exif\0\0", 6) != 0) continue;
-    exif.insert(exif.end(), m->data + (exif.empty() ? 0 : 6), m->data + m->data_length);
+    if (m->marker != JPEG_APP0 + 1) continue;
+    if (m->data_length >= 6 && std::memcmp(m->data, "Exif\0\0", 6) == 0)
+      exif.insert(exif.end(), m->data + (exif.empty() ? 0 : 6), m->data + m->data_length);
+    else if (m->data_length >= sizeof(kXmp) && std::memcmp(m->data, kXmp, sizeof(kXmp)) == 0)
+      xmp.assign(reinterpret_cast<const char*>(m->data) + sizeof(kXmp), m->data_length - sizeof(kXmp));
   }
   if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
     cmyk = true;
@@ -164,7 +183,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   }
   jpeg_finish_decompress(&info);
   jpeg_destroy_decompress(&info);
-  return apply_orientation(t, exif_orientation(exif));
+  return apply_orientation(t, image_orientation(exif, xmp));
 }
 
 // --- PIL's resample (Pillow src/libImaging/Resample.c, bilinear filter, 8 bits per channel) -----------------------

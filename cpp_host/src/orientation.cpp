@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <regex>
 
 namespace dcrt_host {
 
@@ -78,21 +79,21 @@ std::optional<int64_t> first_value(const Tiff& t, uint16_t type, uint64_t at) {
 
 }  // namespace
 
-int exif_orientation(const std::vector<uint8_t>& exif) {
+std::optional<int> exif_orientation(const std::vector<uint8_t>& exif) {
   size_t base = 0;
   while (exif.size() - base >= 6 && std::memcmp(exif.data() + base, "Exif\0\0", 6) == 0) base += 6;
   // ImageFileDirectory_v2's header check: "II" or "MM", then 42 in either byte order (BigTIFF's 43 is not read:
   // no camera writes it into an image's EXIF).
-  if (exif.size() - base < 8) return 1;
+  if (exif.size() - base < 8) return std::nullopt;
   const uint8_t* h = exif.data() + base;
   const bool ii = h[0] == 'I' && h[1] == 'I', mm = h[0] == 'M' && h[1] == 'M';
   const bool magic = (h[2] == 42 && h[3] == 0) || (h[2] == 0 && h[3] == 42);
-  if (!(ii || mm) || !magic) return 1;
+  if (!(ii || mm) || !magic) return std::nullopt;
   const Tiff t{exif, base, mm};
   const uint64_t ifd = t.uint(4, 4);
-  if (!t.has(ifd, 2)) return 1;
+  if (!t.has(ifd, 2)) return std::nullopt;
   const uint64_t count = t.uint(ifd, 2);
-  std::optional<int64_t> orientation;
+  std::optional<int> orientation;
   // PIL reads entry after entry and stops at the first one cut off, keeping those before; a later entry of a tag
   // replaces an earlier one; an entry of an unknown type, of no values, or whose values lie outside the block is
   // skipped.
@@ -106,9 +107,22 @@ int exif_orientation(const std::vector<uint8_t>& exif) {
     const uint64_t size = values * unit;  // < 2**35: no overflow
     const uint64_t at = size > 4 ? t.uint(entry + 8, 4) : entry + 8;
     if (!t.has(at, size)) continue;
-    orientation = first_value(t, type, at);
+    const std::optional<int64_t> value = first_value(t, type, at);
+    orientation = value.has_value() && *value >= 1 && *value <= 8 ? static_cast<int>(*value) : 0;
   }
-  return orientation.has_value() && *orientation >= 1 && *orientation <= 8 ? static_cast<int>(*orientation) : 1;
+  return orientation;
+}
+
+std::optional<int> xmp_orientation(const std::string& xmp) {
+  static const std::regex pattern("tiff:Orientation(=\"|>)([0-9])");
+  std::smatch match;
+  if (!std::regex_search(xmp, match, pattern)) return std::nullopt;
+  return match[2].str()[0] - '0';
+}
+
+int image_orientation(const std::vector<uint8_t>& exif, const std::string& xmp) {
+  if (const std::optional<int> entry = exif_orientation(exif)) return *entry;
+  return xmp_orientation(xmp).value_or(1);
 }
 
 Tensor apply_orientation(const Tensor& rgb, int orientation) {
