@@ -80,8 +80,12 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   png_infop info = png_create_info_struct(png);
   png_set_benign_errors(png, 1);  // a malformed ancillary chunk (an eXIf among them) is a warning, not a failure
   PngSource source{bytes};
+  // Everything libpng's longjmp may cross is made before setjmp (a jump skips no constructor, and the throw below
+  // frees it all); a flag set between setjmp and longjmp is volatile, so the handler reads its value.
   Tensor t;
-  bool sixteen = false;
+  std::vector<uint8_t> pixels;
+  std::vector<png_bytep> rows;
+  volatile bool sixteen = false;
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
     throw HostError(sixteen ? name + " is a 16-bit PNG; convert it to 8-bit RGB first"
@@ -106,8 +110,8 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   const int height = static_cast<int>(png_get_image_height(png, info));
   const int width = static_cast<int>(png_get_image_width(png, info));
   const int channels = alpha ? 4 : 3;
-  std::vector<uint8_t> pixels(static_cast<size_t>(height) * width * channels);
-  std::vector<png_bytep> rows(static_cast<size_t>(height));
+  pixels.resize(static_cast<size_t>(height) * width * channels);
+  rows.resize(static_cast<size_t>(height));
   for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = pixels.data() + static_cast<size_t>(y) * width * channels;
   png_read_image(png, rows.data());
   read_png_end(png, info);
@@ -139,10 +143,10 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   info.err = jpeg_std_error(&error.mgr);
   error.mgr.error_exit = jpeg_fail;
   error.mgr.emit_message = jpeg_quiet;
-  Tensor t;
-  std::vector<uint8_t> exif;
+  Tensor t;  // as in decode_png: what the longjmp may cross is made before setjmp, its flag volatile
+  std::vector<uint8_t> exif, row;
   std::string xmp;
-  bool cmyk = false;
+  volatile bool cmyk = false;
   if (setjmp(error.jump)) {
     jpeg_destroy_decompress(&info);
     throw HostError(cmyk ? name + " is a CMYK JPEG; convert it to RGB first" : "cannot read " + name + ": not a valid JPEG file");
@@ -170,7 +174,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   jpeg_start_decompress(&info);
   const int height = static_cast<int>(info.output_height), width = static_cast<int>(info.output_width);
   t = Tensor::zeros(DType::kUInt8, {height, width, 3});
-  std::vector<uint8_t> row(static_cast<size_t>(width) * (grey ? 1 : 3));
+  row.resize(static_cast<size_t>(width) * (grey ? 1 : 3));
   while (info.output_scanline < info.output_height) {
     const int y = static_cast<int>(info.output_scanline);
     JSAMPROW rows[1] = {row.data()};
