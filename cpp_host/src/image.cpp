@@ -69,7 +69,8 @@ std::string png_xmp(png_structp png, png_infop info) {
   const int count = png_get_text(png, info, &text, nullptr);
   std::string xmp;
   for (int i = 0; i < count; ++i) {
-    if (text[i].key == nullptr || text[i].text == nullptr || std::strcmp(text[i].key, "XML:com.adobe.xmp") != 0) continue;
+    if (text[i].key == nullptr || text[i].text == nullptr) continue;
+    if (std::strcmp(text[i].key, "XML:com.adobe.xmp") != 0) continue;
     xmp.assign(text[i].text, text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
   }
   return xmp;
