@@ -104,9 +104,19 @@ def test_pil_written_exif_is_read(host_build, tmp_path):
     assert_host_matches_python(host_build, paths, tmp_path)
 
 
-def test_exif_split_over_two_jpeg_segments_and_after_png_pixels(host_build, tmp_path):
-    """A JPEG whose EXIF goes on in a second APP1 "Exif" segment (PIL appends the payloads), and a PNG whose eXIf
-    chunk follows the image data."""
+def png_with_exif_chunks(png: bytes, *payloads: bytes, after_pixels: bool = False) -> bytes:
+    """`png` with an eXIf chunk of each payload, after IHDR or before IEND."""
+    chunks = b""
+    for payload in payloads:
+        chunk = b"eXIf" + payload
+        chunks += struct.pack(">L", len(payload)) + chunk + struct.pack(">L", zlib.crc32(chunk))
+    at = len(png) - 12 if after_pixels else 33  # IEND is the last 12 bytes; IHDR ends at 33
+    return png[:at] + chunks + png[at:]
+
+
+def test_exif_split_over_jpeg_segments_and_in_png_chunks_pil_reads(host_build, tmp_path):
+    """A JPEG whose EXIF goes on in a second APP1 "Exif" segment (PIL appends the payloads); PNGs whose eXIf chunk
+    follows the image data, starts with "Exif\0\0" (PIL skips it), or comes twice (PIL keeps the last)."""
     block = orientation_block(6, "<")
     jpeg = save(tmp_path / "plain.jpg", None).read_bytes()
 
@@ -117,12 +127,13 @@ def test_exif_split_over_two_jpeg_segments_and_after_png_pixels(host_build, tmp_
     (tmp_path / "split.jpg").write_bytes(split)
 
     png = save(tmp_path / "plain.png", None).read_bytes()
-    chunk = b"eXIf" + block
-    trailing = png[:-12] + struct.pack(">L", len(block)) + chunk + struct.pack(">L", zlib.crc32(chunk)) + png[-12:]
-    (tmp_path / "trailing.png").write_bytes(trailing)
+    (tmp_path / "trailing.png").write_bytes(png_with_exif_chunks(png, block, after_pixels=True))
+    (tmp_path / "prefixed.png").write_bytes(png_with_exif_chunks(png, b"Exif\x00\x00" + block))
+    (tmp_path / "twice.png").write_bytes(png_with_exif_chunks(png, orientation_block(1, "<"), block))
+    paths = [tmp_path / name for name in ("split.jpg", "trailing.png", "prefixed.png", "twice.png")]
     plain = load_image(tmp_path / "plain.png", *TARGET).numpy()
-    for ref in assert_host_matches_python(host_build, [tmp_path / "split.jpg", tmp_path / "trailing.png"], tmp_path):
-        assert ref.shape == plain.shape and not np.array_equal(ref, plain)  # turned
+    for path, ref in zip(paths, assert_host_matches_python(host_build, paths, tmp_path)):
+        assert not np.array_equal(ref, plain), path.name  # turned
 
 
 def xmp_packet(orientation: str) -> str:

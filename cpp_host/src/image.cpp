@@ -52,15 +52,17 @@ void read_png_end(png_structp png, png_infop info) {
   png_read_end(png, info);
 }
 
-// The eXIf chunk's bytes (a TIFF block), empty without one. libpng keeps a file's first eXIf and drops one whose
-// first two bytes are not "II" or "MM" (a benign error: a warning, so the image still reads, its orientation as 1).
+// The last eXIf chunk's bytes as they are (a TIFF block, or one behind "Exif\0\0"), empty without one: what PIL reads.
+// libpng's own eXIf reading (png_get_eXIf_1) keeps the first chunk and drops one that does not start with "II" or
+// "MM", so decode_png has libpng keep eXIf chunks as unknown ones, which it stores untouched.
 std::vector<uint8_t> png_exif(png_structp png, png_infop info) {
-#ifdef PNG_eXIf_SUPPORTED
-  png_bytep data = nullptr;
-  png_uint_32 size = 0;
-  if (png_get_eXIf_1(png, info, &size, &data) != 0 && data != nullptr) return {data, data + size};
-#endif
-  return {};
+  png_unknown_chunkp chunks = nullptr;
+  const int count = png_get_unknown_chunks(png, info, &chunks);
+  std::vector<uint8_t> exif;
+  for (int i = 0; i < count; ++i)
+    if (std::memcmp(chunks[i].name, "eXIf", 4) == 0 && chunks[i].data != nullptr)
+      exif.assign(chunks[i].data, chunks[i].data + chunks[i].size);
+  return exif;
 }
 
 // The XMP packet: the last text chunk (iTXt, tEXt or zTXt) keyed "XML:com.adobe.xmp", as PIL's info holds it.
@@ -79,7 +81,9 @@ std::string png_xmp(png_structp png, png_infop info) {
 Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   png_infop info = png_create_info_struct(png);
-  png_set_benign_errors(png, 1);  // a malformed ancillary chunk (an eXIf among them) is a warning, not a failure
+  png_set_benign_errors(png, 1);  // a malformed ancillary chunk is a warning, not a failure, as in PIL
+  static constexpr png_byte kExif[] = {'e', 'X', 'I', 'f', '\0'};
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_ALWAYS, kExif, 1);  // png_exif reads them
   PngSource source{bytes};
   // Everything libpng's longjmp may cross is made before setjmp (a jump skips no constructor, and the throw below
   // frees it all); a flag set between setjmp and longjmp is volatile, so the handler reads its value.
