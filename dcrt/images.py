@@ -82,7 +82,7 @@ def _upright(img, name: str):
 
     try:
         return ImageOps.exif_transpose(img)
-    except (SyntaxError, struct.error):
+    except (SyntaxError, struct.error, ValueError):  # ValueError: a PNG's hex "Raw profile type exif" text
         warnings.warn(f"{name} has a malformed EXIF block: it is ignored (no orientation applied)", stacklevel=4)
         return img
 

@@ -45,9 +45,10 @@ def orientation_block(value: int, order: str) -> bytes:
     return tiff([(0x010F, 2, 4, b"dcr\x00"), (ORIENTATION, 3, 1, short)], order)
 
 
-def save(path: Path, exif: bytes | None, xmp: str | None = None) -> Path:
-    """The picture as PNG or JPEG (by `path`'s suffix) with `exif` as its eXIf chunk or APP1 "Exif" segment, and `xmp`
-    as its iTXt "XML:com.adobe.xmp" chunk or APP1 XMP segment."""
+def save(path: Path, exif: bytes | None, xmp: str | None = None, raw_profile: str | None = None) -> Path:
+    """The picture as PNG or JPEG (by `path`'s suffix) with `exif` as its eXIf chunk or APP1 "Exif" segment, `xmp`
+    as its iTXt "XML:com.adobe.xmp" chunk or APP1 XMP segment, and (PNG) `raw_profile` as ImageMagick's zTXt
+    "Raw profile type exif"."""
     from PIL import Image, PngImagePlugin
 
     image = Image.fromarray(picture(), "RGB")
@@ -55,9 +56,11 @@ def save(path: Path, exif: bytes | None, xmp: str | None = None) -> Path:
     if path.suffix == ".png":
         if exif is not None:
             options["exif"] = exif
+        text = options["pnginfo"] = PngImagePlugin.PngInfo()
         if xmp is not None:
-            options["pnginfo"] = PngImagePlugin.PngInfo()
-            options["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp)
+            text.add_itxt("XML:com.adobe.xmp", xmp)
+        if raw_profile is not None:
+            text.add_text("Raw profile type exif", raw_profile, zip=True)
         image.save(path, "PNG", **options)
     else:
         if exif is not None:
@@ -136,6 +139,9 @@ def test_exif_split_over_jpeg_segments_and_in_png_chunks_pil_reads(host_build, t
         assert not np.array_equal(ref, plain), path.name  # turned
 
 
+SHORT6_BLOCK = orientation_block(6, "<")
+
+
 def xmp_packet(orientation: str) -> str:
     return (
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -160,6 +166,26 @@ def test_xmp_orientation_where_exif_has_none(host_build, tmp_path, fmt):
     paths = [save(tmp_path / f"xmp{index}.{fmt}", exif, xmp) for index, (exif, xmp, _) in enumerate(XMP_CASES)]
     refs = assert_host_matches_python(host_build, paths, tmp_path)
     assert [not np.array_equal(ref, plain) for ref in refs] == [turned for *_, turned in XMP_CASES]
+
+
+def raw_profile(exif: bytes) -> str:
+    """ImageMagick's text form of an EXIF block: a blank line, the name, the length, then hex in lines of 72."""
+    text = ("Exif\x00\x00".encode() + exif).hex()
+    return f"\nexif\n{len(exif) + 6:8d}\n" + "\n".join(text[i : i + 72] for i in range(0, len(text), 72)) + "\n"
+
+
+def test_png_raw_profile_exif_where_there_is_no_exif_chunk(host_build, tmp_path):
+    """PIL reads ImageMagick's "Raw profile type exif" text where a PNG has no eXIf chunk; hex it cannot read makes
+    it raise, and then dcrt.images ignores the block (and so does the host, XMP included)."""
+    cases = {  # file -> turned
+        save(tmp_path / "raw.png", None, raw_profile=raw_profile(orientation_block(6, ">"))): True,
+        save(tmp_path / "raw-and-exif.png", orientation_block(1, "<"), raw_profile=raw_profile(SHORT6_BLOCK)): False,
+        save(tmp_path / "bad-hex.png", None, xmp_packet('tiff:Orientation="6"'), raw_profile="\nexif\n 8\n4x"): False,
+        save(tmp_path / "no-hex.png", None, xmp_packet('tiff:Orientation="6"'), raw_profile="\nexif\n"): True,
+    }
+    plain = load_image(save(tmp_path / "plain.png", None), *TARGET).numpy()
+    refs = assert_host_matches_python(host_build, list(cases), tmp_path)
+    assert [not np.array_equal(ref, plain) for ref in refs] == list(cases.values())
 
 
 SHORT6 = struct.pack("<HH", 6, 0)

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstring>
+#include <optional>
 
 #include "errors.h"
 #include "files.h"
@@ -52,30 +53,41 @@ void read_png_end(png_structp png, png_infop info) {
   png_read_end(png, info);
 }
 
-// The last eXIf chunk's bytes as they are (a TIFF block, or one behind "Exif\0\0"), empty without one: what PIL reads.
+// The last eXIf chunk's bytes as they are (a TIFF block, or one behind "Exif\0\0"), none without one: what PIL reads.
 // libpng's own eXIf reading (png_get_eXIf_1) keeps the first chunk and drops one that does not start with "II" or
 // "MM", so decode_png has libpng keep eXIf chunks as unknown ones, which it stores untouched.
-std::vector<uint8_t> png_exif(png_structp png, png_infop info) {
+std::optional<std::vector<uint8_t>> png_exif(png_structp png, png_infop info) {
   png_unknown_chunkp chunks = nullptr;
   const int count = png_get_unknown_chunks(png, info, &chunks);
-  std::vector<uint8_t> exif;
+  std::optional<std::vector<uint8_t>> exif;
   for (int i = 0; i < count; ++i)
-    if (std::memcmp(chunks[i].name, "eXIf", 4) == 0 && chunks[i].data != nullptr)
-      exif.assign(chunks[i].data, chunks[i].data + chunks[i].size);
+    if (std::memcmp(chunks[i].name, "eXIf", 4) == 0)
+      exif.emplace(chunks[i].data, chunks[i].data + (chunks[i].data != nullptr ? chunks[i].size : 0));
   return exif;
 }
 
-// The XMP packet: the last text chunk (iTXt, tEXt or zTXt) keyed "XML:com.adobe.xmp", as PIL's info holds it.
-std::string png_xmp(png_structp png, png_infop info) {
+// The last text chunk (iTXt, tEXt or zTXt, decompressed) with this key, as PIL's info holds it.
+std::optional<std::string> png_text(png_structp png, png_infop info, const char* key) {
   png_textp text = nullptr;
   const int count = png_get_text(png, info, &text, nullptr);
-  std::string xmp;
+  std::optional<std::string> value;
   for (int i = 0; i < count; ++i) {
-    if (text[i].key == nullptr || text[i].text == nullptr) continue;
-    if (std::strcmp(text[i].key, "XML:com.adobe.xmp") != 0) continue;
-    xmp.assign(text[i].text, text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
+    if (text[i].key == nullptr || text[i].text == nullptr || std::strcmp(text[i].key, key) != 0) continue;
+    value.emplace(text[i].text, text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
   }
-  return xmp;
+  return value;
+}
+
+// The PNG's orientation as PIL's getexif finds it: the eXIf chunk's EXIF, else ImageMagick's "Raw profile type exif"
+// text (hex), then the XMP packet where the EXIF has no entry.
+int png_orientation(png_structp png, png_infop info) {
+  const std::string xmp = png_text(png, info, "XML:com.adobe.xmp").value_or("");
+  if (const auto exif = png_exif(png, info)) return image_orientation(*exif, xmp);
+  if (const auto raw = png_text(png, info, "Raw profile type exif")) {
+    const auto exif = raw_profile_exif(*raw);
+    return exif ? image_orientation(*exif, xmp) : 1;  // bad hex: PIL raises, and dcrt.images then ignores the block
+  }
+  return image_orientation({}, xmp);
 }
 
 Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
@@ -120,15 +132,14 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = pixels.data() + static_cast<size_t>(y) * width * channels;
   png_read_image(png, rows.data());
   read_png_end(png, info);
-  const std::vector<uint8_t> exif = png_exif(png, info);
-  const std::string xmp = png_xmp(png, info);
+  const int orientation = png_orientation(png, info);
   png_destroy_read_struct(&png, &info, nullptr);
   t = Tensor::zeros(DType::kUInt8, {height, width, 3});
   const size_t count = static_cast<size_t>(height) * width;
   for (size_t i = 0; i < count; ++i)
     for (int c = 0; c < 3; ++c)
       t.bytes[i * 3 + c] = alpha ? over_white(pixels[i * 4 + c], pixels[i * 4 + 3]) : pixels[i * 3 + c];
-  return apply_orientation(t, image_orientation(exif, xmp));
+  return apply_orientation(t, orientation);
 }
 
 // --- JPEG ----------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
-#include <regex>
+#include <string>
 
 namespace dcrt_host {
 
@@ -114,10 +114,43 @@ std::optional<int> exif_orientation(const std::vector<uint8_t>& exif) {
 }
 
 std::optional<int> xmp_orientation(const std::string& xmp) {
-  static const std::regex pattern("tiff:Orientation(=\"|>)([0-9])");
-  std::smatch match;
-  if (!std::regex_search(xmp, match, pattern)) return std::nullopt;
-  return match[2].str()[0] - '0';
+  // The leftmost match of getexif's r'tiff:Orientation(="|>)([0-9])'.
+  const std::string name = "tiff:Orientation";
+  for (size_t at = xmp.find(name); at != std::string::npos; at = xmp.find(name, at + 1)) {
+    const size_t next = at + name.size();  // <= xmp.size()
+    size_t digit = 0;
+    if (xmp.compare(next, 1, ">") == 0) digit = next + 1;
+    if (xmp.compare(next, 2, "=\"") == 0) digit = next + 2;
+    if (digit != 0 && digit < xmp.size() && xmp[digit] >= '0' && xmp[digit] <= '9') return xmp[digit] - '0';
+  }
+  return std::nullopt;
+}
+
+std::optional<std::vector<uint8_t>> raw_profile_exif(const std::string& text) {
+  std::string hex;  // "".join(text.split("\n")[3:])
+  size_t newlines = 0;
+  for (const char c : text) {
+    if (c == '\n') ++newlines;
+    else if (newlines >= 3) hex += c;
+  }
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+  std::vector<uint8_t> bytes;
+  for (size_t i = 0; i < hex.size();) {
+    if (space(hex[i])) {
+      ++i;
+      continue;
+    }
+    if (i + 1 >= hex.size() || digit(hex[i]) < 0 || digit(hex[i + 1]) < 0) return std::nullopt;
+    bytes.push_back(static_cast<uint8_t>(digit(hex[i]) * 16 + digit(hex[i + 1])));
+    i += 2;
+  }
+  return bytes;
 }
 
 int image_orientation(const std::vector<uint8_t>& exif, const std::string& xmp) {

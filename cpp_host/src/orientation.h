@@ -22,6 +22,10 @@ std::optional<int> exif_orientation(const std::vector<uint8_t>& exif);
 // where EXIF has no entry).
 std::optional<int> xmp_orientation(const std::string& xmp);
 
+// The EXIF block of ImageMagick's "Raw profile type exif" PNG text as PIL decodes it: the lines after the third,
+// joined, read as hex (bytes.fromhex: ASCII whitespace between byte pairs); none where fromhex raises.
+std::optional<std::vector<uint8_t>> raw_profile_exif(const std::string& text);
+
 // The orientation exif_transpose applies: EXIF's entry, else XMP's, else 1.
 int image_orientation(const std::vector<uint8_t>& exif, const std::string& xmp);
 
