@@ -56,20 +56,35 @@ def decode_image(data: bytes, name: str = "image"):
 
 
 def _decode(file, name: str):
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(file) as img:
             img.load()
             if getattr(img, "n_frames", 1) > 1:
                 warnings.warn(f"{name} has {img.n_frames} frames: the first is used", stacklevel=3)
-            return to_rgb(ImageOps.exif_transpose(img), name)
+            return to_rgb(_upright(img, name), name)
     except UnidentifiedImageError:
         raise UsageError(f"{name} is not an image PIL can read") from None
     except Image.DecompressionBombError as exc:  # PIL refuses to decode it: a hostile or absurd size
         raise UsageError(f"{name} is too large to decode safely ({exc}); downscale it first") from None
     except OSError as exc:  # truncated or corrupt data
         raise UsageError(f"cannot read {name}: {exc}") from None
+
+
+def _upright(img, name: str):
+    """`img` turned as its EXIF orientation says (ImageOps.exif_transpose). A malformed EXIF block is ignored, with a
+    notice: PIL ignores one in a JPEG itself, but raises on one in a PNG (no TIFF header), which is no reason to
+    refuse the picture. The C++ host (cpp_host/src/orientation.cpp) does the same."""
+    import struct
+
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(img)
+    except (SyntaxError, struct.error, ValueError):  # ValueError: a PNG's hex "Raw profile type exif" text
+        warnings.warn(f"{name} has a malformed EXIF block: it is ignored (no orientation applied)", stacklevel=4)
+        return img
 
 
 def to_rgb(img, name: str = "image"):

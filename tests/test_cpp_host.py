@@ -237,3 +237,30 @@ def test_host_refuses_an_svd_bundle_in_one_line(host_binary, aoti_tiny_svd_bundl
     assert "is a tiny-svd bundle (Stable Video Diffusion), which this host does not run" in done.stderr
     assert "(dcrt animate --res tiny-svd --backend aoti)" in done.stderr
     assert not (tmp_path / "frames").exists()
+
+
+def test_host_reads_a_tensorrt_bundle_as_dcrt_build_writes_it(host_binary, host_image, tmp_path):
+    """A TensorRT bundle from `dcrt build` (its TensorRT compile faked at the builder: tests/_trt_fakes.py) carries the
+    vocabulary and the defaults, so the host gets past them to the engine, which this CPU build lacks and names. As a
+    bundle of an older dcrt (no vocabulary named), it is refused with the build command that adds it."""
+    from _trt_fakes import TARGET, FakeBuilder, make_export
+    from safetensors.torch import save_file
+
+    from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle
+    from dcrt.families.dynamicrafter.schedule import schedule_tensors
+
+    make_export(tmp_path / "export")
+    bundle = build_bundle(tmp_path / "export", tmp_path / "engines", BuildConfig(), TARGET, FakeBuilder()).directory
+    # The fake export's schedule file is a stand-in; the host reads a real one before it opens the plans.
+    save_file(schedule_tensors(get_preset("tiny").diffusion), bundle / "schedule.safetensors")
+    args = ["--image", host_image, "--seed", 1, "--out", tmp_path / "frames"]
+    done = run_host(host_binary, "--bundle", bundle, *args, check_rc=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "is a TensorRT bundle, and this dcrt_host was built without TensorRT" in done.stderr
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    older = bundle_with_manifest(bundle, tmp_path / "older", {k: v for k, v in manifest.items() if k != "tokenizer"})
+    done = run_host(host_binary, "--bundle", older, *args, check_rc=False)
+    assert done.returncode == 2 and "names no tokenizer vocabulary" in done.stderr, done.stderr
+    assert done.stderr.endswith("run `dcrt build --res tiny` again\n")
+    assert not (tmp_path / "frames").exists()

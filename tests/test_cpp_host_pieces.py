@@ -14,7 +14,7 @@ import torch
 from cpp_host_support import check
 from safetensors.torch import save_file
 
-from dcrt.artifacts.aoti_build import host_fields, write_host_files
+from dcrt.artifacts.host_files import host_fields, write_host_files
 from dcrt.families.dynamicrafter.host import host_noise
 from dcrt.families.dynamicrafter.options import resolve_options
 from dcrt.families.dynamicrafter.sampler import Guidance, combine_guidance, ddim_step

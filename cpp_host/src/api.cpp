@@ -33,16 +33,15 @@ namespace {
 
 // What this library needs besides the graphs (bundle.cpp refuses the bundles of other models): the vocabulary.
 void check_runnable(const Bundle& b) {
-  if (b.tokenizer.empty() && b.engine_kind == "aoti")
-    throw HostError(b.dir + "/manifest.json names no tokenizer vocabulary (dcrt build writes it since issue 32): " +
-                    "run `dcrt build --res " + b.preset + " --engine aoti` again");
-  if (b.tokenizer.empty())  // the TensorRT builder does not write it (yet)
-    throw HostError(b.dir + "/manifest.json names no tokenizer vocabulary: copy clip_bpe_vocab.txt from an " +
-                    "AOTInductor bundle beside the plans and add \"tokenizer\": \"clip_bpe_vocab.txt\" to the manifest");
+  // Both builds write it (dcrt.artifacts.host_files); a bundle built before they did gains it from a rebuild, which
+  // keeps its up-to-date packages or plans.
+  if (b.tokenizer.empty())
+    throw HostError(b.dir + "/manifest.json names no tokenizer vocabulary (an older dcrt built it): run `dcrt build " +
+                    "--res " + b.preset + (b.engine_kind == "aoti" ? " --engine aoti" : "") + "` again");
 }
 
-// The bundle's defaults for `mode` with the caller's settings applied. A TensorRT manifest records no defaults: then
-// every setting but image_guidance_scale must be given (named by its command-line flag, which says the field too).
+// The bundle's defaults for `mode` with the caller's settings applied. A manifest written before dcrt recorded them
+// (a TensorRT bundle of an older dcrt) has none: then every setting but image_guidance_scale must be given (named by its command-line flag, which says the field too).
 SamplingOptions resolve(const Bundle& bundle, const std::string& mode, const Sampling& s) {
   const auto recorded = bundle.defaults.find(mode);
   if (recorded == bundle.defaults.end() && bundle.modes_recorded)

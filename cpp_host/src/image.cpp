@@ -7,9 +7,11 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstring>
+#include <optional>
 
 #include "errors.h"
 #include "files.h"
+#include "orientation.h"
 
 namespace dcrt_host {
 
@@ -44,12 +46,63 @@ void png_read_bytes(png_structp png, png_bytep out, png_size_t length) {
   src->at += length;
 }
 
+// The chunks after the pixels, where an eXIf may also be (PIL reads it there too). A damaged tail is ignored, as PIL
+// ignores it: the pixels are read by then. (Its own setjmp: longjmp must not leave a frame with live C++ objects.)
+void read_png_end(png_structp png, png_infop info) {
+  if (setjmp(png_jmpbuf(png))) return;
+  png_read_end(png, info);
+}
+
+// The last eXIf chunk's bytes as they are (a TIFF block, or one behind "Exif\0\0"), none without one: what PIL reads.
+// libpng's own eXIf reading (png_get_eXIf_1) keeps the first chunk and drops one that does not start with "II" or
+// "MM", so decode_png has libpng keep eXIf chunks as unknown ones, which it stores untouched.
+std::optional<std::vector<uint8_t>> png_exif(png_structp png, png_infop info) {
+  png_unknown_chunkp chunks = nullptr;
+  const int count = png_get_unknown_chunks(png, info, &chunks);
+  std::optional<std::vector<uint8_t>> exif;
+  for (int i = 0; i < count; ++i)
+    if (std::memcmp(chunks[i].name, "eXIf", 4) == 0)
+      exif.emplace(chunks[i].data, chunks[i].data + (chunks[i].data != nullptr ? chunks[i].size : 0));
+  return exif;
+}
+
+// The last text chunk (iTXt, tEXt or zTXt, decompressed) with this key, as PIL's info holds it.
+std::optional<std::string> png_text(png_structp png, png_infop info, const char* key) {
+  png_textp text = nullptr;
+  const int count = png_get_text(png, info, &text, nullptr);
+  std::optional<std::string> value;
+  for (int i = 0; i < count; ++i) {
+    if (text[i].key == nullptr || text[i].text == nullptr || std::strcmp(text[i].key, key) != 0) continue;
+    value.emplace(text[i].text, text[i].compression > 0 ? text[i].itxt_length : text[i].text_length);
+  }
+  return value;
+}
+
+// The PNG's orientation as PIL's getexif finds it: the eXIf chunk's EXIF, else ImageMagick's "Raw profile type exif"
+// text (hex), then the XMP packet where the EXIF has no entry.
+int png_orientation(png_structp png, png_infop info) {
+  const std::string xmp = png_text(png, info, "XML:com.adobe.xmp").value_or("");
+  if (const auto exif = png_exif(png, info)) return image_orientation(*exif, xmp);
+  if (const auto raw = png_text(png, info, "Raw profile type exif")) {
+    const auto exif = raw_profile_exif(*raw);
+    return exif ? image_orientation(*exif, xmp) : 1;  // bad hex: PIL raises, and dcrt.images then ignores the block
+  }
+  return image_orientation({}, xmp);
+}
+
 Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   png_infop info = png_create_info_struct(png);
+  png_set_benign_errors(png, 1);  // a malformed ancillary chunk is a warning, not a failure, as in PIL
+  static constexpr png_byte kExif[] = {'e', 'X', 'I', 'f', '\0'};
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_ALWAYS, kExif, 1);  // png_exif reads them
   PngSource source{bytes};
+  // Everything libpng's longjmp may cross is made before setjmp (a jump skips no constructor, and the throw below
+  // frees it all); a flag set between setjmp and longjmp is volatile, so the handler reads its value.
   Tensor t;
-  bool sixteen = false;
+  std::vector<uint8_t> pixels;
+  std::vector<png_bytep> rows;
+  volatile bool sixteen = false;
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
     throw HostError(sixteen ? name + " is a 16-bit PNG; convert it to 8-bit RGB first"
@@ -74,17 +127,19 @@ Tensor decode_png(const std::vector<uint8_t>& bytes, const std::string& name) {
   const int height = static_cast<int>(png_get_image_height(png, info));
   const int width = static_cast<int>(png_get_image_width(png, info));
   const int channels = alpha ? 4 : 3;
-  std::vector<uint8_t> pixels(static_cast<size_t>(height) * width * channels);
-  std::vector<png_bytep> rows(static_cast<size_t>(height));
+  pixels.resize(static_cast<size_t>(height) * width * channels);
+  rows.resize(static_cast<size_t>(height));
   for (int y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = pixels.data() + static_cast<size_t>(y) * width * channels;
   png_read_image(png, rows.data());
+  read_png_end(png, info);
+  const int orientation = png_orientation(png, info);
   png_destroy_read_struct(&png, &info, nullptr);
   t = Tensor::zeros(DType::kUInt8, {height, width, 3});
   const size_t count = static_cast<size_t>(height) * width;
   for (size_t i = 0; i < count; ++i)
     for (int c = 0; c < 3; ++c)
       t.bytes[i * 3 + c] = alpha ? over_white(pixels[i * 4 + c], pixels[i * 4 + 3]) : pixels[i * 3 + c];
-  return t;
+  return apply_orientation(t, orientation);
 }
 
 // --- JPEG ----------------------------------------------------------------------------------------------------------
@@ -104,15 +159,28 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   info.err = jpeg_std_error(&error.mgr);
   error.mgr.error_exit = jpeg_fail;
   error.mgr.emit_message = jpeg_quiet;
-  Tensor t;
-  bool cmyk = false;
+  Tensor t;  // as in decode_png: what the longjmp may cross is made before setjmp, its flag volatile
+  std::vector<uint8_t> exif, row;
+  std::string xmp;
+  volatile bool cmyk = false;
   if (setjmp(error.jump)) {
     jpeg_destroy_decompress(&info);
     throw HostError(cmyk ? name + " is a CMYK JPEG; convert it to RGB first" : "cannot read " + name + ": not a valid JPEG file");
   }
   jpeg_create_decompress(&info);
   jpeg_mem_src(&info, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_save_markers(&info, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(&info, TRUE);
+  // PIL's EXIF: the first APP1 "Exif\0\0" segment, with the payload of every later one appended (JpegImagePlugin.APP).
+  // Its XMP: the last APP1 segment of Adobe's namespace, after the namespace's NUL.
+  constexpr char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // sizeof: with its NUL
+  for (jpeg_saved_marker_ptr m = info.marker_list; m != nullptr; m = m->next) {
+    if (m->marker != JPEG_APP0 + 1) continue;
+    if (m->data_length >= 6 && std::memcmp(m->data, "Exif\0\0", 6) == 0)
+      exif.insert(exif.end(), m->data + (exif.empty() ? 0 : 6), m->data + m->data_length);
+    else if (m->data_length >= sizeof(kXmp) && std::memcmp(m->data, kXmp, sizeof(kXmp)) == 0)
+      xmp.assign(reinterpret_cast<const char*>(m->data) + sizeof(kXmp), m->data_length - sizeof(kXmp));
+  }
   if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
     cmyk = true;
     std::longjmp(error.jump, 1);
@@ -122,7 +190,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   jpeg_start_decompress(&info);
   const int height = static_cast<int>(info.output_height), width = static_cast<int>(info.output_width);
   t = Tensor::zeros(DType::kUInt8, {height, width, 3});
-  std::vector<uint8_t> row(static_cast<size_t>(width) * (grey ? 1 : 3));
+  row.resize(static_cast<size_t>(width) * (grey ? 1 : 3));
   while (info.output_scanline < info.output_height) {
     const int y = static_cast<int>(info.output_scanline);
     JSAMPROW rows[1] = {row.data()};
@@ -135,7 +203,7 @@ Tensor decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name) {
   }
   jpeg_finish_decompress(&info);
   jpeg_destroy_decompress(&info);
-  return t;
+  return apply_orientation(t, image_orientation(exif, xmp));
 }
 
 // --- PIL's resample (Pillow src/libImaging/Resample.c, bilinear filter, 8 bits per channel) -----------------------

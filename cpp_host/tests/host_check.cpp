@@ -5,7 +5,8 @@
 //        RESULT.npy
 //   clip IMAGE.npy SIZE RESULT.npy                                      (float32 [1, 3, H, W] in [-1, 1])
 //   frames VIDEO.npy RESULT.npy                                         (float32 [T, 3, H, W])
-//   pixels IMAGE H W RESULT.npy              (PNG / JPEG, resized and cropped to H x W -> [1, 3, H, W] in [-1, 1])
+//   pixels IMAGE H W RESULT.npy [IMAGE H W RESULT.npy ...]
+//                                            (PNG / JPEG, resized and cropped to H x W -> [1, 3, H, W] in [-1, 1])
 //   tokens VOCABULARY PROMPTS.json LENGTH RESULT.npy                    (a JSON list of N prompts -> int64 [N, L])
 //   noise SEED DRAWS C T H W RESULT.npy                                 (float32 [DRAWS, 1, C, T, H, W])
 #include <nlohmann/json.hpp>
@@ -105,7 +106,9 @@ int main(int argc, char** argv) {
   const std::map<std::string, int> arity = {{"schedule", 6}, {"step", 13}, {"clip", 3},   {"frames", 2},
                                             {"pixels", 4},   {"tokens", 4}, {"noise", 7}};
   const int need = arity.count(cmd) ? arity.at(cmd) : -1;
-  if (need < 0 || argc - 2 != need) {
+  // pixels repeats: one process (libtorch's loading is most of its time) for many images.
+  const bool fits = cmd == "pixels" ? argc > 2 && (argc - 2) % need == 0 : argc - 2 == need;
+  if (need < 0 || !fits) {
     std::fprintf(stderr, "usage: dcrt_host_check schedule|step|clip|frames|pixels|tokens|noise ARGS (see the source)\n");
     return 2;
   }
@@ -115,7 +118,8 @@ int main(int argc, char** argv) {
     else if (cmd == "step") step_cmd(a);
     else if (cmd == "clip") clip_cmd(a);
     else if (cmd == "frames") frames_cmd(a);
-    else if (cmd == "pixels") pixels_cmd(a);
+    else if (cmd == "pixels")
+      for (int k = 0; k < argc - 2; k += need) pixels_cmd(a + k);
     else if (cmd == "tokens") tokens_cmd(a);
     else noise_cmd(a);
   } catch (const std::exception& e) {

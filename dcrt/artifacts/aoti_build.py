@@ -30,10 +30,10 @@ from dcrt.artifacts.aoti_bundle import (
 )
 from dcrt.artifacts.engine_bundle import bundle_dir, preset_dirname
 from dcrt.artifacts.graphs import ComponentSpec, io_table
+from dcrt.artifacts.host_files import host_fields, write_host_files
 from dcrt.artifacts.manifest import sha256_file
 from dcrt.atomic import atomic_file
 from dcrt.errors import BackendUnavailable, DcrtError, UsageError
-from dcrt.families import family_of
 from dcrt.families.base import PresetBase
 from dcrt.version import __version__
 from dcrt.weights import Weights, made_from
@@ -254,32 +254,6 @@ def _new_manifest(
         weights.stamp(),
         **host_fields(preset),
     )
-
-
-def host_fields(preset: PresetBase) -> dict:
-    """What the manifest records for the C++ host (`parameterization`, `sampling`): the family's, None for a family
-    the host does not run."""
-    family = family_of(preset)
-    if not family.has("host_fields"):
-        return {"parameterization": None, "sampling": None, "modes": None, "tokenizer": None}
-    return family.part("host_fields")(preset)
-
-
-def write_host_files(directory: Path, fields: dict) -> None:
-    """The file the host fields name: the CLIP BPE vocabulary (uncompressed: the C++ host reads it without zlib), so a
-    host tokenizes prompts without Python. Written atomically; an identical one is kept."""
-    if fields.get("tokenizer") is None:
-        return
-    import gzip
-
-    from dcrt.models.tokenizer import vocabulary_file
-
-    path = directory / fields["tokenizer"]
-    text = gzip.decompress(vocabulary_file().read_bytes())
-    if path.is_file() and path.read_bytes() == text:
-        return
-    with atomic_file(path, suffix=".txt") as tmp:
-        tmp.write_bytes(text)
 
 
 def _refresh_host_fields(manifest: AotiManifest | None, preset: PresetBase, directory: Path, log: Log) -> None:

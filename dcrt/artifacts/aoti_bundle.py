@@ -147,7 +147,7 @@ class AotiManifest:
     parameterization: str | None = None
     sampling: dict | None = None
     modes: dict | None = None  # the other modes' defaults, as `sampling`: {"interpolate": {...}, "loop": {...}}
-    tokenizer: str | None = None  # the CLIP BPE vocabulary file (dcrt.artifacts.aoti_build.write_host_files)
+    tokenizer: str | None = None  # the CLIP BPE vocabulary file (dcrt.artifacts.host_files.write_host_files)
     engine_kind: str = ENGINE_KIND
     schema_version: int = AOTI_SCHEMA_VERSION
 

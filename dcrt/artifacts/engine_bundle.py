@@ -164,6 +164,13 @@ class EngineManifest:
     # file -> sha256, and file -> bytes.
     schedule: dict[str, str] = field(default_factory=dict)
     schedule_sizes: dict[str, int] = field(default_factory=dict)
+    # For hosts without Python (the C++ host), as in an AOTInductor manifest (dcrt.artifacts.host_files): what the UNet
+    # predicts, the preset's defaults per mode, and the CLIP BPE vocabulary file copied beside the plans. Absent from
+    # manifests written before them (read as None: the host then asks for every setting and refuses the bundle).
+    parameterization: str | None = None
+    sampling: dict | None = None
+    modes: dict | None = None
+    tokenizer: str | None = None
     schema_version: int = ENGINE_SCHEMA_VERSION
 
     @property
@@ -195,7 +202,9 @@ class EngineManifest:
         )
 
 
-def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:
+def new_manifest(export: ExportManifest, target: Target, host_fields: dict) -> EngineManifest:
+    """The manifest of `export`'s plans for `target`, with no engines yet; `host_fields`:
+    dcrt.artifacts.host_files.host_fields of its preset."""
     return EngineManifest(
         export.preset,
         export.height,
@@ -206,6 +215,7 @@ def new_manifest(export: ExportManifest, target: Target) -> EngineManifest:
         target.tensorrt_version,
         __version__,
         asdict(export),
+        **host_fields,
     )
 
 

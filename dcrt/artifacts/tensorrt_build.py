@@ -36,6 +36,7 @@ from dcrt.artifacts.engine_bundle import (
     stale_reason,
 )
 from dcrt.artifacts.graphs import ComponentSpec, io_table
+from dcrt.artifacts.host_files import host_fields, write_host_files
 from dcrt.artifacts.manifest import MANIFEST_FILE, ExportManifest, file_problem
 from dcrt.atomic import atomic_file
 from dcrt.errors import DcrtError, UsageError
@@ -132,7 +133,9 @@ def build_bundle(
     )
     directory.mkdir(parents=True, exist_ok=True)
     existing = read_manifest_or_none(directory)
-    manifest = new_manifest(export, target)
+    fields = host_fields(preset)
+    write_host_files(directory, fields)  # the vocabulary, as an AOTInductor bundle holds it: the C++ host needs it
+    manifest = new_manifest(export, target, fields)
     if existing is not None and existing.target == target and existing.preset == export.preset:
         manifest.engines = dict(existing.engines)  # keep what is up to date, replace what is rebuilt
     for file, digest in export.schedule.items():

@@ -49,8 +49,8 @@ class Family:
         io_table        (preset, height, width) -> {graph name: ComponentSpec}, its exported graphs' static shapes
         graph_modules   (model, dtype) -> {graph name: GraphModule}, what each graph is traced from
         sample_inputs   (spec, preset, seed) -> realistic random inputs of one graph
-        host_fields     (preset) -> what an AOTInductor bundle's manifest records for the C++ host (only a family
-                        the host runs has it)
+        host_fields     (preset) -> what a bundle's manifest (AOTInductor or TensorRT) records for the C++ host
+                        (only a family the host runs has it)
         animate         dcrt.animate for its models: (model, image, prompt, extend=, x_T=, on_step=, **sampling)
         stream          (model, mode, images, prompt, on_step, sampling) -> (uint8 frame chunks as decoded, fps)
         check_animate   (preset, prompt, extend, extend file, sampling request, SVD request) -> further clips'

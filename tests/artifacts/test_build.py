@@ -2,6 +2,7 @@
 the missing-TensorRT path, and that every TensorRT name the code uses exists in the real 11.4 API."""
 
 import ast
+import gzip
 import json
 import sys
 from dataclasses import replace
@@ -25,9 +26,11 @@ from dcrt.artifacts.engine_bundle import (
     stale_reason,
 )
 from dcrt.artifacts.graphs import io_table
+from dcrt.artifacts.host_files import HOST_FIELD_NAMES, host_fields, write_host_files
 from dcrt.artifacts.manifest import ExportManifest
 from dcrt.artifacts.tensorrt_build import BuildConfig, build_bundle, lift_softmax_to_fp32, profile_for
 from dcrt.errors import BackendUnavailable, UsageError
+from dcrt.models.tokenizer import vocabulary_file
 
 REPO = Path(__file__).resolve().parents[2]
 TRT_MODULES = (
@@ -92,7 +95,7 @@ def test_build_writes_bundle_and_manifest_round_trips(export_dir, tmp_path):
     directory = tmp_path / "engines" / TARGET.dirname / "tiny"
     assert report.directory == directory and set(report.built) == set(io_table(dcrt.get_preset("tiny")))
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        [f"{n}.plan" for n in report.built] + ["manifest.json", "schedule.safetensors"]
+        [f"{n}.plan" for n in report.built] + ["manifest.json", "schedule.safetensors", "clip_bpe_vocab.txt"]
     )
     assert not [p for p in (tmp_path / "engines").rglob(".*")]  # no temporary files left behind
     manifest = EngineManifest.read(directory)
@@ -185,6 +188,40 @@ def test_build_refuses_a_modified_export(export_dir, tmp_path):
     (export_dir / "unet.onnx").write_bytes(b"tampered")
     with pytest.raises(UsageError, match="unet.onnx does not match"):
         _build(export_dir, tmp_path / "engines")
+
+
+def test_bundle_carries_the_host_fields_and_vocabulary_as_an_aoti_bundle_does(export_dir, tmp_path):
+    """The C++ host's vocabulary beside the plans and named in the manifest, with the preset's defaults: the same
+    fields and file as an AOTInductor bundle of the preset; a bundle whose plans are all up to date gains them."""
+    report = _build(export_dir, tmp_path / "engines")
+    fields = host_fields(dcrt.get_preset("tiny"))
+    manifest = EngineManifest.read(report.directory)
+    assert {name: getattr(manifest, name) for name in fields} == fields
+    assert manifest.tokenizer == "clip_bpe_vocab.txt" and manifest.sampling["steps"] == 50
+    vocabulary = report.directory / manifest.tokenizer
+    assert vocabulary.read_bytes() == gzip.decompress(vocabulary_file().read_bytes())
+    aoti = tmp_path / "aoti"  # what the AOTInductor build writes, by the same function
+    aoti.mkdir()
+    write_host_files(aoti, fields)
+    assert (aoti / fields["tokenizer"]).read_bytes() == vocabulary.read_bytes()
+
+    # As a bundle built before: no vocabulary, no host fields. A rebuild builds no plan and adds both.
+    vocabulary.unlink()
+    data = json.loads((report.directory / "manifest.json").read_text())
+    old = {k: v for k, v in data.items() if k not in HOST_FIELD_NAMES}
+    (report.directory / "manifest.json").write_text(json.dumps(old))
+    assert EngineManifest.read(report.directory).tokenizer is None  # an old manifest still reads
+    again = _build(export_dir, tmp_path / "engines")
+    assert again.built == {} and vocabulary.is_file()
+    assert json.loads((report.directory / "manifest.json").read_text()) == data
+
+
+def test_a_bundle_of_a_family_the_host_does_not_run_has_no_vocabulary(tmp_path):
+    make_export(tmp_path / "export", preset="tiny-svd")
+    report = _build(tmp_path / "export", tmp_path / "engines")
+    manifest = EngineManifest.read(report.directory)
+    assert [getattr(manifest, name) for name in HOST_FIELD_NAMES] == [None] * 4
+    assert not (report.directory / "clip_bpe_vocab.txt").exists()
 
 
 # --------------------------------------------------------------------------------------- mismatch messages
