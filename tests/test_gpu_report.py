@@ -129,6 +129,8 @@ def test_dry_run_out_holds_only_small_files_and_the_work_folder_is_removed(dry_r
 @pytest.mark.heavy
 def test_dry_run_measures_a_long_video_beside_a_short_one(dry_run):
     _, _, data, _ = dry_run
+    labels = [f"{modes.LONG_VIDEO_MODE}, {frames} frames ({windows} windows)" for frames, windows in ((16, 1), (32, 3))]
+    assert list(data["sections"]["long-video"]["modes"]) == labels  # the dry run's --long-video-frames
     runs = list(data["sections"]["long-video"]["modes"].values())
     assert len(runs) == 2 and all(run["latents_finite"] for run in runs)
     short, long = runs
