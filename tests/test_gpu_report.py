@@ -129,12 +129,12 @@ def test_dry_run_out_holds_only_small_files_and_the_work_folder_is_removed(dry_r
 @pytest.mark.heavy
 def test_dry_run_measures_a_long_video_beside_a_short_one(dry_run):
     _, _, data, _ = dry_run
+    # The work by its windows, not its seconds: on a busy 2-core machine the 16-frame run once took as long as the
+    # 32-frame one. The frames reach the pipeline: tests/test_simulated_cuda.py's long video.
     labels = [f"{modes.LONG_VIDEO_MODE}, {frames} frames ({windows} windows)" for frames, windows in ((16, 1), (32, 3))]
     assert list(data["sections"]["long-video"]["modes"]) == labels  # the dry run's --long-video-frames
     runs = list(data["sections"]["long-video"]["modes"].values())
-    assert len(runs) == 2 and all(run["latents_finite"] for run in runs)
-    short, long = runs
-    assert long["seconds"]["denoise"] > short["seconds"]["denoise"] and long["ms_per_frame"] > 0
+    assert all(run["latents_finite"] and run["seconds"]["denoise"] > 0 and run["ms_per_frame"] > 0 for run in runs)
 
 
 @pytest.mark.heavy
