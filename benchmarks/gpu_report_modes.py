@@ -99,7 +99,6 @@ COMPARISONS = (
     ("balanced-fp16", "graph-fused-fp16"),
     ("low-fp16", "graph-fused-fp16"),
 )
-LONG_VIDEO_FRAMES = 64  # the long-video section: one sampling pass over overlapping 16-frame windows
 LONG_VIDEO_MODE = "graph-fused-fp16"
 # Peak-memory targets (GB, 1e9 bytes) that the half-precision modes are held to; issue 16 set ToonCrafter's.
 # `python benchmarks/memory.py` estimates the same figure without a GPU.
@@ -141,7 +140,9 @@ def section_bodies(report: Report, args, device: torch.device, work: Path) -> di
     bodies = {"kernels": lambda: kernels_section(report, device)}
     for name in args.presets:
         bodies[name] = lambda name=name: preset_section(report, name, device, steps, dry_run)
-    bodies["long-video"] = lambda: long_video_section(report, args.long_video, device, steps, dry_run)
+    bodies["long-video"] = lambda: long_video_section(
+        report, args.long_video, args.long_video_frames, device, steps, dry_run
+    )
     bodies[svd.name] = lambda: svd_section(report, svd.name, device, steps, test_image(svd.height, svd.width))
     bodies["aoti"] = lambda: aoti_section(report, args.aoti_preset, device, dry_run, work)
     return bodies
@@ -364,15 +365,18 @@ def memory_target(report: Report, preset_name: str) -> None:
     report.log(f"peak memory of the half-precision modes {peaks} GB, target {target} GB: met {entry['met']}")
 
 
-def long_video_section(report: Report, preset_name: str, device: torch.device, steps: int, dry_run: bool) -> None:
-    """The fastest mode at 16 and at LONG_VIDEO_FRAMES frames, side by side: ms per step and per frame grow with
-    the number of windows (docs/sampling.md §4.10), and the long video stays finite."""
+def long_video_section(
+    report: Report, preset_name: str, long_frames: int, device: torch.device, steps: int, dry_run: bool
+) -> None:
+    """The fastest mode at 16 and at `long_frames` frames (one sampling pass over overlapping 16-frame windows), side
+    by side: ms per step and per frame grow with the number of windows (docs/sampling.md §4.10), and the long video
+    stays finite."""
     preset = dcrt.get_preset(preset_name)
     mode = next(m for m in MODES if m.name == LONG_VIDEO_MODE)
     model = dcrt.random_model(preset, seed=0, device=device, dtype=WEIGHT_DTYPES[mode.dtype])
     sizes = {"height": preset.height, "width": preset.width, "steps": steps}
-    report.record("long-video", "settings", value=sizes | {"preset": preset_name, "frames": f"16, {LONG_VIDEO_FRAMES}"})
-    for frames in (preset.frames, LONG_VIDEO_FRAMES):
+    report.record("long-video", "settings", value=sizes | {"preset": preset_name, "frames": f"16, {long_frames}"})
+    for frames in (preset.frames, long_frames):
         opts = resolve_options(preset, steps=steps, seed=123, frames=frames)
         label = f"{mode.name}, {frames} frames ({opts.windows('animate').count} windows)"
         report.section = f"long-video/{label}"

@@ -228,6 +228,7 @@ def test_host_writes_mp4_with_ffmpeg_on_path(host_binary, host_bundle, host_imag
 
 
 @pytest.mark.aoti
+@pytest.mark.heavy  # on the tiny-svd bundle, built only for -m heavy (tests/backends/test_aoti_svd.py)
 def test_host_refuses_an_svd_bundle_in_one_line(host_binary, aoti_tiny_svd_bundle, host_image, tmp_path):
     """The host runs DynamiCrafter's graphs only: a Stable Video Diffusion bundle (no text encoder, no schedule file)
     is named as such before anything else is read."""

@@ -110,15 +110,21 @@ def test_the_baseline_runs_under_cuda_autocast_in_every_other_task(preset_name, 
         assert result.latents.device == DEVICE and result.frames.shape[1:] == (opts.height, opts.width, 3)
 
 
-@pytest.mark.parametrize("preset_name", _presets([DRY_RUN.long_video], [ON_GPU.long_video]))
-def test_long_video_mode_runs_on_simulated_cuda(preset_name):
+@pytest.mark.parametrize(
+    "preset_name, frames",
+    [
+        (DRY_RUN.long_video, DRY_RUN.long_video_frames),
+        pytest.param(ON_GPU.long_video, ON_GPU.long_video_frames, marks=pytest.mark.full),
+    ],
+)
+def test_long_video_mode_runs_on_simulated_cuda(preset_name, frames):
     preset = dcrt.get_preset(preset_name)
     mode = next(m for m in gpu_report_modes.MODES if m.name == gpu_report_modes.LONG_VIDEO_MODE)
-    opts = resolve_options(preset, steps=STEPS, seed=123, frames=gpu_report_modes.LONG_VIDEO_FRAMES)
+    opts = resolve_options(preset, steps=STEPS, seed=123, frames=frames)
     with simulated_cuda() as cuda:
         model = cuda.build(DynamiCrafter, preset, WEIGHT_DTYPES[mode.dtype])
         result = _generate(gpu_report_modes.pipeline_for_mode(model, mode, dry_run=False), opts)
-        assert result.latents.shape[2] == gpu_report_modes.LONG_VIDEO_FRAMES and result.latents.device == DEVICE
+        assert result.latents.shape[2] == frames and result.latents.device == DEVICE
         assert [(g.captures, g.replays) for g in cuda.graphs] == [(1, STEPS)]
 
 

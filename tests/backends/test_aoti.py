@@ -169,6 +169,7 @@ def test_loading_refuses_a_broken_or_foreign_bundle(aoti_tiny_bundle, tmp_path):
         open_aoti(directory)
 
 
+@pytest.mark.heavy  # two more packages compiled; the dual-ref graphs' IO is proven on ONNX Runtime by default
 def test_dual_ref_vae_packages_take_and_return_every_reference(tmp_path):
     # ToonCrafter's VAE graphs (docs/models.md §6.2): an encoder of 6 outputs, a decoder of 6 inputs, in IO-table order
     preset = dcrt.get_preset("tiny-tooncrafter")

@@ -1,6 +1,10 @@
 """AOTInductor packages of Stable Video Diffusion (tiny-svd), built once per session by `dcrt build --engine aoti`
 (the `aoti_tiny_svd_bundle` fixture): the manifest (no schedule file: SVD's EDM schedule is the preset's), parity
-with PyTorch per component and end to end, the command line, and the errors a run can meet."""
+with PyTorch per component and end to end, the command line, and the errors a run can meet.
+
+The tests on that bundle are marked heavy (`-m heavy`; its five packages take minutes of g++ on 2 cores): in the
+default run, the AOTInductor runtime is proven on the tiny bundle (tests/backends/test_aoti.py) and SVD's static
+graphs on ONNX Runtime (tests/families/svd/)."""
 
 import json
 
@@ -35,6 +39,7 @@ def backend(aoti_tiny_svd_bundle):
     return open_aoti(aoti_tiny_svd_bundle)
 
 
+@pytest.mark.heavy
 def test_bundle_has_a_package_per_graph_and_no_schedule(aoti_tiny_svd_bundle):
     data = json.loads((aoti_tiny_svd_bundle / "manifest.json").read_text())
     assert (data["preset"], data["source"], data["schedule"]) == ("tiny-svd", "random:tiny-svd:seed0", {})
@@ -48,6 +53,7 @@ def test_bundle_has_a_package_per_graph_and_no_schedule(aoti_tiny_svd_bundle):
     assert files == sorted(["manifest.json", *(f"{n}.pt2" for n in specs)])  # nothing else, no temporaries
 
 
+@pytest.mark.heavy
 def test_each_package_matches_pytorch(backend, svd_model):
     ref = TorchSVDBackend(svd_model)
     assert isinstance(backend, StaticSVDBackend) and backend.decode_chunks == (4,)
@@ -74,6 +80,7 @@ def test_each_package_matches_pytorch(backend, svd_model):
         backend.decode_latents(z[:3])
 
 
+@pytest.mark.heavy
 def test_the_pipeline_matches_torch(backend, svd_model):
     picture = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     opts = resolve_svd_options(TINY_SVD, steps=3, seed=5)
@@ -86,6 +93,7 @@ def test_the_pipeline_matches_torch(backend, svd_model):
     assert error < sampling_tolerance(3, opts.max_guidance_scale) and levels <= 1
 
 
+@pytest.mark.heavy
 def test_cli_animate_runs_the_packages(aoti_tiny_svd_bundle, tmp_path, run_cli):
     from PIL import Image
 
@@ -101,6 +109,7 @@ def test_cli_animate_runs_the_packages(aoti_tiny_svd_bundle, tmp_path, run_cli):
     assert code == 0 and "using aoti on cpu" in err, err  # auto finds it too
 
 
+@pytest.mark.heavy
 def test_an_svd_bundle_is_refused_by_the_dynamicrafter_backend(aoti_tiny_svd_bundle, tmp_path, run_cli):
     with pytest.raises(UsageError, match="tiny-svd does not support StaticShapeBackend"):
         StaticShapeBackend(AotiGraphs(aoti_tiny_svd_bundle))
