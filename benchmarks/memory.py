@@ -151,6 +151,29 @@ class CallCounter:
         setattr(self, what, getattr(self, what) + 1)
 
 
+@contextlib.contextmanager
+def placed_backend(
+    preset_name: str, dtype: str, profile: MemoryProfile, weights: str | None = None, fp32_norm_copies: bool = False
+):
+    """The preset's model (fake tensors), stored as `weights` says, in a torch backend that `profile` placed on the
+    simulated device: (backend, the device's LiveTensors), for as long as the block runs."""
+    preset = dcrt.get_preset(preset_name)
+    with simulated_cuda() as cuda, LiveTensors("cuda") as live, contextlib.ExitStack() as patches:
+        if fp32_norm_copies:
+            patches.enter_context(mock.patch("dcrt.models.layers._spell_out_fp32", lambda x, weight: True))
+        model = fake_model(network_of(preset_name), preset_name, DTYPES[dtype], cuda.fake, "cpu")
+        if weights == "fp8":
+            store_weights_fp8(model)
+        yield family_of(preset).part("torch_backend")(model, profile, DEVICE), live
+
+
+def resident_bytes(preset_name: str, dtype: str, profile: MemoryProfile, weights: str | None = None) -> int:
+    """What stays on the device between runs: the networks `profile` keeps there (`Estimate.resident_gib`, without
+    running a video)."""
+    with placed_backend(preset_name, dtype, profile, weights) as (_, live):
+        return live.bytes
+
+
 def estimate(
     preset_name: str,
     dtype: str,
@@ -165,13 +188,7 @@ def estimate(
     family = family_of(preset)
     mode = preset.modes[0]
     images = [np.zeros((preset.height, preset.width, 3), np.uint8)] * (1 if mode == "animate" else 2)
-    with simulated_cuda() as cuda, LiveTensors("cuda") as live, contextlib.ExitStack() as patches:
-        if fp32_norm_copies:
-            patches.enter_context(mock.patch("dcrt.models.layers._spell_out_fp32", lambda x, weight: True))
-        model = fake_model(network_of(preset_name), preset_name, DTYPES[dtype], cuda.fake, "cpu")
-        if weights == "fp8":
-            store_weights_fp8(model)
-        backend = family.part("torch_backend")(model, profile, DEVICE)
+    with placed_backend(preset_name, dtype, profile, weights, fp32_norm_copies) as (backend, live):
         counter = CallCounter(backend)
         resident, placed = live.bytes, live.copied_in
         with live.stage() as sampling:
