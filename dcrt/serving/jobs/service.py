@@ -161,7 +161,7 @@ class JobService:
             queue_position=self.store.queue_position(job), step=job.step, steps=job.steps, stage=job.stage,
             attempts=job.attempts, error=job.error, prompt=job.prompt,
             result_url=f"/v1/jobs/{job.id}/result" if job.status == "succeeded" else None,
-            scores=Scores(**json.loads(job.scores)) if job.scores else None,
+            scores=_scores(job),
         )  # fmt: skip
 
     def cancel(self, job_id: str) -> JobStatus:
@@ -185,7 +185,7 @@ class JobService:
         job = self._succeeded(job_id)
         if job.scores is None:
             raise ResultNotReady(f'job {job_id} did not ask for scores: submit it with "score": true')
-        return self.status(job).scores
+        return _scores(job)
 
     def _succeeded(self, job_id: str) -> JobRecord:
         job = self.job(job_id)
@@ -198,3 +198,8 @@ class JobService:
         """Seconds until a place in the queue is likely free: one job's mean run time over the workers."""
         mean = self.store.mean_run_s() or 10.0
         return max(1, math.ceil(mean / self.settings.workers))
+
+
+def _scores(job: JobRecord) -> Scores | None:
+    """A job's stored scores (the JSON its worker wrote), or None."""
+    return Scores(**json.loads(job.scores)) if job.scores else None
